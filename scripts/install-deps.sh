@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything matid needs to build, test and run, from Debian 12 (bookworm) packages only.
+# Safe to run again: apt-get skips what is already there. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake pkg-config ccache git
+  # serving core
+  libtorch-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libopencv-dev libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  # clients: MQTT and the durable spool
+  libpaho-mqtt-dev libpaho-mqttpp-dev libsqlite3-dev mosquitto mosquitto-clients
+  # Python side: training/export and the cross-language client test
+  python3 python3-torch python3-torchvision python3-opencv python3-numpy
+  python3-sklearn python3-matplotlib python3-grpcio python3-protobuf
+  # data and tooling used by the demo and tests
+  dataset-fashion-mnist prometheus openssl curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,136 @@
+// Dynamic batcher: one bounded queue of preprocessed images and one worker
+// thread that runs them through the model in batches of up to
+// max_batch_size. Work-conserving: when the model is idle a batch starts at
+// once with whatever is waiting; with max_queue_delay_us > 0 the worker
+// waits up to that long for a fuller batch. Expired or cancelled tasks are
+// answered before inference and never run. A full queue refuses at once
+// (RESOURCE_EXHAUSTED): load is shed, the queue never grows unbounded.
+//
+// Thread-safety: Submit*, queue_depth and in_flight may be called from any
+// thread. Shutdown() may be called from any thread except the worker (that
+// is, not from a task's done callback).
+#ifndef MATID_SERVER_BATCHER_H_
+#define MATID_SERVER_BATCHER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/model_backend.h"
+
+namespace matid {
+
+class ServerMetrics;
+
+struct BatcherOptions {
+  // Most images in one forward pass. 1 switches batching off.
+  int max_batch_size = 8;
+  // How long the oldest queued image may wait for a fuller batch, in
+  // microseconds. 0 (default) never waits while the model is idle: lowest
+  // latency; larger values trade latency for throughput under light load.
+  int64_t max_queue_delay_us = 0;
+  // Most images waiting (not yet running). Beyond it Submit refuses with
+  // RESOURCE_EXHAUSTED. Bounds memory: each waiting image holds one tensor.
+  int max_queue_size = 128;
+};
+
+absl::Status ValidateBatcherOptions(const BatcherOptions& options);
+
+struct InferenceTiming {
+  absl::Duration queue_wait;  // from Submit to the start of its batch
+  absl::Duration inference;   // the batch's forward pass
+  int batch_size = 0;
+};
+
+struct InferenceResult {
+  std::vector<float> scores;  // one probability per label
+  InferenceTiming timing;
+};
+
+using InferenceDone = std::function<void(absl::StatusOr<InferenceResult>)>;
+
+struct InferenceTask {
+  std::vector<float> input;  // one preprocessed image, tensor_size() floats
+  absl::Time deadline = absl::InfiniteFuture();  // not run after this
+  std::function<bool()> is_cancelled;  // or empty if the caller cannot leave
+  // Called exactly once, from the worker thread, once the task is accepted.
+  // Gets DEADLINE_EXCEEDED or CANCELLED when the task was dropped unrun.
+  InferenceDone done;
+};
+
+class Batcher {
+ public:
+  // `backend` must outlive the batcher; `metrics` may be nullptr.
+  static absl::StatusOr<std::unique_ptr<Batcher>> Create(
+      const BatcherOptions& options, ModelBackend* backend,
+      ServerMetrics* metrics);
+
+  // Drains like Shutdown().
+  ~Batcher();
+
+  Batcher(const Batcher&) = delete;
+  Batcher& operator=(const Batcher&) = delete;
+
+  // Queues one task. On OK its `done` will be called exactly once. Otherwise
+  // `done` is never called: RESOURCE_EXHAUSTED (queue full), UNAVAILABLE
+  // (shutting down) or INVALID_ARGUMENT (input of the wrong size).
+  absl::Status Submit(InferenceTask task);
+
+  // Queues all tasks or none (same errors as Submit), so a multi-image
+  // request is not half-refused.
+  absl::Status SubmitAll(std::vector<InferenceTask> tasks);
+
+  // Refuses new tasks, runs every queued one, then joins the worker.
+  // Idempotent.
+  void Shutdown();
+
+  int queue_depth() const;  // waiting, not yet running
+  int in_flight() const;    // waiting plus running
+
+  const BatcherOptions& options() const { return options_; }
+
+ private:
+  struct QueuedTask {
+    InferenceTask task;
+    absl::Time enqueued_at;
+  };
+
+  Batcher(const BatcherOptions& options, ModelBackend* backend,
+          ServerMetrics* metrics);
+
+  void WorkerLoop();
+  // Blocks until a batch is due; returns empty when shut down and drained.
+  std::vector<QueuedTask> NextBatch();
+  void RunBatch(std::vector<QueuedTask> batch);
+  absl::Status CheckInput(const InferenceTask& task) const;
+  void UpdateQueueGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const BatcherOptions options_;
+  ModelBackend* const backend_;
+  ServerMetrics* const metrics_;  // or nullptr if not recorded
+  const size_t tensor_size_;
+
+  mutable absl::Mutex mu_;
+  absl::CondVar work_available_;
+  std::deque<QueuedTask> queue_ ABSL_GUARDED_BY(mu_);
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Only the worker touches these.
+  std::vector<float> batch_input_;
+  std::thread worker_;  // joined by Shutdown()
+  absl::Mutex shutdown_mu_;  // serialises Shutdown() callers
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_BATCHER_H_

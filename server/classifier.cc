@@ -1,0 +1,111 @@
+#include "server/classifier.h"
+
+#include <algorithm>
+#include <numeric>
+#include <utility>
+
+#include "server/metrics.h"
+
+namespace matid {
+
+Classifier::Classifier(const ModelInfo& model,
+                       const PreprocessOptions& preprocess, int default_top_k,
+                       Batcher* batcher, ServerMetrics* metrics)
+    : model_(model),
+      preprocessor_(model.input, preprocess),
+      default_top_k_(default_top_k),
+      batcher_(batcher),
+      metrics_(metrics) {}
+
+void Classifier::Finish(const ClassifyDone& done,
+                        absl::StatusOr<Classification> result) const {
+  if (metrics_ != nullptr) {
+    metrics_->RecordImage(result.status().code());
+    if (result.ok() && !result->top.empty()) {
+      metrics_->RecordPrediction(result->top.front().index);
+    }
+  }
+  done(std::move(result));
+}
+
+absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
+                                                  ClassifyDone done) const {
+  const absl::Time start = absl::Now();
+  InferenceTask task;
+  task.input.resize(preprocessor_.spec().tensor_size());
+  absl::Status prepared = preprocessor_.Run(call.image, task.input.data());
+  const absl::Duration preprocess = absl::Now() - start;
+  if (metrics_ != nullptr) metrics_->RecordPreprocess(preprocess);
+  if (!prepared.ok()) return prepared;
+
+  task.deadline = call.deadline;
+  task.is_cancelled = call.is_cancelled;
+  const int top_k = call.top_k > 0 ? call.top_k : default_top_k_;
+  task.done = [this, preprocess, top_k, done = std::move(done)](
+                  absl::StatusOr<InferenceResult> inferred) {
+    if (!inferred.ok()) {
+      Finish(done, inferred.status());
+      return;
+    }
+    Classification classification;
+    classification.top = TopK(inferred->scores, top_k);
+    classification.preprocess = preprocess;
+    classification.timing = inferred->timing;
+    Finish(done, std::move(classification));
+  };
+  return task;
+}
+
+void Classifier::Classify(const ClassifyCall& call, ClassifyDone done) const {
+  absl::StatusOr<InferenceTask> task = Prepare(call, done);
+  if (!task.ok()) {
+    Finish(done, task.status());
+    return;
+  }
+  absl::Status queued = batcher_->Submit(*std::move(task));
+  if (!queued.ok()) Finish(done, queued);
+}
+
+void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls,
+                              ClassifyManyDone done) const {
+  std::vector<InferenceTask> tasks;
+  std::vector<size_t> queued_items;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    ClassifyDone item_done = [done, i](absl::StatusOr<Classification> r) {
+      done(i, std::move(r));
+    };
+    absl::StatusOr<InferenceTask> task = Prepare(calls[i], item_done);
+    if (!task.ok()) {
+      Finish(item_done, task.status());
+      continue;
+    }
+    tasks.push_back(*std::move(task));
+    queued_items.push_back(i);
+  }
+  if (tasks.empty()) return;
+  absl::Status queued = batcher_->SubmitAll(std::move(tasks));
+  if (!queued.ok()) {
+    for (size_t i : queued_items) {
+      Finish([done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); },
+             queued);
+    }
+  }
+}
+
+std::vector<ScoredLabel> Classifier::TopK(const std::vector<float>& scores,
+                                          int top_k) const {
+  std::vector<int> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t k = std::min(order.size(), static_cast<size_t>(top_k));
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int a, int b) {
+                      return scores[a] > scores[b] ||
+                             (scores[a] == scores[b] && a < b);
+                    });
+  std::vector<ScoredLabel> top;
+  top.reserve(k);
+  for (size_t i = 0; i < k; ++i) top.push_back({order[i], scores[order[i]]});
+  return top;
+}
+
+}  // namespace matid

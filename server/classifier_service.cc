@@ -1,0 +1,400 @@
+#include "server/classifier_service.h"
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "server/metrics.h"
+
+namespace matid {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
+}
+
+absl::StatusOr<ImageRef> ToImageRef(const v1::Image& image) {
+  switch (image.data_case()) {
+    case v1::Image::kEncoded:
+      return ImageRef::Encoded(image.encoded());
+    case v1::Image::kRaw: {
+      const v1::RawImage& raw = image.raw();
+      RawPixels pixels;
+      pixels.width = raw.width();
+      pixels.height = raw.height();
+      pixels.pixels = raw.pixels();
+      switch (raw.format()) {
+        case v1::PIXEL_FORMAT_GRAY8: pixels.format = PixelFormat::kGray8; break;
+        case v1::PIXEL_FORMAT_RGB8: pixels.format = PixelFormat::kRgb8; break;
+        case v1::PIXEL_FORMAT_BGR8: pixels.format = PixelFormat::kBgr8; break;
+        default:
+          return absl::InvalidArgumentError(
+              "image.raw.format must be GRAY8, RGB8 or BGR8");
+      }
+      return ImageRef::Raw(pixels);
+    }
+    case v1::Image::DATA_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      "image is missing: set image.encoded (file bytes) or image.raw (pixels)");
+}
+
+int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
+
+void FillPredictions(const Classification& result, const ModelInfo& model,
+                     google::protobuf::RepeatedPtrField<v1::Prediction>* out) {
+  for (const ScoredLabel& scored : result.top) {
+    v1::Prediction* prediction = out->Add();
+    prediction->set_label(model.labels[scored.index]);
+    prediction->set_index(scored.index);
+    prediction->set_score(scored.score);
+  }
+}
+
+void FillTimings(const Classification& result, absl::Duration total,
+                 v1::Timings* timings) {
+  timings->set_preprocess_us(Micros(result.preprocess));
+  timings->set_queue_us(Micros(result.timing.queue_wait));
+  timings->set_inference_us(Micros(result.timing.inference));
+  timings->set_total_us(Micros(total));
+  timings->set_batch_size(result.timing.batch_size);
+}
+
+v1::Status ToItemStatus(const absl::Status& status) {
+  v1::Status item;
+  item.set_code(static_cast<int>(status.code()));
+  item.set_message(std::string(status.message()));
+  return item;
+}
+
+std::function<bool()> CancelledCheck(grpc::CallbackServerContext* context) {
+  return [context] { return context->IsCancelled(); };
+}
+
+}  // namespace
+
+ClassifierService::ClassifierService(const Classifier* classifier,
+                                     const Batcher* batcher,
+                                     ServerMetrics* metrics,
+                                     const ServiceLimits& limits)
+    : classifier_(classifier),
+      batcher_(batcher),
+      metrics_(metrics),
+      limits_(limits),
+      started_at_(absl::Now()) {
+  model_ref_.set_name(classifier->model().name);
+  model_ref_.set_version(classifier->model().version);
+  model_ref_.set_variant(classifier->model().variant);
+}
+
+grpc::ServerUnaryReactor* ClassifierService::Classify(
+    grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
+    v1::ClassifyResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (metrics_ != nullptr) metrics_->AddInFlight(1);
+  auto finish = [this, reactor, start](const absl::Status& status) {
+    if (metrics_ != nullptr) {
+      metrics_->RecordRequest("Classify", status.code(), absl::Now() - start);
+      metrics_->AddInFlight(-1);
+    }
+    reactor->Finish(ToGrpc(status));
+  };
+  if (!serving_.load()) {
+    finish(absl::UnavailableError("server is not serving (starting or draining)"));
+    return reactor;
+  }
+  absl::StatusOr<ImageRef> image = ToImageRef(request->image());
+  if (!image.ok()) {
+    if (metrics_ != nullptr) metrics_->RecordImage(image.status().code());
+    finish(image.status());
+    return reactor;
+  }
+  response->set_request_id(request->request_id());
+  *response->mutable_tags() = request->tags();
+  ClassifyCall call{*image, static_cast<int>(request->top_k()),
+                    DeadlineOf(context), CancelledCheck(context)};
+  classifier_->Classify(call, [this, response, start, finish](
+                                  absl::StatusOr<Classification> result) {
+    if (result.ok()) {
+      FillPredictions(*result, classifier_->model(), response->mutable_predictions());
+      *response->mutable_model() = model_ref_;
+      FillTimings(*result, absl::Now() - start, response->mutable_timings());
+    }
+    finish(result.status());
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ClassifierService::BatchClassify(
+    grpc::CallbackServerContext* context,
+    const v1::BatchClassifyRequest* request,
+    v1::BatchClassifyResponse* response) {
+  const absl::Time start = absl::Now();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (metrics_ != nullptr) metrics_->AddInFlight(1);
+  auto finish = [this, reactor, start](const absl::Status& status) {
+    if (metrics_ != nullptr) {
+      metrics_->RecordRequest("BatchClassify", status.code(), absl::Now() - start);
+      metrics_->AddInFlight(-1);
+    }
+    reactor->Finish(ToGrpc(status));
+  };
+  if (!serving_.load()) {
+    finish(absl::UnavailableError("server is not serving (starting or draining)"));
+    return reactor;
+  }
+  const int items = request->items_size();
+  if (items == 0) {
+    finish(absl::InvalidArgumentError("BatchClassify needs at least one item"));
+    return reactor;
+  }
+  if (items > limits_.max_batch_items) {
+    finish(absl::InvalidArgumentError(absl::StrCat(
+        "BatchClassify has ", items, " items; the limit is ",
+        limits_.max_batch_items, " (--max_batch_items): split the request")));
+    return reactor;
+  }
+
+  for (int i = 0; i < items; ++i) response->add_results();
+  // Shared by the item callbacks; the last one to finish answers the RPC.
+  auto remaining = std::make_shared<std::atomic<int>>(items);
+  auto item_done = [this, response, start, remaining, finish](
+                       size_t i, absl::StatusOr<Classification> result) {
+    v1::BatchItemResult* item = response->mutable_results(static_cast<int>(i));
+    *item->mutable_status() = ToItemStatus(result.status());
+    if (result.ok()) {
+      v1::ClassifyResponse* out = item->mutable_response();
+      FillPredictions(*result, classifier_->model(), out->mutable_predictions());
+      *out->mutable_model() = model_ref_;
+      FillTimings(*result, absl::Now() - start, out->mutable_timings());
+    }
+    if (remaining->fetch_sub(1) == 1) finish(absl::OkStatus());
+  };
+
+  std::vector<ClassifyCall> calls;
+  std::vector<size_t> call_items;  // calls[j] is item call_items[j]
+  for (int i = 0; i < items; ++i) {
+    const v1::ClassifyRequest& item = request->items(i);
+    v1::ClassifyResponse* out = response->mutable_results(i)->mutable_response();
+    out->set_request_id(item.request_id());
+    *out->mutable_tags() = item.tags();
+    absl::StatusOr<ImageRef> image = ToImageRef(item.image());
+    if (!image.ok()) {
+      if (metrics_ != nullptr) metrics_->RecordImage(image.status().code());
+      item_done(i, image.status());
+      continue;
+    }
+    calls.push_back({*image, static_cast<int>(item.top_k()),
+                     DeadlineOf(context), CancelledCheck(context)});
+    call_items.push_back(i);
+  }
+  if (!calls.empty()) {
+    classifier_->ClassifyMany(
+        calls, [item_done, call_items](size_t j, absl::StatusOr<Classification> r) {
+          item_done(call_items[j], std::move(r));
+        });
+  }
+  return reactor;
+}
+
+// One camera stream. Frames are classified as they arrive (up to
+// max_stream_frames_in_flight at once; reading pauses beyond that, which
+// pushes back on the client through flow control). Results are written in
+// frame order. The reactor deletes itself in OnDone, which gRPC calls only
+// after Finish, and Finish waits for every frame's completion, so no
+// completion can reach a deleted reactor.
+class ClassifierService::StreamReactor final
+    : public grpc::ServerBidiReactor<v1::Frame, v1::FrameResult> {
+ public:
+  StreamReactor(ClassifierService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context) {
+    if (!service_->serving_.load()) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "server is not serving (starting or draining)"));
+      return;
+    }
+    StartRead(&frame_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // client half-closed, or the call is gone
+      bool finish;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reads_done_ = true;
+        finish = ReadyToFinishLocked();
+      }
+      if (finish) Finish(grpc::Status::OK);
+      return;
+    }
+    auto slot = std::make_shared<Slot>();
+    slot->result.set_seq(frame_.seq());
+    slot->start = absl::Now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back(slot);
+      ++frames_in_flight_;
+    }
+    if (service_->metrics_ != nullptr) service_->metrics_->AddInFlight(1);
+
+    absl::StatusOr<ImageRef> image = ToImageRef(frame_.image());
+    if (!image.ok()) {
+      if (service_->metrics_ != nullptr) {
+        service_->metrics_->RecordImage(image.status().code());
+      }
+      OnFrameDone(slot, image.status());
+    } else {
+      ClassifyCall call{*image, static_cast<int>(frame_.top_k()),
+                        DeadlineOf(context_), CancelledCheck(context_)};
+      service_->classifier_->Classify(
+          call, [this, slot](absl::StatusOr<Classification> result) {
+            OnFrameDone(slot, std::move(result));
+          });
+    }
+    // frame_ is free again: the classifier copied what it needed.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (frames_in_flight_ < service_->limits_.max_stream_frames_in_flight) {
+      StartRead(&frame_);
+    } else {
+      read_paused_ = true;
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = false;
+      if (!ok) write_failed_ = true;
+      WriteNextLocked();
+      finish = ReadyToFinishLocked();
+    }
+    if (finish) Finish(grpc::Status::OK);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  struct Slot {
+    v1::FrameResult result;
+    absl::Time start;
+    bool done = false;
+  };
+
+  void OnFrameDone(const std::shared_ptr<Slot>& slot,
+                   absl::StatusOr<Classification> result) {
+    const absl::Duration elapsed = absl::Now() - slot->start;
+    if (result.ok()) {
+      FillPredictions(*result, service_->classifier_->model(),
+                      slot->result.mutable_predictions());
+      *slot->result.mutable_model() = service_->model_ref_;
+      FillTimings(*result, elapsed, slot->result.mutable_timings());
+    }
+    *slot->result.mutable_status() = ToItemStatus(result.status());
+    if (service_->metrics_ != nullptr) {
+      service_->metrics_->RecordRequest("ClassifyStream", result.status().code(),
+                                        elapsed);
+      service_->metrics_->AddInFlight(-1);
+    }
+    bool finish;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      slot->done = true;
+      --frames_in_flight_;
+      if (read_paused_ &&
+          frames_in_flight_ < service_->limits_.max_stream_frames_in_flight) {
+        read_paused_ = false;
+        StartRead(&frame_);
+      }
+      WriteNextLocked();
+      finish = ReadyToFinishLocked();
+    }
+    if (finish) Finish(grpc::Status::OK);
+  }
+
+  // Writes the oldest result if it is ready and no write is outstanding.
+  // mu_ must be held.
+  void WriteNextLocked() {
+    while (!writing_ && !pending_.empty() && pending_.front()->done) {
+      std::shared_ptr<Slot> next = std::move(pending_.front());
+      pending_.pop_front();
+      if (write_failed_) continue;  // the client is gone: nothing to write to
+      writing_ = true;
+      outgoing_ = std::move(next->result);
+      StartWrite(&outgoing_);
+    }
+  }
+
+  // True once, when everything read has been answered. mu_ must be held.
+  bool ReadyToFinishLocked() {
+    if (finished_ || !reads_done_ || frames_in_flight_ > 0 || writing_ ||
+        !pending_.empty()) {
+      return false;
+    }
+    finished_ = true;
+    return true;
+  }
+
+  ClassifierService* const service_;
+  grpc::CallbackServerContext* const context_;
+  v1::Frame frame_;  // the read buffer; one read outstanding at a time
+
+  std::mutex mu_;
+  std::deque<std::shared_ptr<Slot>> pending_;  // guarded by mu_, frame order
+  v1::FrameResult outgoing_;                    // guarded by mu_
+  int frames_in_flight_ = 0;                    // guarded by mu_
+  bool read_paused_ = false;                    // guarded by mu_
+  bool reads_done_ = false;                     // guarded by mu_
+  bool writing_ = false;                        // guarded by mu_
+  bool write_failed_ = false;                   // guarded by mu_
+  bool finished_ = false;                       // guarded by mu_
+};
+
+grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>*
+ClassifierService::ClassifyStream(grpc::CallbackServerContext* context) {
+  return new StreamReactor(this, context);
+}
+
+grpc::ServerUnaryReactor* ClassifierService::Health(
+    grpc::CallbackServerContext* context, const v1::HealthRequest* request,
+    v1::HealthResponse* response) {
+  const ModelInfo& model = classifier_->model();
+  response->set_state(serving_.load() ? v1::HealthResponse::SERVING
+                                      : v1::HealthResponse::NOT_SERVING);
+  v1::ModelInfo* info = response->mutable_model();
+  info->set_name(model.name);
+  info->set_version(model.version);
+  info->set_variant(model.variant);
+  for (const auto& label : model.labels) info->add_labels(label);
+  v1::InputSpec* input = info->mutable_input();
+  input->set_width(model.input.width);
+  input->set_height(model.input.height);
+  input->set_channels(model.input.channels());
+  input->set_color(std::string(ColorModeName(model.input.color)));
+  input->set_resize(std::string(ResizeModeName(model.input.resize)));
+  for (float m : model.input.mean) input->add_mean(m);
+  for (float s : model.input.std) input->add_std(s);
+  response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_at_));
+  response->set_queue_depth(batcher_->queue_depth());
+  response->set_in_flight(batcher_->in_flight());
+  response->set_max_queue_size(batcher_->options().max_queue_size);
+  response->set_max_batch_size(batcher_->options().max_batch_size);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace matid

@@ -1,0 +1,114 @@
+// matid-server: parses flags, loads the model, serves until SIGTERM/SIGINT,
+// then drains and exits 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "server/matid_server.h"
+#include "server/torch_backend.h"
+
+ABSL_FLAG(std::string, model_dir, "", "Model directory: metadata.json plus model.pt (and model_int8.pt for --int8). Required.");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address gRPC listens on (127.0.0.1 for this machine only).");
+ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port and prints it.");
+ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "Address /metrics listens on.");
+ABSL_FLAG(int, metrics_port, 8080, "Prometheus /metrics port; 0 picks a free port and prints it; -1 turns it off.");
+ABSL_FLAG(int, max_batch_size, 8, "Most images in one forward pass; 1 turns dynamic batching off.");
+ABSL_FLAG(int64_t, max_queue_delay_us, 0, "How long the oldest queued image may wait for a fuller batch (0: never wait while the model is idle).");
+ABSL_FLAG(int, max_queue_size, 128, "Most images waiting for the model; beyond it requests get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, threads, 2, "Threads one forward pass may use (LibTorch intra-op threads).");
+ABSL_FLAG(bool, int8, false, "Serve the int8 model (model_int8.pt) instead of fp32 (model.pt).");
+ABSL_FLAG(bool, optimize, true, "Apply TorchScript optimize_for_inference to the fp32 model at load.");
+ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest decoded image accepted (width*height); checked from the header before decoding.");
+ABSL_FLAG(int64_t, max_encoded_bytes, 16 << 20, "Largest encoded image accepted, in bytes.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC request accepted, in bytes.");
+ABSL_FLAG(int, max_batch_items, 64, "Most images in one BatchClassify request (at most --max_queue_size).");
+ABSL_FLAG(int, max_stream_frames_in_flight, 8, "Frames of one ClassifyStream processed at once; reading pauses beyond it.");
+ABSL_FLAG(int, default_top_k, 5, "Predictions returned when a request does not set top_k.");
+ABSL_FLAG(int, drain_grace_seconds, 10, "On SIGTERM/SIGINT, how long in-flight requests may take before they are cancelled.");
+
+namespace {
+
+matid::ServerOptions OptionsFromFlags() {
+  matid::ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.metrics.bind_address = absl::GetFlag(FLAGS_metrics_host);
+  options.metrics.port = absl::GetFlag(FLAGS_metrics_port);
+  options.batcher.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
+  options.batcher.max_queue_delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
+  options.batcher.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
+  options.preprocess.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
+  options.preprocess.max_encoded_bytes = absl::GetFlag(FLAGS_max_encoded_bytes);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
+  options.limits.max_stream_frames_in_flight =
+      absl::GetFlag(FLAGS_max_stream_frames_in_flight);
+  options.default_top_k = absl::GetFlag(FLAGS_default_top_k);
+  options.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
+  return options;
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "matid-server: %s\n", status.ToString().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "LibTorch image classification server (gRPC matid.v1).\n"
+      "Usage: matid-server --model_dir=DIR [--port=50051] [--metrics_port=8080]");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the stop signals in every thread (threads inherit the mask), and
+  // take them synchronously below with sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  matid::ServerOptions options = OptionsFromFlags();
+  absl::Status valid = matid::ValidateServerOptions(options);
+  if (!valid.ok()) return Fail(valid);
+  if (absl::GetFlag(FLAGS_model_dir).empty()) {
+    return Fail(absl::InvalidArgumentError("--model_dir is required"));
+  }
+
+  matid::TorchBackendOptions backend_options;
+  backend_options.model_dir = absl::GetFlag(FLAGS_model_dir);
+  backend_options.int8 = absl::GetFlag(FLAGS_int8);
+  backend_options.optimize = absl::GetFlag(FLAGS_optimize);
+  backend_options.intra_op_threads = absl::GetFlag(FLAGS_threads);
+  backend_options.warmup_batch_size = options.batcher.max_batch_size;
+  auto backend = matid::CreateTorchBackend(backend_options);
+  if (!backend.ok()) return Fail(backend.status());
+  const matid::ModelInfo model = (*backend)->info();
+
+  auto server = matid::MatidServer::Create(options, *std::move(backend));
+  if (!server.ok()) return Fail(server.status());
+  std::printf(
+      "matid-server: model %s version %s (%s, %dx%dx%d, %zu labels) from %s\n"
+      "matid-server: serving grpc_port=%d metrics_port=%d\n",
+      model.name.c_str(), model.version.c_str(), model.variant.c_str(),
+      model.input.width, model.input.height, model.input.channels(),
+      model.labels.size(), backend_options.model_dir.c_str(), (*server)->port(),
+      (*server)->metrics_port());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  std::printf("matid-server: %s received, draining (grace %ds)\n",
+              signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+              absl::GetFlag(FLAGS_drain_grace_seconds));
+  std::fflush(stdout);
+  (*server)->Shutdown();
+  std::printf("matid-server: stopped\n");
+  return 0;
+}

@@ -1,0 +1,77 @@
+// Wires one serving process together: metrics endpoint, batcher, classifier,
+// the matid.v1 service, the standard grpc.health.v1 service and server
+// reflection. Owns them all and shuts them down in order.
+// Thread-safety: Shutdown() may be called from any thread, once or more.
+#ifndef MATID_SERVER_MATID_SERVER_H_
+#define MATID_SERVER_MATID_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/batcher.h"
+#include "server/classifier.h"
+#include "server/classifier_service.h"
+#include "server/metrics.h"
+#include "server/model_backend.h"
+#include "server/preprocessor.h"
+
+namespace matid {
+
+struct ServerOptions {
+  std::string host = "0.0.0.0";  // gRPC listen address
+  int port = 50051;               // 0 picks a free port (see port())
+  MetricsOptions metrics;
+  BatcherOptions batcher;
+  PreprocessOptions preprocess;
+  ServiceLimits limits;
+  int default_top_k = 5;
+  // Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
+  int max_message_bytes = 64 << 20;
+  // How long Shutdown() lets in-flight RPCs finish before cancelling them.
+  absl::Duration drain_grace = absl::Seconds(10);
+};
+
+absl::Status ValidateServerOptions(const ServerOptions& options);
+
+class MatidServer {
+ public:
+  // Starts serving at once (health SERVING). The backend is moved in.
+  static absl::StatusOr<std::unique_ptr<MatidServer>> Create(
+      const ServerOptions& options, std::unique_ptr<ModelBackend> backend);
+
+  ~MatidServer();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_->port(); }
+  const ModelInfo& model() const { return backend_->info(); }
+
+  // Graceful drain: health goes NOT_SERVING, new RPCs are refused, in-flight
+  // ones (and every queued image) finish within drain_grace, then the
+  // batcher stops. Blocks until done. Idempotent.
+  void Shutdown();
+
+ private:
+  MatidServer() = default;
+
+  ServerOptions options_;
+  // Destroyed in reverse order: server before service before core.
+  std::unique_ptr<ModelBackend> backend_;
+  std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<Batcher> batcher_;
+  std::unique_ptr<Classifier> classifier_;
+  std::unique_ptr<ClassifierService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_MATID_SERVER_H_

@@ -1,0 +1,160 @@
+#include "server/metrics.h"
+
+#include <exception>
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/str_cat.h"
+
+namespace matid {
+namespace {
+
+// Seconds; resolves 100 us .. 10 s.
+prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+          0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
+}
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
+    const MetricsOptions& options) {
+  std::unique_ptr<ServerMetrics> metrics(new ServerMetrics());
+  if (options.port >= 0) {
+    const std::string address =
+        absl::StrCat(options.bind_address, ":", options.port);
+    try {
+      metrics->exposer_ = std::make_unique<prometheus::Exposer>(address);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot serve /metrics on ", address, ": ", e.what()));
+    }
+    metrics->exposer_->RegisterCollectable(metrics->registry_);
+    const std::vector<int> ports = metrics->exposer_->GetListeningPorts();
+    metrics->port_ = ports.empty() ? options.port : ports.front();
+  }
+  return metrics;
+}
+
+ServerMetrics::ServerMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  auto& r = *registry_;
+  requests_ = &BuildCounter()
+                   .Name("matid_requests_total")
+                   .Help("Finished RPCs (ClassifyStream: frames) by rpc and gRPC status code")
+                   .Register(r);
+  images_ = &BuildCounter()
+                 .Name("matid_images_total")
+                 .Help("Images classified or refused, by gRPC status code")
+                 .Register(r);
+  request_duration_ = &BuildHistogram()
+                           .Name("matid_request_duration_seconds")
+                           .Help("Server-side time from receiving a request (stream: frame) to its answer")
+                           .Register(r);
+  preprocess_duration_ = &BuildHistogram()
+                              .Name("matid_preprocess_duration_seconds")
+                              .Help("Decode, resize and normalise time per image")
+                              .Register(r)
+                              .Add({}, LatencyBuckets());
+  queue_wait_ = &BuildHistogram()
+                     .Name("matid_queue_wait_seconds")
+                     .Help("Time an image waited in the inference queue")
+                     .Register(r)
+                     .Add({}, LatencyBuckets());
+  inference_duration_ = &BuildHistogram()
+                             .Name("matid_inference_duration_seconds")
+                             .Help("Forward-pass time per batch")
+                             .Register(r)
+                             .Add({}, LatencyBuckets());
+  batch_size_ = &BuildHistogram()
+                     .Name("matid_batch_size")
+                     .Help("Images per forward pass")
+                     .Register(r)
+                     .Add({}, prometheus::Histogram::BucketBoundaries{
+                                  1, 2, 4, 8, 16, 32, 64, 128});
+  batches_ = &BuildCounter()
+                  .Name("matid_batches_total")
+                  .Help("Forward passes run")
+                  .Register(r)
+                  .Add({});
+  queue_depth_ = &BuildGauge()
+                      .Name("matid_queue_depth")
+                      .Help("Images waiting for the model")
+                      .Register(r)
+                      .Add({});
+  in_flight_ = &BuildGauge()
+                    .Name("matid_in_flight_requests")
+                    .Help("RPCs (stream: frames) being processed")
+                    .Register(r)
+                    .Add({});
+  serving_ = &BuildGauge()
+                  .Name("matid_serving")
+                  .Help("1 while accepting requests, 0 while starting or draining")
+                  .Register(r)
+                  .Add({});
+  predictions_ = &BuildCounter()
+                      .Name("matid_predictions_total")
+                      .Help("Top-1 predictions by label")
+                      .Register(r);
+  model_info_ = &BuildGauge()
+                     .Name("matid_model_info")
+                     .Help("The loaded model (value is always 1)")
+                     .Register(r);
+}
+
+void ServerMetrics::RecordRequest(absl::string_view rpc, absl::StatusCode code,
+                                  absl::Duration elapsed) {
+  const std::string rpc_name(rpc);
+  requests_->Add({{"rpc", rpc_name}, {"code", absl::StatusCodeToString(code)}})
+      .Increment();
+  request_duration_->Add({{"rpc", rpc_name}}, LatencyBuckets())
+      .Observe(Seconds(elapsed));
+}
+
+void ServerMetrics::RecordImage(absl::StatusCode code) {
+  images_->Add({{"code", absl::StatusCodeToString(code)}}).Increment();
+}
+
+void ServerMetrics::RecordPreprocess(absl::Duration elapsed) {
+  preprocess_duration_->Observe(Seconds(elapsed));
+}
+
+void ServerMetrics::RecordQueueWait(absl::Duration waited) {
+  queue_wait_->Observe(Seconds(waited));
+}
+
+void ServerMetrics::RecordBatch(int batch_size, absl::Duration inference) {
+  batch_size_->Observe(batch_size);
+  inference_duration_->Observe(Seconds(inference));
+  batches_->Increment();
+}
+
+void ServerMetrics::RecordPrediction(int label_index) {
+  if (label_index >= 0 &&
+      label_index < static_cast<int>(predictions_by_label_.size())) {
+    predictions_by_label_[label_index]->Increment();
+  }
+}
+
+void ServerMetrics::SetQueueDepth(int depth) { queue_depth_->Set(depth); }
+
+void ServerMetrics::AddInFlight(int delta) { in_flight_->Increment(delta); }
+
+void ServerMetrics::SetModel(const ModelInfo& model) {
+  model_info_->Add({{"name", model.name},
+                    {"version", model.version},
+                    {"variant", model.variant}})
+      .Set(1);
+  predictions_by_label_.clear();
+  for (const auto& label : model.labels) {
+    predictions_by_label_.push_back(&predictions_->Add({{"label", label}}));
+  }
+}
+
+void ServerMetrics::SetServing(bool serving) { serving_->Set(serving ? 1 : 0); }
+
+}  // namespace matid

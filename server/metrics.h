@@ -1,0 +1,83 @@
+// The server's Prometheus metrics (prometheus-cpp): one registry, families
+// built once, handles kept for the hot path, and an HTTP endpoint serving
+// /metrics. Every Record*/Set* method is safe from any thread.
+#ifndef MATID_SERVER_METRICS_H_
+#define MATID_SERVER_METRICS_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "server/model_info.h"
+
+namespace matid {
+
+struct MetricsOptions {
+  // Where /metrics listens. Port 0 picks a free port (see port()); a
+  // negative port serves no endpoint (metrics still recorded, for tests).
+  std::string bind_address = "0.0.0.0";
+  int port = 8080;
+};
+
+class ServerMetrics {
+ public:
+  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(
+      const MetricsOptions& options);
+
+  // Port /metrics listens on, or -1 when not serving.
+  int port() const { return port_; }
+  prometheus::Registry& registry() { return *registry_; }
+
+  // One finished RPC (for ClassifyStream: one finished frame).
+  void RecordRequest(absl::string_view rpc, absl::StatusCode code,
+                     absl::Duration elapsed);
+  // One image's outcome, whichever RPC carried it.
+  void RecordImage(absl::StatusCode code);
+  void RecordPreprocess(absl::Duration elapsed);
+  void RecordQueueWait(absl::Duration waited);
+  void RecordBatch(int batch_size, absl::Duration inference);
+  void RecordPrediction(int label_index);
+  void SetQueueDepth(int depth);
+  void AddInFlight(int delta);
+  void SetModel(const ModelInfo& model);
+  void SetServing(bool serving);
+
+ private:
+  ServerMetrics();
+
+  // Constant after construction (families and handles are thread-safe).
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;  // or nullptr if not serving
+  int port_ = -1;
+
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Counter>* images_;
+  prometheus::Family<prometheus::Histogram>* request_duration_;
+  prometheus::Histogram* preprocess_duration_;
+  prometheus::Histogram* queue_wait_;
+  prometheus::Histogram* inference_duration_;
+  prometheus::Histogram* batch_size_;
+  prometheus::Counter* batches_;
+  prometheus::Gauge* queue_depth_;
+  prometheus::Gauge* in_flight_;
+  prometheus::Gauge* serving_;
+  prometheus::Family<prometheus::Counter>* predictions_;
+  prometheus::Family<prometheus::Gauge>* model_info_;
+  // Set once by SetModel() before serving starts; read-only afterwards.
+  std::vector<prometheus::Counter*> predictions_by_label_;
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_METRICS_H_

@@ -1,0 +1,51 @@
+// Turns a request's image into the model's input tensor: decode (OpenCV),
+// colour conversion, resize as the metadata says, scale to [0, 1], subtract
+// mean, divide by std, lay out as CHW float. Every refusal is an
+// INVALID_ARGUMENT that says what was wrong and what the limit is.
+// Immutable after construction: Run() may be called from many threads.
+#ifndef MATID_SERVER_PREPROCESSOR_H_
+#define MATID_SERVER_PREPROCESSOR_H_
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/image.h"
+#include "server/model_info.h"
+
+namespace matid {
+
+struct PreprocessOptions {
+  // Largest decoded image accepted, in pixels (width * height). Checked from
+  // the file header before decoding where the format allows it.
+  int64_t max_image_pixels = 40'000'000;
+  // Largest encoded image accepted, in bytes.
+  int64_t max_encoded_bytes = 16 << 20;
+};
+
+class Preprocessor {
+ public:
+  Preprocessor(const InputSpec& spec, const PreprocessOptions& options);
+
+  // Writes spec.tensor_size() floats to `out`.
+  // REQUIRES: `out` has room for spec.tensor_size() floats.
+  absl::Status Run(const ImageRef& image, float* out) const;
+
+  // Convenience form that allocates the output.
+  absl::StatusOr<std::vector<float>> Run(const ImageRef& image) const;
+
+  const InputSpec& spec() const { return spec_; }
+
+ private:
+  // Constant after construction.
+  InputSpec spec_;
+  PreprocessOptions options_;
+  // normalised_[c][v] = (v / 255 - mean[c]) / std[c] for every byte value v.
+  std::vector<std::array<float, 256>> normalised_;
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_PREPROCESSOR_H_

@@ -1,0 +1,144 @@
+#include "server/torch_backend.h"
+
+#include <sys/stat.h>
+
+#include <torch/script.h>
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/passes/freeze_module.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace matid {
+namespace {
+
+bool FileExists(const std::string& path) {
+  struct stat info;
+  return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode);
+}
+
+absl::StatusOr<at::QEngine> ParseQEngine(const std::string& name) {
+  if (name == "onednn" || name == "x86") return at::QEngine::ONEDNN;
+  if (name == "qnnpack") return at::QEngine::QNNPACK;
+  if (name == "fbgemm") return at::QEngine::FBGEMM;
+  return absl::InvalidArgumentError(
+      absl::StrCat("metadata qengine \"", name,
+                   "\" is unknown; expected onednn, qnnpack or fbgemm"));
+}
+
+class TorchBackend final : public ModelBackend {
+ public:
+  TorchBackend(ModelInfo info, torch::jit::Module module)
+      : info_(std::move(info)), module_(std::move(module)) {}
+
+  const ModelInfo& info() const override { return info_; }
+
+  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input,
+                                           int batch_size) override {
+    const auto& spec = info_.input;
+    if (batch_size <= 0 ||
+        input.size() != static_cast<size_t>(batch_size) * spec.tensor_size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "Infer got ", input.size(), " floats for batch ", batch_size));
+    }
+    try {
+      c10::InferenceMode inference_mode;
+      // from_blob borrows the caller's memory; forward() does not write it.
+      at::Tensor batch = torch::from_blob(
+          const_cast<float*>(input.data()),
+          {batch_size, spec.channels(), spec.height, spec.width},
+          torch::kFloat32);
+      at::Tensor output = module_.forward({batch}).toTensor();
+      const int64_t classes = static_cast<int64_t>(info_.labels.size());
+      if (output.dim() != 2 || output.size(0) != batch_size ||
+          output.size(1) != classes) {
+        return absl::InternalError(absl::StrCat(
+            "model output has shape ", c10::str(output.sizes()), "; expected [",
+            batch_size, ", ", classes, "] (one score per label)"));
+      }
+      output = output.to(torch::kFloat32);
+      if (!info_.outputs_probabilities) output = torch::softmax(output, 1);
+      output = output.contiguous();
+      const float* data = output.data_ptr<float>();
+      return std::vector<float>(data, data + output.numel());
+    } catch (const std::exception& e) {
+      return absl::InternalError(
+          absl::StrCat("model forward failed: ", e.what()));
+    }
+  }
+
+ private:
+  // Constant after construction.
+  const ModelInfo info_;
+  // Only touched by Infer(), which runs on one thread at a time.
+  torch::jit::Module module_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
+    const TorchBackendOptions& options) {
+  auto info = LoadModelMetadata(options.model_dir);
+  if (!info.ok()) return info.status();
+  info->variant = options.int8 ? "int8" : "fp32";
+  const std::string path = absl::StrCat(
+      options.model_dir, "/", options.int8 ? "model_int8.pt" : "model.pt");
+  if (!FileExists(path)) {
+    return absl::NotFoundError(absl::StrCat(
+        "model file ", path, " does not exist",
+        options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
+  }
+
+  try {
+    // Inter-op parallelism can only be set once per process, before use.
+    static const bool interop_set = [] {
+      at::set_num_interop_threads(1);
+      return true;
+    }();
+    (void)interop_set;
+    at::set_num_threads(std::max(1, options.intra_op_threads));
+    if (options.int8) {
+      auto engine = ParseQEngine(info->qengine);
+      if (!engine.ok()) return engine.status();
+      const auto& supported = at::globalContext().supportedQEngines();
+      if (std::find(supported.begin(), supported.end(), *engine) ==
+          supported.end()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "quantized engine ", info->qengine,
+            " is not built into this LibTorch"));
+      }
+      at::globalContext().setQEngine(*engine);
+    }
+
+    torch::jit::Module module = torch::jit::load(path, torch::kCPU);
+    module.eval();
+    if (!options.int8 && options.optimize) {
+      if (module.hasattr("training")) module = torch::jit::freeze(module);
+      module = torch::jit::optimize_for_inference(module);
+    }
+
+    auto backend = std::make_unique<TorchBackend>(*std::move(info), std::move(module));
+    // Warm-up: the first passes pay for allocation and kernel selection.
+    const auto& spec = backend->info().input;
+    for (int batch : {1, std::max(1, options.warmup_batch_size)}) {
+      std::vector<float> zeros(batch * spec.tensor_size(), 0.0f);
+      for (int run = 0; run < options.warmup_runs; ++run) {
+        auto result = backend->Infer(zeros, batch);
+        if (!result.ok()) {
+          return absl::Status(result.status().code(),
+                              absl::StrCat("warm-up of ", path, " failed: ",
+                                           result.status().message()));
+        }
+      }
+    }
+    return std::unique_ptr<ModelBackend>(std::move(backend));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot load TorchScript model ", path, ": ", e.what()));
+  }
+}
+
+}  // namespace matid
