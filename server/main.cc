@@ -29,6 +29,7 @@ ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC request accepted, in b
 ABSL_FLAG(int, max_batch_items, 64, "Most images in one BatchClassify request (at most --max_queue_size).");
 ABSL_FLAG(int, max_stream_frames_in_flight, 8, "Frames of one ClassifyStream processed at once; reading pauses beyond it.");
 ABSL_FLAG(int, default_top_k, 5, "Predictions returned when a request does not set top_k.");
+ABSL_FLAG(int, lame_duck_ms, 500, "On SIGTERM/SIGINT, how long to answer UNAVAILABLE (health NOT_SERVING) before closing the listener.");
 ABSL_FLAG(int, drain_grace_seconds, 10, "On SIGTERM/SIGINT, how long in-flight requests may take before they are cancelled.");
 
 namespace {
@@ -49,6 +50,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.limits.max_stream_frames_in_flight =
       absl::GetFlag(FLAGS_max_stream_frames_in_flight);
   options.default_top_k = absl::GetFlag(FLAGS_default_top_k);
+  options.lame_duck = absl::Milliseconds(absl::GetFlag(FLAGS_lame_duck_ms));
   options.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
   return options;
 }

@@ -34,6 +34,10 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   if (options.default_top_k < 1) {
     return absl::InvalidArgumentError("default_top_k must be >= 1");
   }
+  if (options.lame_duck < absl::ZeroDuration() ||
+      options.drain_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("lame_duck and drain_grace must be >= 0");
+  }
   if (options.max_message_bytes < 1024) {
     return absl::InvalidArgumentError("max_message_bytes must be >= 1024");
   }
@@ -83,6 +87,8 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
   }
   server->service_->SetServing(true);
   server->server_->GetHealthCheckService()->SetServingStatus(true);
+  server->server_->GetHealthCheckService()->SetServingStatus(
+      v1::Classifier::service_full_name(), true);
   server->metrics_->SetServing(true);
   return server;
 }
@@ -99,7 +105,8 @@ void MatidServer::Shutdown() {
     // stop the batcher, which runs whatever is still queued.
     service_->SetServing(false);
     metrics_->SetServing(false);
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->GetHealthCheckService()->SetServingStatus(false);  // every service
+    absl::SleepFor(options_.lame_duck);
     server_->Shutdown(std::chrono::system_clock::now() +
                       absl::ToChronoSeconds(options_.drain_grace));
     server_->Wait();

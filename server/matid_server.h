@@ -32,7 +32,11 @@ struct ServerOptions {
   int default_top_k = 5;
   // Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
   int max_message_bytes = 64 << 20;
-  // How long Shutdown() lets in-flight RPCs finish before cancelling them.
+  // On Shutdown(), how long the server stays up answering UNAVAILABLE (and
+  // NOT_SERVING to health checks) before it stops accepting connections, so
+  // clients and load balancers move away before calls can be cut off.
+  absl::Duration lame_duck = absl::Milliseconds(500);
+  // After that, how long in-flight RPCs may take before they are cancelled.
   absl::Duration drain_grace = absl::Seconds(10);
 };
 
@@ -50,9 +54,10 @@ class MatidServer {
   int metrics_port() const { return metrics_->port(); }
   const ModelInfo& model() const { return backend_->info(); }
 
-  // Graceful drain: health goes NOT_SERVING, new RPCs are refused, in-flight
-  // ones (and every queued image) finish within drain_grace, then the
-  // batcher stops. Blocks until done. Idempotent.
+  // Graceful drain: health goes NOT_SERVING and new RPCs get UNAVAILABLE for
+  // lame_duck; then the listener closes, in-flight RPCs (and every queued
+  // image) finish within drain_grace, and the batcher stops. Blocks until
+  // done. Idempotent.
   void Shutdown();
 
  private:

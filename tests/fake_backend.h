@@ -1,0 +1,119 @@
+// A ModelBackend for tests: no model, scores that reveal which input they
+// came from, a gate to hold batches inside Infer(), and a record of batch
+// sizes. Thread-safe.
+#ifndef MATID_TESTS_FAKE_BACKEND_H_
+#define MATID_TESTS_FAKE_BACKEND_H_
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "server/model_backend.h"
+
+namespace matid {
+
+// A gray `width`x`height` model with `classes` labels "c0".."cN", mean 0 and
+// std 1: a raw gray image of constant value p becomes p / 255 everywhere.
+inline ModelInfo FakeModelInfo(int width = 4, int height = 4, int classes = 10) {
+  ModelInfo info;
+  info.name = "fake";
+  info.version = "1";
+  info.variant = "fp32";
+  for (int c = 0; c < classes; ++c) info.labels.push_back("c" + std::to_string(c));
+  info.input.width = width;
+  info.input.height = height;
+  info.input.color = ColorMode::kGray;
+  info.input.mean = {0.0f};
+  info.input.std = {1.0f};
+  return info;
+}
+
+// The tag of an image: its first value times 255, rounded. Infer() answers
+// each image with probability 1 for class (tag mod classes).
+inline int TagOf(const float* image) {
+  return static_cast<int>(std::lround(image[0] * 255.0f));
+}
+
+class FakeBackend final : public ModelBackend {
+ public:
+  explicit FakeBackend(ModelInfo info = FakeModelInfo()) : info_(std::move(info)) {}
+
+  const ModelInfo& info() const override { return info_; }
+
+  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input,
+                                           int batch_size) override {
+    absl::Duration delay;
+    absl::Status failure;
+    {
+      absl::MutexLock lock(&mu_);
+      ++entered_;
+      mu_.Await(absl::Condition(
+          +[](bool* held) { return !*held; }, &held_));
+      batch_sizes_.push_back(batch_size);
+      delay = delay_;
+      failure = failure_;
+    }
+    if (delay > absl::ZeroDuration()) absl::SleepFor(delay);
+    if (!failure.ok()) return failure;
+    const size_t classes = info_.labels.size();
+    const size_t image_size = info_.input.tensor_size();
+    std::vector<float> scores(batch_size * classes, 0.0f);
+    for (int i = 0; i < batch_size; ++i) {
+      const int tag = TagOf(input.data() + i * image_size);
+      scores[i * classes + (tag % classes)] = 1.0f;
+    }
+    return scores;
+  }
+
+  // While held, Infer() blocks after counting itself as entered.
+  void Hold() {
+    absl::MutexLock lock(&mu_);
+    held_ = true;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    held_ = false;
+  }
+  // Blocks until Infer() has been entered `count` times in all.
+  void WaitForEntered(int count) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return entered_ >= count;
+    };
+    mu_.Await(absl::Condition(&reached));
+  }
+  void set_delay(absl::Duration delay) {
+    absl::MutexLock lock(&mu_);
+    delay_ = delay;
+  }
+  void set_failure(absl::Status failure) {
+    absl::MutexLock lock(&mu_);
+    failure_ = std::move(failure);
+  }
+  std::vector<int> batch_sizes() const {
+    absl::MutexLock lock(&mu_);
+    return batch_sizes_;
+  }
+  int images_run() const {
+    absl::MutexLock lock(&mu_);
+    int total = 0;
+    for (int size : batch_sizes_) total += size;
+    return total;
+  }
+
+ private:
+  const ModelInfo info_;
+  mutable absl::Mutex mu_;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;
+  int entered_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration delay_ ABSL_GUARDED_BY(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> batch_sizes_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace matid
+
+#endif  // MATID_TESTS_FAKE_BACKEND_H_

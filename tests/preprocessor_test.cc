@@ -1,0 +1,240 @@
+#include "server/preprocessor.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/test_paths.h"
+
+namespace matid {
+namespace {
+
+using ::testing::HasSubstr;
+
+InputSpec Spec(int width, int height, ColorMode color, ResizeMode resize) {
+  InputSpec spec;
+  spec.width = width;
+  spec.height = height;
+  spec.color = color;
+  spec.resize = resize;
+  if (color == ColorMode::kGray) {
+    spec.mean = {0.286f};
+    spec.std = {0.353f};
+  } else {
+    spec.mean = {0.485f, 0.456f, 0.406f};
+    spec.std = {0.229f, 0.224f, 0.225f};
+  }
+  return spec;
+}
+
+// A deterministic test picture: gradients plus noise, so resizing and
+// channel order both show in the numbers.
+cv::Mat TestPicture(int width, int height, int channels, uint64_t seed) {
+  cv::Mat picture(height, width, channels == 1 ? CV_8UC1 : CV_8UC3);
+  cv::RNG rng(seed);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (int c = 0; c < channels; ++c) {
+        const int value = (x * 255 / std::max(1, width - 1) * (c + 1) +
+                           y * 97 / std::max(1, height - 1) + rng.uniform(0, 40)) % 256;
+        picture.ptr<uint8_t>(y)[x * channels + c] = static_cast<uint8_t>(value);
+      }
+    }
+  }
+  return picture;
+}
+
+std::string Encode(const cv::Mat& picture, const std::string& extension) {
+  std::vector<uint8_t> bytes;
+  EXPECT_TRUE(cv::imencode(extension, picture, bytes));
+  return std::string(bytes.begin(), bytes.end());
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::ostringstream content;
+  content << file.rdbuf();
+  return content.str();
+}
+
+std::string SpecJson(const InputSpec& spec) {
+  return absl::StrCat("{\"width\":", spec.width, ",\"height\":", spec.height,
+                      ",\"color\":\"", ColorModeName(spec.color),
+                      "\",\"resize\":\"", ResizeModeName(spec.resize),
+                      "\",\"mean\":[", absl::StrJoin(spec.mean, ","),
+                      "],\"std\":[", absl::StrJoin(spec.std, ","), "]}");
+}
+
+TEST(Preprocessor, MatchesPythonOpenCvReference) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(::testing::TempDir()) / "preprocess_reference";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+
+  struct Case {
+    std::string name;
+    cv::Mat picture;
+    std::string extension;
+    InputSpec spec;
+  };
+  const std::vector<Case> cases = {
+      {"gray_same_size", TestPicture(28, 28, 1, 1), ".png", Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
+      {"gray_shrink", TestPicture(90, 61, 1, 2), ".png", Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
+      {"gray_from_color_jpeg", TestPicture(64, 48, 3, 3), ".jpg", Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
+      {"rgb_grow", TestPicture(13, 9, 3, 4), ".png", Spec(32, 32, ColorMode::kRgb, ResizeMode::kStretch)},
+      {"rgb_center_crop", TestPicture(100, 57, 3, 5), ".png", Spec(24, 24, ColorMode::kRgb, ResizeMode::kCenterCrop)},
+      {"rgb_letterbox", TestPicture(100, 57, 3, 6), ".bmp", Spec(24, 16, ColorMode::kRgb, ResizeMode::kLetterbox)},
+      {"rgb_from_gray", TestPicture(40, 40, 1, 7), ".png", Spec(20, 30, ColorMode::kRgb, ResizeMode::kLetterbox)},
+      {"gray_center_crop_jpeg", TestPicture(31, 77, 1, 8), ".jpg", Spec(28, 28, ColorMode::kGray, ResizeMode::kCenterCrop)},
+  };
+
+  std::string jobs = "[";
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string image = (dir / (cases[i].name + cases[i].extension)).string();
+    ASSERT_TRUE(cv::imwrite(image, cases[i].picture));
+    absl::StrAppend(&jobs, i ? "," : "", "{\"image\":\"", image, "\",\"out\":\"",
+                    (dir / (cases[i].name + ".f32")).string(),
+                    "\",\"spec\":", SpecJson(cases[i].spec), "}");
+  }
+  jobs += "]";
+  std::ofstream(dir / "jobs.json") << jobs;
+  const std::string command =
+      absl::StrCat(kPython, " ", kSourceDir, "/tests/reference_preprocess.py ",
+                   (dir / "jobs.json").string());
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string bytes = ReadAll((dir / (c.name + c.extension)).string());
+    Preprocessor preprocessor(c.spec, {});
+    auto ours = preprocessor.Run(ImageRef::Encoded(bytes));
+    ASSERT_TRUE(ours.ok()) << ours.status();
+    const std::string reference = ReadAll((dir / (c.name + ".f32")).string());
+    ASSERT_EQ(reference.size(), ours->size() * sizeof(float));
+    const float* expected = reinterpret_cast<const float*>(reference.data());
+    float worst = 0;
+    for (size_t i = 0; i < ours->size(); ++i) {
+      worst = std::max(worst, std::abs((*ours)[i] - expected[i]));
+    }
+    EXPECT_LE(worst, 1e-5f);
+  }
+}
+
+TEST(Preprocessor, RawPixelsMatchTheSameImageEncodedLosslessly) {
+  const cv::Mat bgr = TestPicture(50, 35, 3, 11);
+  const InputSpec spec = Spec(24, 24, ColorMode::kRgb, ResizeMode::kCenterCrop);
+  Preprocessor preprocessor(spec, {});
+  auto from_png = preprocessor.Run(ImageRef::Encoded(Encode(bgr, ".png")));
+  ASSERT_TRUE(from_png.ok()) << from_png.status();
+
+  const std::string bgr_bytes(reinterpret_cast<const char*>(bgr.data), bgr.total() * 3);
+  auto from_bgr = preprocessor.Run(ImageRef::Raw({50, 35, PixelFormat::kBgr8, bgr_bytes}));
+  ASSERT_TRUE(from_bgr.ok()) << from_bgr.status();
+  EXPECT_EQ(*from_bgr, *from_png);
+
+  std::string rgb_bytes = bgr_bytes;
+  for (size_t i = 0; i < rgb_bytes.size(); i += 3) std::swap(rgb_bytes[i], rgb_bytes[i + 2]);
+  auto from_rgb = preprocessor.Run(ImageRef::Raw({50, 35, PixelFormat::kRgb8, rgb_bytes}));
+  ASSERT_TRUE(from_rgb.ok()) << from_rgb.status();
+  EXPECT_EQ(*from_rgb, *from_png);
+}
+
+TEST(Preprocessor, NormalisesWithMeanAndStd) {
+  InputSpec spec = Spec(2, 2, ColorMode::kGray, ResizeMode::kStretch);
+  spec.mean = {0.5f};
+  spec.std = {0.25f};
+  Preprocessor preprocessor(spec, {});
+  const std::string pixels = {0, 0, char(255), char(255)};
+  auto out = preprocessor.Run(ImageRef::Raw({2, 2, PixelFormat::kGray8, pixels}));
+  ASSERT_TRUE(out.ok());
+  EXPECT_FLOAT_EQ((*out)[0], -2.0f);
+  EXPECT_FLOAT_EQ((*out)[3], 2.0f);
+}
+
+class PreprocessorRefuses : public ::testing::Test {
+ protected:
+  absl::Status RunEncoded(const std::string& bytes, PreprocessOptions options = {}) {
+    Preprocessor preprocessor(Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch), options);
+    return preprocessor.Run(ImageRef::Encoded(bytes)).status();
+  }
+  absl::Status RunRaw(RawPixels raw, PreprocessOptions options = {}) {
+    Preprocessor preprocessor(Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch), options);
+    return preprocessor.Run(ImageRef::Raw(raw)).status();
+  }
+};
+
+TEST_F(PreprocessorRefuses, EmptyBytes) {
+  absl::Status status = RunEncoded("");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("empty"));
+}
+
+TEST_F(PreprocessorRefuses, RandomBytes) {
+  cv::RNG rng(5);
+  std::string noise(1000, '\0');
+  for (char& c : noise) c = static_cast<char>(rng.uniform(0, 256));
+  absl::Status status = RunEncoded(noise);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("could not decode"));
+}
+
+TEST_F(PreprocessorRefuses, TruncatedPng) {
+  const std::string png = Encode(TestPicture(64, 64, 1, 3), ".png");
+  absl::Status status = RunEncoded(png.substr(0, png.size() / 2));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("png"));
+}
+
+TEST_F(PreprocessorRefuses, PngWhoseHeaderClaimsTooManyPixels) {
+  std::string png = Encode(TestPicture(8, 8, 1, 3), ".png");
+  // Claim 50000 x 50000 in IHDR; must be refused before decoding.
+  const unsigned char side[4] = {0x00, 0x00, 0xC3, 0x50};
+  png.replace(16, 4, reinterpret_cast<const char*>(side), 4);
+  png.replace(20, 4, reinterpret_cast<const char*>(side), 4);
+  absl::Status status = RunEncoded(png);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("50000x50000"));
+  EXPECT_THAT(status.message(), HasSubstr("--max_image_pixels"));
+}
+
+TEST_F(PreprocessorRefuses, DecodedImageOverThePixelLimit) {
+  const std::string png = Encode(TestPicture(100, 100, 1, 3), ".png");
+  absl::Status status = RunEncoded(png, {.max_image_pixels = 5000});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("the limit is 5000"));
+}
+
+TEST_F(PreprocessorRefuses, EncodedBytesOverTheLimit) {
+  absl::Status status = RunEncoded(std::string(2000, 'x'), {.max_encoded_bytes = 1000});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("limit is 1000"));
+}
+
+TEST_F(PreprocessorRefuses, ZeroSizeRawImage) {
+  absl::Status status = RunRaw({0, 10, PixelFormat::kGray8, ""});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("0x10"));
+}
+
+TEST_F(PreprocessorRefuses, RawPixelsOfTheWrongLength) {
+  absl::Status status = RunRaw({4, 4, PixelFormat::kRgb8, std::string(47, '\0')});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("needs 48 bytes"));
+}
+
+TEST_F(PreprocessorRefuses, RawImageOverThePixelLimit) {
+  absl::Status status = RunRaw({100000, 100000, PixelFormat::kGray8, "x"});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("pixels; the limit is"));
+}
+
+}  // namespace
+}  // namespace matid
