@@ -1,0 +1,276 @@
+"""Dataset import, stratified split and manifests.
+
+A dataset is either Fashion-MNIST (IDX files from Debian's
+dataset-fashion-mnist) or a folder with one sub-folder per class. `prepare`
+turns either into image files under WORK/data, splits the training part 9:1
+(stratified, fixed seed) into train and validation, keeps the test set apart,
+and writes manifests in two formats SageMaker understands:
+
+- MXNet RecordIO list (`.lst`): `index<TAB>label<TAB>relative/path`
+- JSON lines augmented manifest (`.jsonl`): {"source-ref": path, "class": "3",
+  "class-name": "Bag"}
+
+Paths in manifests are relative to WORK/data.
+"""
+import json
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str   # relative to the data root
+    label: int
+
+
+def folder_name(label: str) -> str:
+    """A file-system-safe folder name for a label ("T-shirt/top" -> "T-shirt_top")."""
+    return label.replace("/", "_").replace(" ", "_")
+
+
+# ---------------------------------------------------------------- manifests
+
+def write_lst(path: str, samples: Sequence[Sample]) -> None:
+    with open(path, "w") as f:
+        for index, sample in enumerate(samples):
+            f.write(f"{index}\t{sample.label}\t{sample.path}\n")
+
+
+def read_lst(path: str) -> List[Sample]:
+    samples = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) != 3:
+                raise DatasetError(f"{path}:{number}: expected index, label, path separated by tabs")
+            try:
+                label = int(float(fields[1]))
+            except ValueError:
+                raise DatasetError(f"{path}:{number}: label {fields[1]!r} is not a number") from None
+            samples.append(Sample(fields[2], label))
+    return samples
+
+
+def write_jsonl(path: str, samples: Sequence[Sample], labels: Sequence[str]) -> None:
+    with open(path, "w") as f:
+        for sample in samples:
+            f.write(json.dumps({"source-ref": sample.path, "class": str(sample.label),
+                                "class-name": labels[sample.label]}) + "\n")
+
+
+def read_jsonl(path: str) -> List[Sample]:
+    samples = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                samples.append(Sample(record["source-ref"], int(record["class"])))
+            except (ValueError, KeyError) as error:
+                raise DatasetError(f"{path}:{number}: bad manifest line ({error})") from None
+    return samples
+
+
+def write_labels(path: str, labels: Sequence[str]) -> None:
+    with open(path, "w") as f:
+        json.dump(list(labels), f, indent=1)
+
+
+def read_labels(path: str) -> List[str]:
+    with open(path) as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------- import
+
+def stratified_split(labels: np.ndarray, validation_fraction: float,
+                     seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): each class split by the same fraction."""
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rng.shuffle(members)
+        count = int(round(len(members) * validation_fraction))
+        if len(members) > 1:
+            count = min(max(count, 1), len(members) - 1)
+        validation.extend(members[:count])
+        train.extend(members[count:])
+    return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(validation, dtype=np.int64))
+
+
+def scan_class_folders(root: str) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """Labels (sorted folder names) and (absolute path, label) of every image."""
+    if not os.path.isdir(root):
+        raise DatasetError(f"{root}: no such directory")
+    labels = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if len(labels) < 2:
+        raise DatasetError(f"{root}: needs at least two class folders, found {len(labels)}")
+    items = []
+    for index, label in enumerate(labels):
+        files = []
+        for directory, _, names in os.walk(os.path.join(root, label)):
+            files.extend(os.path.join(directory, n) for n in names
+                         if n.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise DatasetError(f"{os.path.join(root, label)}: class {label!r} has no images")
+        items.extend((path, index) for path in sorted(files))
+    return labels, items
+
+
+def load_image(path: str, color: str) -> np.ndarray:
+    """Reads an image as uint8 HxW (gray) or HxWx3 (BGR); DatasetError if unreadable."""
+    if not os.path.exists(path):
+        raise DatasetError(f"{path}: missing file")
+    image = cv2.imread(path, cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"{path}: corrupt or not an image")
+    return image
+
+
+@dataclass
+class PreparedDataset:
+    data_dir: str
+    labels: List[str]
+    color: str                      # "gray" or "rgb"
+    splits: Dict[str, List[Sample]]  # "train", "val", "test"
+
+
+def _write_images(data_dir: str, split: str, images: Sequence[np.ndarray],
+                  label_ids: Sequence[int], labels: Sequence[str],
+                  names: Optional[Sequence[str]] = None) -> List[Sample]:
+    samples = []
+    for i, (image, label) in enumerate(zip(images, label_ids)):
+        name = names[i] if names is not None else f"{split}_{i:05d}.png"
+        relative = os.path.join("images", split, folder_name(labels[label]), name)
+        absolute = os.path.join(data_dir, relative)
+        os.makedirs(os.path.dirname(absolute), exist_ok=True)
+        if not cv2.imwrite(absolute, image):
+            raise DatasetError(f"{absolute}: cannot write")
+        samples.append(Sample(relative, int(label)))
+    return samples
+
+
+def prepare(work_dir: str, source: str = "fashion-mnist", validation_fraction: float = 0.1,
+            seed: int = 42, limit_per_class: int = 0, test_source: Optional[str] = None,
+            test_fraction: float = 0.1) -> PreparedDataset:
+    """Imports `source` into work_dir/data and writes manifests to work_dir/manifests.
+
+    source: "fashion-mnist" or a folder of class folders. For a folder, the
+    test set is `test_source` (same class folders) or, without it, a
+    stratified `test_fraction` held out before the train/validation split.
+    limit_per_class > 0 keeps only that many training images per class.
+    """
+    data_dir = os.path.join(work_dir, "data")
+    manifest_dir = os.path.join(work_dir, "manifests")
+    os.makedirs(manifest_dir, exist_ok=True)
+    if source == "fashion-mnist":
+        import fashion_mnist
+        labels = list(fashion_mnist.LABELS)
+        color = "gray"
+        train_images, train_labels = fashion_mnist.load("train")
+        test_images, test_labels = fashion_mnist.load("test")
+    else:
+        labels, items = scan_class_folders(source)
+        first = load_image(items[0][0], "rgb")
+        color = "gray" if _is_gray(items, first) else "rgb"
+        train_images = [load_image(p, color) for p, _ in items]
+        train_labels = np.array([label for _, label in items])
+        if test_source:
+            test_labels_found, test_items = scan_class_folders(test_source)
+            unknown = set(test_labels_found) - set(labels)
+            if unknown:
+                raise DatasetError(f"{test_source}: unknown label(s) {sorted(unknown)}; "
+                                   f"training labels are {labels}")
+            test_images = [load_image(p, color) for p, _ in test_items]
+            test_labels = np.array([labels.index(test_labels_found[l]) for _, l in test_items])
+        else:
+            rest, held = stratified_split(train_labels, test_fraction, seed + 1)
+            test_images = [train_images[i] for i in held]
+            test_labels = train_labels[held]
+            train_images = [train_images[i] for i in rest]
+            train_labels = train_labels[rest]
+    train_labels = np.asarray(train_labels)
+    if limit_per_class > 0:
+        keep = np.sort(np.concatenate([np.flatnonzero(train_labels == c)[:limit_per_class]
+                                       for c in range(len(labels))]))
+        train_images = [train_images[i] for i in keep]
+        train_labels = train_labels[keep]
+
+    train_index, val_index = stratified_split(train_labels, validation_fraction, seed)
+    splits = {
+        "train": _write_images(data_dir, "train", [train_images[i] for i in train_index],
+                               train_labels[train_index], labels),
+        "val": _write_images(data_dir, "val", [train_images[i] for i in val_index],
+                             train_labels[val_index], labels),
+        "test": _write_images(data_dir, "test", test_images, test_labels, labels),
+    }
+    for split, samples in splits.items():
+        write_lst(os.path.join(manifest_dir, f"{split}.lst"), samples)
+        write_jsonl(os.path.join(manifest_dir, f"{split}.jsonl"), samples, labels)
+    write_labels(os.path.join(manifest_dir, "labels.json"), labels)
+    with open(os.path.join(manifest_dir, "dataset.json"), "w") as f:
+        json.dump({"source": source, "color": color, "seed": seed,
+                   "validation_fraction": validation_fraction,
+                   "counts": {k: len(v) for k, v in splits.items()}}, f, indent=1)
+    return PreparedDataset(data_dir, labels, color, splits)
+
+
+def _is_gray(items: Sequence[Tuple[str, int]], first: np.ndarray) -> bool:
+    """True when the images carry no colour (checks a few of them)."""
+    for path, _ in list(items)[:: max(1, len(items) // 20)][:20]:
+        image = load_image(path, "rgb")
+        if not (np.array_equal(image[:, :, 0], image[:, :, 1]) and
+                np.array_equal(image[:, :, 1], image[:, :, 2])):
+            return False
+    return True
+
+
+def load_prepared(work_dir: str) -> PreparedDataset:
+    manifest_dir = os.path.join(work_dir, "manifests")
+    labels_path = os.path.join(manifest_dir, "labels.json")
+    if not os.path.exists(labels_path):
+        raise DatasetError(f"{labels_path} missing: run the prepare stage first")
+    labels = read_labels(labels_path)
+    with open(os.path.join(manifest_dir, "dataset.json")) as f:
+        color = json.load(f)["color"]
+    splits = {}
+    for split in ("train", "val", "test"):
+        splits[split] = read_lst(os.path.join(manifest_dir, f"{split}.lst"))
+        for sample in splits[split]:
+            if not 0 <= sample.label < len(labels):
+                raise DatasetError(f"{split}.lst: label {sample.label} of {sample.path} is unknown "
+                                   f"(there are {len(labels)} labels)")
+    return PreparedDataset(os.path.join(work_dir, "data"), labels, color, splits)
+
+
+def load_arrays(data_dir: str, samples: Sequence[Sample], color: str,
+                size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Images as uint8 [N, H, W, C] resized to size=(width, height), labels [N]."""
+    width, height = size
+    channels = 1 if color == "gray" else 3
+    images = np.empty((len(samples), height, width, channels), dtype=np.uint8)
+    for i, sample in enumerate(samples):
+        image = load_image(os.path.join(data_dir, sample.path), color)
+        if image.shape[1] != width or image.shape[0] != height:
+            shrinking = image.shape[1] >= width and image.shape[0] >= height
+            image = cv2.resize(image, (width, height),
+                               interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        if channels == 3:
+            image = image[:, :, ::-1]  # BGR -> RGB, the model's channel order
+        images[i] = image.reshape(height, width, channels)
+    return images, np.array([s.label for s in samples], dtype=np.int64)

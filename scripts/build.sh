@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Configures and builds matid into build/ (executables in build/bin/).
+# Uses ccache when installed; two parallel jobs by default (MATID_JOBS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build_dir=${MATID_BUILD_DIR:-build}
+jobs=${MATID_JOBS:-2}
+if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=${MATID_BUILD_TYPE:-RelWithDebInfo}
+fi
+cmake --build "$build_dir" -j"$jobs"
