@@ -1,0 +1,261 @@
+"""matid training pipeline: python3 -m model_export STAGE [options]
+(model_export/__main__.py calls main() here.)
+
+Stages: prepare, augment, train, export, evaluate, and all (in that order).
+Work files go to --work (default out/train); the model directory the server
+loads goes to --out (default models/fashion-mnist).
+
+    /usr/bin/python3 -m model_export all --quick            # ~4 minutes, accuracy >= 0.88
+    /usr/bin/python3 -m model_export all                    # full profile
+    /usr/bin/python3 -m model_export prepare --source DIR   # any folder-per-class dataset
+    /usr/bin/python3 -m model_export evaluate --predictions preds.jsonl
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import debian_python  # noqa: E402
+
+debian_python.ensure()
+
+import numpy as np  # noqa: E402
+
+import augment as augment_lib  # noqa: E402
+import dataset  # noqa: E402
+import evaluate as evaluate_lib  # noqa: E402
+import export as export_lib  # noqa: E402
+import train as train_lib  # noqa: E402
+
+# What --quick changes: a usable model in a few minutes on 2 cores.
+QUICK_PROFILE = {
+    "limit_per_class": 4000, "augment_fraction": 0.05, "epochs": 5,
+    "lr_scheduler_step": "4", "early_stopping": False, "max_minutes": 3.5,
+}
+
+
+def str2bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def int_list(text: str):
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python3 -m model_export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["prepare", "augment", "train", "export", "evaluate", "all"])
+    parser.add_argument("--work", default="out/train", help="work directory (data, manifests, checkpoints)")
+    parser.add_argument("--out", default="models/fashion-mnist", help="model directory to write/evaluate")
+    parser.add_argument("--quick", action="store_true", help="quick profile: " + json.dumps(QUICK_PROFILE))
+    parser.add_argument("--seed", type=int, default=42)
+
+    g = parser.add_argument_group("prepare")
+    g.add_argument("--source", default="fashion-mnist", help="fashion-mnist, or a folder of class folders")
+    g.add_argument("--test_source", help="folder of class folders used as the test set")
+    g.add_argument("--validation_fraction", type=float, default=0.1)
+    g.add_argument("--limit_per_class", type=int, default=None, help="training images per class (0: all)")
+
+    g = parser.add_argument_group("augment (training images only)")
+    g.add_argument("--augment_fraction", type=float, default=None,
+                   help="fraction of training images that get augmented copies (default 0.1)")
+    g.add_argument("--image_size", type=int, default=0,
+                   help="resize images to N x N for augmentation and training (0: native size)")
+    g.add_argument("--rotate45", type=str2bool, default=False)
+    g.add_argument("--rotate90", type=str2bool, default=False)
+    g.add_argument("--flip_horizontal", type=str2bool, default=True)
+    g.add_argument("--flip_vertical", type=str2bool, default=False)
+    g.add_argument("--saturation", default="", help="channels to saturate: red,green,blue")
+    g.add_argument("--noise_sigma", type=float, default=8.0, help="gaussian noise sigma (0: off)")
+
+    g = parser.add_argument_group("train (SageMaker image-classification names)")
+    defaults = train_lib.Hyperparameters()
+    g.add_argument("--mini_batch_size", type=int, default=defaults.mini_batch_size)
+    g.add_argument("--epochs", type=int, default=None)
+    g.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
+    g.add_argument("--lr_scheduler_factor", type=float, default=defaults.lr_scheduler_factor)
+    g.add_argument("--lr_scheduler_step", default=None)
+    g.add_argument("--early_stopping", type=str2bool, default=None)
+    g.add_argument("--early_stopping_patience", type=int, default=defaults.early_stopping_patience)
+    g.add_argument("--early_stopping_tolerance", type=float, default=defaults.early_stopping_tolerance)
+    g.add_argument("--early_stopping_min_epochs", type=int, default=defaults.early_stopping_min_epochs)
+    g.add_argument("--momentum", type=float, default=defaults.momentum)
+    g.add_argument("--weight_decay", type=float, default=defaults.weight_decay)
+    g.add_argument("--widths", type=int_list, default=defaults.widths, help="channels per stage")
+    g.add_argument("--blocks", type=int_list, default=defaults.blocks, help="blocks per stage")
+    g.add_argument("--max_minutes", type=float, default=None, help="training time budget (0: none)")
+    g.add_argument("--threads", type=int, default=2)
+
+    g = parser.add_argument_group("export / evaluate")
+    g.add_argument("--name", default="fashion-mnist-resnet")
+    g.add_argument("--version", default=None)
+    g.add_argument("--int8", type=str2bool, default=True, help="also export model_int8.pt")
+    g.add_argument("--calibration_images", type=int, default=512)
+    g.add_argument("--predictions", help="matid-classify --format=jsonl output to evaluate")
+    g.add_argument("--report_dir", default=None, help="default: WORK/evaluation")
+    return parser
+
+
+def resolve_profile(args: argparse.Namespace) -> argparse.Namespace:
+    """Fills options left unset from the quick profile or the full defaults."""
+    full = {"limit_per_class": 0, "augment_fraction": 0.1, "epochs": 20,
+            "lr_scheduler_step": "10,20", "early_stopping": True, "max_minutes": 0.0}
+    profile = QUICK_PROFILE if args.quick else full
+    for key, value in profile.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def image_size(args: argparse.Namespace, prepared: dataset.PreparedDataset):
+    if args.image_size > 0:
+        return args.image_size, args.image_size
+    first = dataset.load_image(os.path.join(prepared.data_dir, prepared.splits["train"][0].path),
+                               prepared.color)
+    return first.shape[1], first.shape[0]
+
+
+def stage_prepare(args):
+    started = time.monotonic()
+    prepared = dataset.prepare(args.work, args.source, args.validation_fraction, args.seed,
+                               args.limit_per_class, args.test_source)
+    counts = {k: len(v) for k, v in prepared.splits.items()}
+    print(f"prepare: {counts} images, {len(prepared.labels)} classes ({prepared.color}) "
+          f"in {time.monotonic() - started:.1f}s; manifests in {args.work}/manifests")
+
+
+def stage_augment(args):
+    prepared = dataset.load_prepared(args.work)
+    options = augment_lib.AugmentOptions(
+        fraction=args.augment_fraction, size=args.image_size, rotate45=args.rotate45,
+        rotate90=args.rotate90, flip_horizontal=args.flip_horizontal,
+        flip_vertical=args.flip_vertical,
+        saturation=[c for c in args.saturation.split(",") if c], noise_sigma=args.noise_sigma,
+        seed=args.seed)
+    copies, combined = augment_lib.augment_training_set(
+        prepared.data_dir, os.path.join(args.work, "manifests"), prepared.splits["train"],
+        prepared.labels, prepared.color, options)
+    print(f"augment: {len(copies)} augmented copies; training manifest has {len(combined)} images "
+          f"(train_augmented.lst / .jsonl)")
+
+
+def training_samples(args, prepared):
+    path = os.path.join(args.work, "manifests", "train_augmented.lst")
+    return dataset.read_lst(path) if os.path.exists(path) else prepared.splits["train"]
+
+
+def stage_train(args):
+    prepared = dataset.load_prepared(args.work)
+    size = image_size(args, prepared)
+    started = time.monotonic()
+    train_x, train_y = dataset.load_arrays(prepared.data_dir, training_samples(args, prepared),
+                                           prepared.color, size)
+    val_x, val_y = dataset.load_arrays(prepared.data_dir, prepared.splits["val"], prepared.color, size)
+    print(f"train: loaded {len(train_x)} training and {len(val_x)} validation images "
+          f"({size[0]}x{size[1]}) in {time.monotonic() - started:.1f}s")
+    hp = train_lib.Hyperparameters(
+        mini_batch_size=args.mini_batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
+        lr_scheduler_factor=args.lr_scheduler_factor, lr_scheduler_step=args.lr_scheduler_step,
+        early_stopping=args.early_stopping, early_stopping_patience=args.early_stopping_patience,
+        early_stopping_tolerance=args.early_stopping_tolerance,
+        early_stopping_min_epochs=args.early_stopping_min_epochs, momentum=args.momentum,
+        weight_decay=args.weight_decay, widths=args.widths, blocks=args.blocks,
+        max_minutes=args.max_minutes, online_flip=args.flip_horizontal, threads=args.threads,
+        seed=args.seed)
+    train_lib.train(train_x, train_y, val_x, val_y, len(prepared.labels), hp,
+                    os.path.join(args.work, "checkpoints"))
+
+
+def stage_export(args):
+    prepared = dataset.load_prepared(args.work)
+    size = image_size(args, prepared)
+    model, info = train_lib.load_checkpoint(os.path.join(args.work, "checkpoints", "best.pt"))
+    rng = np.random.default_rng(args.seed)
+    train_samples = prepared.splits["train"]
+    pick = rng.choice(len(train_samples), size=min(args.calibration_images, len(train_samples)),
+                      replace=False)
+    calibration, _ = dataset.load_arrays(prepared.data_dir, [train_samples[i] for i in pick],
+                                         prepared.color, size)
+    check, _ = dataset.load_arrays(prepared.data_dir, prepared.splits["val"][:1000],
+                                   prepared.color, size)
+    export_lib.export_model(
+        model, args.out, prepared.labels, prepared.color, size[0], size[1], info["mean"],
+        info["std"], calibration, check, name=args.name, version=args.version,
+        extra_metrics={"val_accuracy": info["val_accuracy"], "best_epoch": info["epoch"]},
+        int8=args.int8)
+    print(f"export: wrote {args.out} (model.pt{', model_int8.pt' if args.int8 else ''}, metadata.json)")
+
+
+def stage_evaluate(args):
+    prepared = dataset.load_prepared(args.work)
+    metadata = export_lib.read_metadata(args.out)
+    size = (metadata["input"]["width"], metadata["input"]["height"])
+    mean, std = metadata["input"]["mean"], metadata["input"]["std"]
+    test = prepared.splits["test"]
+    images, truth = dataset.load_arrays(prepared.data_dir, test, prepared.color, size)
+    report_dir = args.report_dir or os.path.join(args.work, "evaluation")
+    results = {}
+    variants = ["model.pt"] + (["model_int8.pt"] if os.path.exists(os.path.join(args.out, "model_int8.pt")) else [])
+    probabilities = {}
+    for variant in variants:
+        started = time.monotonic()
+        probabilities[variant] = evaluate_lib.model_probabilities(
+            os.path.join(args.out, variant), images, mean, std, metadata.get("qengine", "onednn"))
+        subdir = report_dir if variant == "model.pt" else os.path.join(report_dir, "int8")
+        report = evaluate_lib.write_report(subdir, truth, probabilities[variant], prepared.labels,
+                                           f"{args.out}/{variant} on {len(test)} test images")
+        results[variant] = report
+        print(f"evaluate: {variant}: accuracy {report['accuracy']:.4f}, macro F1 "
+              f"{report['macro_f1']:.4f}, macro AUC-ROC {report['macro_auc_roc']:.4f} "
+              f"({time.monotonic() - started:.1f}s) -> {subdir}/report.md")
+    if args.predictions:
+        served = evaluate_lib.predictions_file_probabilities(args.predictions, test,
+                                                              prepared.data_dir, prepared.labels)
+        compare = evaluate_lib.agreement(served, probabilities["model.pt"])
+        same = (compare["top1_agreement"] == 1.0 and
+                compare["max_abs_score_difference"] <= evaluate_lib.SCORE_TOLERANCE)
+        report = evaluate_lib.write_report(
+            os.path.join(report_dir, "served"), truth, served, prepared.labels,
+            f"matid-classify predictions {args.predictions}",
+            {"agrees_with_offline_model": same, **compare})
+        print(f"evaluate: served predictions: accuracy {report['accuracy']:.4f}; "
+              f"top-1 agreement with the offline model {compare['top1_agreement']:.4f}, max score "
+              f"difference {compare['max_abs_score_difference']:.2e} -> "
+              f"{'AGREE' if same else 'DISAGREE'}")
+    fp32 = results["model.pt"]
+    metadata["metrics"].update({"accuracy": fp32["accuracy"], "macro_f1": fp32["macro_f1"],
+                                "macro_auc_roc": fp32["macro_auc_roc"],
+                                "test_images": fp32["samples"]})
+    if "model_int8.pt" in results:
+        metadata["metrics"]["int8_accuracy"] = results["model_int8.pt"]["accuracy"]
+    export_lib.write_metadata(args.out, metadata)
+
+
+STAGES = {"prepare": stage_prepare, "augment": stage_augment, "train": stage_train,
+          "export": stage_export, "evaluate": stage_evaluate}
+
+
+def main(argv=None) -> int:
+    args = resolve_profile(build_parser().parse_args(argv))
+    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    started = time.monotonic()
+    try:
+        for stage in stages:
+            STAGES[stage](args)
+    except (dataset.DatasetError, FileNotFoundError, ValueError) as error:
+        print(f"model_export {args.stage}: error: {error}", file=sys.stderr)
+        return 2
+    if args.stage == "all":
+        print(f"all: done in {(time.monotonic() - started) / 60:.1f} min; model in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Training with SageMaker image-classification hyperparameter names.
+
+mini_batch_size, epochs, learning_rate, lr_scheduler_factor,
+lr_scheduler_step ("10,20": epochs where the rate is multiplied by the
+factor), early_stopping, early_stopping_patience, early_stopping_tolerance
+(relative: an epoch improves when (acc - best) / best >= tolerance),
+early_stopping_min_epochs, momentum, weight_decay: same meanings and defaults
+as SageMaker's algorithm. Optimiser: SGD with momentum.
+"""
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from model import ResNet
+
+
+@dataclass
+class Hyperparameters:
+    mini_batch_size: int = 64
+    epochs: int = 20
+    learning_rate: float = 0.1
+    lr_scheduler_factor: float = 0.1
+    lr_scheduler_step: str = "10,20"
+    early_stopping: bool = True
+    early_stopping_patience: int = 2
+    early_stopping_tolerance: float = 0.01
+    early_stopping_min_epochs: int = 10
+    momentum: float = 0.9
+    weight_decay: float = 0.0001
+    # Not SageMaker's: architecture, budget and the online horizontal flip.
+    widths: List[int] = field(default_factory=lambda: [16, 32, 64])
+    blocks: List[int] = field(default_factory=lambda: [2, 2, 2])
+    max_minutes: float = 0.0  # 0: no time budget
+    online_flip: bool = True
+    threads: int = 2
+    seed: int = 42
+
+    def milestones(self) -> List[int]:
+        return [int(s) for s in str(self.lr_scheduler_step).split(",") if s.strip()]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_val_accuracy: float
+    epochs_run: int
+    stop_reason: str
+    seconds: float
+    mean: List[float]
+    std: List[float]
+
+
+def channel_stats(images: np.ndarray) -> Tuple[List[float], List[float]]:
+    """Per-channel mean and std of uint8 NHWC images, on values scaled to [0, 1]."""
+    pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return pixels.mean(axis=0).tolist(), np.maximum(pixels.std(axis=0), 1e-6).tolist()
+
+
+def to_tensor(images: np.ndarray, mean: List[float], std: List[float]) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW (the server's preprocessing)."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def evaluate_logits(model: nn.Module, images: np.ndarray, mean: List[float], std: List[float],
+                    batch_size: int = 256) -> torch.Tensor:
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            outputs.append(model(to_tensor(images[start:start + batch_size], mean, std)))
+    return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+class EarlyStopping:
+    """SageMaker's rule: after min_epochs, stop when `patience` epochs in a row
+    did not improve the best validation accuracy by the relative tolerance."""
+
+    def __init__(self, patience: int, tolerance: float, min_epochs: int) -> None:
+        self.patience, self.tolerance, self.min_epochs = patience, tolerance, min_epochs
+        self.best: Optional[float] = None
+        self.stale = 0
+
+    def update(self, epoch: int, accuracy: float) -> bool:
+        """Records an epoch (1-based); True when training should stop."""
+        if self.best is None or self.best <= 0:
+            improved = self.best is None or accuracy > self.best
+        else:
+            improved = (accuracy - self.best) / self.best >= self.tolerance
+        if self.best is None or accuracy > self.best:
+            self.best = accuracy
+        self.stale = 0 if improved else self.stale + 1
+        return epoch >= self.min_epochs and self.stale >= self.patience
+
+
+def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
+          val_labels: np.ndarray, classes: int, hp: Hyperparameters, out_dir: str,
+          log=print) -> Tuple[nn.Module, TrainResult]:
+    """Trains, logs each epoch to the console and out_dir/training_log.csv,
+    keeps the best model (by validation accuracy) in out_dir/best.pt."""
+    torch.manual_seed(hp.seed)
+    torch.set_num_threads(hp.threads)
+    rng = np.random.default_rng(hp.seed)
+    os.makedirs(out_dir, exist_ok=True)
+    mean, std = channel_stats(train_images)
+    channels = train_images.shape[-1]
+    size = min(train_images.shape[1], train_images.shape[2])
+    model = ResNet(channels, classes, size, hp.widths, hp.blocks)
+    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=hp.momentum,
+                                weight_decay=hp.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, hp.milestones(),
+                                                     gamma=hp.lr_scheduler_factor)
+    stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance,
+                            hp.early_stopping_min_epochs)
+    loss_fn = nn.CrossEntropyLoss()
+    log_path = os.path.join(out_dir, "training_log.csv")
+    best_path = os.path.join(out_dir, "best.pt")
+    with open(os.path.join(out_dir, "hyperparameters.json"), "w") as f:
+        json.dump(asdict(hp), f, indent=1)
+
+    show_progress = sys.stdout.isatty()
+    started = time.monotonic()
+    best_accuracy, best_epoch, epoch = -1.0, 0, 0
+    stop_reason = f"completed {hp.epochs} epochs"
+    batches = math.ceil(len(train_images) / hp.mini_batch_size)
+    with open(log_path, "w", newline="") as log_file:
+        writer = csv.writer(log_file)
+        writer.writerow(["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                         "learning_rate", "seconds"])
+        for epoch in range(1, hp.epochs + 1):
+            epoch_start = time.monotonic()
+            learning_rate = optimizer.param_groups[0]["lr"]
+            model.train()
+            order = rng.permutation(len(train_images))
+            total_loss, correct = 0.0, 0
+            for b in range(batches):
+                index = order[b * hp.mini_batch_size:(b + 1) * hp.mini_batch_size]
+                x = to_tensor(train_images[index], mean, std)
+                if hp.online_flip:
+                    flip = torch.from_numpy(rng.random(len(index)) < 0.5)
+                    x[flip] = x[flip].flip(-1)
+                y = torch.from_numpy(train_labels[index])
+                optimizer.zero_grad()
+                logits = model(x)
+                loss = loss_fn(logits, y)
+                loss.backward()
+                optimizer.step()
+                total_loss += loss.item() * len(index)
+                correct += int((logits.argmax(1) == y).sum())
+                if show_progress and ((b + 1) % 50 == 0 or b + 1 == batches):
+                    print(f"\r  epoch {epoch}: batch {b + 1}/{batches}", end="", flush=True)
+            if show_progress:
+                print("\r" + " " * 40 + "\r", end="")
+            scheduler.step()
+            val_logits = evaluate_logits(model, val_images, mean, std)
+            val_y = torch.from_numpy(val_labels)
+            val_loss = float(loss_fn(val_logits, val_y))
+            val_accuracy = float((val_logits.argmax(1) == val_y).float().mean())
+            train_accuracy = correct / len(train_images)
+            seconds = time.monotonic() - epoch_start
+            writer.writerow([epoch, f"{total_loss / len(train_images):.5f}",
+                             f"{train_accuracy:.5f}", f"{val_loss:.5f}", f"{val_accuracy:.5f}",
+                             f"{learning_rate:g}", f"{seconds:.1f}"])
+            log_file.flush()
+            log(f"epoch {epoch:2d}/{hp.epochs}: train loss {total_loss / len(train_images):.4f} "
+                f"acc {train_accuracy:.4f} | val loss {val_loss:.4f} acc {val_accuracy:.4f} | "
+                f"lr {learning_rate:g} | {seconds:.1f}s")
+            if val_accuracy > best_accuracy:
+                best_accuracy, best_epoch = val_accuracy, epoch
+                torch.save({"state_dict": model.state_dict(), "mean": mean, "std": std,
+                            "channels": channels, "classes": classes, "input_size": size,
+                            "widths": list(hp.widths), "blocks": list(hp.blocks),
+                            "epoch": epoch, "val_accuracy": val_accuracy}, best_path)
+            if hp.early_stopping and stopper.update(epoch, val_accuracy):
+                stop_reason = (f"early stopping after epoch {epoch}: validation accuracy did not "
+                               f"improve by {hp.early_stopping_tolerance:.0%} (relative) for "
+                               f"{hp.early_stopping_patience} epochs")
+                break
+            elapsed_minutes = (time.monotonic() - started) / 60
+            if hp.max_minutes > 0 and epoch < hp.epochs and \
+                    elapsed_minutes + seconds / 60 > hp.max_minutes:
+                stop_reason = (f"time budget: another epoch would pass --max_minutes="
+                               f"{hp.max_minutes:g} ({elapsed_minutes:.1f} min used)")
+                break
+    result = TrainResult(best_epoch, best_accuracy, epoch, stop_reason,
+                         time.monotonic() - started, mean, std)
+    log(f"training stopped: {stop_reason}; best validation accuracy {best_accuracy:.4f} "
+        f"at epoch {best_epoch}")
+    best, _ = load_checkpoint(best_path)
+    with open(os.path.join(out_dir, "train_result.json"), "w") as f:
+        json.dump(asdict(result), f, indent=1)
+    return best, result
+
+
+def load_checkpoint(path: str) -> Tuple[nn.Module, Dict]:
+    """The model in eval mode, and what was saved with it (mean, std, epoch, ...)."""
+    checkpoint = torch.load(path)
+    model = ResNet(checkpoint["channels"], checkpoint["classes"], checkpoint["input_size"],
+                   checkpoint["widths"], checkpoint["blocks"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    return model, {k: v for k, v in checkpoint.items() if k != "state_dict"}

@@ -1,0 +1,331 @@
+#!/usr/bin/python3
+"""Tests of the training pipeline (model_export/) on small synthetic data.
+
+Run by ctest with Debian's /usr/bin/python3. The end-to-end test runs every
+stage on 240 generated images in well under a minute; when MATID_BUILD_DIR
+has matid-server and matid-classify, it also serves the exported model and
+checks that the served predictions agree with the offline ones.
+"""
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import cv2
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "model_export"))
+
+import augment  # noqa: E402
+import dataset  # noqa: E402
+import metrics  # noqa: E402
+import train  # noqa: E402
+from cli import main as cli_main  # noqa: E402
+
+BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(HERE, "..", "build"))
+
+
+def make_shapes_dataset(root: str, per_class: int = 50, size: int = 20, seed: int = 0) -> None:
+    """Three classes of gray pictures a small CNN learns quickly."""
+    rng = np.random.default_rng(seed)
+    for name in ("circle", "cross", "square"):
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        for i in range(per_class):
+            image = rng.integers(0, 40, (size, size), dtype=np.uint8)
+            c = int(rng.integers(7, size - 7))
+            r = int(rng.integers(3, 6))
+            value = int(rng.integers(170, 256))
+            if name == "circle":
+                cv2.circle(image, (c, c), r, value, -1)
+            elif name == "square":
+                cv2.rectangle(image, (c - r, c - r), (c + r, c + r), value, -1)
+            else:
+                cv2.line(image, (c - r, c), (c + r, c), value, 2)
+                cv2.line(image, (c, c - r), (c, c + r), value, 2)
+            cv2.imwrite(os.path.join(root, name, f"{name}_{i:03d}.png"), image)
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_cli(*args: str) -> int:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return cli_main(list(args))
+
+
+class TempDirTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="matid-model-export-")
+
+    def tearDown(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class EndToEndTest(TempDirTest):
+    def test_every_stage_on_a_synthetic_dataset(self) -> None:
+        source = os.path.join(self.tmp, "source")
+        work = os.path.join(self.tmp, "work")
+        out = os.path.join(self.tmp, "model")
+        make_shapes_dataset(source, per_class=80)
+        code = run_cli("all", "--source", source, "--work", work, "--out", out,
+                       "--epochs", "8", "--lr_scheduler_step", "6", "--early_stopping", "false",
+                       "--widths", "8,16", "--blocks", "1,1", "--calibration_images", "32",
+                       "--augment_fraction", "0.2", "--rotate90", "true", "--name", "shapes")
+        self.assertEqual(code, 0)
+
+        manifests = os.path.join(work, "manifests")
+        train_samples = dataset.read_lst(os.path.join(manifests, "train.lst"))
+        val_samples = dataset.read_lst(os.path.join(manifests, "val.lst"))
+        test_samples = dataset.read_lst(os.path.join(manifests, "test.lst"))
+        augmented = dataset.read_lst(os.path.join(manifests, "train_augmented.lst"))
+        self.assertEqual(len(train_samples) + len(val_samples) + len(test_samples), 240)
+        # augmented copies only in the training manifest
+        copies = [s for s in augmented if s.path.startswith("augmented/")]
+        self.assertEqual(len(copies), round(len(train_samples) * 0.2) * 3)  # fliph, rot90, noise
+        for split in (val_samples, test_samples):
+            self.assertFalse(any(s.path.startswith("augmented/") for s in split))
+
+        with open(os.path.join(work, "checkpoints", "training_log.csv")) as f:
+            self.assertEqual(len(f.readlines()), 1 + 8)
+
+        metadata = read_json(os.path.join(out, "metadata.json"))
+        self.assertEqual(metadata["labels"], ["circle", "cross", "square"])
+        self.assertEqual(metadata["input"]["width"], 20)
+        self.assertEqual(metadata["input"]["color"], "gray")
+        self.assertEqual(metadata["qengine"], "onednn")
+        self.assertGreater(metadata["metrics"]["accuracy"], 0.6)  # chance is 0.33
+        self.assertIn("int8_top1_agreement_with_fp32", metadata["metrics"])
+        for name in ("model.pt", "model_int8.pt"):
+            self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+        evaluation = os.path.join(work, "evaluation")
+        for name in ("report.md", "metrics.json", "confusion_matrix.png", "roc_curves.png"):
+            self.assertTrue(os.path.exists(os.path.join(evaluation, name)), name)
+
+        self.check_served_predictions_agree(work, out)
+
+    def check_served_predictions_agree(self, work: str, out: str) -> None:
+        server_binary = os.path.join(BUILD_DIR, "bin", "matid-server")
+        classify_binary = os.path.join(BUILD_DIR, "bin", "matid-classify")
+        if not (os.path.exists(server_binary) and os.path.exists(classify_binary)):
+            self.skipTest("matid-server not built")
+        server = subprocess.Popen(
+            [server_binary, f"--model_dir={out}", "--host=127.0.0.1", "--port=0",
+             "--metrics_port=-1", "--threads=1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            port = None
+            for line in server.stdout:
+                match = re.search(r"serving grpc_port=(\d+)", line)
+                if match:
+                    port = match.group(1)
+                    break
+            self.assertIsNotNone(port, "server did not start")
+            predictions = os.path.join(self.tmp, "served.jsonl")
+            subprocess.run([classify_binary, f"--server=127.0.0.1:{port}", "--mode=batch",
+                            "--top_k=3", "--format=jsonl", f"--output={predictions}",
+                            os.path.join(work, "data", "images", "test")],
+                           check=True, capture_output=True, timeout=120)
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+        report_dir = os.path.join(self.tmp, "report")
+        self.assertEqual(run_cli("evaluate", "--work", work, "--out", out,
+                                 "--predictions", predictions, "--report_dir", report_dir), 0)
+        served = read_json(os.path.join(report_dir, "served", "metrics.json"))
+        self.assertTrue(served["agrees_with_offline_model"], served)
+        offline = read_json(os.path.join(report_dir, "metrics.json"))
+        self.assertEqual(served["accuracy"], offline["accuracy"])
+
+
+class AugmentTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+        self.rgb = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+
+    def test_flips_are_exact_mirrors(self) -> None:
+        np.testing.assert_array_equal(augment.flip_horizontal(self.gray),
+                                      [[3, 2, 1, 0], [7, 6, 5, 4], [11, 10, 9, 8]])
+        np.testing.assert_array_equal(augment.flip_vertical(self.gray),
+                                      [[8, 9, 10, 11], [4, 5, 6, 7], [0, 1, 2, 3]])
+        np.testing.assert_array_equal(augment.flip_horizontal(augment.flip_horizontal(self.rgb)),
+                                      self.rgb)
+
+    def test_rotate_90_is_exact_and_four_make_identity(self) -> None:
+        np.testing.assert_array_equal(augment.rotate(self.gray, 90), np.rot90(self.gray))
+        image = self.rgb
+        for _ in range(4):
+            image = augment.rotate(image, 90)
+        np.testing.assert_array_equal(image, self.rgb)
+
+    def test_rotate_45_keeps_size_centre_and_blackens_corners(self) -> None:
+        image = np.full((21, 21), 200, dtype=np.uint8)
+        rotated = augment.rotate(image, 45)
+        self.assertEqual(rotated.shape, image.shape)
+        self.assertEqual(rotated[10, 10], 200)
+        self.assertEqual(rotated[0, 0], 0)
+
+    def test_gaussian_noise_has_the_requested_statistics(self) -> None:
+        image = np.full((200, 200), 128, dtype=np.uint8)
+        noisy = augment.gaussian_noise(image, 10.0, np.random.default_rng(1))
+        difference = noisy.astype(np.float64) - 128
+        self.assertLess(abs(difference.mean()), 0.2)
+        self.assertAlmostEqual(difference.std(), 10.0, delta=0.3)
+        self.assertEqual(noisy.dtype, np.uint8)
+
+    def test_saturation_scales_one_channel_and_clips(self) -> None:
+        image = np.full((2, 2, 3), 100, dtype=np.uint8)
+        image[0, 0, 2] = 200
+        out = augment.saturate_channel(image, "blue", 1.5)
+        self.assertEqual(out[1, 1, 2], 150)
+        self.assertEqual(out[0, 0, 2], 255)  # clipped
+        np.testing.assert_array_equal(out[..., :2], image[..., :2])
+        np.testing.assert_array_equal(augment.saturate_channel(self.gray, "red"), self.gray)
+
+    def test_functions_never_change_their_input(self) -> None:
+        before = self.rgb.copy()
+        for transform in (augment.flip_horizontal, augment.flip_vertical,
+                          lambda im: augment.rotate(im, 45),
+                          lambda im: augment.saturate_channel(im, "red")):
+            transform(self.rgb)
+        np.testing.assert_array_equal(self.rgb, before)
+
+
+class MetricsTest(unittest.TestCase):
+    def setUp(self) -> None:
+        rng = np.random.default_rng(3)
+        self.truth = rng.integers(0, 4, 300)
+        scores = rng.random((300, 4)) + np.eye(4)[self.truth] * 0.6
+        scores[:, 1] = np.round(scores[:, 1], 1)  # ties, which AUC must handle
+        scores[:, 3] = 0.0
+        scores[self.truth == 3, 3] = 0.5  # a class never predicted well
+        self.probabilities = scores / scores.sum(axis=1, keepdims=True)
+        self.predicted = self.probabilities.argmax(axis=1)
+
+    def test_equal_to_sklearn(self) -> None:
+        from sklearn import metrics as sk
+        matrix = metrics.confusion_matrix(self.truth, self.predicted, 4)
+        np.testing.assert_array_equal(matrix, sk.confusion_matrix(self.truth, self.predicted,
+                                                                  labels=range(4)))
+        ours = metrics.per_class_scores(matrix)
+        precision, recall, f1, support = sk.precision_recall_fscore_support(
+            self.truth, self.predicted, labels=range(4), zero_division=0)
+        np.testing.assert_allclose(ours["precision"], precision)
+        np.testing.assert_allclose(ours["recall"], recall)
+        np.testing.assert_allclose(ours["f1"], f1)
+        np.testing.assert_array_equal(ours["support"], support)
+        for c in range(4):
+            self.assertAlmostEqual(metrics.auc_roc(self.truth == c, self.probabilities[:, c]),
+                                   sk.roc_auc_score(self.truth == c, self.probabilities[:, c]),
+                                   places=12)
+            fpr, tpr = metrics.roc_curve(self.truth == c, self.probabilities[:, c])
+            sk_fpr, sk_tpr, _ = sk.roc_curve(self.truth == c, self.probabilities[:, c],
+                                             drop_intermediate=False)
+            np.testing.assert_allclose(fpr, sk_fpr)
+            np.testing.assert_allclose(tpr, sk_tpr)
+        report = metrics.classification_report(self.truth, self.probabilities, list("abcd"))
+        self.assertAlmostEqual(report["accuracy"], sk.accuracy_score(self.truth, self.predicted))
+        self.assertAlmostEqual(report["macro_auc_roc"],
+                               sk.roc_auc_score(self.truth, self.probabilities, multi_class="ovr",
+                                                average="macro"), places=12)
+
+
+class ManifestTest(TempDirTest):
+    def test_lst_and_jsonl_round_trip(self) -> None:
+        samples = [dataset.Sample("images/train/Bag/a.png", 8),
+                   dataset.Sample("augmented/T-shirt_top/b_fliph.png", 0)]
+        labels = [f"l{i}" for i in range(9)]
+        lst = os.path.join(self.tmp, "x.lst")
+        jsonl = os.path.join(self.tmp, "x.jsonl")
+        dataset.write_lst(lst, samples)
+        dataset.write_jsonl(jsonl, samples, labels)
+        self.assertEqual(dataset.read_lst(lst), samples)
+        self.assertEqual(dataset.read_jsonl(jsonl), samples)
+        with open(lst) as f:
+            self.assertEqual(f.readline(), "0\t8\timages/train/Bag/a.png\n")
+        with open(jsonl) as f:
+            self.assertEqual(json.loads(f.readline()),
+                             {"source-ref": "images/train/Bag/a.png", "class": "8", "class-name": "l8"})
+
+    def test_stratified_split_keeps_class_proportions_and_is_repeatable(self) -> None:
+        labels = np.repeat(np.arange(3), [100, 50, 20])
+        train_index, val_index = dataset.stratified_split(labels, 0.1, seed=5)
+        self.assertEqual(sorted(np.bincount(labels[val_index]).tolist()), [2, 5, 10])
+        self.assertEqual(len(set(train_index) & set(val_index)), 0)
+        again = dataset.stratified_split(labels, 0.1, seed=5)
+        np.testing.assert_array_equal(again[1], val_index)
+
+
+class BadDatasetTest(TempDirTest):
+    def setUp(self) -> None:
+        super().setUp()
+        self.source = os.path.join(self.tmp, "source")
+        make_shapes_dataset(self.source, per_class=10)
+
+    def assert_prepare_fails(self, says: str, **kwargs) -> None:
+        with self.assertRaises(dataset.DatasetError) as caught:
+            dataset.prepare(os.path.join(self.tmp, "work"), self.source, **kwargs)
+        self.assertIn(says, str(caught.exception))
+
+    def test_corrupt_image(self) -> None:
+        with open(os.path.join(self.source, "cross", "broken.png"), "wb") as f:
+            f.write(b"not a png")
+        self.assert_prepare_fails("broken.png: corrupt or not an image")
+
+    def test_empty_class(self) -> None:
+        os.makedirs(os.path.join(self.source, "hexagon"))
+        self.assert_prepare_fails("class 'hexagon' has no images")
+
+    def test_unknown_label_in_the_test_set(self) -> None:
+        test_source = os.path.join(self.tmp, "test")
+        make_shapes_dataset(test_source, per_class=2)
+        os.rename(os.path.join(test_source, "cross"), os.path.join(test_source, "star"))
+        self.assert_prepare_fails("unknown label(s) ['star']", test_source=test_source)
+
+    def test_missing_file_in_a_manifest(self) -> None:
+        work = os.path.join(self.tmp, "work")
+        prepared = dataset.prepare(work, self.source)
+        os.remove(os.path.join(prepared.data_dir, prepared.splits["train"][0].path))
+        with self.assertRaises(dataset.DatasetError) as caught:
+            dataset.load_arrays(prepared.data_dir, prepared.splits["train"], "gray", (20, 20))
+        self.assertIn("missing file", str(caught.exception))
+
+    def test_unknown_label_in_a_manifest(self) -> None:
+        work = os.path.join(self.tmp, "work")
+        dataset.prepare(work, self.source)
+        with open(os.path.join(work, "manifests", "val.lst"), "a") as f:
+            f.write("99\t7\timages/val/x.png\n")
+        with self.assertRaises(dataset.DatasetError) as caught:
+            dataset.load_prepared(work)
+        self.assertIn("label 7", str(caught.exception))
+
+    def test_cli_reports_the_error_and_exits_2(self) -> None:
+        self.assertEqual(run_cli("prepare", "--source", os.path.join(self.tmp, "nowhere"),
+                                 "--work", os.path.join(self.tmp, "work")), 2)
+
+
+class EarlyStoppingTest(unittest.TestCase):
+    def test_stops_after_patience_epochs_without_relative_improvement(self) -> None:
+        stopper = train.EarlyStopping(patience=2, tolerance=0.01, min_epochs=3)
+        decisions = [stopper.update(e, a) for e, a in
+                     enumerate([0.80, 0.85, 0.855, 0.857, 0.90, 0.901, 0.902], start=1)]
+        # 0.855 and 0.857 are < 1% better than 0.85: stale twice -> stop at epoch 4
+        self.assertEqual(decisions, [False, False, False, True, False, False, True])
+
+    def test_never_stops_before_min_epochs(self) -> None:
+        stopper = train.EarlyStopping(patience=1, tolerance=0.5, min_epochs=5)
+        self.assertFalse(any(stopper.update(e, 0.5) for e in range(1, 5)))
+        self.assertTrue(stopper.update(5, 0.5))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
