@@ -37,6 +37,30 @@ int ArgMax(const std::vector<float>& scores) {
   return static_cast<int>(std::max_element(scores.begin(), scores.end()) - scores.begin());
 }
 
+// Holds the model, submits tags 0..count-1 and returns once tag 0 is running
+// alone inside the model and the others are queued behind it.
+std::vector<std::shared_ptr<Outcome>> SubmitBehindHeldModel(FakeBackend& backend,
+                                                            Batcher& batcher, int count) {
+  backend.Hold();
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  for (int tag = 0; tag < count; ++tag) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    EXPECT_TRUE(batcher.Submit(TaskWithTag(backend, tag, outcomes.back())).ok());
+    if (tag == 0) backend.WaitForEntered(1);
+  }
+  return outcomes;
+}
+
+// Waits for every outcome; each must be OK and carry its own tag's answer.
+void ExpectEachGotItsOwnResult(const std::vector<std::shared_ptr<Outcome>>& outcomes) {
+  for (size_t tag = 0; tag < outcomes.size(); ++tag) {
+    ASSERT_EQ(outcomes[tag]->future.wait_for(kBound), std::future_status::ready);
+    auto result = outcomes[tag]->future.get();
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(ArgMax(result->scores), static_cast<int>(tag)) << "result went to the wrong request";
+  }
+}
+
 std::unique_ptr<Batcher> MakeBatcher(FakeBackend* backend, BatcherOptions options) {
   auto batcher = Batcher::Create(options, backend, nullptr);
   EXPECT_TRUE(batcher.ok()) << batcher.status();
@@ -59,55 +83,29 @@ TEST(Batcher, RunsALoneRequestAtOnceWhenIdle) {
 TEST(Batcher, BatchesRequestsThatWaitedWhileTheModelWasBusy) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
-  backend.Hold();
-  std::vector<std::shared_ptr<Outcome>> outcomes;
-  for (int tag = 0; tag < 6; ++tag) {
-    outcomes.push_back(std::make_shared<Outcome>());
-    ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, tag, outcomes.back())).ok());
-    if (tag == 0) backend.WaitForEntered(1);  // first one is running alone
-  }
+  auto outcomes = SubmitBehindHeldModel(backend, *batcher, 6);
   EXPECT_EQ(batcher->queue_depth(), 5);
   EXPECT_EQ(batcher->in_flight(), 6);
   backend.Release();
-  for (int tag = 0; tag < 6; ++tag) {
-    ASSERT_EQ(outcomes[tag]->future.wait_for(kBound), std::future_status::ready);
-    auto result = outcomes[tag]->future.get();
-    ASSERT_TRUE(result.ok()) << result.status();
-    EXPECT_EQ(ArgMax(result->scores), tag) << "result went to the wrong request";
-  }
+  ExpectEachGotItsOwnResult(outcomes);
   EXPECT_THAT(backend.batch_sizes(), ElementsAre(1, 5));
 }
 
 TEST(Batcher, NeverExceedsMaxBatchSize) {
-  FakeBackend backend;
+  FakeBackend backend(FakeModelInfo(4, 4, /*classes=*/16));  // a class per tag
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 4});
-  backend.Hold();
-  std::vector<std::shared_ptr<Outcome>> outcomes;
-  for (int tag = 0; tag < 11; ++tag) {
-    outcomes.push_back(std::make_shared<Outcome>());
-    ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, tag, outcomes.back())).ok());
-    if (tag == 0) backend.WaitForEntered(1);
-  }
+  auto outcomes = SubmitBehindHeldModel(backend, *batcher, 11);
   backend.Release();
-  for (auto& outcome : outcomes) {
-    ASSERT_EQ(outcome->future.wait_for(kBound), std::future_status::ready);
-  }
+  ExpectEachGotItsOwnResult(outcomes);
   EXPECT_THAT(backend.batch_sizes(), ElementsAre(1, 4, 4, 2));
 }
 
 TEST(Batcher, MaxBatchSizeOneSwitchesBatchingOff) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 1});
-  backend.Hold();
-  std::vector<std::shared_ptr<Outcome>> outcomes;
-  for (int tag = 0; tag < 3; ++tag) {
-    outcomes.push_back(std::make_shared<Outcome>());
-    ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, tag, outcomes.back())).ok());
-  }
+  auto outcomes = SubmitBehindHeldModel(backend, *batcher, 3);
   backend.Release();
-  for (auto& outcome : outcomes) {
-    ASSERT_EQ(outcome->future.wait_for(kBound), std::future_status::ready);
-  }
+  ExpectEachGotItsOwnResult(outcomes);
   EXPECT_THAT(backend.batch_sizes(), ElementsAre(1, 1, 1));
 }
 
@@ -261,25 +259,17 @@ TEST(Batcher, WrongInputSizeIsRefused) {
 TEST(Batcher, ShutdownRunsEveryQueuedTaskThenRefusesNewOnes) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 2});
-  backend.Hold();
-  std::vector<std::shared_ptr<Outcome>> outcomes;
-  for (int tag = 0; tag < 5; ++tag) {
-    outcomes.push_back(std::make_shared<Outcome>());
-    ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, tag, outcomes.back())).ok());
-  }
-  backend.WaitForEntered(1);
+  auto outcomes = SubmitBehindHeldModel(backend, *batcher, 5);
   auto shutdown = std::async(std::launch::async, [&] { batcher->Shutdown(); });
   // Shutdown waits for the queued work...
   EXPECT_EQ(shutdown.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
   backend.Release();
   // ...and returns promptly once it is done.
   ASSERT_EQ(shutdown.wait_for(kBound), std::future_status::ready);
-  for (int tag = 0; tag < 5; ++tag) {
-    ASSERT_EQ(outcomes[tag]->future.wait_for(std::chrono::seconds(0)), std::future_status::ready);
-    auto result = outcomes[tag]->future.get();
-    ASSERT_TRUE(result.ok()) << result.status();
-    EXPECT_EQ(ArgMax(result->scores), tag);
+  for (auto& outcome : outcomes) {  // all answered by the time Shutdown returned
+    EXPECT_EQ(outcome->future.wait_for(std::chrono::seconds(0)), std::future_status::ready);
   }
+  ExpectEachGotItsOwnResult(outcomes);
   auto late = std::make_shared<Outcome>();
   EXPECT_EQ(batcher->Submit(TaskWithTag(backend, 7, late)).code(),
             absl::StatusCode::kUnavailable);

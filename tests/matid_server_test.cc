@@ -62,6 +62,14 @@ class MatidServerTest : public ::testing::Test {
     });
   }
 
+  // Holds the model with one request (tag 1) running inside it.
+  std::future<std::pair<grpc::Status, int>> OccupyTheModel() {
+    backend_->Hold();
+    auto running = ClassifyAsync(1);
+    backend_->WaitForEntered(1);
+    return running;
+  }
+
   // Waits until the batcher holds `depth` queued images.
   void WaitForQueueDepth(uint32_t depth) {
     for (int i = 0; i < 1000; ++i) {
@@ -95,9 +103,7 @@ TEST_F(MatidServerTest, FullQueueAnswersResourceExhaustedAtOnce) {
   options.batcher.max_queue_size = 2;
   options.limits.max_batch_items = 2;
   StartServer(options);
-  backend_->Hold();
-  auto running = ClassifyAsync(1);
-  backend_->WaitForEntered(1);
+  auto running = OccupyTheModel();
   auto queued1 = ClassifyAsync(2);
   auto queued2 = ClassifyAsync(3);
   WaitForQueueDepth(2);
@@ -114,9 +120,7 @@ TEST_F(MatidServerTest, FullQueueAnswersResourceExhaustedAtOnce) {
 
 TEST_F(MatidServerTest, RequestWhoseDeadlinePassesInTheQueueIsNeverRun) {
   StartServer({});
-  backend_->Hold();
-  auto running = ClassifyAsync(1);
-  backend_->WaitForEntered(1);
+  auto running = OccupyTheModel();
   auto expiring = ClassifyAsync(2, std::chrono::milliseconds(100));
   EXPECT_EQ(expiring.get().first.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   backend_->Release();
@@ -127,9 +131,7 @@ TEST_F(MatidServerTest, RequestWhoseDeadlinePassesInTheQueueIsNeverRun) {
 
 TEST_F(MatidServerTest, CancelledCallLeavesNoWorkBehind) {
   StartServer({});
-  backend_->Hold();
-  auto running = ClassifyAsync(1);
-  backend_->WaitForEntered(1);
+  auto running = OccupyTheModel();
   grpc::ClientContext* context = nullptr;
   auto cancelled = ClassifyAsync(2, std::chrono::milliseconds(20000), &context);
   WaitForQueueDepth(1);
@@ -228,9 +230,7 @@ TEST_F(MatidServerTest, BatchClassifyUnderAFullQueueIsRefusedWhole) {
   options.batcher.max_queue_size = 3;
   options.limits.max_batch_items = 3;
   StartServer(options);
-  backend_->Hold();
-  auto running = ClassifyAsync(1);
-  backend_->WaitForEntered(1);
+  auto running = OccupyTheModel();
   auto queued = ClassifyAsync(2);
   WaitForQueueDepth(1);
   v1::BatchClassifyRequest request;
