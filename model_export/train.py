@@ -85,7 +85,11 @@ def evaluate_logits(model: nn.Module, images: np.ndarray, mean: List[float], std
 
 class EarlyStopping:
     """SageMaker's rule: after min_epochs, stop when `patience` epochs in a row
-    did not improve the best validation accuracy by the relative tolerance."""
+    did not improve the best validation accuracy by the relative tolerance.
+    One addition: a learning-rate drop restarts the patience count, so the
+    new rate gets `patience` epochs to show its effect. (Measured: without it,
+    the default schedule stopped Fashion-MNIST at epoch 10, the very epoch
+    the rate drops, at 0.915 test accuracy.)"""
 
     def __init__(self, patience: int, tolerance: float, min_epochs: int) -> None:
         self.patience, self.tolerance, self.min_epochs = patience, tolerance, min_epochs
@@ -102,6 +106,9 @@ class EarlyStopping:
             self.best = accuracy
         self.stale = 0 if improved else self.stale + 1
         return epoch >= self.min_epochs and self.stale >= self.patience
+
+    def learning_rate_dropped(self) -> None:
+        self.stale = 0
 
 
 def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
@@ -182,6 +189,8 @@ def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.nda
                             "channels": channels, "classes": classes, "input_size": size,
                             "widths": list(hp.widths), "blocks": list(hp.blocks),
                             "epoch": epoch, "val_accuracy": val_accuracy}, best_path)
+            if optimizer.param_groups[0]["lr"] < learning_rate:
+                stopper.learning_rate_dropped()  # the next epoch runs at the new rate
             if hp.early_stopping and stopper.update(epoch, val_accuracy):
                 stop_reason = (f"early stopping after epoch {epoch}: validation accuracy did not "
                                f"improve by {hp.early_stopping_tolerance:.0%} (relative) for "

@@ -10,10 +10,11 @@ packages=(
   libtorch-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libopencv-dev libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
   # clients: MQTT and the durable spool
-  libpaho-mqtt-dev libpaho-mqttpp-dev libsqlite3-dev mosquitto mosquitto-clients
+  libmosquitto-dev nlohmann-json3-dev libsqlite3-dev mosquitto mosquitto-clients
   # Python side: training/export and the cross-language client test
   python3 python3-torch python3-torchvision python3-opencv python3-numpy
   python3-sklearn python3-matplotlib python3-grpcio python3-protobuf
+  python3-paho-mqtt python3-jsonschema
   # data and tooling used by the demo and tests
   dataset-fashion-mnist prometheus openssl curl
 )

@@ -321,6 +321,14 @@ class EarlyStoppingTest(unittest.TestCase):
         # 0.855 and 0.857 are < 1% better than 0.85: stale twice -> stop at epoch 4
         self.assertEqual(decisions, [False, False, False, True, False, False, True])
 
+    def test_a_learning_rate_drop_restarts_the_patience_count(self) -> None:
+        stopper = train.EarlyStopping(patience=2, tolerance=0.01, min_epochs=1)
+        self.assertFalse(stopper.update(1, 0.90))
+        self.assertFalse(stopper.update(2, 0.90))  # stale 1
+        stopper.learning_rate_dropped()
+        self.assertFalse(stopper.update(3, 0.90))  # stale 1 again, not 2
+        self.assertTrue(stopper.update(4, 0.90))
+
     def test_never_stops_before_min_epochs(self) -> None:
         stopper = train.EarlyStopping(patience=1, tolerance=0.5, min_epochs=5)
         self.assertFalse(any(stopper.update(e, 0.5) for e in range(1, 5)))

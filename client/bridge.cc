@@ -1,0 +1,228 @@
+#include "client/bridge.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "common/backoff.h"
+#include "common/result_message.h"
+
+namespace matid {
+
+absl::StatusOr<std::unique_ptr<Bridge>> Bridge::Create(const BridgeOptions& options, Spool* spool,
+                                                       CloudLink* cloud,
+                                                       prometheus::Registry* registry) {
+  if (options.batch_max_messages < 1) {
+    return absl::InvalidArgumentError("batch_max_messages must be >= 1");
+  }
+  if (options.batch_max_bytes < 1024 || options.batch_max_bytes > 128 * 1024) {
+    return absl::InvalidArgumentError(
+        "batch_max_bytes must be in 1024..131072 (AWS IoT Core's payload cap is 128 KB)");
+  }
+  if (!(options.max_publishes_per_second > 0)) {
+    return absl::InvalidArgumentError("max_publishes_per_second must be > 0");
+  }
+  std::unique_ptr<Bridge> bridge(new Bridge(options, spool, cloud));
+  if (registry != nullptr) bridge->BuildMetrics(*registry);
+  bridge->forwarder_ = std::thread([b = bridge.get()] { b->ForwarderLoop(); });
+  return bridge;
+}
+
+Bridge::Bridge(const BridgeOptions& options, Spool* spool, CloudLink* cloud)
+    : options_(options), spool_(spool), cloud_(cloud) {}
+
+Bridge::~Bridge() { Stop(); }
+
+void Bridge::BuildMetrics(prometheus::Registry& registry) {
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+  };
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
+  };
+  metrics_.received = counter("matid_bridge_received_total", "Messages received from the local broker");
+  metrics_.spooled = counter("matid_bridge_spooled_total", "Messages written to the spool");
+  metrics_.duplicates = counter("matid_bridge_duplicates_total", "Messages whose message_id was already spooled");
+  metrics_.dead_letters = counter("matid_bridge_dead_letters_total", "Malformed messages put in the dead-letter table");
+  metrics_.forwarded = counter("matid_bridge_forwarded_total", "Messages acknowledged by the cloud");
+  metrics_.publishes = counter("matid_bridge_publishes_total", "Publishes (batches) acknowledged by the cloud");
+  metrics_.publish_failures = counter("matid_bridge_publish_failures_total", "Publishes refused or not acknowledged in time");
+  metrics_.dropped = counter("matid_bridge_dropped_total", "Messages dropped by the spool's size or age limit");
+  metrics_.backlog_messages = gauge("matid_bridge_backlog_messages", "Messages in the spool");
+  metrics_.backlog_bytes = gauge("matid_bridge_backlog_bytes", "Payload bytes in the spool");
+  metrics_.oldest_age = gauge("matid_bridge_oldest_message_age_seconds", "Age of the oldest spooled message");
+  metrics_.cloud_connected = gauge("matid_bridge_cloud_connected", "1 while connected to the cloud broker");
+}
+
+void Bridge::Add(prometheus::Counter* counter, double amount) {
+  if (counter != nullptr) counter->Increment(amount);
+}
+
+std::string Bridge::CloudTopic(absl::string_view camera_id) const {
+  return absl::StrReplaceAll(options_.cloud_topic_template, {{"{camera_id}", camera_id}});
+}
+
+absl::Status Bridge::OnLocalMessage(const std::string& topic, absl::string_view payload) {
+  const absl::Time now = absl::Now();
+  Add(metrics_.received);
+  absl::StatusOr<ResultMessage> message = ParseResultMessage(payload);
+  std::string reason;
+  if (!message.ok()) {
+    reason = std::string(message.status().message());
+  } else if (topic != absl::StrCat("matid/", message->camera_id, "/results")) {
+    reason = absl::StrCat("topic ", topic, " does not match camera_id ", message->camera_id);
+  }
+  if (!reason.empty()) {
+    Add(metrics_.dead_letters);
+    std::fprintf(stderr, "matid-bridge: dead letter from %s: %s\n", topic.c_str(), reason.c_str());
+    return spool_->DeadLetter(topic, payload, reason, now);
+  }
+  absl::StatusOr<bool> inserted =
+      spool_->Append(message->message_id, CloudTopic(message->camera_id), payload, now);
+  if (!inserted.ok()) return inserted.status();
+  Add(*inserted ? metrics_.spooled : metrics_.duplicates);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work_hint_ = true;
+  }
+  wake_.notify_one();
+  return absl::OkStatus();
+}
+
+void Bridge::OnCloudAck(int message_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    acked_ids_.insert(message_id);
+  }
+  wake_.notify_one();
+}
+
+void Bridge::OnCloudConnection(bool connected) {
+  if (metrics_.cloud_connected != nullptr) metrics_.cloud_connected->Set(connected ? 1 : 0);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work_hint_ = true;
+  }
+  wake_.notify_one();
+}
+
+void Bridge::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (forwarder_.joinable()) forwarder_.join();
+}
+
+void Bridge::Housekeeping() {
+  absl::StatusOr<int64_t> dropped = spool_->EnforceLimits(absl::Now());
+  if (dropped.ok() && *dropped > 0) {
+    Add(metrics_.dropped, *dropped);
+    std::fprintf(stderr, "matid-bridge: spool limit reached: dropped the %lld oldest messages\n",
+                 static_cast<long long>(*dropped));
+  }
+  absl::StatusOr<SpoolStats> stats = spool_->Stats();
+  if (stats.ok() && metrics_.backlog_messages != nullptr) {
+    metrics_.backlog_messages->Set(stats->messages);
+    metrics_.backlog_bytes->Set(stats->bytes);
+    metrics_.oldest_age->Set(stats->messages == 0
+                                 ? 0
+                                 : absl::ToDoubleSeconds(absl::Now() - stats->oldest));
+  }
+}
+
+void Bridge::ForwarderLoop() {
+  Backoff backoff(absl::Milliseconds(100), absl::Seconds(10));
+  const absl::Duration min_gap = absl::Seconds(1.0 / options_.max_publishes_per_second);
+  absl::Time next_publish = absl::InfinitePast();
+  absl::Time next_housekeeping = absl::InfinitePast();
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.housekeeping_interval), [&] {
+        return stopping_ || (work_hint_ && cloud_->connected());
+      });
+      if (stopping_) return;
+      work_hint_ = false;
+    }
+    if (absl::Now() >= next_housekeeping) {
+      Housekeeping();
+      next_housekeeping = absl::Now() + options_.housekeeping_interval;
+    }
+    // Drain while there is something to send and the cloud is there.
+    while (cloud_->connected()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) return;
+      }
+      const absl::Time now = absl::Now();
+      if (now < next_publish) absl::SleepFor(next_publish - now);  // pacing
+      next_publish = absl::Now() + min_gap;
+      if (!ForwardOnce()) {
+        absl::SleepFor(backoff.Next());
+        std::lock_guard<std::mutex> lock(mu_);
+        work_hint_ = true;  // try again
+        break;
+      }
+      backoff.Reset();
+      if (absl::Now() >= next_housekeeping) {
+        Housekeeping();
+        next_housekeeping = absl::Now() + options_.housekeeping_interval;
+      }
+      absl::StatusOr<SpoolStats> stats = spool_->Stats();
+      if (!stats.ok() || stats->messages == 0) break;
+    }
+  }
+}
+
+bool Bridge::ForwardOnce() {
+  absl::StatusOr<std::vector<SpooledMessage>> batch =
+      spool_->Oldest(options_.batch_max_messages, options_.batch_max_bytes);
+  if (!batch.ok()) {
+    std::fprintf(stderr, "matid-bridge: %s\n", batch.status().ToString().c_str());
+    return false;
+  }
+  if (batch->empty()) return true;
+  // One publish carries messages for one topic: cut the batch where it changes.
+  const std::string topic = batch->front().topic;
+  std::vector<int64_t> seqs;
+  std::vector<absl::string_view> lines;
+  for (const SpooledMessage& m : *batch) {
+    if (m.topic != topic) break;
+    seqs.push_back(m.seq);
+    lines.push_back(m.payload);
+  }
+  const std::string payload = absl::StrJoin(lines, "\n");  // JSON lines
+
+  std::unique_lock<std::mutex> lock(mu_);
+  acked_ids_.clear();  // late acks of abandoned publishes are of no use now
+  lock.unlock();
+  absl::StatusOr<int> id = cloud_->Publish(topic, payload);
+  if (!id.ok()) {
+    Add(metrics_.publish_failures);
+    std::fprintf(stderr, "matid-bridge: %s\n", id.status().ToString().c_str());
+    return false;
+  }
+  lock.lock();
+  wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.ack_timeout), [&] {
+    return acked_ids_.count(*id) > 0 || stopping_ || !cloud_->connected();
+  });
+  const bool delivered = acked_ids_.count(*id) > 0;
+  lock.unlock();
+  if (!delivered) {
+    Add(metrics_.publish_failures);
+    return false;
+  }
+  absl::Status removed = spool_->Remove(seqs);
+  if (!removed.ok()) {
+    std::fprintf(stderr, "matid-bridge: %s\n", removed.ToString().c_str());
+    return false;
+  }
+  Add(metrics_.forwarded, static_cast<double>(seqs.size()));
+  Add(metrics_.publishes);
+  return true;
+}
+
+}  // namespace matid

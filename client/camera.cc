@@ -1,0 +1,282 @@
+#include "client/camera.h"
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/backoff.h"
+#include "common/metrics_endpoint.h"
+
+namespace matid {
+
+Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
+               std::shared_ptr<grpc::Channel> channel, Publish publish,
+               prometheus::Registry* registry)
+    : options_(options),
+      source_(std::move(source)),
+      channel_(std::move(channel)),
+      stub_(v1::Classifier::NewStub(channel_)),
+      publish_(std::move(publish)) {
+  if (registry == nullptr) return;
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
+  };
+  metrics_.captured = counter("matid_camera_frames_captured_total", "Frames read from the source and kept");
+  metrics_.sent = counter("matid_camera_frames_sent_total", "Frames written to the server stream (resends included)");
+  metrics_.classified = counter("matid_camera_frames_classified_total", "Frames with a result");
+  metrics_.dropped_queue_full = counter("matid_camera_frames_dropped_total", "Oldest unsent frames dropped because the server was behind");
+  metrics_.failed = counter("matid_camera_frames_failed_total", "Frames the server refused (bad image)");
+  metrics_.reconnects = counter("matid_camera_stream_reconnects_total", "Times the stream to the server was restarted");
+  metrics_.latency = &prometheus::BuildHistogram()
+                          .Name("matid_camera_end_to_end_latency_seconds")
+                          .Help("From frame capture to its result at the camera")
+                          .Register(*registry)
+                          .Add({}, LatencyBucketsSeconds());
+}
+
+void Camera::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+}
+
+absl::StatusOr<v1::Image> Camera::Encode(const cv::Mat& frame) const {
+  cv::Mat view = frame;
+  if (!options_.roi.empty()) {
+    const cv::Rect roi = options_.roi & cv::Rect(0, 0, frame.cols, frame.rows);
+    if (roi.empty()) return absl::InvalidArgumentError("region of interest is outside the frame");
+    view = frame(roi);
+  }
+  v1::Image image;
+  if (options_.jpeg_quality > 0) {
+    std::vector<uint8_t> bytes;
+    if (!cv::imencode(".jpg", view, bytes, {cv::IMWRITE_JPEG_QUALITY, options_.jpeg_quality})) {
+      return absl::InternalError("JPEG encoding failed");
+    }
+    image.set_encoded(std::string(bytes.begin(), bytes.end()));
+  } else {
+    cv::Mat bgr = view.channels() == 3 ? view.clone() : cv::Mat();
+    if (bgr.empty()) cv::cvtColor(view, bgr, cv::COLOR_GRAY2BGR);
+    v1::RawImage* raw = image.mutable_raw();
+    raw->set_width(bgr.cols);
+    raw->set_height(bgr.rows);
+    raw->set_format(v1::PIXEL_FORMAT_BGR8);
+    raw->set_pixels(std::string(reinterpret_cast<const char*>(bgr.data), bgr.total() * 3));
+  }
+  return image;
+}
+
+void Camera::CaptureLoop() {
+  const absl::Duration pace =
+      options_.pace_fps > 0 ? absl::Seconds(1.0 / options_.pace_fps) : absl::ZeroDuration();
+  const absl::Duration min_gap =
+      options_.max_fps > 0 ? absl::Seconds(1.0 / options_.max_fps) : absl::ZeroDuration();
+  absl::Time next_read = absl::Now();
+  absl::Time last_kept = absl::InfinitePast();
+  uint64_t read_count = 0;
+  uint64_t seq = 0;
+  absl::Status status;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+    }
+    if (options_.max_frames > 0 && static_cast<int64_t>(seq) >= options_.max_frames) break;
+    if (pace > absl::ZeroDuration()) {
+      const absl::Time now = absl::Now();
+      if (now < next_read) absl::SleepFor(next_read - now);
+      next_read = std::max(next_read + pace, absl::Now() - pace);
+    }
+    absl::StatusOr<cv::Mat> frame = source_->Next();
+    if (!frame.ok()) {
+      if (!absl::IsOutOfRange(frame.status())) status = frame.status();
+      break;
+    }
+    const absl::Time captured_at = absl::Now();
+    if (read_count++ % std::max(1, options_.every_nth_frame) != 0) continue;
+    if (captured_at - last_kept < min_gap) continue;
+    last_kept = captured_at;
+    absl::StatusOr<v1::Image> image = Encode(*frame);
+    if (!image.ok()) {
+      status = image.status();
+      break;
+    }
+    Add(metrics_.captured);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_back({seq++, captured_at, *std::move(image)});
+      if (static_cast<int>(pending_.size()) > options_.max_pending) {
+        pending_.pop_front();  // never block capture on a slow server
+        Add(metrics_.dropped_queue_full);
+      }
+    }
+    changed_.notify_all();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    capture_done_ = true;
+    source_status_ = status;
+  }
+  changed_.notify_all();
+}
+
+void Camera::HandleResult(const v1::FrameResult& result) {
+  PendingFrame frame;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = in_flight_.find(result.seq());
+    if (it == in_flight_.end()) return;  // an answer to a frame already answered
+    frame = std::move(it->second);
+    in_flight_.erase(it);
+  }
+  changed_.notify_all();
+  const absl::Time now = absl::Now();
+  const auto code = static_cast<grpc::StatusCode>(result.status().code());
+  if (code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNAVAILABLE) {
+    // The server was busy or draining: try the frame again, first in line.
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_front(std::move(frame));
+    return;
+  }
+  if (code != grpc::StatusCode::OK) {
+    Add(metrics_.failed);
+    std::fprintf(stderr, "matid-camera: frame %llu refused by the server: %s\n",
+                 static_cast<unsigned long long>(result.seq()), result.status().message().c_str());
+    return;
+  }
+  Add(metrics_.classified);
+  if (metrics_.latency != nullptr) {
+    metrics_.latency->Observe(absl::ToDoubleSeconds(now - frame.captured_at));
+  }
+  ResultMessage message;
+  message.camera_id = options_.camera_id;
+  message.frame_seq = result.seq();
+  message.message_id = MessageId(options_.camera_id, options_.boot_id, result.seq());
+  message.timestamp = Rfc3339Millis(frame.captured_at);
+  message.model_name = result.model().name();
+  message.model_version = result.model().version();
+  for (const auto& p : result.predictions()) message.predictions.push_back({p.label(), p.score()});
+  if (!message.predictions.empty()) {
+    message.top_label = message.predictions.front().label;
+    message.top_score = message.predictions.front().score;
+  }
+  message.needs_inspection = message.top_score < options_.inspection_threshold;
+  message.latency_ms = absl::ToDoubleMilliseconds(now - frame.captured_at);
+  if (message.needs_inspection && !options_.inspection_dir.empty()) {
+    const std::string path = absl::StrCat(options_.inspection_dir, "/", message.message_id,
+                                          frame.image.has_encoded() ? ".jpg" : ".bgr");
+    std::ofstream file(path, std::ios::binary);
+    const std::string& bytes =
+        frame.image.has_encoded() ? frame.image.encoded() : frame.image.raw().pixels();
+    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  publish_(message);
+}
+
+bool Camera::RunOneStream() {
+  grpc::ClientContext context;
+  auto stream = stub_->ClassifyStream(&context);
+  std::atomic<bool> broken{false};
+  std::atomic<int64_t> last_result_ms{absl::ToUnixMillis(absl::Now())};
+  std::thread reader([&] {
+    v1::FrameResult result;
+    while (stream->Read(&result)) {
+      last_result_ms = absl::ToUnixMillis(absl::Now());
+      HandleResult(result);
+    }
+    broken = true;
+    changed_.notify_all();
+  });
+
+  bool all_done = false;
+  while (true) {
+    PendingFrame frame;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      changed_.wait_for(lock, std::chrono::milliseconds(200), [&] {
+        return stopping_ || broken.load() ||
+               (!pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight) ||
+               (capture_done_ && pending_.empty() && in_flight_.empty());
+      });
+      if (stopping_ || broken.load()) break;
+      if (capture_done_ && pending_.empty() && in_flight_.empty()) {
+        all_done = true;
+        break;
+      }
+      if (!in_flight_.empty() &&
+          absl::Now() - absl::FromUnixMillis(last_result_ms.load()) > options_.frame_timeout) {
+        std::fprintf(stderr, "matid-camera: no result for %s; restarting the stream\n",
+                     absl::FormatDuration(options_.frame_timeout).c_str());
+        break;
+      }
+      if (pending_.empty() || static_cast<int>(in_flight_.size()) >= options_.max_in_flight) continue;
+      frame = pending_.front();
+      pending_.pop_front();
+      if (in_flight_.empty()) last_result_ms = absl::ToUnixMillis(absl::Now());
+      in_flight_[frame.seq] = frame;
+    }
+    v1::Frame request;
+    request.set_seq(frame.seq);
+    request.set_top_k(options_.top_k);
+    *request.mutable_image() = std::move(frame.image);
+    (*request.mutable_tags())["camera_id"] = options_.camera_id;
+    if (!stream->Write(request)) break;
+    Add(metrics_.sent);
+  }
+  if (all_done) {
+    stream->WritesDone();
+  } else {
+    context.TryCancel();
+  }
+  reader.join();
+  grpc::Status status = stream->Finish();
+  if (!all_done && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+    std::fprintf(stderr, "matid-camera: stream ended: %s (%d)\n", status.error_message().c_str(),
+                 status.error_code());
+  }
+  // Frames still unanswered go back to the front of the queue, in order.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = in_flight_.rbegin(); it != in_flight_.rend(); ++it) {
+    pending_.push_front(std::move(it->second));
+  }
+  in_flight_.clear();
+  return all_done;
+}
+
+void Camera::StreamLoop() {
+  Backoff backoff(options_.reconnect_min, options_.reconnect_max);
+  bool first = true;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+    }
+    if (!first) Add(metrics_.reconnects);
+    first = false;
+    const absl::Time started = absl::Now();
+    if (RunOneStream()) return;
+    if (absl::Now() - started > absl::Seconds(5)) backoff.Reset();  // it had been working
+    const absl::Duration delay = backoff.Next();
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait_for(lock, absl::ToChronoMicroseconds(delay), [&] { return stopping_; });
+  }
+}
+
+absl::Status Camera::Run() {
+  std::thread capture([this] { CaptureLoop(); });
+  StreamLoop();
+  Stop();  // a stream loop that ended stops the capture too
+  capture.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  return source_status_;
+}
+
+}  // namespace matid

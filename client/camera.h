@@ -1,0 +1,116 @@
+// The camera client's engine: reads frames from a FrameSource, streams them
+// to matid-server over ClassifyStream (a bounded number in flight), and
+// hands one result message per classified frame to a publish function.
+// Capture never waits for the server: frames wait in a bounded queue and
+// the oldest unsent one is dropped (and counted) when it is full. When the
+// stream breaks (server restart), the frames in flight go back to the front
+// of the queue and the stream reconnects with exponential backoff and
+// jitter. Run() returns when the source ends (after every frame was
+// answered), when max_frames is reached, or after Stop().
+// Thread-safety: Run() once, from one thread; Stop() from any thread.
+#ifndef MATID_CLIENT_CAMERA_H_
+#define MATID_CLIENT_CAMERA_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "client/frame_source.h"
+#include "common/result_message.h"
+#include "matid/v1/matid.grpc.pb.h"
+#include "prometheus/counter.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace matid {
+
+struct CameraOptions {
+  std::string camera_id = "camera-1";
+  std::string boot_id;            // unique per run; part of every message_id
+  int top_k = 3;
+  int max_in_flight = 4;          // frames sent and not yet answered
+  int max_pending = 8;            // captured frames waiting to be sent; oldest dropped beyond
+  double max_fps = 0;             // sample at most this many frames per second (0: all)
+  int every_nth_frame = 1;        // keep one frame in N
+  double pace_fps = 0;            // read the source no faster than this (files: real time)
+  int64_t max_frames = 0;         // stop after this many captured frames (0: no limit)
+  cv::Rect roi;                   // crop before sending (empty: whole frame)
+  int jpeg_quality = 90;          // re-encode as JPEG (0: send raw BGR pixels)
+  double inspection_threshold = 0.6;  // top score under this: needs_inspection
+  std::string inspection_dir;     // save frames needing inspection here (empty: don't)
+  absl::Duration reconnect_min = absl::Milliseconds(100);
+  absl::Duration reconnect_max = absl::Seconds(10);
+  absl::Duration frame_timeout = absl::Seconds(30);  // a stream whose results stall is restarted
+};
+
+class Camera {
+ public:
+  // Called for every result, on the stream's reader thread.
+  using Publish = std::function<void(const ResultMessage& message)>;
+
+  // `registry` may be nullptr.
+  Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
+         std::shared_ptr<grpc::Channel> channel, Publish publish, prometheus::Registry* registry);
+
+  // Captures and classifies until the source ends, max_frames, or Stop().
+  // Returns OK at a clean end; the source's error otherwise.
+  absl::Status Run();
+  void Stop();
+
+ private:
+  struct PendingFrame {
+    uint64_t seq = 0;
+    absl::Time captured_at;
+    v1::Image image;
+  };
+  struct Metrics {
+    prometheus::Counter* captured = nullptr;
+    prometheus::Counter* sent = nullptr;
+    prometheus::Counter* classified = nullptr;
+    prometheus::Counter* dropped_queue_full = nullptr;
+    prometheus::Counter* failed = nullptr;
+    prometheus::Counter* reconnects = nullptr;
+    prometheus::Histogram* latency = nullptr;
+  };
+
+  void CaptureLoop();
+  // Runs streams until everything captured has been answered (or Stop()).
+  void StreamLoop();
+  // One stream's life; returns true when all work is done, false to reconnect.
+  bool RunOneStream();
+  void HandleResult(const v1::FrameResult& result);
+  absl::StatusOr<v1::Image> Encode(const cv::Mat& frame) const;
+  static void Add(prometheus::Counter* counter) {
+    if (counter != nullptr) counter->Increment();
+  }
+
+  // Constant after construction.
+  const CameraOptions options_;
+  std::unique_ptr<FrameSource> source_;  // only the capture thread reads it
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Classifier::Stub> stub_;
+  const Publish publish_;
+  Metrics metrics_;
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::deque<PendingFrame> pending_;             // guarded by mu_: captured, not sent
+  std::map<uint64_t, PendingFrame> in_flight_;   // guarded by mu_: sent, not answered
+  bool capture_done_ = false;                    // guarded by mu_
+  bool stopping_ = false;                        // guarded by mu_
+  absl::Status source_status_;                   // guarded by mu_
+};
+
+}  // namespace matid
+
+#endif  // MATID_CLIENT_CAMERA_H_

@@ -1,0 +1,242 @@
+#include "client/spool.h"
+
+#include <sqlite3.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace matid {
+namespace {
+
+// Owns one prepared statement.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+  absl::Status Error(absl::string_view what) const {
+    return absl::InternalError(absl::StrCat("spool ", what, ": ", sqlite3_errmsg(db_)));
+  }
+  void BindText(int index, absl::string_view text) {
+    sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  }
+  void BindBlob(int index, absl::string_view blob) {
+    sqlite3_bind_blob(stmt_, index, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+std::string ColumnString(sqlite3_stmt* stmt, int column) {
+  const void* data = sqlite3_column_blob(stmt, column);
+  const int size = sqlite3_column_bytes(stmt, column);
+  return data == nullptr ? std::string() : std::string(static_cast<const char*>(data), size);
+}
+
+int64_t Millis(absl::Time t) { return absl::ToUnixMillis(t); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("spool path is empty");
+  if (options.max_bytes <= 0) return absl::InvalidArgumentError("spool max_bytes must be > 0");
+  std::unique_ptr<Spool> spool(new Spool(options));
+  std::lock_guard<std::mutex> lock(spool->mu_);
+  if (sqlite3_open_v2(options.path.c_str(), &spool->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    return absl::UnavailableError(absl::StrCat("cannot open spool ", options.path, ": ",
+                                               spool->db_ ? sqlite3_errmsg(spool->db_) : "?"));
+  }
+  sqlite3_busy_timeout(spool->db_, 5000);
+  for (const char* sql : {
+           "PRAGMA journal_mode=WAL",
+           options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+           "CREATE TABLE IF NOT EXISTS messages ("
+           " seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,"
+           " topic TEXT NOT NULL, payload BLOB NOT NULL, received_at_ms INTEGER NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS dead_letters ("
+           " id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,"
+           " reason TEXT NOT NULL, received_at_ms INTEGER NOT NULL)",
+           "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+           "INSERT OR IGNORE INTO counters VALUES ('dropped', 0)"}) {
+    absl::Status status = spool->Exec(sql);
+    if (!status.ok()) return status;
+  }
+  return spool;
+}
+
+Spool::~Spool() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+absl::Status Spool::Exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
+    absl::Status status = absl::InternalError(
+        absl::StrCat("spool ", options_.path, ": ", error ? error : "?", " in: ", sql));
+    sqlite3_free(error);
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Spool::Append(absl::string_view message_id, absl::string_view topic,
+                                   absl::string_view payload, absl::Time received_at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement insert(db_,
+                   "INSERT OR IGNORE INTO messages (message_id, topic, payload, received_at_ms)"
+                   " VALUES (?, ?, ?, ?)");
+  if (!insert.ok()) return insert.Error("prepare append");
+  insert.BindText(1, message_id);
+  insert.BindText(2, topic);
+  insert.BindBlob(3, payload);
+  sqlite3_bind_int64(insert.get(), 4, Millis(received_at));
+  if (sqlite3_step(insert.get()) != SQLITE_DONE) return insert.Error("append");
+  return sqlite3_changes(db_) > 0;
+}
+
+absl::Status Spool::DeadLetter(absl::string_view topic, absl::string_view payload,
+                               absl::string_view reason, absl::Time received_at) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement insert(db_,
+                   "INSERT INTO dead_letters (topic, payload, reason, received_at_ms)"
+                   " VALUES (?, ?, ?, ?)");
+  if (!insert.ok()) return insert.Error("prepare dead letter");
+  insert.BindText(1, topic);
+  insert.BindBlob(2, payload);
+  insert.BindText(3, reason);
+  sqlite3_bind_int64(insert.get(), 4, Millis(received_at));
+  if (sqlite3_step(insert.get()) != SQLITE_DONE) return insert.Error("dead letter");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SpooledMessage>> Spool::Oldest(int max_messages,
+                                                          int64_t max_payload_bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement select(db_,
+                   "SELECT seq, message_id, topic, payload, received_at_ms FROM messages"
+                   " ORDER BY seq LIMIT ?");
+  if (!select.ok()) return select.Error("prepare read");
+  sqlite3_bind_int(select.get(), 1, max_messages);
+  std::vector<SpooledMessage> messages;
+  int64_t bytes = 0;
+  int rc;
+  while ((rc = sqlite3_step(select.get())) == SQLITE_ROW) {
+    SpooledMessage m;
+    m.seq = sqlite3_column_int64(select.get(), 0);
+    m.message_id = ColumnString(select.get(), 1);
+    m.topic = ColumnString(select.get(), 2);
+    m.payload = ColumnString(select.get(), 3);
+    m.received_at = absl::FromUnixMillis(sqlite3_column_int64(select.get(), 4));
+    if (!messages.empty() && bytes + static_cast<int64_t>(m.payload.size()) > max_payload_bytes) {
+      break;
+    }
+    bytes += m.payload.size();
+    messages.push_back(std::move(m));
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return select.Error("read");
+  return messages;
+}
+
+absl::Status Spool::Remove(const std::vector<int64_t>& seqs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status status = Exec("BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+  Statement remove(db_, "DELETE FROM messages WHERE seq = ?");
+  if (!remove.ok()) {
+    Exec("ROLLBACK").IgnoreError();
+    return remove.Error("prepare remove");
+  }
+  for (int64_t seq : seqs) {
+    sqlite3_bind_int64(remove.get(), 1, seq);
+    if (sqlite3_step(remove.get()) != SQLITE_DONE) {
+      Exec("ROLLBACK").IgnoreError();
+      return remove.Error("remove");
+    }
+    sqlite3_reset(remove.get());
+  }
+  return Exec("COMMIT");
+}
+
+absl::Status Spool::AddDropped(int64_t count) {
+  Statement update(db_, "UPDATE counters SET value = value + ? WHERE name = 'dropped'");
+  if (!update.ok()) return update.Error("prepare count");
+  sqlite3_bind_int64(update.get(), 1, count);
+  if (sqlite3_step(update.get()) != SQLITE_DONE) return update.Error("count");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> Spool::EnforceLimits(absl::Time now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status status = Exec("BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+  auto fail = [this](absl::Status s) {
+    Exec("ROLLBACK").IgnoreError();
+    return s;
+  };
+  int64_t dropped = 0;
+  {
+    Statement too_old(db_, "DELETE FROM messages WHERE received_at_ms < ?");
+    if (!too_old.ok()) return fail(too_old.Error("prepare age limit"));
+    sqlite3_bind_int64(too_old.get(), 1, Millis(now - options_.max_age));
+    if (sqlite3_step(too_old.get()) != SQLITE_DONE) return fail(too_old.Error("age limit"));
+    dropped += sqlite3_changes(db_);
+  }
+  {
+    // Keep the newest messages whose payloads add up to at most max_bytes.
+    Statement over(db_,
+                   "DELETE FROM messages WHERE seq <= (SELECT seq FROM ("
+                   " SELECT seq, SUM(LENGTH(payload)) OVER (ORDER BY seq DESC) AS newer_bytes"
+                   " FROM messages) WHERE newer_bytes > ? ORDER BY seq DESC LIMIT 1)");
+    if (!over.ok()) return fail(over.Error("prepare size limit"));
+    sqlite3_bind_int64(over.get(), 1, options_.max_bytes);
+    if (sqlite3_step(over.get()) != SQLITE_DONE) return fail(over.Error("size limit"));
+    dropped += sqlite3_changes(db_);
+  }
+  if (dropped > 0) {
+    status = AddDropped(dropped);
+    if (!status.ok()) return fail(status);
+  }
+  status = Exec("COMMIT");
+  if (!status.ok()) return status;
+  return dropped;
+}
+
+absl::StatusOr<SpoolStats> Spool::Stats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  SpoolStats stats;
+  Statement select(db_,
+                   "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(received_at_ms),"
+                   " (SELECT value FROM counters WHERE name = 'dropped'),"
+                   " (SELECT COUNT(*) FROM dead_letters) FROM messages");
+  if (!select.ok() || sqlite3_step(select.get()) != SQLITE_ROW) return select.Error("stats");
+  stats.messages = sqlite3_column_int64(select.get(), 0);
+  stats.bytes = sqlite3_column_int64(select.get(), 1);
+  stats.oldest = sqlite3_column_type(select.get(), 2) == SQLITE_NULL
+                     ? absl::InfiniteFuture()
+                     : absl::FromUnixMillis(sqlite3_column_int64(select.get(), 2));
+  stats.dropped_total = sqlite3_column_int64(select.get(), 3);
+  stats.dead_letters = sqlite3_column_int64(select.get(), 4);
+  return stats;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> Spool::DeadLetters(int limit) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement select(db_, "SELECT reason, payload FROM dead_letters ORDER BY id LIMIT ?");
+  if (!select.ok()) return select.Error("prepare dead letters");
+  sqlite3_bind_int(select.get(), 1, limit);
+  std::vector<std::pair<std::string, std::string>> letters;
+  while (sqlite3_step(select.get()) == SQLITE_ROW) {
+    letters.emplace_back(ColumnString(select.get(), 0), ColumnString(select.get(), 1));
+  }
+  return letters;
+}
+
+}  // namespace matid

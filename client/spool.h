@@ -1,0 +1,94 @@
+// The bridge's durable store-and-forward queue: an SQLite database in WAL
+// mode. A message is appended (and fsynced, with sync=full) before the local
+// broker gets its PUBACK, and removed only after the cloud's PUBACK, so
+// nothing is lost across crashes, kill -9 or network loss. Duplicates of a
+// message_id are stored once. Bounded by bytes and age: when over a bound,
+// the OLDEST messages are dropped and counted (persisted across restarts).
+// Malformed messages go to a dead-letter table with their reason.
+// Thread-safety: every method may be called from any thread (one mutex).
+#ifndef MATID_CLIENT_SPOOL_H_
+#define MATID_CLIENT_SPOOL_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+struct sqlite3;
+
+namespace matid {
+
+struct SpoolOptions {
+  std::string path;                       // database file
+  int64_t max_bytes = 256LL << 20;        // payload bytes kept at most
+  absl::Duration max_age = absl::Hours(24 * 7);  // older messages are dropped
+  bool sync_full = true;                  // fsync every commit (power-loss safe)
+};
+
+struct SpooledMessage {
+  int64_t seq = 0;  // order of arrival
+  std::string message_id;
+  std::string topic;
+  std::string payload;
+  absl::Time received_at;
+};
+
+struct SpoolStats {
+  int64_t messages = 0;
+  int64_t bytes = 0;
+  absl::Time oldest;  // InfiniteFuture when empty
+  int64_t dropped_total = 0;  // ever, across restarts
+  int64_t dead_letters = 0;
+};
+
+class Spool {
+ public:
+  static absl::StatusOr<std::unique_ptr<Spool>> Open(const SpoolOptions& options);
+  ~Spool();
+
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // Stores a message durably. Returns false (and stores nothing) when a
+  // message with the same id is already spooled.
+  absl::StatusOr<bool> Append(absl::string_view message_id, absl::string_view topic,
+                              absl::string_view payload, absl::Time received_at);
+
+  // Records a message that will never be forwarded, with the reason.
+  absl::Status DeadLetter(absl::string_view topic, absl::string_view payload,
+                          absl::string_view reason, absl::Time received_at);
+
+  // The oldest messages, at most `max_messages` and (after the first)
+  // `max_payload_bytes` of payload in all.
+  absl::StatusOr<std::vector<SpooledMessage>> Oldest(int max_messages, int64_t max_payload_bytes);
+
+  // Removes delivered messages.
+  absl::Status Remove(const std::vector<int64_t>& seqs);
+
+  // Drops the oldest messages beyond max_bytes or older than max_age;
+  // returns how many were dropped now.
+  absl::StatusOr<int64_t> EnforceLimits(absl::Time now);
+
+  absl::StatusOr<SpoolStats> Stats();
+
+  // Dead letters as (reason, payload), oldest first, for inspection and tests.
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> DeadLetters(int limit);
+
+ private:
+  explicit Spool(const SpoolOptions& options) : options_(options) {}
+  absl::Status Exec(const char* sql);  // mu_ must be held
+  absl::Status AddDropped(int64_t count);  // mu_ must be held
+
+  const SpoolOptions options_;
+  std::mutex mu_;
+  sqlite3* db_ = nullptr;  // owned; guarded by mu_
+};
+
+}  // namespace matid
+
+#endif  // MATID_CLIENT_SPOOL_H_

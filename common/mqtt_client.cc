@@ -1,0 +1,138 @@
+#include "common/mqtt_client.h"
+
+#include <mosquitto.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace matid {
+namespace {
+
+// libmosquitto needs one global init per process.
+void EnsureLibraryInitialised() {
+  static const int once = [] { return mosquitto_lib_init(); }();
+  (void)once;
+}
+
+}  // namespace
+
+MqttClient::MqttClient(const MqttOptions& options, Callbacks callbacks)
+    : options_(options), callbacks_(std::move(callbacks)) {}
+
+absl::StatusOr<std::unique_ptr<MqttClient>> MqttClient::Create(const MqttOptions& options,
+                                                               Callbacks callbacks) {
+  EnsureLibraryInitialised();
+  if (!options.clean_session && options.client_id.empty()) {
+    return absl::InvalidArgumentError("an MQTT client id is required for a persistent session");
+  }
+  std::unique_ptr<MqttClient> client(new MqttClient(options, std::move(callbacks)));
+  client->mosq_ = mosquitto_new(options.client_id.empty() ? nullptr : options.client_id.c_str(),
+                                options.clean_session, client.get());
+  if (client->mosq_ == nullptr) {
+    return absl::InternalError("mosquitto_new failed (out of memory or bad client id)");
+  }
+  mosquitto_int_option(client->mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+  mosquitto_connect_callback_set(client->mosq_, &MqttClient::OnConnect);
+  mosquitto_disconnect_callback_set(client->mosq_, &MqttClient::OnDisconnect);
+  mosquitto_message_callback_set(client->mosq_, &MqttClient::OnMessage);
+  mosquitto_publish_callback_set(client->mosq_, &MqttClient::OnPublish);
+  mosquitto_max_inflight_messages_set(client->mosq_, options.max_inflight);
+  mosquitto_reconnect_delay_set(
+      client->mosq_, std::max<unsigned>(1, absl::ToInt64Seconds(options.reconnect_min)),
+      std::max<unsigned>(1, absl::ToInt64Seconds(options.reconnect_max)), true);
+  if (!options.ca_file.empty() || !options.cert_file.empty()) {
+    const int rc = mosquitto_tls_set(
+        client->mosq_, options.ca_file.empty() ? nullptr : options.ca_file.c_str(), nullptr,
+        options.cert_file.empty() ? nullptr : options.cert_file.c_str(),
+        options.key_file.empty() ? nullptr : options.key_file.c_str(), nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TLS setup failed (CA ", options.ca_file, ", certificate ",
+                       options.cert_file, ", key ", options.key_file,
+                       "): ", mosquitto_strerror(rc)));
+    }
+  }
+  // A failed first attempt is fine: the network thread keeps retrying.
+  mosquitto_connect_async(client->mosq_, options.host.c_str(), options.port,
+                          options.keepalive_seconds);
+  const int rc = mosquitto_loop_start(client->mosq_);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    return absl::InternalError(absl::StrCat("MQTT thread: ", mosquitto_strerror(rc)));
+  }
+  return client;
+}
+
+MqttClient::~MqttClient() {
+  if (mosq_ == nullptr) return;
+  mosquitto_disconnect(mosq_);
+  mosquitto_loop_stop(mosq_, /*force=*/false);
+  mosquitto_destroy(mosq_);
+}
+
+absl::Status MqttClient::Subscribe(const std::string& topic_filter, int qos) {
+  {
+    std::lock_guard<std::mutex> lock(subscriptions_mu_);
+    subscriptions_.emplace_back(topic_filter, qos);
+  }
+  if (connected()) {
+    const int rc = mosquitto_subscribe(mosq_, nullptr, topic_filter.c_str(), qos);
+    if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("subscribe to ", topic_filter, ": ", mosquitto_strerror(rc)));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> MqttClient::Publish(const std::string& topic, absl::string_view payload,
+                                        int qos) {
+  int mid = 0;
+  const int rc = mosquitto_publish(mosq_, &mid, topic.c_str(), static_cast<int>(payload.size()),
+                                   payload.data(), qos, /*retain=*/false);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    return absl::UnavailableError(absl::StrCat("MQTT publish to ", topic, " (", options_.host, ":",
+                                               options_.port, "): ", mosquitto_strerror(rc)));
+  }
+  return mid;
+}
+
+void MqttClient::OnConnect(struct mosquitto* mosq, void* self, int rc) {
+  auto* client = static_cast<MqttClient*>(self);
+  if (rc != 0) {
+    if (client->callbacks_.on_connection) {
+      client->callbacks_.on_connection(false, mosquitto_connack_string(rc));
+    }
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(client->subscriptions_mu_);
+    for (const auto& [topic, qos] : client->subscriptions_) {
+      mosquitto_subscribe(mosq, nullptr, topic.c_str(), qos);
+    }
+  }
+  client->connected_.store(true);
+  if (client->callbacks_.on_connection) client->callbacks_.on_connection(true, "connected");
+}
+
+void MqttClient::OnDisconnect(struct mosquitto*, void* self, int rc) {
+  auto* client = static_cast<MqttClient*>(self);
+  client->connected_.store(false);
+  if (client->callbacks_.on_connection) {
+    client->callbacks_.on_connection(false, rc == 0 ? "disconnected" : mosquitto_strerror(rc));
+  }
+}
+
+void MqttClient::OnMessage(struct mosquitto*, void* self, const struct mosquitto_message* message) {
+  auto* client = static_cast<MqttClient*>(self);
+  if (client->callbacks_.on_message) {
+    client->callbacks_.on_message(
+        message->topic,
+        absl::string_view(static_cast<const char*>(message->payload), message->payloadlen));
+  }
+}
+
+void MqttClient::OnPublish(struct mosquitto*, void* self, int mid) {
+  auto* client = static_cast<MqttClient*>(self);
+  if (client->callbacks_.on_published) client->callbacks_.on_published(mid);
+}
+
+}  // namespace matid
