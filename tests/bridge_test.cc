@@ -1,0 +1,201 @@
+// The bridge's logic with a real spool and a fake cloud link (no broker).
+#include "client/bridge.h"
+
+#include <filesystem>
+#include <mutex>
+
+#include "absl/strings/str_split.h"
+#include "common/result_message.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace matid {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Records publishes; acknowledges them at once unless told otherwise.
+class FakeCloud final : public CloudLink {
+ public:
+  bool connected() const override { return connected_.load(); }
+  absl::StatusOr<int> Publish(const std::string& topic, absl::string_view payload) override {
+    int id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      id = ++next_id_;
+      publishes_.emplace_back(topic, std::string(payload));
+    }
+    if (ack_.load() && bridge_ != nullptr) bridge_->OnCloudAck(id);  // before Publish returns
+    return id;
+  }
+  std::vector<std::pair<std::string, std::string>> publishes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return publishes_;
+  }
+  // Every message id delivered in any publish, in order.
+  std::vector<std::string> delivered_ids() {
+    std::vector<std::string> ids;
+    for (const auto& [topic, payload] : publishes()) {
+      for (absl::string_view line : absl::StrSplit(payload, '\n')) {
+        ids.push_back(ParseResultMessage(line)->message_id);
+      }
+    }
+    return ids;
+  }
+
+  std::atomic<bool> connected_{true};
+  std::atomic<bool> ack_{true};
+  Bridge* bridge_ = nullptr;
+
+ private:
+  std::mutex mu_;
+  int next_id_ = 0;
+  std::vector<std::pair<std::string, std::string>> publishes_;
+};
+
+std::string Message(const std::string& camera, int seq, int padding = 0) {
+  ResultMessage m;
+  m.camera_id = camera;
+  m.frame_seq = seq;
+  m.message_id = MessageId(camera, "boot", seq);
+  m.timestamp = Rfc3339Millis(absl::Now());
+  m.model_name = "model";
+  m.predictions = {{std::string(padding, 'p'), 0.5}};
+  m.top_label = "x";
+  m.top_score = 0.5;
+  return ToJson(m);
+}
+
+template <typename Predicate>
+bool Eventually(Predicate predicate, absl::Duration limit = absl::Seconds(10)) {
+  const absl::Time give_up = absl::Now() + limit;
+  while (absl::Now() < give_up) {
+    if (predicate()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return predicate();
+}
+
+class BridgeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto path = std::filesystem::path(::testing::TempDir()) /
+                      (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".db");
+    std::filesystem::remove(path);
+    std::filesystem::remove(path.string() + "-wal");
+    spool_ = *Spool::Open({path.string(), 1 << 20, absl::Hours(1), false});
+  }
+  void StartBridge(BridgeOptions options = {}) {
+    options.ack_timeout = absl::Milliseconds(300);
+    options.housekeeping_interval = absl::Milliseconds(50);
+    options.max_publishes_per_second = 1000;
+    auto bridge = Bridge::Create(options, spool_.get(), &cloud_, &registry_);
+    ASSERT_TRUE(bridge.ok()) << bridge.status();
+    bridge_ = *std::move(bridge);
+    cloud_.bridge_ = bridge_.get();
+  }
+  void TearDown() override {
+    if (bridge_) bridge_->Stop();
+  }
+
+  prometheus::Registry registry_;
+  std::unique_ptr<Spool> spool_;
+  FakeCloud cloud_;
+  std::unique_ptr<Bridge> bridge_;
+};
+
+TEST_F(BridgeTest, ForwardsEveryMessageAndEmptiesTheSpool) {
+  StartBridge();
+  for (int seq = 0; seq < 20; ++seq) {
+    ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", seq)).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return cloud_.delivered_ids().size() == 20; }));
+  ASSERT_TRUE(Eventually([&] { return spool_->Stats()->messages == 0; }));
+  std::vector<std::string> ids = cloud_.delivered_ids();
+  for (int seq = 0; seq < 20; ++seq) EXPECT_EQ(ids[seq], MessageId("cam1", "boot", seq));
+  EXPECT_EQ(cloud_.publishes().front().first, "matid/cam1/results");
+}
+
+TEST_F(BridgeTest, BatchesABacklogUnderTheByteCapAndPerTopic) {
+  cloud_.connected_ = false;  // build a backlog first
+  BridgeOptions options;
+  options.batch_max_messages = 50;
+  options.batch_max_bytes = 4096;
+  options.cloud_topic_template = "dt/plant/{camera_id}";
+  StartBridge(options);
+  for (int seq = 0; seq < 30; ++seq) {
+    ASSERT_TRUE(bridge_->OnLocalMessage("matid/a/results", Message("a", seq, 300)).ok());
+  }
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/b/results", Message("b", 0)).ok());
+  cloud_.connected_ = true;
+  bridge_->OnCloudConnection(true);
+  ASSERT_TRUE(Eventually([&] { return cloud_.delivered_ids().size() == 31; }));
+  const auto publishes = cloud_.publishes();
+  EXPECT_GT(publishes.size(), 2u);   // batched...
+  EXPECT_LT(publishes.size(), 31u);  // ...but not one publish per message
+  for (const auto& [topic, payload] : publishes) {
+    EXPECT_LE(payload.size(), 4096u);
+    EXPECT_THAT(topic, ::testing::AnyOf("dt/plant/a", "dt/plant/b"));
+  }
+  EXPECT_EQ(publishes.back().first, "dt/plant/b");
+}
+
+TEST_F(BridgeTest, KeepsMessagesWhileTheCloudIsAwayAndSendsThemAfter) {
+  cloud_.connected_ = false;
+  StartBridge();
+  for (int seq = 0; seq < 5; ++seq) {
+    ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", seq)).ok());
+  }
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_TRUE(cloud_.publishes().empty());
+  EXPECT_EQ(spool_->Stats()->messages, 5);
+  cloud_.connected_ = true;
+  bridge_->OnCloudConnection(true);
+  ASSERT_TRUE(Eventually([&] { return cloud_.delivered_ids().size() == 5; }));
+}
+
+TEST_F(BridgeTest, UnacknowledgedPublishIsSentAgainAndStaysSpooledUntilAcked) {
+  cloud_.ack_ = false;
+  StartBridge();
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 1)).ok());
+  ASSERT_TRUE(Eventually([&] { return cloud_.publishes().size() >= 2; }));  // resent after timeout
+  EXPECT_EQ(spool_->Stats()->messages, 1);  // never removed without an ack
+  cloud_.ack_ = true;
+  ASSERT_TRUE(Eventually([&] { return spool_->Stats()->messages == 0; }));
+  for (const std::string& id : cloud_.delivered_ids()) EXPECT_EQ(id, "cam1-boot-1");  // same id
+}
+
+TEST_F(BridgeTest, MalformedMessagesGoToDeadLettersNotToTheCloud) {
+  StartBridge();
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", "{broken").ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/other/results", Message("cam1", 1)).ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 2)).ok());
+  ASSERT_TRUE(Eventually([&] { return cloud_.delivered_ids().size() == 1; }));
+  auto letters = *spool_->DeadLetters(10);
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_THAT(letters[0].first, HasSubstr("not valid JSON"));
+  EXPECT_THAT(letters[1].first, HasSubstr("does not match camera_id"));
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(cloud_.delivered_ids().size(), 1u);
+}
+
+TEST_F(BridgeTest, DuplicateFromTheLocalBrokerIsForwardedOnce) {
+  cloud_.connected_ = false;
+  StartBridge();
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 1)).ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 1)).ok());
+  cloud_.connected_ = true;
+  bridge_->OnCloudConnection(true);
+  ASSERT_TRUE(Eventually([&] { return spool_->Stats()->messages == 0; }));
+  EXPECT_EQ(cloud_.delivered_ids().size(), 1u);
+}
+
+TEST_F(BridgeTest, InvalidOptionsAreRefused) {
+  BridgeOptions options;
+  options.batch_max_bytes = 200 * 1024;
+  EXPECT_EQ(Bridge::Create(options, spool_.get(), &cloud_, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace matid

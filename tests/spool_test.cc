@@ -1,0 +1,132 @@
+#include "client/spool.h"
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace matid {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+class SpoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::path(::testing::TempDir()) /
+            (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".db");
+    std::filesystem::remove(path_);
+    std::filesystem::remove(path_.string() + "-wal");
+    std::filesystem::remove(path_.string() + "-shm");
+  }
+  std::unique_ptr<Spool> Open(int64_t max_bytes = 1 << 20,
+                              absl::Duration max_age = absl::Hours(1)) {
+    auto spool = Spool::Open({path_.string(), max_bytes, max_age, /*sync_full=*/false});
+    EXPECT_TRUE(spool.ok()) << spool.status();
+    return *std::move(spool);
+  }
+  std::vector<std::string> Ids(Spool& spool) {
+    std::vector<std::string> ids;
+    auto messages = spool.Oldest(1000, 1 << 30);
+    EXPECT_TRUE(messages.ok()) << messages.status();
+    for (const auto& m : *messages) ids.push_back(m.message_id);
+    return ids;
+  }
+  std::filesystem::path path_;
+};
+
+TEST_F(SpoolTest, KeepsMessagesInArrivalOrderAcrossReopen) {
+  const absl::Time now = absl::Now();
+  {
+    auto spool = Open();
+    ASSERT_TRUE(*spool->Append("a", "t/a", "payload-a", now));
+    ASSERT_TRUE(*spool->Append("b", "t/b", "payload-b", now));
+  }
+  auto spool = Open();
+  auto messages = spool->Oldest(10, 1 << 20);
+  ASSERT_TRUE(messages.ok());
+  ASSERT_EQ(messages->size(), 2u);
+  EXPECT_EQ((*messages)[0].message_id, "a");
+  EXPECT_EQ((*messages)[0].topic, "t/a");
+  EXPECT_EQ((*messages)[0].payload, "payload-a");
+  EXPECT_EQ(absl::ToUnixMillis((*messages)[0].received_at), absl::ToUnixMillis(now));
+  EXPECT_EQ((*messages)[1].message_id, "b");
+}
+
+TEST_F(SpoolTest, StoresADuplicateMessageIdOnce) {
+  auto spool = Open();
+  EXPECT_TRUE(*spool->Append("a", "t", "1", absl::Now()));
+  EXPECT_FALSE(*spool->Append("a", "t", "1", absl::Now()));
+  EXPECT_EQ(spool->Stats()->messages, 1);
+}
+
+TEST_F(SpoolTest, OldestRespectsCountAndBytesButReturnsAtLeastOne) {
+  auto spool = Open();
+  for (const char* id : {"a", "b", "c", "d"}) {
+    ASSERT_TRUE(spool->Append(id, "t", std::string(100, 'x'), absl::Now()).ok());
+  }
+  EXPECT_EQ(spool->Oldest(3, 1 << 20)->size(), 3u);
+  EXPECT_EQ(spool->Oldest(10, 250)->size(), 2u);
+  EXPECT_EQ(spool->Oldest(10, 10)->size(), 1u);  // one message even if over the byte cap
+}
+
+TEST_F(SpoolTest, RemoveDeletesOnlyTheGivenMessages) {
+  auto spool = Open();
+  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(spool->Append(id, "t", "p", absl::Now()).ok());
+  auto messages = *spool->Oldest(2, 1 << 20);
+  ASSERT_TRUE(spool->Remove({messages[0].seq, messages[1].seq}).ok());
+  EXPECT_THAT(Ids(*spool), ElementsAre("c"));
+}
+
+TEST_F(SpoolTest, SizeLimitDropsTheOldestAndCountsThemForever) {
+  {
+    auto spool = Open(/*max_bytes=*/250);
+    for (const char* id : {"a", "b", "c", "d"}) {
+      ASSERT_TRUE(spool->Append(id, "t", std::string(100, 'x'), absl::Now()).ok());
+    }
+    EXPECT_EQ(*spool->EnforceLimits(absl::Now()), 2);
+    EXPECT_THAT(Ids(*spool), ElementsAre("c", "d"));
+  }
+  auto reopened = Open(/*max_bytes=*/250);
+  EXPECT_EQ(reopened->Stats()->dropped_total, 2);
+}
+
+TEST_F(SpoolTest, AgeLimitDropsOldMessages) {
+  auto spool = Open(1 << 20, /*max_age=*/absl::Minutes(10));
+  const absl::Time now = absl::Now();
+  ASSERT_TRUE(spool->Append("old", "t", "p", now - absl::Minutes(11)).ok());
+  ASSERT_TRUE(spool->Append("new", "t", "p", now - absl::Minutes(9)).ok());
+  EXPECT_EQ(*spool->EnforceLimits(now), 1);
+  EXPECT_THAT(Ids(*spool), ElementsAre("new"));
+}
+
+TEST_F(SpoolTest, StatsCountMessagesBytesAndOldest) {
+  auto spool = Open();
+  EXPECT_EQ(spool->Stats()->messages, 0);
+  EXPECT_EQ(spool->Stats()->oldest, absl::InfiniteFuture());
+  const absl::Time first = absl::FromUnixMillis(1'700'000'000'000);
+  ASSERT_TRUE(spool->Append("a", "t", "12345", first).ok());
+  ASSERT_TRUE(spool->Append("b", "t", "123", first + absl::Seconds(1)).ok());
+  auto stats = spool->Stats();
+  EXPECT_EQ(stats->messages, 2);
+  EXPECT_EQ(stats->bytes, 8);
+  EXPECT_EQ(stats->oldest, first);
+}
+
+TEST_F(SpoolTest, DeadLettersKeepPayloadAndReason) {
+  auto spool = Open();
+  ASSERT_TRUE(spool->DeadLetter("matid/x/results", "{oops", "not valid JSON", absl::Now()).ok());
+  EXPECT_THAT(*spool->DeadLetters(10), ElementsAre(Pair("not valid JSON", "{oops")));
+  EXPECT_EQ(spool->Stats()->dead_letters, 1);
+  EXPECT_EQ(spool->Stats()->messages, 0);
+}
+
+TEST_F(SpoolTest, UnopenablePathIsAClearError) {
+  auto spool = Spool::Open({"/nonexistent/dir/spool.db"});
+  EXPECT_EQ(spool.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(spool.status().message()), ::testing::HasSubstr("/nonexistent/dir"));
+}
+
+}  // namespace
+}  // namespace matid
