@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   cloud_options.port = absl::GetFlag(FLAGS_cloud_port);
   cloud_options.client_id = absl::GetFlag(FLAGS_cloud_client_id);
   cloud_options.clean_session = true;  // the spool, not the session, holds our backlog
+  cloud_options.log_prefix = "matid-bridge: cloud MQTT";
   if (!plaintext) {
     cloud_options.ca_file = absl::GetFlag(FLAGS_cloud_ca);
     cloud_options.cert_file = absl::GetFlag(FLAGS_cloud_cert);
@@ -144,6 +145,7 @@ int main(int argc, char** argv) {
   local_options.client_id = absl::GetFlag(FLAGS_local_client_id);
   local_options.clean_session = false;  // the broker keeps what arrives while we are away
   local_options.reconnect_max = absl::Seconds(5);
+  local_options.log_prefix = "matid-bridge: local MQTT";
   matid::MqttClient::Callbacks local_callbacks;
   local_callbacks.on_connection = [&](bool up, const std::string& reason) {
     if (up) local_connections.Increment();

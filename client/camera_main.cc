@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
   mqtt.client_id = "matid-camera-" + options.camera_id;
   mqtt.clean_session = false;
   mqtt.reconnect_max = absl::Seconds(5);
+  mqtt.log_prefix = "matid-camera: MQTT";
   auto publisher = matid::ResultPublisher::Create(mqtt, absl::GetFlag(FLAGS_max_outbox),
                                                   &(*metrics)->registry());
   if (!publisher.ok()) return Fail(publisher.status());

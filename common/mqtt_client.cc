@@ -2,6 +2,8 @@
 
 #include <mosquitto.h>
 
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 
 namespace matid {
@@ -35,6 +37,7 @@ absl::StatusOr<std::unique_ptr<MqttClient>> MqttClient::Create(const MqttOptions
   mosquitto_disconnect_callback_set(client->mosq_, &MqttClient::OnDisconnect);
   mosquitto_message_callback_set(client->mosq_, &MqttClient::OnMessage);
   mosquitto_publish_callback_set(client->mosq_, &MqttClient::OnPublish);
+  if (!options.log_prefix.empty()) mosquitto_log_callback_set(client->mosq_, &MqttClient::OnLog);
   mosquitto_max_inflight_messages_set(client->mosq_, options.max_inflight);
   mosquitto_reconnect_delay_set(
       client->mosq_, std::max<unsigned>(1, absl::ToInt64Seconds(options.reconnect_min)),
@@ -128,6 +131,12 @@ void MqttClient::OnMessage(struct mosquitto*, void* self, const struct mosquitto
         message->topic,
         absl::string_view(static_cast<const char*>(message->payload), message->payloadlen));
   }
+}
+
+void MqttClient::OnLog(struct mosquitto*, void* self, int level, const char* text) {
+  if ((level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING)) == 0) return;
+  auto* client = static_cast<MqttClient*>(self);
+  std::fprintf(stderr, "%s: %s\n", client->options_.log_prefix.c_str(), text);
 }
 
 void MqttClient::OnPublish(struct mosquitto*, void* self, int mid) {

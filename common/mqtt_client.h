@@ -37,6 +37,9 @@ struct MqttOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
+  // Errors and warnings of the MQTT library (TLS failures among them) go to
+  // standard error with this prefix; empty: not logged.
+  std::string log_prefix;
 };
 
 class MqttClient {
@@ -77,6 +80,7 @@ class MqttClient {
   static void OnDisconnect(struct mosquitto*, void* self, int rc);
   static void OnMessage(struct mosquitto*, void* self, const struct mosquitto_message* message);
   static void OnPublish(struct mosquitto*, void* self, int mid);
+  static void OnLog(struct mosquitto*, void* self, int level, const char* text);
 
   // Constant after construction.
   const MqttOptions options_;

@@ -1,0 +1,351 @@
+#!/usr/bin/python3
+"""End-to-end tests of camera -> server -> local MQTT -> bridge -> cloud MQTT.
+
+Everything is real and on loopback: two mosquitto brokers (the local one, and
+one standing in for AWS IoT Core with mutual TLS and certificates made here
+by openssl), matid-server with the tiny test model, matid-camera,
+matid-bridge. Faults: cloud broker stopped and restarted, bridge killed with
+SIGKILL and restarted, local broker restarted; afterwards every message_id
+sent must be at the cloud (duplicates allowed and counted). Run by ctest with
+MATID_BUILD_DIR and MATID_TEST_MODEL.
+"""
+import getpass
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import cv2
+import jsonschema
+import numpy as np
+import paho.mqtt.client as mqtt
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
+MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
+BIN = os.path.join(BUILD, "bin")
+SCHEMA = json.load(open(os.path.join(ROOT, "docs", "result-message.schema.json")))
+sys.path.insert(0, os.path.join(ROOT, "model_export"))
+import fashion_mnist  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def make_certificates(directory: str) -> dict:
+    """A CA, a server certificate for 127.0.0.1, a client certificate, and a
+    client certificate from another (untrusted) CA."""
+    paths = {name: os.path.join(directory, name) for name in (
+        "ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "client.key", "client.csr",
+        "client.crt", "rogue-ca.key", "rogue-ca.crt", "rogue.key", "rogue.csr", "rogue.crt", "san.ext")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "rogue-ca"):
+        run("openssl", "req", "-x509", *ec, "-days", "2", "-subj", f"/CN=matid test {ca}",
+            "-keyout", paths[f"{ca}.key"], "-out", paths[f"{ca}.crt"])
+    with open(paths["san.ext"], "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ca, cn in (("server", "ca", "127.0.0.1"), ("client", "ca", "matid-edge-test"),
+                         ("rogue", "rogue-ca", "matid-edge-test")):
+        run("openssl", "req", "-new", *ec, "-subj", f"/CN={cn}", "-keyout", paths[f"{name}.key"],
+            "-out", paths[f"{name}.csr"])
+        extra = ["-extfile", paths["san.ext"]] if name == "server" else []
+        run("openssl", "x509", "-req", "-in", paths[f"{name}.csr"], "-CA", paths[f"{ca}.crt"],
+            "-CAkey", paths[f"{ca}.key"], "-CAcreateserial", "-days", "2",
+            "-out", paths[f"{name}.crt"], *extra)
+    return paths
+
+
+class Mosquitto:
+    """A mosquitto broker on a free loopback port, with persistence."""
+
+    def __init__(self, directory: str, name: str, tls: dict = None) -> None:
+        self.dir = os.path.join(directory, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "mosquitto.conf")
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
+                 f"persistence_location {self.dir}/", "autosave_interval 1",
+                 "max_queued_messages 100000",
+                 # mosquitto started as root drops to user "mosquitto", which
+                 # could not read our private temporary directory.
+                 f"user {getpass.getuser()}"]
+        if tls:
+            lines += [f"cafile {tls['ca.crt']}", f"certfile {tls['server.crt']}",
+                      f"keyfile {tls['server.key']}", "require_certificate true"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.log = open(os.path.join(self.dir, "log.txt"), "a")
+        self.process = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        def accepting():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+        wait_for(accepting, 10, f"mosquitto on {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+class Process:
+    """A matid program; waits for its start-up line."""
+
+    def __init__(self, args, ready: str, log_path: str) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "a")
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.match = wait_for(lambda: re.search(ready, self.output()), 30,
+                              f"{os.path.basename(args[0])} to start")
+
+    def output(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        return code
+
+
+class Collector:
+    """An MQTT client that (unless subscribe is False) subscribes to
+    matid/+/results and records every message id it sees (payloads may hold
+    several JSON lines); also used to publish."""
+
+    def __init__(self, port: int, tls: dict = None, client_id: str = "collector",
+                 subscribe: bool = True) -> None:
+        self.ids = []
+        self.payloads = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(client_id=client_id, clean_session=False)
+        if tls:
+            self.client.tls_set(ca_certs=tls["ca.crt"], certfile=tls["client.crt"],
+                                keyfile=tls["client.key"])
+        if subscribe:
+            self.client.on_connect = lambda c, u, f, rc: c.subscribe("matid/+/results", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self.lock:
+            for line in message.payload.decode().splitlines():
+                record = json.loads(line)
+                self.ids.append(record["message_id"])
+                self.payloads.append(record)
+
+    def seen(self):
+        with self.lock:
+            return list(self.ids)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def result_message(camera: str, seq: int) -> str:
+    return json.dumps({
+        "message_id": f"{camera}-testboot-{seq}", "timestamp": "2026-11-25T06:00:00.000Z",
+        "camera_id": camera, "frame_seq": seq, "model": {"name": "m", "version": "1"},
+        "predictions": [{"label": "Bag", "score": 0.9}], "top_label": "Bag", "top_score": 0.9,
+        "needs_inspection": False, "latency_ms": 5.0})
+
+
+class EdgePipelineTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.mkdtemp(prefix="matid-edge-")
+        cls.certs = make_certificates(cls.tmp)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(dir=self.tmp)
+        self.cleanup = []
+
+    def tearDown(self) -> None:
+        for stop in reversed(self.cleanup):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - best effort: never leave processes behind
+                pass
+
+    def start(self, thing):
+        self.cleanup.append(thing.stop if hasattr(thing, "stop") else thing.close)
+        return thing
+
+    def start_bridge(self, local: Mosquitto, cloud: Mosquitto, cert: str = "client",
+                     name: str = "bridge.log") -> Process:
+        return self.start(Process(
+            [os.path.join(BIN, "matid-bridge"), "--local_port", str(local.port),
+             "--cloud_endpoint", "127.0.0.1", "--cloud_port", str(cloud.port),
+             "--cloud_ca", self.certs["ca.crt"], "--cloud_cert", self.certs[f"{cert}.crt"],
+             "--cloud_key", self.certs[f"{cert}.key"], "--cloud_client_id", "matid-edge-test",
+             "--spool_path", os.path.join(self.dir, "spool.db"), "--metrics_port", "0",
+             "--spool_sync_full", "false"],
+            r"metrics_port=(-?\d+)", os.path.join(self.dir, name)))
+
+    def test_camera_publishes_one_schema_valid_result_per_frame(self) -> None:
+        frames = 40
+        video = os.path.join(self.dir, "conveyor.avi")
+        images, _ = fashion_mnist.load("test")
+        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (56, 56))
+        for i in range(frames):
+            writer.write(cv2.cvtColor(cv2.resize(images[i], (56, 56)), cv2.COLOR_GRAY2BGR))
+        writer.release()
+        local = self.start(Mosquitto(self.dir, "local"))
+        collector = self.start(Collector(local.port))
+        server = self.start(Process(
+            [os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}", "--host=127.0.0.1",
+             "--port=0", "--metrics_port=-1", "--threads=1"],
+            r"serving grpc_port=(\d+)", os.path.join(self.dir, "server.log")))
+        inspection = os.path.join(self.dir, "inspect")
+        camera = subprocess.run(
+            [os.path.join(BIN, "matid-camera"), f"--source={video}", "--camera_id=line1-cam1",
+             f"--server=127.0.0.1:{server.match.group(1)}", f"--mqtt_port={local.port}",
+             "--metrics_port=-1", "--max_pending=1000", "--inspection_threshold=0.99",
+             f"--inspection_dir={inspection}"],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(camera.returncode, 0, camera.stderr)
+        wait_for(lambda: len(collector.seen()) >= frames, 20, "every result at the local broker")
+        time.sleep(0.3)  # anything extra would show up now
+        self.assertEqual(len(collector.payloads), frames)
+        self.assertEqual(sorted(p["frame_seq"] for p in collector.payloads), list(range(frames)))
+        for payload in collector.payloads:
+            jsonschema.validate(payload, SCHEMA)
+            self.assertRegex(payload["message_id"], r"^line1-cam1-[0-9a-f]{8}-\d+$")
+            self.assertEqual(payload["model"]["name"], "matid-test-model")
+        # The random test model is never 99% sure: every frame needs inspection and was saved.
+        self.assertTrue(all(p["needs_inspection"] for p in collector.payloads))
+        self.assertEqual(len(os.listdir(inspection)), frames)
+
+    def test_bridge_forwards_everything_over_mutual_tls(self) -> None:
+        local = self.start(Mosquitto(self.dir, "local"))
+        cloud = self.start(Mosquitto(self.dir, "cloud", self.certs))
+        collector = self.start(Collector(cloud.port, self.certs))
+        self.start_bridge(local, cloud)
+        publisher = self.start(Collector(local.port, client_id="publisher", subscribe=False))
+        sent = []
+        for seq in range(300):
+            publisher.client.publish("matid/cam7/results", result_message("cam7", seq), qos=1)
+            sent.append(f"cam7-testboot-{seq}")
+        wait_for(lambda: set(sent) <= set(collector.seen()), 60, "all messages at the cloud")
+
+    def test_nothing_is_lost_through_cloud_outage_bridge_kill_and_local_restart(self) -> None:
+        local = self.start(Mosquitto(self.dir, "local"))
+        cloud = self.start(Mosquitto(self.dir, "cloud", self.certs))
+        collector = self.start(Collector(cloud.port, self.certs))
+        bridge = self.start_bridge(local, cloud)
+        publisher = Collector(local.port, client_id="publisher", subscribe=False)
+        self.cleanup.append(publisher.close)
+        sent = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def publish_steadily():
+            seq = 0
+            while not stop.is_set() and seq < 2000:
+                info = publisher.client.publish("matid/cam9/results", result_message("cam9", seq), qos=1)
+                if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+                    with lock:  # queued by paho; delivered once connected
+                        sent.append(f"cam9-testboot-{seq}")
+                seq += 1
+                time.sleep(0.005)
+
+        feeder = threading.Thread(target=publish_steadily)
+        feeder.start()
+        try:
+            time.sleep(1.0)
+            cloud.stop()                       # the cloud goes away for a while
+            time.sleep(2.0)
+            cloud.start()
+            time.sleep(1.0)
+            bridge.stop(signal.SIGKILL)        # the bridge dies mid-stream
+            time.sleep(0.5)
+            bridge = self.start_bridge(local, cloud, name="bridge-restarted.log")
+            time.sleep(1.0)
+            local.stop()                       # the local broker restarts
+            time.sleep(0.5)
+            local.start()
+            time.sleep(1.5)
+        finally:
+            stop.set()
+            feeder.join()
+        with lock:
+            expected = set(sent)
+        self.assertGreater(len(expected), 500)
+        wait_for(lambda: expected <= set(collector.seen()), 90,
+                 "every sent message_id at the cloud")
+        seen = collector.seen()
+        duplicates = len(seen) - len(set(seen))
+        print(f"\nfaults: {len(expected)} sent, {len(set(seen))} distinct at the cloud, "
+              f"{duplicates} duplicates, 0 lost", file=sys.stderr)
+
+    def test_malformed_message_is_dead_lettered_not_forwarded(self) -> None:
+        local = self.start(Mosquitto(self.dir, "local"))
+        cloud = self.start(Mosquitto(self.dir, "cloud", self.certs))
+        collector = self.start(Collector(cloud.port, self.certs))
+        bridge = self.start_bridge(local, cloud)
+        publisher = self.start(Collector(local.port, client_id="publisher", subscribe=False))
+        publisher.client.publish("matid/cam1/results", "{this is not json", qos=1)
+        publisher.client.publish("matid/cam1/results", result_message("cam1", 1), qos=1)
+        wait_for(lambda: "cam1-testboot-1" in collector.seen(), 30, "the good message at the cloud")
+        db = sqlite3.connect(os.path.join(self.dir, "spool.db"))
+        letters = wait_for(lambda: db.execute("SELECT reason, payload FROM dead_letters").fetchall(),
+                           10, "a dead letter")
+        db.close()
+        self.assertEqual(len(letters), 1)
+        self.assertIn("not valid JSON", letters[0][0])
+        self.assertEqual(collector.seen(), ["cam1-testboot-1"])
+        self.assertIsNone(bridge.process.poll(), "the bridge must keep running")
+
+    def test_untrusted_client_certificate_gives_a_clear_error(self) -> None:
+        local = self.start(Mosquitto(self.dir, "local"))
+        cloud = self.start(Mosquitto(self.dir, "cloud", self.certs))
+        bridge = self.start_bridge(local, cloud, cert="rogue")
+        output = wait_for(lambda: re.search(r"cloud MQTT: .*(SSL|TLS|certificate).*", bridge.output()),
+                          20, "a TLS error in the bridge's log")
+        self.assertTrue(output)
+        self.assertNotIn("cloud 127.0.0.1:%d connected" % cloud.port, bridge.output())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
