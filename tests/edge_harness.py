@@ -1,0 +1,164 @@
+"""Real MQTT brokers and matid processes on loopback, for the edge tests and
+benchmarks: free ports, mosquitto with persistence (and mutual TLS), matid
+programs waited on until they print their start-up line, an MQTT collector,
+test certificates made with openssl, valid result messages.
+"""
+import getpass
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def run(*command: str) -> None:
+    subprocess.run(command, check=True, capture_output=True)
+
+
+def make_certificates(directory: str) -> dict:
+    """A CA, a server certificate for 127.0.0.1, a client certificate, and a
+    client certificate from another (untrusted) CA."""
+    paths = {name: os.path.join(directory, name) for name in (
+        "ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "client.key", "client.csr",
+        "client.crt", "rogue-ca.key", "rogue-ca.crt", "rogue.key", "rogue.csr", "rogue.crt", "san.ext")}
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "rogue-ca"):
+        run("openssl", "req", "-x509", *ec, "-days", "2", "-subj", f"/CN=matid test {ca}",
+            "-keyout", paths[f"{ca}.key"], "-out", paths[f"{ca}.crt"])
+    with open(paths["san.ext"], "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ca, cn in (("server", "ca", "127.0.0.1"), ("client", "ca", "matid-edge-test"),
+                         ("rogue", "rogue-ca", "matid-edge-test")):
+        run("openssl", "req", "-new", *ec, "-subj", f"/CN={cn}", "-keyout", paths[f"{name}.key"],
+            "-out", paths[f"{name}.csr"])
+        extra = ["-extfile", paths["san.ext"]] if name == "server" else []
+        run("openssl", "x509", "-req", "-in", paths[f"{name}.csr"], "-CA", paths[f"{ca}.crt"],
+            "-CAkey", paths[f"{ca}.key"], "-CAcreateserial", "-days", "2",
+            "-out", paths[f"{name}.crt"], *extra)
+    return paths
+
+
+class Mosquitto:
+    """A mosquitto broker on a free loopback port, with persistence."""
+
+    def __init__(self, directory: str, name: str, tls: dict = None) -> None:
+        self.dir = os.path.join(directory, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.conf = os.path.join(self.dir, "mosquitto.conf")
+        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
+                 f"persistence_location {self.dir}/", "autosave_interval 1",
+                 "max_queued_messages 100000",
+                 # mosquitto started as root drops to user "mosquitto", which
+                 # could not read our private temporary directory.
+                 f"user {getpass.getuser()}"]
+        if tls:
+            lines += [f"cafile {tls['ca.crt']}", f"certfile {tls['server.crt']}",
+                      f"keyfile {tls['server.key']}", "require_certificate true"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self.log = open(os.path.join(self.dir, "log.txt"), "a")
+        self.process = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self.log,
+                                        stderr=subprocess.STDOUT)
+        def accepting():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+        wait_for(accepting, 10, f"mosquitto on {self.port}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+class Process:
+    """A matid program; waits for its start-up line."""
+
+    def __init__(self, args, ready: str, log_path: str) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "a")
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.match = wait_for(lambda: re.search(ready, self.output()), 30,
+                              f"{os.path.basename(args[0])} to start")
+
+    def output(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        return code
+
+
+class Collector:
+    """An MQTT client that (unless subscribe is False) subscribes to
+    matid/+/results and records every message id it sees (payloads may hold
+    several JSON lines); also used to publish."""
+
+    def __init__(self, port: int, tls: dict = None, client_id: str = "collector",
+                 subscribe: bool = True) -> None:
+        self.ids = []
+        self.payloads = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(client_id=client_id, clean_session=False)
+        if tls:
+            self.client.tls_set(ca_certs=tls["ca.crt"], certfile=tls["client.crt"],
+                                keyfile=tls["client.key"])
+        if subscribe:
+            self.client.on_connect = lambda c, u, f, rc: c.subscribe("matid/+/results", qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self.lock:
+            for line in message.payload.decode().splitlines():
+                record = json.loads(line)
+                self.ids.append(record["message_id"])
+                self.payloads.append(record)
+
+    def seen(self):
+        with self.lock:
+            return list(self.ids)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def result_message(camera: str, seq: int) -> str:
+    return json.dumps({
+        "message_id": f"{camera}-testboot-{seq}", "timestamp": "2026-11-25T06:00:00.000Z",
+        "camera_id": camera, "frame_seq": seq, "model": {"name": "m", "version": "1"},
+        "predictions": [{"label": "Bag", "score": 0.9}], "top_label": "Bag", "top_score": 0.9,
+        "needs_inspection": False, "latency_ms": 5.0})
