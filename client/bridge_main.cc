@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -35,6 +36,7 @@ ABSL_FLAG(std::string, spool_path, "matid-spool.db", "SQLite spool file.");
 ABSL_FLAG(int64_t, spool_max_mb, 256, "Spool size limit in MiB; the oldest messages are dropped beyond it.");
 ABSL_FLAG(double, spool_max_age_hours, 168, "Messages older than this are dropped.");
 ABSL_FLAG(bool, spool_sync_full, true, "fsync every spool commit (power-loss safe; slower).");
+ABSL_FLAG(int, cloud_warn_after_seconds, 20, "Warn (and repeat every 60 s) when the cloud stays unreachable this long.");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "Address /metrics listens on.");
 ABSL_FLAG(int, metrics_port, 8082, "Prometheus /metrics port; 0 picks one; -1 turns it off.");
 
@@ -172,8 +174,36 @@ int main(int argc, char** argv) {
               cloud_options.host.c_str(), cloud_options.port, (*metrics)->port());
   std::fflush(stdout);
 
+  // Watchdog: a cloud that stays unreachable gets a plain warning with what
+  // to check (a rejected client certificate often shows as a lost connection).
+  std::atomic<bool> stopping{false};
+  std::thread watchdog([&] {
+    const absl::Duration warn_after = absl::Seconds(absl::GetFlag(FLAGS_cloud_warn_after_seconds));
+    absl::Time down_since = absl::Now();
+    absl::Time next_warning = down_since + warn_after;
+    while (!stopping.load()) {
+      absl::SleepFor(absl::Milliseconds(250));
+      const absl::Time now = absl::Now();
+      if (cloud_link.connected()) {
+        down_since = now;
+        next_warning = now + warn_after;
+      } else if (now >= next_warning) {
+        std::fprintf(stderr,
+                     "matid-bridge: WARNING: cloud %s:%d unreachable for %.0f s; messages wait in "
+                     "the spool. Check the endpoint and network, that --cloud_cert/--cloud_key "
+                     "are a certificate the broker trusts (AWS IoT: registered, active, policy "
+                     "attached) and that --cloud_ca is the broker's CA.\n",
+                     cloud_options.host.c_str(), cloud_options.port,
+                     absl::ToDoubleSeconds(now - down_since));
+        next_warning = now + absl::Seconds(60);
+      }
+    }
+  });
+
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
+  stopping = true;
+  watchdog.join();
   // Stop taking messages, then stop forwarding; the spool keeps the rest.
   local->reset();
   (*bridge)->Stop();
