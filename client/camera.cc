@@ -30,6 +30,7 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
   metrics_.captured = counter("matid_camera_frames_captured_total", "Frames read from the source and kept");
   metrics_.sent = counter("matid_camera_frames_sent_total", "Frames written to the server stream (resends included)");
   metrics_.classified = counter("matid_camera_frames_classified_total", "Frames with a result");
+  metrics_.needs_inspection = counter("matid_camera_needs_inspection_total", "Results under the inspection threshold");
   metrics_.dropped_queue_full = counter("matid_camera_frames_dropped_total", "Oldest unsent frames dropped because the server was behind");
   metrics_.failed = counter("matid_camera_frames_failed_total", "Frames the server refused (bad image)");
   metrics_.reconnects = counter("matid_camera_stream_reconnects_total", "Times the stream to the server was restarted");
@@ -169,6 +170,7 @@ void Camera::HandleResult(const v1::FrameResult& result) {
     message.top_score = message.predictions.front().score;
   }
   message.needs_inspection = message.top_score < options_.inspection_threshold;
+  if (message.needs_inspection) Add(metrics_.needs_inspection);
   message.latency_ms = absl::ToDoubleMilliseconds(now - frame.captured_at);
   if (message.needs_inspection && !options_.inspection_dir.empty()) {
     const std::string path = absl::StrCat(options_.inspection_dir, "/", message.message_id,

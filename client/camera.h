@@ -77,6 +77,7 @@ class Camera {
     prometheus::Counter* captured = nullptr;
     prometheus::Counter* sent = nullptr;
     prometheus::Counter* classified = nullptr;
+    prometheus::Counter* needs_inspection = nullptr;
     prometheus::Counter* dropped_queue_full = nullptr;
     prometheus::Counter* failed = nullptr;
     prometheus::Counter* reconnects = nullptr;

@@ -14,7 +14,7 @@ packages=(
   # Python side: training/export and the cross-language client test
   python3 python3-torch python3-torchvision python3-opencv python3-numpy
   python3-sklearn python3-matplotlib python3-grpcio python3-protobuf
-  python3-paho-mqtt python3-jsonschema
+  python3-paho-mqtt python3-jsonschema python3-yaml docker-compose
   # data and tooling used by the demo and tests
   dataset-fashion-mnist prometheus openssl curl
 )

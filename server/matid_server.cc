@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
   if (!metrics.ok()) return metrics.status();
   server->metrics_ = *std::move(metrics);
   server->metrics_->SetModel(server->backend_->info());
+  server->metrics_->SetQueueCapacity(options.batcher.max_queue_size);
 
   auto batcher = Batcher::Create(options.batcher, server->backend_.get(),
                                  server->metrics_.get());

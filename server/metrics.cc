@@ -86,6 +86,11 @@ ServerMetrics::ServerMetrics()
                       .Help("Images waiting for the model")
                       .Register(r)
                       .Add({});
+  queue_capacity_ = &BuildGauge()
+                         .Name("matid_queue_capacity")
+                         .Help("Most images that may wait (--max_queue_size)")
+                         .Register(r)
+                         .Add({});
   in_flight_ = &BuildGauge()
                     .Name("matid_in_flight_requests")
                     .Help("RPCs (stream: frames) being processed")
@@ -141,6 +146,8 @@ void ServerMetrics::RecordPrediction(int label_index) {
 }
 
 void ServerMetrics::SetQueueDepth(int depth) { queue_depth_->Set(depth); }
+
+void ServerMetrics::SetQueueCapacity(int capacity) { queue_capacity_->Set(capacity); }
 
 void ServerMetrics::AddInFlight(int delta) { in_flight_->Increment(delta); }
 

@@ -49,6 +49,7 @@ class ServerMetrics {
   void RecordBatch(int batch_size, absl::Duration inference);
   void RecordPrediction(int label_index);
   void SetQueueDepth(int depth);
+  void SetQueueCapacity(int capacity);
   void AddInFlight(int delta);
   void SetModel(const ModelInfo& model);
   void SetServing(bool serving);
@@ -70,6 +71,7 @@ class ServerMetrics {
   prometheus::Histogram* batch_size_;
   prometheus::Counter* batches_;
   prometheus::Gauge* queue_depth_;
+  prometheus::Gauge* queue_capacity_;
   prometheus::Gauge* in_flight_;
   prometheus::Gauge* serving_;
   prometheus::Family<prometheus::Counter>* predictions_;

@@ -16,6 +16,12 @@ import time
 import paho.mqtt.client as mqtt
 
 
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,10 +68,10 @@ def make_certificates(directory: str) -> dict:
 class Mosquitto:
     """A mosquitto broker on a free loopback port, with persistence."""
 
-    def __init__(self, directory: str, name: str, tls: dict = None) -> None:
+    def __init__(self, directory: str, name: str, tls: dict = None, port: int = 0) -> None:
         self.dir = os.path.join(directory, name)
         os.makedirs(self.dir, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
                  f"persistence_location {self.dir}/", "autosave_interval 1",

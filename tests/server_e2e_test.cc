@@ -330,6 +330,7 @@ TEST_F(ServerEndToEnd, MetricsEndpointExposesRequestsAndLatencyHistograms) {
            "matid_batch_size_bucket{le=\"1\"}",
            "matid_batches_total",
            "matid_queue_depth",
+           "matid_queue_capacity",
            "matid_in_flight_requests",
            "matid_serving",
            "matid_images_total{code=\"OK\"}",
