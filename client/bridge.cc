@@ -172,6 +172,10 @@ void Bridge::ForwarderLoop() {
         next_housekeeping = absl::Now() + options_.housekeeping_interval;
       }
       absl::StatusOr<SpoolStats> stats = spool_->Stats();
+      if (stats.ok() && metrics_.backlog_messages != nullptr) {
+        metrics_.backlog_messages->Set(stats->messages);
+        metrics_.backlog_bytes->Set(stats->bytes);
+      }
       if (!stats.ok() || stats->messages == 0) break;
     }
   }

@@ -152,18 +152,23 @@ scrape_configs:
             stdout=camera_log, stderr=subprocess.STDOUT)
         started = time.monotonic()
         print("demo: conveyor running: camera -> server -> MQTT -> bridge -> cloud")
+        live = sys.stdout.isatty()  # one updating line on a terminal, a line every 5 s otherwise
+        ticks = 0
         while camera.poll() is None:
             time.sleep(1.0)
+            ticks += 1
+            if not live and ticks % 5:
+                continue
             payloads = list(results.payloads)
             correct = sum(1 for p in payloads if p["top_label"] == truth[p["frame_seq"]])
             latencies = [p["latency_ms"] for p in payloads]
             bridge_metrics = scrape(ports["bridge_metrics"])
             elapsed = time.monotonic() - started
-            print(f"\r  {len(payloads):4d}/{args.frames} frames  {len(payloads) / elapsed:5.1f} fps  "
+            print(f"{chr(13) if live else ''}  {len(payloads):4d}/{args.frames} frames  {len(payloads) / elapsed:5.1f} fps  "
                   f"accuracy {correct / max(1, len(payloads)):.3f}  latency p50 "
                   f"{percentile(latencies, 50):5.1f} ms p99 {percentile(latencies, 99):5.1f} ms  "
                   f"bridge backlog {int(bridge_metrics.get('matid_bridge_backlog_messages', 0)):4d}  "
-                  f"at cloud {len(set(delivered.seen())):4d}", end="", flush=True)
+                  f"at cloud {len(set(delivered.seen())):4d}", end="" if live else "\n", flush=True)
         print()
         camera_log.close()
         wait_for(lambda: len(set(delivered.seen())) >= len(results.payloads), 30,

@@ -11,7 +11,6 @@ MATID_BUILD_DIR and MATID_TEST_MODEL.
 """
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
@@ -35,8 +34,8 @@ SCHEMA = json.load(open(os.path.join(ROOT, "docs", "result-message.schema.json")
 sys.path.insert(0, os.path.join(ROOT, "model_export"))
 sys.path.insert(0, HERE)
 import fashion_mnist  # noqa: E402
-from edge_harness import (Collector, Mosquitto, Process, make_certificates,  # noqa: E402
-                          result_message, wait_for)
+from edge_harness import (Collector, Mosquitto, Process, free_port,  # noqa: E402
+                          make_certificates, result_message, wait_for)
 
 
 
@@ -109,6 +108,36 @@ class EdgePipelineTest(unittest.TestCase):
         # The random test model is never 99% sure: every frame needs inspection and was saved.
         self.assertTrue(all(p["needs_inspection"] for p in collector.payloads))
         self.assertEqual(len(os.listdir(inspection)), frames)
+
+    def test_camera_rides_out_a_server_restart_with_one_result_per_frame(self) -> None:
+        frames = 150
+        images = os.path.join(self.dir, "images")
+        fashion_mnist.write_pngs("test", images, count=frames)
+        local = self.start(Mosquitto(self.dir, "local"))
+        collector = self.start(Collector(local.port))
+        port = free_port()
+        server_args = [os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}",
+                       "--host=127.0.0.1", f"--port={port}", "--metrics_port=-1", "--threads=1",
+                       "--lame_duck_ms=0"]
+        server = Process(server_args, r"serving grpc_port", os.path.join(self.dir, "server1.log"))
+        camera_log = open(os.path.join(self.dir, "camera.log"), "w")
+        camera = subprocess.Popen(
+            [os.path.join(BIN, "matid-camera"), f"--source={images}", "--camera_id=restart",
+             f"--server=127.0.0.1:{port}", f"--mqtt_port={local.port}", "--metrics_port=-1",
+             "--pace_fps=75", "--max_pending=1000", "--max_in_flight=4"],
+            stdout=camera_log, stderr=subprocess.STDOUT)
+        self.cleanup.append(lambda: camera.poll() is None and camera.kill())
+        wait_for(lambda: len(collector.seen()) >= 30, 30, "results before the restart")
+        server.stop()  # the server goes away mid-stream...
+        time.sleep(1.0)
+        server = self.start(Process(server_args, r"serving grpc_port",
+                                    os.path.join(self.dir, "server2.log")))  # ...and comes back
+        self.assertEqual(camera.wait(timeout=120), 0)
+        camera_log.close()
+        wait_for(lambda: len(collector.seen()) >= frames, 20, "every result")
+        time.sleep(0.3)
+        seqs = sorted(p["frame_seq"] for p in collector.payloads)
+        self.assertEqual(seqs, list(range(frames)))  # each frame once, none lost
 
     def test_bridge_forwards_everything_over_mutual_tls(self) -> None:
         local = self.start(Mosquitto(self.dir, "local"))
