@@ -18,7 +18,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "matid/v1/matid.grpc.pb.h"
-#include "tests/prometheus_text.h"
+#include "common/prometheus_text.h"
 #include "tests/server_process.h"
 #include "tests/test_paths.h"
 

@@ -1,4 +1,4 @@
-#include "tests/prometheus_text.h"
+#include "common/prometheus_text.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,7 +1,7 @@
-// Test helpers for the /metrics endpoint: a blocking HTTP GET over loopback
+// Helpers for reading a /metrics endpoint (tests and benchmarks): a blocking HTTP GET over loopback
 // and a parser for the Prometheus text exposition format. Stateless.
-#ifndef MATID_TESTS_PROMETHEUS_TEXT_H_
-#define MATID_TESTS_PROMETHEUS_TEXT_H_
+#ifndef MATID_COMMON_PROMETHEUS_TEXT_H_
+#define MATID_COMMON_PROMETHEUS_TEXT_H_
 
 #include <map>
 #include <string>
@@ -22,4 +22,4 @@ absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(
 
 }  // namespace matid
 
-#endif  // MATID_TESTS_PROMETHEUS_TEXT_H_
+#endif  // MATID_COMMON_PROMETHEUS_TEXT_H_

@@ -1,0 +1,321 @@
+// matid-bench: a load generator for any matid server. Closed loop with a
+// concurrency sweep, or open loop at a fixed rate with Poisson arrivals;
+// Classify, BatchClassify or ClassifyStream; images from a folder or
+// synthetic. Per step: throughput, latency percentiles, errors by code, and
+// the server's own queue/inference split read from its /metrics. Prints a
+// table and writes JSON. Every step is bounded in time and requests.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/create_channel.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "bench/latency_recorder.h"
+#include "client/image_files.h"
+#include "common/prometheus_text.h"
+#include "matid/v1/matid.grpc.pb.h"
+
+ABSL_FLAG(std::string, server, "localhost:50051", "matid server address.");
+ABSL_FLAG(int, metrics_port, 8080, "The server's /metrics port on 127.0.0.1 (-1: do not read).");
+ABSL_FLAG(std::string, mode, "classify", "classify, batch or stream.");
+ABSL_FLAG(std::string, concurrency, "1,2,4,8,16,32", "Closed-loop sweep: clients in flight per step.");
+ABSL_FLAG(double, rate, 0, "Open loop: requests per second with Poisson arrivals (replaces the sweep).");
+ABSL_FLAG(double, step_seconds, 8, "Length of each step.");
+ABSL_FLAG(double, warmup_seconds, 1, "Unmeasured load before each step.");
+ABSL_FLAG(int64_t, max_requests, 200000, "Upper bound of requests per step.");
+ABSL_FLAG(int, batch_size, 8, "Images per BatchClassify request (--mode=batch).");
+ABSL_FLAG(std::string, images, "", "Folder of images to send (encoded bytes, round robin).");
+ABSL_FLAG(std::string, synthetic, "28x28x1", "WxHxC random images as PNG when --images is empty.");
+ABSL_FLAG(int, synthetic_count, 64, "How many synthetic images.");
+ABSL_FLAG(std::string, label, "", "Free text stored in the JSON (model, variant...).");
+ABSL_FLAG(std::string, json, "", "Write the results here as JSON.");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> LoadImages() {
+  std::vector<std::string> images;
+  const std::string folder = absl::GetFlag(FLAGS_images);
+  if (!folder.empty()) {
+    auto files = matid::FindImageFiles({folder});
+    if (files.ok()) {
+      for (const auto& path : *files) {
+        std::ifstream file(path, std::ios::binary);
+        std::ostringstream bytes;
+        bytes << file.rdbuf();
+        images.push_back(bytes.str());
+      }
+    }
+    return images;
+  }
+  std::vector<std::string> parts = absl::StrSplit(absl::GetFlag(FLAGS_synthetic), 'x');
+  int w = 28, h = 28, c = 1;
+  if (parts.size() == 3) {
+    (void)absl::SimpleAtoi(parts[0], &w);
+    (void)absl::SimpleAtoi(parts[1], &h);
+    (void)absl::SimpleAtoi(parts[2], &c);
+  }
+  cv::RNG rng(1);
+  for (int i = 0; i < absl::GetFlag(FLAGS_synthetic_count); ++i) {
+    cv::Mat picture(h, w, c == 1 ? CV_8UC1 : CV_8UC3);
+    rng.fill(picture, cv::RNG::UNIFORM, 0, 256);
+    std::vector<uint8_t> png;
+    cv::imencode(w * h > 64 * 64 ? ".jpg" : ".png", picture, png);
+    images.emplace_back(png.begin(), png.end());
+  }
+  return images;
+}
+
+std::string CodeName(const grpc::Status& status) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
+}
+
+struct ServerSplit {
+  double queue_ms = 0, inference_ms = 0, preprocess_ms = 0, batch_size = 0;
+};
+
+std::map<std::string, double> Scrape(int port) {
+  if (port < 0) return {};
+  auto body = matid::HttpGet(port, "/metrics");
+  if (!body.ok()) return {};
+  auto samples = matid::ParsePrometheusText(*body);
+  return samples.ok() ? *samples : std::map<std::string, double>{};
+}
+
+ServerSplit Split(const std::map<std::string, double>& before,
+                  const std::map<std::string, double>& after) {
+  auto delta = [&](const std::string& name) {
+    auto a = after.find(name);
+    auto b = before.find(name);
+    return (a == after.end() ? 0 : a->second) - (b == before.end() ? 0 : b->second);
+  };
+  auto mean_ms = [&](const std::string& metric) {
+    const double count = delta(metric + "_count");
+    return count > 0 ? 1000 * delta(metric + "_sum") / count : 0;
+  };
+  ServerSplit split;
+  split.queue_ms = mean_ms("matid_queue_wait_seconds");
+  split.inference_ms = mean_ms("matid_inference_duration_seconds");
+  split.preprocess_ms = mean_ms("matid_preprocess_duration_seconds");
+  const double batches = delta("matid_batch_size_count");
+  split.batch_size = batches > 0 ? delta("matid_batch_size_sum") / batches : 0;
+  return split;
+}
+
+class Load {
+ public:
+  Load(std::shared_ptr<grpc::Channel> channel, std::vector<std::string> images)
+      : stub_(matid::v1::Classifier::NewStub(channel)), images_(std::move(images)) {}
+
+  // One closed-loop client: requests back to back until `until` or budget.
+  void ClosedLoopClient(Clock::time_point until, std::atomic<int64_t>* budget,
+                        matid::LatencyRecorder* recorder, int client) {
+    const std::string mode = absl::GetFlag(FLAGS_mode);
+    size_t next = client;
+    if (mode == "stream") {
+      grpc::ClientContext context;
+      auto stream = stub_->ClassifyStream(&context);
+      uint64_t seq = 0;
+      while (Clock::now() < until && budget->fetch_sub(1) > 0) {
+        matid::v1::Frame frame;
+        frame.set_seq(seq++);
+        frame.mutable_image()->set_encoded(images_[next++ % images_.size()]);
+        const auto start = Clock::now();
+        matid::v1::FrameResult result;
+        if (!stream->Write(frame) || !stream->Read(&result)) {
+          recorder->Record(0, 0, "STREAM_BROKEN");
+          break;
+        }
+        const std::string code = result.status().code() == 0
+                                     ? "OK"
+                                     : absl::StatusCodeToString(
+                                           static_cast<absl::StatusCode>(result.status().code()));
+        recorder->Record(Ms(start), 1, code);
+      }
+      stream->WritesDone();
+      stream->Finish();
+      return;
+    }
+    while (Clock::now() < until && budget->fetch_sub(1) > 0) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      const auto start = Clock::now();
+      if (mode == "batch") {
+        matid::v1::BatchClassifyRequest request;
+        for (int i = 0; i < absl::GetFlag(FLAGS_batch_size); ++i) {
+          request.add_items()->mutable_image()->set_encoded(images_[next++ % images_.size()]);
+        }
+        matid::v1::BatchClassifyResponse response;
+        grpc::Status status = stub_->BatchClassify(&context, request, &response);
+        int ok = 0;
+        for (const auto& r : response.results()) ok += r.status().code() == 0;
+        recorder->Record(Ms(start), ok, status.ok() ? "OK" : CodeName(status));
+      } else {
+        matid::v1::ClassifyRequest request;
+        request.mutable_image()->set_encoded(images_[next++ % images_.size()]);
+        request.set_top_k(1);
+        matid::v1::ClassifyResponse response;
+        grpc::Status status = stub_->Classify(&context, request, &response);
+        recorder->Record(Ms(start), 1, status.ok() ? "OK" : CodeName(status));
+      }
+    }
+  }
+
+  // Open loop: Poisson arrivals at `rate`, callback API, bounded outstanding.
+  void OpenLoop(double rate, Clock::time_point until, int64_t budget,
+                matid::LatencyRecorder* recorder) {
+    struct Call {
+      grpc::ClientContext context;
+      matid::v1::ClassifyRequest request;
+      matid::v1::ClassifyResponse response;
+      Clock::time_point start;
+    };
+    std::mt19937_64 random(7);
+    std::exponential_distribution<double> gap(rate);
+    std::atomic<int> outstanding{0};
+    auto next_arrival = Clock::now();
+    size_t next = 0;
+    for (int64_t sent = 0; sent < budget; ++sent) {
+      next_arrival += std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(gap(random)));
+      if (next_arrival >= until) break;
+      std::this_thread::sleep_until(next_arrival);
+      if (outstanding.load() >= 2000) {  // the server cannot keep up: count, do not pile up
+        recorder->Record(0, 0, "CLIENT_BACKLOG_FULL");
+        continue;
+      }
+      auto* call = new Call();  // deleted by its completion callback
+      call->request.mutable_image()->set_encoded(images_[next++ % images_.size()]);
+      call->request.set_top_k(1);
+      call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      call->start = Clock::now();
+      ++outstanding;
+      stub_->async()->Classify(&call->context, &call->request, &call->response,
+                               [call, recorder, &outstanding](grpc::Status status) {
+                                 recorder->Record(Ms(call->start), 1,
+                                                  status.ok() ? "OK" : CodeName(status));
+                                 delete call;
+                                 --outstanding;
+                               });
+    }
+    const auto give_up = Clock::now() + std::chrono::seconds(35);
+    while (outstanding.load() > 0 && Clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+ private:
+  static double Ms(Clock::time_point start) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  }
+
+  std::unique_ptr<matid::v1::Classifier::Stub> stub_;
+  const std::vector<std::string> images_;
+};
+
+matid::StepSummary RunStep(Load& load, int concurrency, double rate, double seconds,
+                           ServerSplit* split) {
+  const int metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  auto run = [&](double duration, matid::LatencyRecorder* recorder) {
+    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(duration));
+    if (rate > 0) {
+      load.OpenLoop(rate, until, absl::GetFlag(FLAGS_max_requests), recorder);
+      return;
+    }
+    std::atomic<int64_t> budget{absl::GetFlag(FLAGS_max_requests)};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < concurrency; ++c) {
+      clients.emplace_back([&, c] { load.ClosedLoopClient(until, &budget, recorder, c); });
+    }
+    for (auto& t : clients) t.join();
+  };
+  matid::LatencyRecorder warmup;
+  run(absl::GetFlag(FLAGS_warmup_seconds), &warmup);
+  const auto before = Scrape(metrics_port);
+  matid::LatencyRecorder recorder;
+  const auto start = Clock::now();
+  run(seconds, &recorder);
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  *split = Split(before, Scrape(metrics_port));
+  return recorder.Summary(elapsed);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Load generator for matid servers.\n"
+      "Usage: matid-bench --server=host:port [--mode=classify|batch|stream] "
+      "[--concurrency=1,2,4,8,16,32 | --rate=RPS] [--images=DIR]");
+  absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> images = LoadImages();
+  if (images.empty()) {
+    std::fprintf(stderr, "matid-bench: no images (check --images)\n");
+    return 2;
+  }
+  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+    std::fprintf(stderr, "matid-bench: cannot reach %s\n", absl::GetFlag(FLAGS_server).c_str());
+    return 2;
+  }
+  Load load(channel, std::move(images));
+
+  std::vector<int> sweep;
+  const double rate = absl::GetFlag(FLAGS_rate);
+  if (rate > 0) {
+    sweep.push_back(0);
+  } else {
+    for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_concurrency), ',')) {
+      int c;
+      if (absl::SimpleAtoi(part, &c) && c > 0) sweep.push_back(c);
+    }
+  }
+  nlohmann::json report = {{"server", absl::GetFlag(FLAGS_server)},
+                           {"mode", absl::GetFlag(FLAGS_mode)},
+                           {"label", absl::GetFlag(FLAGS_label)},
+                           {"batch_size", absl::GetFlag(FLAGS_batch_size)},
+                           {"steps", nlohmann::json::array()}};
+  std::printf("%-6s %-9s %9s %9s %9s %9s %9s %9s %8s %8s %6s  %s\n",
+              rate > 0 ? "rate" : "conc", "mode", "images/s", "p50 ms", "p90 ms", "p99 ms",
+              "max ms", "queue ms", "infer ms", "prep ms", "batch", "errors");
+  for (int concurrency : sweep) {
+    ServerSplit split;
+    matid::StepSummary s =
+        RunStep(load, concurrency, rate, absl::GetFlag(FLAGS_step_seconds), &split);
+    std::string errors;
+    for (const auto& [code, n] : s.errors) errors += code + ":" + std::to_string(n) + " ";
+    std::printf("%-6g %-9s %9.1f %9.2f %9.2f %9.2f %9.2f %9.3f %8.3f %8.3f %6.2f  %s\n",
+                rate > 0 ? rate : concurrency, absl::GetFlag(FLAGS_mode).c_str(),
+                s.images_per_second, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, split.queue_ms,
+                split.inference_ms, split.preprocess_ms, split.batch_size, errors.c_str());
+    std::fflush(stdout);
+    report["steps"].push_back({{"concurrency", concurrency}, {"rate", rate},
+                               {"requests", s.requests}, {"images", s.images},
+                               {"seconds", s.seconds}, {"images_per_second", s.images_per_second},
+                               {"p50_ms", s.p50_ms}, {"p90_ms", s.p90_ms}, {"p99_ms", s.p99_ms},
+                               {"max_ms", s.max_ms}, {"mean_ms", s.mean_ms}, {"errors", s.errors},
+                               {"server_queue_ms", split.queue_ms},
+                               {"server_inference_ms_per_batch", split.inference_ms},
+                               {"server_preprocess_ms", split.preprocess_ms},
+                               {"server_mean_batch_size", split.batch_size}});
+  }
+  const std::string json_path = absl::GetFlag(FLAGS_json);
+  if (!json_path.empty()) std::ofstream(json_path) << report.dump(1) << "\n";
+  return 0;
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The speed suite (issue 6), in one go, well under 15 minutes on 2 cores:
+# for the trained Fashion-MNIST model and a random ResNet-18 at 224x224,
+# the in-process ceiling (matid-inprocess-bench) and matid-server under a
+# closed-loop concurrency sweep (matid-bench), with dynamic batching on and
+# off, LibTorch threads 1 and 2, fp32 and (ResNet-18) int8. Writes
+# bench/results/run-*.json and prints the ratios against the targets; append
+# them to bench/RESULTS.md by hand with the date and machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh >/dev/null
+out=out/bench
+results=bench/results
+mkdir -p "$out" "$results"
+step=${MATID_BENCH_STEP_SECONDS:-5}
+
+[ -f models/fashion-mnist/metadata.json ] || /usr/bin/python3 -m model_export all --quick --out models/fashion-mnist
+[ -f "$out/resnet18/metadata.json" ] || /usr/bin/python3 model_export/make_resnet18.py --out "$out/resnet18"
+if [ ! -d "$out/images-fmnist" ]; then
+  /usr/bin/python3 model_export/fashion_mnist.py --split test --count 1000 --out "$out/images-fmnist" >/dev/null
+fi
+
+# serve NAME MODEL_DIR SERVER_FLAGS... -- BENCH_FLAGS...
+serve() {
+  local name=$1 model=$2; shift 2
+  local server_flags=() bench_flags=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do server_flags+=("$1"); shift; done
+  shift
+  bench_flags=("$@")
+  build/bin/matid-server --model_dir="$model" --host=127.0.0.1 --port=0 --metrics_host=127.0.0.1 \
+    --metrics_port=0 "${server_flags[@]}" > "$out/server-$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 600); do grep -q "serving grpc_port" "$out/server-$name.log" && break; sleep 0.1; done
+  local grpc metrics
+  grpc=$(sed -n 's/.*serving grpc_port=\([0-9]*\).*/\1/p' "$out/server-$name.log")
+  metrics=$(sed -n 's/.*metrics_port=\([0-9]*\).*/\1/p' "$out/server-$name.log")
+  echo "== served: $name (${server_flags[*]})"
+  build/bin/matid-bench --server=127.0.0.1:"$grpc" --metrics_port="$metrics" --step_seconds="$step" \
+    --label="$name" --json="$results/run-served-$name.json" "${bench_flags[@]}"
+  local rss
+  rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+  kill -TERM $pid; wait $pid || true
+  echo "   peak RSS of the server: $((rss / 1024)) MiB"
+  /usr/bin/python3 -c "import json,sys; p=sys.argv[1]; d=json.load(open(p)); d['server_peak_rss_mib']=int(sys.argv[2])//1024; json.dump(d,open(p,'w'),indent=1)" \
+    "$results/run-served-$name.json" "$rss"
+}
+
+inprocess() {
+  local name=$1; shift
+  echo "== in-process: $name"
+  build/bin/matid-inprocess-bench --seconds=3 --json="$results/run-inprocess-$name.json" "$@"
+}
+
+fm=models/fashion-mnist
+fm_images=(--images="$out/images-fmnist")
+r18=$out/resnet18
+r18_images=(--synthetic=256x256x3)
+
+inprocess fmnist-t1 --model_dir=$fm --threads=1 "${fm_images[@]}"
+inprocess fmnist-t2 --model_dir=$fm --threads=2 "${fm_images[@]}"
+serve fmnist-t1-batch8 $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}"
+serve fmnist-t2-batch8 $fm --threads=2 --max_batch_size=8 -- "${fm_images[@]}"
+serve fmnist-t1-nobatch $fm --threads=1 --max_batch_size=1 -- "${fm_images[@]}" --concurrency=1,2,4,8
+
+inprocess r18-fp32-t2 --model_dir=$r18 --threads=2 "${r18_images[@]}" --batch_sizes=1,2,4,8
+inprocess r18-fp32-t1 --model_dir=$r18 --threads=1 "${r18_images[@]}" --batch_sizes=1,4
+inprocess r18-int8-t2 --model_dir=$r18 --int8 --threads=2 "${r18_images[@]}" --batch_sizes=1,2,4,8
+serve r18-fp32-t2-batch8 $r18 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,2,4,8,16
+serve r18-fp32-t1-batch8 $r18 --threads=1 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,2,4,8,16
+serve r18-fp32-t2-nobatch $r18 --threads=2 --max_batch_size=1 -- "${r18_images[@]}" --concurrency=1,2,4
+serve r18-int8-t2-batch8 $r18 --int8 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,2,4,8,16
+
+/usr/bin/python3 bench/summarize.py "$results"
