@@ -3,9 +3,9 @@
 # for the trained Fashion-MNIST model and a random ResNet-18 at 224x224,
 # the in-process ceiling (matid-inprocess-bench) and matid-server under a
 # closed-loop concurrency sweep (matid-bench), with dynamic batching on and
-# off, LibTorch threads 1 and 2, fp32 and (ResNet-18) int8. Writes
-# bench/results/run-*.json and prints the ratios against the targets; append
-# them to bench/RESULTS.md by hand with the date and machine.
+# off, LibTorch threads 1 and 2, fp32 and (ResNet-18) int8, plus one open-loop
+# step (Poisson arrivals). Writes bench/results/run-*.json, prints the ratios
+# against the targets and appends them to bench/RESULTS.md (date, machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
@@ -61,6 +61,7 @@ inprocess fmnist-t2 --model_dir=$fm --threads=2 "${fm_images[@]}"
 serve fmnist-t1-batch8 $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}"
 serve fmnist-t2-batch8 $fm --threads=2 --max_batch_size=8 -- "${fm_images[@]}"
 serve fmnist-t1-nobatch $fm --threads=1 --max_batch_size=1 -- "${fm_images[@]}" --concurrency=1,2,4,8
+serve fmnist-t1-openloop $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}" --rate=1000
 
 inprocess r18-fp32-t2 --model_dir=$r18 --threads=2 "${r18_images[@]}" --batch_sizes=1,2,4,8
 inprocess r18-fp32-t1 --model_dir=$r18 --threads=1 "${r18_images[@]}" --batch_sizes=1,4
@@ -70,4 +71,4 @@ serve r18-fp32-t1-batch8 $r18 --threads=1 --max_batch_size=8 -- "${r18_images[@]
 serve r18-fp32-t2-nobatch $r18 --threads=2 --max_batch_size=1 -- "${r18_images[@]}" --concurrency=1,2,4
 serve r18-int8-t2-batch8 $r18 --int8 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,2,4,8,16
 
-/usr/bin/python3 bench/summarize.py "$results"
+/usr/bin/python3 bench/summarize.py "$results" bench/RESULTS.md

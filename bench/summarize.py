@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""Reads bench/results/run-*.json (written by bench/run.sh) and prints the
-issue-6 ratios against their targets; writes bench/results/summary.json."""
-import glob
+"""Reads bench/results/run-*.json (written by bench/run.sh), prints the
+issue-6 ratios against their targets, writes bench/results/summary.json and,
+with a second argument, appends the rows to that Markdown file
+(bench/RESULTS.md) with the date and machine."""
+import datetime
 import json
 import os
+import platform
 import sys
 
 
@@ -76,6 +79,12 @@ def main() -> None:
     with open(os.path.join(directory, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print("\n".join(lines))
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "a") as f:
+            f.write(f"\n### bench/run.sh, {datetime.date.today().isoformat()}, "
+                    f"{os.cpu_count()} CPUs, {platform.platform()}\n\n")
+            for line in lines:
+                f.write(f"- {line.strip()}\n")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,10 @@ TEST_F(MatidServerTest, CancelledCallLeavesNoWorkBehind) {
   WaitForQueueDepth(1);
   context->TryCancel();
   EXPECT_EQ(cancelled.get().first.error_code(), grpc::StatusCode::CANCELLED);
+  // The server learns of the cancellation from an RST_STREAM on the shared
+  // connection; a later call's round trip on the same connection is
+  // processed after it, so once Health answers, the server has seen it.
+  WaitForQueueDepth(0);
   backend_->Release();
   EXPECT_TRUE(running.get().first.ok());
   server_->Shutdown();
