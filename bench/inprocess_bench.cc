@@ -8,13 +8,12 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <sstream>
-#include <string>
-#include <vector>
-
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -28,7 +27,8 @@ ABSL_FLAG(std::string, model_dir, "", "Model directory (required).");
 ABSL_FLAG(bool, int8, false, "Use model_int8.pt.");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads (as matid-server --threads).");
 ABSL_FLAG(std::string, images, "", "Folder of images (encoded).");
-ABSL_FLAG(std::string, synthetic, "", "WxHxC random images when --images is empty (default: the model's input size).");
+ABSL_FLAG(std::string, synthetic, "",
+          "WxHxC random images when --images is empty (default: the model's input size).");
 ABSL_FLAG(std::string, batch_sizes, "1,2,4,8,16", "Batch sizes to measure.");
 ABSL_FLAG(double, seconds, 4, "Time per measurement.");
 ABSL_FLAG(std::string, json, "", "Write the results here as JSON.");
@@ -101,12 +101,13 @@ int main(int argc, char** argv) {
   }
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const size_t tensor = spec.tensor_size();
-  nlohmann::json report = {{"model_dir", options.model_dir},
-                           {"variant", options.int8 ? "int8" : "fp32"},
-                           {"threads", options.intra_op_threads},
-                           {"input", std::to_string(spec.width) + "x" + std::to_string(spec.height) +
-                                         "x" + std::to_string(spec.channels())},
-                           {"batches", nlohmann::json::array()}};
+  nlohmann::json report = {
+      {"model_dir", options.model_dir},
+      {"variant", options.int8 ? "int8" : "fp32"},
+      {"threads", options.intra_op_threads},
+      {"input", std::to_string(spec.width) + "x" + std::to_string(spec.height) + "x" +
+                    std::to_string(spec.channels())},
+      {"batches", nlohmann::json::array()}};
   std::printf("%-6s %16s %16s\n", "batch", "forward img/s", "pipeline img/s");
   double best_pipeline = 0;
   for (int batch : batch_sizes) {
@@ -134,9 +135,9 @@ int main(int argc, char** argv) {
     const double pipeline = done / Since(start);
     best_pipeline = std::max(best_pipeline, pipeline);
     std::printf("%-6d %16.1f %16.1f\n", batch, forward, pipeline);
-    report["batches"].push_back(
-        {{"batch", batch}, {"forward_images_per_second", forward},
-         {"pipeline_images_per_second", pipeline}});
+    report["batches"].push_back({{"batch", batch},
+                                 {"forward_images_per_second", forward},
+                                 {"pipeline_images_per_second", pipeline}});
   }
   // Single-image latency of the whole pipeline.
   std::vector<double> latencies;
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
               best_pipeline);
   report["single_image_p50_ms"] = p50;
   report["best_pipeline_images_per_second"] = best_pipeline;
-  if (!absl::GetFlag(FLAGS_json).empty()) std::ofstream(absl::GetFlag(FLAGS_json)) << report.dump(1);
+  if (!absl::GetFlag(FLAGS_json).empty())
+    std::ofstream(absl::GetFlag(FLAGS_json)) << report.dump(1);
   return 0;
 }

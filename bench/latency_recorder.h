@@ -15,7 +15,7 @@ namespace matid {
 
 struct StepSummary {
   int64_t requests = 0;
-  int64_t images = 0;       // images answered OK
+  int64_t images = 0;  // images answered OK
   double seconds = 0;
   double images_per_second = 0;
   double p50_ms = 0, p90_ms = 0, p99_ms = 0, max_ms = 0, mean_ms = 0;
@@ -62,9 +62,9 @@ class LatencyRecorder {
 
  private:
   std::mutex mu_;
-  std::vector<double> latencies_ms_;  // guarded by mu_
-  int64_t requests_ = 0;              // guarded by mu_
-  int64_t images_ = 0;                // guarded by mu_
+  std::vector<double> latencies_ms_;       // guarded by mu_
+  int64_t requests_ = 0;                   // guarded by mu_
+  int64_t images_ = 0;                     // guarded by mu_
   std::map<std::string, int64_t> errors_;  // guarded by mu_
 };
 

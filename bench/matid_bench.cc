@@ -4,20 +4,20 @@
 // synthetic. Per step: throughput, latency percentiles, errors by code, and
 // the server's own queue/inference split read from its /metrics. Prints a
 // table and writes JSON. Every step is bounded in time and requests.
+#include <grpcpp/create_channel.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/create_channel.h>
-#include <nlohmann/json.hpp>
-#include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -32,8 +32,10 @@
 ABSL_FLAG(std::string, server, "localhost:50051", "matid server address.");
 ABSL_FLAG(int, metrics_port, 8080, "The server's /metrics port on 127.0.0.1 (-1: do not read).");
 ABSL_FLAG(std::string, mode, "classify", "classify, batch or stream.");
-ABSL_FLAG(std::string, concurrency, "1,2,4,8,16,32", "Closed-loop sweep: clients in flight per step.");
-ABSL_FLAG(double, rate, 0, "Open loop: requests per second with Poisson arrivals (replaces the sweep).");
+ABSL_FLAG(std::string, concurrency, "1,2,4,8,16,32",
+          "Closed-loop sweep: clients in flight per step.");
+ABSL_FLAG(double, rate, 0,
+          "Open loop: requests per second with Poisson arrivals (replaces the sweep).");
 ABSL_FLAG(double, step_seconds, 8, "Length of each step.");
 ABSL_FLAG(double, warmup_seconds, 1, "Unmeasured load before each step.");
 ABSL_FLAG(int64_t, max_requests, 200000, "Upper bound of requests per step.");
@@ -141,10 +143,10 @@ class Load {
           recorder->Record(0, 0, "STREAM_BROKEN");
           break;
         }
-        const std::string code = result.status().code() == 0
-                                     ? "OK"
-                                     : absl::StatusCodeToString(
-                                           static_cast<absl::StatusCode>(result.status().code()));
+        const std::string code =
+            result.status().code() == 0
+                ? "OK"
+                : absl::StatusCodeToString(static_cast<absl::StatusCode>(result.status().code()));
         recorder->Record(Ms(start), 1, code);
       }
       stream->WritesDone();
@@ -191,8 +193,8 @@ class Load {
     auto next_arrival = Clock::now();
     size_t next = 0;
     for (int64_t sent = 0; sent < budget; ++sent) {
-      next_arrival += std::chrono::duration_cast<Clock::duration>(
-          std::chrono::duration<double>(gap(random)));
+      next_arrival +=
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(random)));
       if (next_arrival >= until) break;
       std::this_thread::sleep_until(next_arrival);
       if (outstanding.load() >= 2000) {  // the server cannot keep up: count, do not pile up
@@ -269,7 +271,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "matid-bench: no images (check --images)\n");
     return 2;
   }
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
     std::fprintf(stderr, "matid-bench: cannot reach %s\n", absl::GetFlag(FLAGS_server).c_str());
     return 2;
@@ -291,9 +294,9 @@ int main(int argc, char** argv) {
                            {"label", absl::GetFlag(FLAGS_label)},
                            {"batch_size", absl::GetFlag(FLAGS_batch_size)},
                            {"steps", nlohmann::json::array()}};
-  std::printf("%-6s %-9s %9s %9s %9s %9s %9s %9s %8s %8s %6s  %s\n",
-              rate > 0 ? "rate" : "conc", "mode", "images/s", "p50 ms", "p90 ms", "p99 ms",
-              "max ms", "queue ms", "infer ms", "prep ms", "batch", "errors");
+  std::printf("%-6s %-9s %9s %9s %9s %9s %9s %9s %8s %8s %6s  %s\n", rate > 0 ? "rate" : "conc",
+              "mode", "images/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "queue ms", "infer ms",
+              "prep ms", "batch", "errors");
   for (int concurrency : sweep) {
     ServerSplit split;
     matid::StepSummary s =
@@ -305,11 +308,18 @@ int main(int argc, char** argv) {
                 s.images_per_second, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, split.queue_ms,
                 split.inference_ms, split.preprocess_ms, split.batch_size, errors.c_str());
     std::fflush(stdout);
-    report["steps"].push_back({{"concurrency", concurrency}, {"rate", rate},
-                               {"requests", s.requests}, {"images", s.images},
-                               {"seconds", s.seconds}, {"images_per_second", s.images_per_second},
-                               {"p50_ms", s.p50_ms}, {"p90_ms", s.p90_ms}, {"p99_ms", s.p99_ms},
-                               {"max_ms", s.max_ms}, {"mean_ms", s.mean_ms}, {"errors", s.errors},
+    report["steps"].push_back({{"concurrency", concurrency},
+                               {"rate", rate},
+                               {"requests", s.requests},
+                               {"images", s.images},
+                               {"seconds", s.seconds},
+                               {"images_per_second", s.images_per_second},
+                               {"p50_ms", s.p50_ms},
+                               {"p90_ms", s.p90_ms},
+                               {"p99_ms", s.p99_ms},
+                               {"max_ms", s.max_ms},
+                               {"mean_ms", s.mean_ms},
+                               {"errors", s.errors},
                                {"server_queue_ms", split.queue_ms},
                                {"server_inference_ms_per_batch", split.inference_ms},
                                {"server_preprocess_ms", split.preprocess_ms},

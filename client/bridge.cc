@@ -41,18 +41,27 @@ void Bridge::BuildMetrics(prometheus::Registry& registry) {
   auto gauge = [&](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
   };
-  metrics_.received = counter("matid_bridge_received_total", "Messages received from the local broker");
+  metrics_.received =
+      counter("matid_bridge_received_total", "Messages received from the local broker");
   metrics_.spooled = counter("matid_bridge_spooled_total", "Messages written to the spool");
-  metrics_.duplicates = counter("matid_bridge_duplicates_total", "Messages whose message_id was already spooled");
-  metrics_.dead_letters = counter("matid_bridge_dead_letters_total", "Malformed messages put in the dead-letter table");
-  metrics_.forwarded = counter("matid_bridge_forwarded_total", "Messages acknowledged by the cloud");
-  metrics_.publishes = counter("matid_bridge_publishes_total", "Publishes (batches) acknowledged by the cloud");
-  metrics_.publish_failures = counter("matid_bridge_publish_failures_total", "Publishes refused or not acknowledged in time");
-  metrics_.dropped = counter("matid_bridge_dropped_total", "Messages dropped by the spool's size or age limit");
+  metrics_.duplicates =
+      counter("matid_bridge_duplicates_total", "Messages whose message_id was already spooled");
+  metrics_.dead_letters =
+      counter("matid_bridge_dead_letters_total", "Malformed messages put in the dead-letter table");
+  metrics_.forwarded =
+      counter("matid_bridge_forwarded_total", "Messages acknowledged by the cloud");
+  metrics_.publishes =
+      counter("matid_bridge_publishes_total", "Publishes (batches) acknowledged by the cloud");
+  metrics_.publish_failures = counter("matid_bridge_publish_failures_total",
+                                      "Publishes refused or not acknowledged in time");
+  metrics_.dropped =
+      counter("matid_bridge_dropped_total", "Messages dropped by the spool's size or age limit");
   metrics_.backlog_messages = gauge("matid_bridge_backlog_messages", "Messages in the spool");
   metrics_.backlog_bytes = gauge("matid_bridge_backlog_bytes", "Payload bytes in the spool");
-  metrics_.oldest_age = gauge("matid_bridge_oldest_message_age_seconds", "Age of the oldest spooled message");
-  metrics_.cloud_connected = gauge("matid_bridge_cloud_connected", "1 while connected to the cloud broker");
+  metrics_.oldest_age =
+      gauge("matid_bridge_oldest_message_age_seconds", "Age of the oldest spooled message");
+  metrics_.cloud_connected =
+      gauge("matid_bridge_cloud_connected", "1 while connected to the cloud broker");
 }
 
 void Bridge::Add(prometheus::Counter* counter, double amount) {
@@ -127,9 +136,8 @@ void Bridge::Housekeeping() {
   if (stats.ok() && metrics_.backlog_messages != nullptr) {
     metrics_.backlog_messages->Set(stats->messages);
     metrics_.backlog_bytes->Set(stats->bytes);
-    metrics_.oldest_age->Set(stats->messages == 0
-                                 ? 0
-                                 : absl::ToDoubleSeconds(absl::Now() - stats->oldest));
+    metrics_.oldest_age->Set(
+        stats->messages == 0 ? 0 : absl::ToDoubleSeconds(absl::Now() - stats->oldest));
   }
 }
 
@@ -141,9 +149,8 @@ void Bridge::ForwarderLoop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.housekeeping_interval), [&] {
-        return stopping_ || (work_hint_ && cloud_->connected());
-      });
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.housekeeping_interval),
+                     [&] { return stopping_ || (work_hint_ && cloud_->connected()); });
       if (stopping_) return;
       work_hint_ = false;
     }
@@ -210,9 +217,8 @@ bool Bridge::ForwardOnce() {
     return false;
   }
   lock.lock();
-  wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.ack_timeout), [&] {
-    return acked_ids_.count(*id) > 0 || stopping_ || !cloud_->connected();
-  });
+  wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.ack_timeout),
+                 [&] { return acked_ids_.count(*id) > 0 || stopping_ || !cloud_->connected(); });
   const bool delivered = acked_ids_.count(*id) > 0;
   lock.unlock();
   if (!delivered) {

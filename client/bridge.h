@@ -46,8 +46,8 @@ struct BridgeOptions {
   std::string cloud_topic_template = "matid/{camera_id}/results";
   // Batching while a backlog drains; one message is sent alone.
   int batch_max_messages = 50;
-  int64_t batch_max_bytes = 100 * 1024;  // AWS IoT Core rejects payloads over 128 KB
-  double max_publishes_per_second = 50;  // AWS IoT Core allows 100/s per connection
+  int64_t batch_max_bytes = 100 * 1024;            // AWS IoT Core rejects payloads over 128 KB
+  double max_publishes_per_second = 50;            // AWS IoT Core allows 100/s per connection
   absl::Duration ack_timeout = absl::Seconds(10);  // then the batch is resent
   absl::Duration housekeeping_interval = absl::Seconds(2);  // limits and gauges
 };
@@ -108,8 +108,8 @@ class Bridge {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stopping_ = false;       // guarded by mu_
-  bool work_hint_ = true;       // guarded by mu_: something may be spooled
+  bool stopping_ = false;  // guarded by mu_
+  bool work_hint_ = true;  // guarded by mu_: something may be spooled
   // Guarded by mu_: cloud PUBACKs seen since the current publish began (an
   // ack can arrive before Publish() has even returned its id).
   std::set<int> acked_ids_;

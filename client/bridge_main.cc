@@ -20,23 +20,34 @@
 ABSL_FLAG(std::string, local_host, "127.0.0.1", "Local MQTT broker host.");
 ABSL_FLAG(int, local_port, 1883, "Local MQTT broker port.");
 ABSL_FLAG(std::string, local_topic, "matid/+/results", "Topic filter the cameras publish on.");
-ABSL_FLAG(std::string, local_client_id, "matid-bridge", "Client id at the local broker (persistent session).");
-ABSL_FLAG(std::string, cloud_endpoint, "", "Cloud broker host, e.g. xxxxxxxx-ats.iot.eu-west-1.amazonaws.com. Required.");
+ABSL_FLAG(std::string, local_client_id, "matid-bridge",
+          "Client id at the local broker (persistent session).");
+ABSL_FLAG(std::string, cloud_endpoint, "",
+          "Cloud broker host, e.g. xxxxxxxx-ats.iot.eu-west-1.amazonaws.com. Required.");
 ABSL_FLAG(int, cloud_port, 8883, "Cloud broker port (AWS IoT Core: 8883).");
-ABSL_FLAG(std::string, cloud_client_id, "matid-edge-1", "Client id at the cloud (the AWS IoT thing name).");
-ABSL_FLAG(std::string, cloud_ca, "", "CA certificate file for the cloud broker (AWS: AmazonRootCA1.pem).");
+ABSL_FLAG(std::string, cloud_client_id, "matid-edge-1",
+          "Client id at the cloud (the AWS IoT thing name).");
+ABSL_FLAG(std::string, cloud_ca, "",
+          "CA certificate file for the cloud broker (AWS: AmazonRootCA1.pem).");
 ABSL_FLAG(std::string, cloud_cert, "", "Client certificate file (the thing's certificate).");
 ABSL_FLAG(std::string, cloud_key, "", "Client private key file.");
-ABSL_FLAG(bool, cloud_insecure_plaintext, false, "Connect to the cloud broker without TLS (tests only).");
-ABSL_FLAG(std::string, cloud_topic_template, "matid/{camera_id}/results", "Cloud topic; {camera_id} is replaced.");
-ABSL_FLAG(int, batch_max_messages, 50, "Most messages in one cloud publish (JSON lines) when a backlog drains.");
-ABSL_FLAG(int, batch_max_bytes, 100 * 1024, "Most payload bytes in one cloud publish (AWS cap: 128 KB).");
-ABSL_FLAG(double, max_publishes_per_second, 50, "Pace of cloud publishes (AWS cap: 100/s per connection).");
+ABSL_FLAG(bool, cloud_insecure_plaintext, false,
+          "Connect to the cloud broker without TLS (tests only).");
+ABSL_FLAG(std::string, cloud_topic_template, "matid/{camera_id}/results",
+          "Cloud topic; {camera_id} is replaced.");
+ABSL_FLAG(int, batch_max_messages, 50,
+          "Most messages in one cloud publish (JSON lines) when a backlog drains.");
+ABSL_FLAG(int, batch_max_bytes, 100 * 1024,
+          "Most payload bytes in one cloud publish (AWS cap: 128 KB).");
+ABSL_FLAG(double, max_publishes_per_second, 50,
+          "Pace of cloud publishes (AWS cap: 100/s per connection).");
 ABSL_FLAG(std::string, spool_path, "matid-spool.db", "SQLite spool file.");
-ABSL_FLAG(int64_t, spool_max_mb, 256, "Spool size limit in MiB; the oldest messages are dropped beyond it.");
+ABSL_FLAG(int64_t, spool_max_mb, 256,
+          "Spool size limit in MiB; the oldest messages are dropped beyond it.");
 ABSL_FLAG(double, spool_max_age_hours, 168, "Messages older than this are dropped.");
 ABSL_FLAG(bool, spool_sync_full, true, "fsync every spool commit (power-loss safe; slower).");
-ABSL_FLAG(int, cloud_warn_after_seconds, 20, "Warn (and repeat every 60 s) when the cloud stays unreachable this long.");
+ABSL_FLAG(int, cloud_warn_after_seconds, 20,
+          "Warn (and repeat every 60 s) when the cloud stays unreachable this long.");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "Address /metrics listens on.");
 ABSL_FLAG(int, metrics_port, 8082, "Prometheus /metrics port; 0 picks one; -1 turns it off.");
 
@@ -82,8 +93,9 @@ int main(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError("--cloud_endpoint is required"));
   }
   const bool plaintext = absl::GetFlag(FLAGS_cloud_insecure_plaintext);
-  if (!plaintext && (absl::GetFlag(FLAGS_cloud_ca).empty() || absl::GetFlag(FLAGS_cloud_cert).empty() ||
-                     absl::GetFlag(FLAGS_cloud_key).empty())) {
+  if (!plaintext &&
+      (absl::GetFlag(FLAGS_cloud_ca).empty() || absl::GetFlag(FLAGS_cloud_cert).empty() ||
+       absl::GetFlag(FLAGS_cloud_key).empty())) {
     return Fail(absl::InvalidArgumentError(
         "--cloud_ca, --cloud_cert and --cloud_key are required (mutual TLS, as AWS IoT Core "
         "wants); --cloud_insecure_plaintext only for tests"));
@@ -113,8 +125,8 @@ int main(int argc, char** argv) {
   bridge_options.batch_max_bytes = absl::GetFlag(FLAGS_batch_max_bytes);
   bridge_options.max_publishes_per_second = absl::GetFlag(FLAGS_max_publishes_per_second);
   MqttCloudLink cloud_link;
-  auto bridge = matid::Bridge::Create(bridge_options, spool->get(), &cloud_link,
-                                      &(*metrics)->registry());
+  auto bridge =
+      matid::Bridge::Create(bridge_options, spool->get(), &cloud_link, &(*metrics)->registry());
   if (!bridge.ok()) return Fail(bridge.status());
   matid::Bridge* bridge_ptr = bridge->get();
 
@@ -133,7 +145,8 @@ int main(int argc, char** argv) {
   cloud_callbacks.on_connection = [&, bridge_ptr](bool up, const std::string& reason) {
     if (up) cloud_connections.Increment();
     std::fprintf(stderr, "matid-bridge: cloud %s:%d %s%s\n", cloud_options.host.c_str(),
-                 cloud_options.port, up ? "connected" : "not connected: ", up ? "" : reason.c_str());
+                 cloud_options.port,
+                 up ? "connected" : "not connected: ", up ? "" : reason.c_str());
     bridge_ptr->OnCloudConnection(up);
   };
   cloud_callbacks.on_published = [bridge_ptr](int id) { bridge_ptr->OnCloudAck(id); };
@@ -152,7 +165,8 @@ int main(int argc, char** argv) {
   local_callbacks.on_connection = [&](bool up, const std::string& reason) {
     if (up) local_connections.Increment();
     std::fprintf(stderr, "matid-bridge: local broker %s:%d %s%s\n", local_options.host.c_str(),
-                 local_options.port, up ? "connected" : "not connected: ", up ? "" : reason.c_str());
+                 local_options.port,
+                 up ? "connected" : "not connected: ", up ? "" : reason.c_str());
   };
   local_callbacks.on_message = [bridge_ptr](const std::string& topic, absl::string_view payload) {
     absl::Status stored = bridge_ptr->OnLocalMessage(topic, payload);

@@ -1,13 +1,13 @@
 #include "client/camera.h"
 
-#include <filesystem>
-#include <fstream>
-#include <thread>
-
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+
+#include <filesystem>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
@@ -27,13 +27,20 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
   auto counter = [&](const char* name, const char* help) {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
   };
-  metrics_.captured = counter("matid_camera_frames_captured_total", "Frames read from the source and kept");
-  metrics_.sent = counter("matid_camera_frames_sent_total", "Frames written to the server stream (resends included)");
+  metrics_.captured =
+      counter("matid_camera_frames_captured_total", "Frames read from the source and kept");
+  metrics_.sent = counter("matid_camera_frames_sent_total",
+                          "Frames written to the server stream (resends included)");
   metrics_.classified = counter("matid_camera_frames_classified_total", "Frames with a result");
-  metrics_.needs_inspection = counter("matid_camera_needs_inspection_total", "Results under the inspection threshold");
-  metrics_.dropped_queue_full = counter("matid_camera_frames_dropped_total", "Oldest unsent frames dropped because the server was behind");
-  metrics_.failed = counter("matid_camera_frames_failed_total", "Frames the server refused (bad image)");
-  metrics_.reconnects = counter("matid_camera_stream_reconnects_total", "Times the stream to the server was restarted");
+  metrics_.needs_inspection =
+      counter("matid_camera_needs_inspection_total", "Results under the inspection threshold");
+  metrics_.dropped_queue_full =
+      counter("matid_camera_frames_dropped_total",
+              "Oldest unsent frames dropped because the server was behind");
+  metrics_.failed =
+      counter("matid_camera_frames_failed_total", "Frames the server refused (bad image)");
+  metrics_.reconnects = counter("matid_camera_stream_reconnects_total",
+                                "Times the stream to the server was restarted");
   metrics_.latency = &prometheus::BuildHistogram()
                           .Name("matid_camera_end_to_end_latency_seconds")
                           .Help("From frame capture to its result at the camera")
@@ -205,7 +212,8 @@ bool Camera::RunOneStream() {
       std::unique_lock<std::mutex> lock(mu_);
       changed_.wait_for(lock, std::chrono::milliseconds(200), [&] {
         return stopping_ || broken.load() ||
-               (!pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight) ||
+               (!pending_.empty() &&
+                static_cast<int>(in_flight_.size()) < options_.max_in_flight) ||
                (capture_done_ && pending_.empty() && in_flight_.empty());
       });
       if (stopping_ || broken.load()) break;
@@ -219,7 +227,8 @@ bool Camera::RunOneStream() {
                      absl::FormatDuration(options_.frame_timeout).c_str());
         break;
       }
-      if (pending_.empty() || static_cast<int>(in_flight_.size()) >= options_.max_in_flight) continue;
+      if (pending_.empty() || static_cast<int>(in_flight_.size()) >= options_.max_in_flight)
+        continue;
       frame = pending_.front();
       pending_.pop_front();
       if (in_flight_.empty()) last_result_ms = absl::ToUnixMillis(absl::Now());

@@ -19,9 +19,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <string>
-
 #include <opencv2/core.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -36,18 +35,18 @@ namespace matid {
 
 struct CameraOptions {
   std::string camera_id = "camera-1";
-  std::string boot_id;            // unique per run; part of every message_id
+  std::string boot_id;  // unique per run; part of every message_id
   int top_k = 3;
-  int max_in_flight = 4;          // frames sent and not yet answered
-  int max_pending = 8;            // captured frames waiting to be sent; oldest dropped beyond
-  double max_fps = 0;             // sample at most this many frames per second (0: all)
-  int every_nth_frame = 1;        // keep one frame in N
-  double pace_fps = 0;            // read the source no faster than this (files: real time)
-  int64_t max_frames = 0;         // stop after this many captured frames (0: no limit)
-  cv::Rect roi;                   // crop before sending (empty: whole frame)
-  int jpeg_quality = 90;          // re-encode as JPEG (0: send raw BGR pixels)
+  int max_in_flight = 4;              // frames sent and not yet answered
+  int max_pending = 8;                // captured frames waiting to be sent; oldest dropped beyond
+  double max_fps = 0;                 // sample at most this many frames per second (0: all)
+  int every_nth_frame = 1;            // keep one frame in N
+  double pace_fps = 0;                // read the source no faster than this (files: real time)
+  int64_t max_frames = 0;             // stop after this many captured frames (0: no limit)
+  cv::Rect roi;                       // crop before sending (empty: whole frame)
+  int jpeg_quality = 90;              // re-encode as JPEG (0: send raw BGR pixels)
   double inspection_threshold = 0.6;  // top score under this: needs_inspection
-  std::string inspection_dir;     // save frames needing inspection here (empty: don't)
+  std::string inspection_dir;         // save frames needing inspection here (empty: don't)
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(10);
   absl::Duration frame_timeout = absl::Seconds(30);  // a stream whose results stall is restarted
@@ -105,11 +104,11 @@ class Camera {
 
   std::mutex mu_;
   std::condition_variable changed_;
-  std::deque<PendingFrame> pending_;             // guarded by mu_: captured, not sent
-  std::map<uint64_t, PendingFrame> in_flight_;   // guarded by mu_: sent, not answered
-  bool capture_done_ = false;                    // guarded by mu_
-  bool stopping_ = false;                        // guarded by mu_
-  absl::Status source_status_;                   // guarded by mu_
+  std::deque<PendingFrame> pending_;            // guarded by mu_: captured, not sent
+  std::map<uint64_t, PendingFrame> in_flight_;  // guarded by mu_: sent, not answered
+  bool capture_done_ = false;                   // guarded by mu_
+  bool stopping_ = false;                       // guarded by mu_
+  absl::Status source_status_;                  // guarded by mu_
 };
 
 }  // namespace matid

@@ -1,5 +1,6 @@
 // matid-camera: frames from a camera, stream, file or folder -> matid-server
 // (ClassifyStream) -> one JSON result per frame on the local MQTT broker.
+#include <grpcpp/create_channel.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -9,8 +10,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/create_channel.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -22,7 +21,8 @@
 #include "client/result_publisher.h"
 #include "common/metrics_endpoint.h"
 
-ABSL_FLAG(std::string, source, "0", "V4L2 device index, RTSP/HTTP URL, video file, or folder of images.");
+ABSL_FLAG(std::string, source, "0",
+          "V4L2 device index, RTSP/HTTP URL, video file, or folder of images.");
 ABSL_FLAG(bool, loop, false, "Repeat a video file or folder forever.");
 ABSL_FLAG(std::string, camera_id, "camera-1", "Camera id: in every message and the MQTT topic.");
 ABSL_FLAG(std::string, server, "localhost:50051", "matid-server address.");
@@ -30,17 +30,21 @@ ABSL_FLAG(std::string, mqtt_host, "127.0.0.1", "Local MQTT broker host.");
 ABSL_FLAG(int, mqtt_port, 1883, "Local MQTT broker port.");
 ABSL_FLAG(int, top_k, 3, "Predictions per result.");
 ABSL_FLAG(int, max_in_flight, 4, "Frames sent to the server and not yet answered.");
-ABSL_FLAG(int, max_pending, 8, "Captured frames waiting to be sent; the oldest is dropped beyond it.");
+ABSL_FLAG(int, max_pending, 8,
+          "Captured frames waiting to be sent; the oldest is dropped beyond it.");
 ABSL_FLAG(double, max_fps, 0, "Keep at most this many frames per second (0: all).");
 ABSL_FLAG(int, every_nth_frame, 1, "Keep one frame in N.");
-ABSL_FLAG(double, pace_fps, 0, "Read the source no faster than this (0: as fast as it gives frames).");
+ABSL_FLAG(double, pace_fps, 0,
+          "Read the source no faster than this (0: as fast as it gives frames).");
 ABSL_FLAG(int64_t, max_frames, 0, "Stop after this many frames (0: no limit).");
 ABSL_FLAG(std::string, roi, "", "Region of interest x,y,width,height (empty: whole frame).");
 ABSL_FLAG(int, jpeg_quality, 90, "JPEG quality for frames sent to the server (0: raw pixels).");
-ABSL_FLAG(double, inspection_threshold, 0.6, "Top score under this marks the result needs_inspection.");
+ABSL_FLAG(double, inspection_threshold, 0.6,
+          "Top score under this marks the result needs_inspection.");
 ABSL_FLAG(std::string, inspection_dir, "", "Save frames that need inspection here.");
 ABSL_FLAG(int, max_outbox, 10000, "Results kept while the MQTT broker is unreachable.");
-ABSL_FLAG(double, drain_seconds, 15, "At the end, how long to wait for the broker to acknowledge every result.");
+ABSL_FLAG(double, drain_seconds, 15,
+          "At the end, how long to wait for the broker to acknowledge every result.");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "Address /metrics listens on.");
 ABSL_FLAG(int, metrics_port, 8081, "Prometheus /metrics port; 0 picks one; -1 turns it off.");
 
@@ -55,9 +59,9 @@ absl::StatusOr<cv::Rect> ParseRoi(const std::string& text) {
   if (text.empty()) return cv::Rect();
   std::vector<std::string> parts = absl::StrSplit(text, ',');
   int v[4];
-  if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &v[0]) || !absl::SimpleAtoi(parts[1], &v[1]) ||
-      !absl::SimpleAtoi(parts[2], &v[2]) || !absl::SimpleAtoi(parts[3], &v[3]) || v[2] <= 0 ||
-      v[3] <= 0) {
+  if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &v[0]) ||
+      !absl::SimpleAtoi(parts[1], &v[1]) || !absl::SimpleAtoi(parts[2], &v[2]) ||
+      !absl::SimpleAtoi(parts[3], &v[3]) || v[2] <= 0 || v[3] <= 0) {
     return absl::InvalidArgumentError("--roi must be x,y,width,height with positive size");
   }
   return cv::Rect(v[0], v[1], v[2], v[3]);
@@ -120,7 +124,8 @@ int main(int argc, char** argv) {
                                                   &(*metrics)->registry());
   if (!publisher.ok()) return Fail(publisher.status());
 
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
   matid::ResultPublisher* publisher_ptr = publisher->get();
   matid::Camera camera(
       options, *std::move(source), channel,
@@ -128,9 +133,9 @@ int main(int argc, char** argv) {
       &(*metrics)->registry());
 
   std::printf("matid-camera: %s -> %s -> mqtt://%s:%d/%s (boot %s), metrics_port=%d\n",
-              source_name.c_str(), absl::GetFlag(FLAGS_server).c_str(), mqtt.host.c_str(), mqtt.port,
-              matid::ResultPublisher::TopicFor(options.camera_id).c_str(), options.boot_id.c_str(),
-              (*metrics)->port());
+              source_name.c_str(), absl::GetFlag(FLAGS_server).c_str(), mqtt.host.c_str(),
+              mqtt.port, matid::ResultPublisher::TopicFor(options.camera_id).c_str(),
+              options.boot_id.c_str(), (*metrics)->port());
   std::fflush(stdout);
 
   // A signal stops the camera; the main thread runs it.
@@ -141,7 +146,8 @@ int main(int argc, char** argv) {
   });
   absl::Status status = camera.Run();
   const bool drained = (*publisher)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
-  if (!drained) std::fprintf(stderr, "matid-camera: some results were not acknowledged by the broker\n");
+  if (!drained)
+    std::fprintf(stderr, "matid-camera: some results were not acknowledged by the broker\n");
   std::printf("matid-camera: finished%s\n", status.ok() ? "" : " with an error");
   std::fflush(stdout);
   // Release the signal thread.

@@ -2,15 +2,15 @@
 // server and prints a table, CSV or JSON lines. Exit code 0 when every image
 // was classified, 1 when any failed (each with its reason), 2 on usage or
 // connection errors.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -20,7 +20,8 @@
 #include "client/image_files.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "matid server address (host:port).");
-ABSL_FLAG(std::string, mode, "classify", "RPC to use: classify (one image per call) or batch (BatchClassify).");
+ABSL_FLAG(std::string, mode, "classify",
+          "RPC to use: classify (one image per call) or batch (BatchClassify).");
 ABSL_FLAG(int, batch_size, 16, "Images per BatchClassify call (--mode=batch).");
 ABSL_FLAG(int, concurrency, 4, "Calls in flight at once.");
 ABSL_FLAG(int, top_k, 3, "Predictions per image.");
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   std::vector<std::string> paths(positional.begin() + 1, positional.end());
   if (paths.empty()) {
-    std::fprintf(stderr, "matid-classify: name at least one image file or directory (see --help)\n");
+    std::fprintf(stderr,
+                 "matid-classify: name at least one image file or directory (see --help)\n");
     return 2;
   }
   auto format = matid::ParseOutputFormat(absl::GetFlag(FLAGS_format));
@@ -62,12 +64,11 @@ int main(int argc, char** argv) {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(64 << 20);
   arguments.SetMaxSendMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(
-      absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), arguments);
+  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server),
+                                           grpc::InsecureChannelCredentials(), arguments);
   const auto connect_by =
-      std::chrono::system_clock::now() +
-      std::chrono::milliseconds(static_cast<int64_t>(
-          absl::GetFlag(FLAGS_connect_timeout_seconds) * 1000));
+      std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                                             absl::GetFlag(FLAGS_connect_timeout_seconds) * 1000));
   if (!channel->WaitForConnected(connect_by)) {
     std::fprintf(stderr, "matid-classify: cannot reach server at %s\n",
                  absl::GetFlag(FLAGS_server).c_str());
@@ -84,15 +85,15 @@ int main(int argc, char** argv) {
   const bool show_progress = absl::GetFlag(FLAGS_progress);
   const size_t total = files->size();
   const auto start = std::chrono::steady_clock::now();
-  std::vector<matid::ClassifyResult> results = matid::ClassifyFiles(
-      stub.get(), *files, options, [&](size_t finished) {
+  std::vector<matid::ClassifyResult> results =
+      matid::ClassifyFiles(stub.get(), *files, options, [&](size_t finished) {
         if (show_progress && (finished % 500 == 0 || finished == total)) {
           std::fprintf(stderr, "\rmatid-classify: %zu/%zu images", finished, total);
           if (finished == total) std::fprintf(stderr, "\n");
         }
       });
-  const double seconds = std::chrono::duration<double>(
-                             std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   const std::string output = absl::GetFlag(FLAGS_output);
   if (output == "-") {

@@ -32,18 +32,17 @@ void WriteTable(const std::vector<ClassifyResult>& results, std::ostream& out) {
   size_t path_width = 4;
   for (const auto& r : results) path_width = std::max(path_width, r.path.size());
   path_width = std::min<size_t>(path_width, 60);
-  out << absl::StrFormat("%-*s  %-20s  %7s  %9s  %s\n", path_width, "PATH",
-                         "TOP LABEL", "SCORE", "LATENCY", "TOP-K / ERROR");
+  out << absl::StrFormat("%-*s  %-20s  %7s  %9s  %s\n", path_width, "PATH", "TOP LABEL", "SCORE",
+                         "LATENCY", "TOP-K / ERROR");
   for (const auto& r : results) {
     std::string path = r.path;
     if (path.size() > path_width) path = "..." + path.substr(path.size() - path_width + 3);
     if (r.ok() && !r.top.empty()) {
-      out << absl::StrFormat("%-*s  %-20s  %7.4f  %7.1fms  %s\n", path_width,
-                             path, r.top.front().label, r.top.front().score,
-                             r.latency_ms, TopKText(r));
+      out << absl::StrFormat("%-*s  %-20s  %7.4f  %7.1fms  %s\n", path_width, path,
+                             r.top.front().label, r.top.front().score, r.latency_ms, TopKText(r));
     } else {
-      out << absl::StrFormat("%-*s  %-20s  %7s  %7.1fms  %s\n", path_width, path,
-                             r.status_code, "-", r.latency_ms, r.error);
+      out << absl::StrFormat("%-*s  %-20s  %7s  %7.1fms  %s\n", path_width, path, r.status_code,
+                             "-", r.latency_ms, r.error);
     }
   }
 }
@@ -55,16 +54,15 @@ void WriteCsv(const std::vector<ClassifyResult>& results, std::ostream& out) {
     out << CsvField(r.path) << ',' << r.status_code << ','
         << CsvField(has_top ? r.top.front().label : "") << ','
         << (has_top ? absl::StrFormat("%.6f", r.top.front().score) : "") << ','
-        << absl::StrFormat("%.3f", r.latency_ms) << ',' << CsvField(TopKText(r))
-        << ',' << CsvField(r.error) << '\n';
+        << absl::StrFormat("%.3f", r.latency_ms) << ',' << CsvField(TopKText(r)) << ','
+        << CsvField(r.error) << '\n';
   }
 }
 
-void WriteJsonLines(const std::vector<ClassifyResult>& results,
-                    std::ostream& out) {
+void WriteJsonLines(const std::vector<ClassifyResult>& results, std::ostream& out) {
   for (const auto& r : results) {
-    std::string line = absl::StrCat("{\"path\":", JsonQuote(r.path),
-                                    ",\"status\":", JsonQuote(r.status_code));
+    std::string line =
+        absl::StrCat("{\"path\":", JsonQuote(r.path), ",\"status\":", JsonQuote(r.status_code));
     if (r.ok() && !r.top.empty()) {
       absl::StrAppend(&line, ",\"top_label\":", JsonQuote(r.top.front().label),
                       ",\"top_score\":", absl::StrFormat("%.6f", r.top.front().score));
@@ -86,16 +84,22 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& name) {
   if (name == "table") return OutputFormat::kTable;
   if (name == "csv") return OutputFormat::kCsv;
   if (name == "jsonl") return OutputFormat::kJsonLines;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown format \"", name, "\"; expected table, csv or jsonl"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown format \"", name, "\"; expected table, csv or jsonl"));
 }
 
-void WriteResults(const std::vector<ClassifyResult>& results,
-                  OutputFormat format, std::ostream& out) {
+void WriteResults(const std::vector<ClassifyResult>& results, OutputFormat format,
+                  std::ostream& out) {
   switch (format) {
-    case OutputFormat::kTable: WriteTable(results, out); break;
-    case OutputFormat::kCsv: WriteCsv(results, out); break;
-    case OutputFormat::kJsonLines: WriteJsonLines(results, out); break;
+    case OutputFormat::kTable:
+      WriteTable(results, out);
+      break;
+    case OutputFormat::kCsv:
+      WriteCsv(results, out);
+      break;
+    case OutputFormat::kJsonLines:
+      WriteJsonLines(results, out);
+      break;
   }
 }
 
@@ -103,11 +107,21 @@ std::string JsonQuote(const std::string& text) {
   std::string quoted = "\"";
   for (unsigned char c : text) {
     switch (c) {
-      case '"': quoted += "\\\""; break;
-      case '\\': quoted += "\\\\"; break;
-      case '\n': quoted += "\\n"; break;
-      case '\r': quoted += "\\r"; break;
-      case '\t': quoted += "\\t"; break;
+      case '"':
+        quoted += "\\\"";
+        break;
+      case '\\':
+        quoted += "\\\\";
+        break;
+      case '\n':
+        quoted += "\\n";
+        break;
+      case '\r':
+        quoted += "\\r";
+        break;
+      case '\t':
+        quoted += "\\t";
+        break;
       default:
         if (c < 0x20) {
           quoted += absl::StrFormat("\\u%04x", c);

@@ -32,8 +32,8 @@ enum class OutputFormat { kTable, kCsv, kJsonLines };
 absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& name);
 
 // Writes the results in the given format, one image per row or line.
-void WriteResults(const std::vector<ClassifyResult>& results,
-                  OutputFormat format, std::ostream& out);
+void WriteResults(const std::vector<ClassifyResult>& results, OutputFormat format,
+                  std::ostream& out);
 
 // JSON string literal for `text` (quotes included), escaping as RFC 8259 says.
 std::string JsonQuote(const std::string& text);

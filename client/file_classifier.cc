@@ -1,5 +1,7 @@
 #include "client/file_classifier.h"
 
+#include <grpcpp/client_context.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -8,8 +10,6 @@
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <grpcpp/client_context.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -30,8 +30,7 @@ bool ReadFile(const std::string& path, std::string* bytes) {
 }
 
 bool Retryable(grpc::StatusCode code) {
-  return code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-         code == grpc::StatusCode::UNAVAILABLE;
+  return code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNAVAILABLE;
 }
 
 // Calls `rpc` until it succeeds, fails for good, or attempts run out; sleeps
@@ -47,8 +46,7 @@ grpc::Status CallWithRetry(const FileClassifierOptions& options, Rpc rpc) {
                          absl::ToChronoMilliseconds(options.timeout));
     status = rpc(&context);
     if (status.ok() || !Retryable(status.error_code())) return status;
-    std::uniform_int_distribution<int64_t> jitter(
-        0, absl::ToInt64Microseconds(backoff));
+    std::uniform_int_distribution<int64_t> jitter(0, absl::ToInt64Microseconds(backoff));
     std::this_thread::sleep_for(std::chrono::microseconds(jitter(random)) +
                                 absl::ToChronoMicroseconds(backoff / 2));
     backoff = std::min(backoff * 2, absl::Seconds(2));
@@ -61,18 +59,17 @@ void FillTop(const google::protobuf::RepeatedPtrField<v1::Prediction>& predictio
   for (const auto& p : predictions) result->top.push_back({p.label(), p.score()});
 }
 
-void Fail(ClassifyResult* result, const std::string& code,
-          const std::string& error) {
+void Fail(ClassifyResult* result, const std::string& code, const std::string& error) {
   result->status_code = code;
   result->error = error;
 }
 
 }  // namespace
 
-std::vector<ClassifyResult> ClassifyFiles(
-    v1::Classifier::StubInterface* stub, const std::vector<std::string>& files,
-    const FileClassifierOptions& options,
-    const std::function<void(size_t finished)>& progress) {
+std::vector<ClassifyResult> ClassifyFiles(v1::Classifier::StubInterface* stub,
+                                          const std::vector<std::string>& files,
+                                          const FileClassifierOptions& options,
+                                          const std::function<void(size_t finished)>& progress) {
   std::vector<ClassifyResult> results(files.size());
   const size_t unit = options.use_batch_rpc ? std::max(1, options.batch_size) : 1;
   std::atomic<size_t> next{0};
@@ -98,8 +95,8 @@ std::vector<ClassifyResult> ClassifyFiles(
       }
       const auto start = std::chrono::steady_clock::now();
       auto elapsed_ms = [&start] {
-        return std::chrono::duration<double, std::milli>(
-                   std::chrono::steady_clock::now() - start).count();
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count();
       };
 
       if (!options.use_batch_rpc && !readable.empty()) {
@@ -109,9 +106,8 @@ std::vector<ClassifyResult> ClassifyFiles(
         request.set_top_k(options.top_k);
         request.set_request_id(files[i]);
         v1::ClassifyResponse response;
-        grpc::Status status = CallWithRetry(options, [&](grpc::ClientContext* c) {
-          return stub->Classify(c, request, &response);
-        });
+        grpc::Status status = CallWithRetry(
+            options, [&](grpc::ClientContext* c) { return stub->Classify(c, request, &response); });
         results[i].latency_ms = elapsed_ms();
         if (status.ok()) {
           FillTop(response.predictions(), &results[i]);
@@ -144,8 +140,7 @@ std::vector<ClassifyResult> ClassifyFiles(
               FillTop(item.response().predictions(), &result);
             } else {
               Fail(&result,
-                   absl::StatusCodeToString(
-                       static_cast<absl::StatusCode>(item.status().code())),
+                   absl::StatusCodeToString(static_cast<absl::StatusCode>(item.status().code())),
                    item.status().message());
             }
           }

@@ -23,16 +23,16 @@ struct FileClassifierOptions {
   int concurrency = 4;         // calls in flight at once
   int top_k = 3;
   absl::Duration timeout = absl::Seconds(30);  // per call
-  int max_attempts = 5;        // for RESOURCE_EXHAUSTED / UNAVAILABLE
+  int max_attempts = 5;                        // for RESOURCE_EXHAUSTED / UNAVAILABLE
 };
 
 // Returns one result per file, in the order of `files`. `progress` (may be
 // empty) is called with the number of files finished so far, from worker
 // threads, one call at a time.
-std::vector<ClassifyResult> ClassifyFiles(
-    v1::Classifier::StubInterface* stub, const std::vector<std::string>& files,
-    const FileClassifierOptions& options,
-    const std::function<void(size_t finished)>& progress);
+std::vector<ClassifyResult> ClassifyFiles(v1::Classifier::StubInterface* stub,
+                                          const std::vector<std::string>& files,
+                                          const FileClassifierOptions& options,
+                                          const std::function<void(size_t finished)>& progress);
 
 }  // namespace matid
 

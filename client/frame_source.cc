@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/videoio.hpp>
 
@@ -20,15 +19,16 @@ class VideoSource final : public FrameSource {
 
   absl::Status Open() {
     try {
-      const bool is_device = !spec_.empty() &&
-                             std::all_of(spec_.begin(), spec_.end(), absl::ascii_isdigit);
+      const bool is_device =
+          !spec_.empty() && std::all_of(spec_.begin(), spec_.end(), absl::ascii_isdigit);
       if (is_device) {
         capture_.open(std::stoi(spec_));
       } else {
         capture_.open(spec_);
       }
     } catch (const cv::Exception& e) {
-      return absl::UnavailableError(absl::StrCat("cannot open video source ", spec_, ": ", e.what()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot open video source ", spec_, ": ", e.what()));
     }
     if (!capture_.isOpened()) {
       return absl::UnavailableError(absl::StrCat("cannot open video source ", spec_));
@@ -100,7 +100,8 @@ absl::StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const std::string& 
     return std::unique_ptr<FrameSource>(new ImageFolderSource(spec, *std::move(files), loop));
   }
   const bool is_url = absl::StrContains(spec, "://");
-  const bool is_device = !spec.empty() && std::all_of(spec.begin(), spec.end(), absl::ascii_isdigit);
+  const bool is_device =
+      !spec.empty() && std::all_of(spec.begin(), spec.end(), absl::ascii_isdigit);
   if (!is_url && !is_device && !std::filesystem::exists(spec, error)) {
     return absl::NotFoundError(absl::StrCat(spec, ": no such file, device or directory"));
   }

@@ -5,9 +5,8 @@
 #define MATID_CLIENT_FRAME_SOURCE_H_
 
 #include <memory>
-#include <string>
-
 #include <opencv2/core.hpp>
+#include <string>
 
 #include "absl/status/statusor.h"
 

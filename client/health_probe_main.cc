@@ -1,11 +1,11 @@
 // matid-health-probe: asks a server's standard grpc.health.v1 service whether
 // it is SERVING; exit code 0 if so, 1 otherwise. For container health checks
 // (docker compose, Greengrass) where grpc_health_probe is not packaged.
+#include <grpcpp/create_channel.h>
+
 #include <chrono>
 #include <cstdio>
 #include <string>
-
-#include <grpcpp/create_channel.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -23,9 +23,9 @@ int main(int argc, char** argv) {
   request.set_service(absl::GetFlag(FLAGS_service));
   grpc::health::v1::HealthCheckResponse response;
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::milliseconds(
-                           static_cast<int64_t>(absl::GetFlag(FLAGS_timeout_seconds) * 1000)));
+  context.set_deadline(
+      std::chrono::system_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_timeout_seconds) * 1000)));
   grpc::Status status = stub->Check(&context, request, &response);
   if (!status.ok()) {
     std::fprintf(stderr, "matid-health-probe: %s: %s\n", absl::GetFlag(FLAGS_server).c_str(),

@@ -11,9 +11,8 @@ namespace matid {
 namespace {
 
 bool HasImageExtension(const std::filesystem::path& path) {
-  static const std::set<std::string> kExtensions = {
-      ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif",
-      ".tiff", ".webp", ".pgm", ".ppm"};
+  static const std::set<std::string> kExtensions = {".jpg", ".jpeg", ".png",  ".bmp", ".gif",
+                                                    ".tif", ".tiff", ".webp", ".pgm", ".ppm"};
   std::string extension = path.extension().string();
   std::transform(extension.begin(), extension.end(), extension.begin(),
                  [](unsigned char c) { return std::tolower(c); });
@@ -22,8 +21,7 @@ bool HasImageExtension(const std::filesystem::path& path) {
 
 }  // namespace
 
-absl::StatusOr<std::vector<std::string>> FindImageFiles(
-    const std::vector<std::string>& paths) {
+absl::StatusOr<std::vector<std::string>> FindImageFiles(const std::vector<std::string>& paths) {
   namespace fs = std::filesystem;
   std::vector<std::string> files;
   for (const std::string& path : paths) {
@@ -37,8 +35,9 @@ absl::StatusOr<std::vector<std::string>> FindImageFiles(
       continue;
     }
     std::vector<std::string> found;
-    for (fs::recursive_directory_iterator it(
-             path, fs::directory_options::skip_permission_denied, error), end;
+    for (fs::recursive_directory_iterator
+             it(path, fs::directory_options::skip_permission_denied, error),
+         end;
          !error && it != end; it.increment(error)) {
       if (it->is_regular_file(error) && HasImageExtension(it->path())) {
         found.push_back(it->path().string());

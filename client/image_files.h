@@ -15,8 +15,7 @@ namespace matid {
 // only .jpg .jpeg .png .bmp .gif .tif .tiff .webp .pgm .ppm (any case) are
 // taken. Directory contents are sorted, so runs are repeatable. NOT_FOUND
 // when a path does not exist.
-absl::StatusOr<std::vector<std::string>> FindImageFiles(
-    const std::vector<std::string>& paths);
+absl::StatusOr<std::vector<std::string>> FindImageFiles(const std::vector<std::string>& paths);
 
 }  // namespace matid
 

@@ -59,10 +59,10 @@ class ResultPublisher {
   std::mutex mu_;
   std::condition_variable changed_;
   std::deque<std::pair<std::string, std::string>> outbox_;  // guarded by mu_: (topic, payload)
-  std::set<int> unacked_;      // guarded by mu_: handed to the library, no PUBACK yet
-  std::set<int> early_acks_;   // guarded by mu_: PUBACKs that beat Publish()'s return
-  bool stopping_ = false;      // guarded by mu_
-  std::thread retry_;          // joined by the destructor
+  std::set<int> unacked_;     // guarded by mu_: handed to the library, no PUBACK yet
+  std::set<int> early_acks_;  // guarded by mu_: PUBACKs that beat Publish()'s return
+  bool stopping_ = false;     // guarded by mu_
+  std::thread retry_;         // joined by the destructor
 };
 
 }  // namespace matid

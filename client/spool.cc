@@ -54,17 +54,17 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) 
                                                spool->db_ ? sqlite3_errmsg(spool->db_) : "?"));
   }
   sqlite3_busy_timeout(spool->db_, 5000);
-  for (const char* sql : {
-           "PRAGMA journal_mode=WAL",
-           options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-           "CREATE TABLE IF NOT EXISTS messages ("
-           " seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,"
-           " topic TEXT NOT NULL, payload BLOB NOT NULL, received_at_ms INTEGER NOT NULL)",
-           "CREATE TABLE IF NOT EXISTS dead_letters ("
-           " id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,"
-           " reason TEXT NOT NULL, received_at_ms INTEGER NOT NULL)",
-           "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-           "INSERT OR IGNORE INTO counters VALUES ('dropped', 0)"}) {
+  for (const char* sql :
+       {"PRAGMA journal_mode=WAL",
+        options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+        "CREATE TABLE IF NOT EXISTS messages ("
+        " seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,"
+        " topic TEXT NOT NULL, payload BLOB NOT NULL, received_at_ms INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS dead_letters ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,"
+        " reason TEXT NOT NULL, received_at_ms INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT OR IGNORE INTO counters VALUES ('dropped', 0)"}) {
     absl::Status status = spool->Exec(sql);
     if (!status.ok()) return status;
   }

@@ -24,10 +24,10 @@ struct sqlite3;
 namespace matid {
 
 struct SpoolOptions {
-  std::string path;                       // database file
-  int64_t max_bytes = 256LL << 20;        // payload bytes kept at most
+  std::string path;                              // database file
+  int64_t max_bytes = 256LL << 20;               // payload bytes kept at most
   absl::Duration max_age = absl::Hours(24 * 7);  // older messages are dropped
-  bool sync_full = true;                  // fsync every commit (power-loss safe)
+  bool sync_full = true;                         // fsync every commit (power-loss safe)
 };
 
 struct SpooledMessage {
@@ -41,7 +41,7 @@ struct SpooledMessage {
 struct SpoolStats {
   int64_t messages = 0;
   int64_t bytes = 0;
-  absl::Time oldest;  // InfiniteFuture when empty
+  absl::Time oldest;          // InfiniteFuture when empty
   int64_t dropped_total = 0;  // ever, across restarts
   int64_t dead_letters = 0;
 };
@@ -81,7 +81,7 @@ class Spool {
 
  private:
   explicit Spool(const SpoolOptions& options) : options_(options) {}
-  absl::Status Exec(const char* sql);  // mu_ must be held
+  absl::Status Exec(const char* sql);      // mu_ must be held
   absl::Status AddDropped(int64_t count);  // mu_ must be held
 
   const SpoolOptions options_;

@@ -17,8 +17,8 @@ class MetricsEndpoint {
  public:
   // Serves /metrics on bind_address:port (port 0: any free port); a negative
   // port serves nothing (the registry still works).
-  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Create(
-      const std::string& bind_address, int port);
+  static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Create(const std::string& bind_address,
+                                                                 int port);
 
   prometheus::Registry& registry() { return *registry_; }
   // Port /metrics listens on, or -1.

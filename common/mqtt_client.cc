@@ -48,10 +48,9 @@ absl::StatusOr<std::unique_ptr<MqttClient>> MqttClient::Create(const MqttOptions
         options.cert_file.empty() ? nullptr : options.cert_file.c_str(),
         options.key_file.empty() ? nullptr : options.key_file.c_str(), nullptr);
     if (rc != MOSQ_ERR_SUCCESS) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("TLS setup failed (CA ", options.ca_file, ", certificate ",
-                       options.cert_file, ", key ", options.key_file,
-                       "): ", mosquitto_strerror(rc)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TLS setup failed (CA ", options.ca_file, ", certificate ", options.cert_file, ", key ",
+          options.key_file, "): ", mosquitto_strerror(rc)));
     }
   }
   // A failed first attempt is fine: the network thread keeps retrying.

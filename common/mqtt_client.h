@@ -27,10 +27,10 @@ namespace matid {
 struct MqttOptions {
   std::string host = "127.0.0.1";
   int port = 1883;
-  std::string client_id;          // required when clean_session is false
-  bool clean_session = true;      // false: the broker keeps our subscription and QoS 1 backlog
+  std::string client_id;      // required when clean_session is false
+  bool clean_session = true;  // false: the broker keeps our subscription and QoS 1 backlog
   int keepalive_seconds = 30;
-  int max_inflight = 20;          // QoS 1 messages awaiting PUBACK
+  int max_inflight = 20;  // QoS 1 messages awaiting PUBACK
   absl::Duration reconnect_min = absl::Milliseconds(200);
   absl::Duration reconnect_max = absl::Seconds(30);
   // TLS (all empty: plain TCP). With client certificate and key: mutual TLS.

@@ -25,8 +25,7 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
     close(fd);
     return absl::UnavailableError(absl::StrCat("cannot connect to port ", port));
   }
-  const std::string request =
-      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
   if (send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
     close(fd);
     return absl::UnavailableError("send failed");
@@ -41,13 +40,13 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
     return absl::InternalError("not an HTTP response");
   }
   if (response.find(" 200 ") > body) {
-    return absl::InternalError(absl::StrCat("HTTP error: ", response.substr(0, response.find("\r\n"))));
+    return absl::InternalError(
+        absl::StrCat("HTTP error: ", response.substr(0, response.find("\r\n"))));
   }
   return response.substr(body + 4);
 }
 
-absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(
-    const std::string& text) {
+absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(const std::string& text) {
   std::map<std::string, double> samples;
   std::istringstream lines(text);
   std::string line;

@@ -17,8 +17,7 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
 // `matid_requests_total{code="OK",rpc="Classify"}`. Label order is as the
 // exporter prints it (prometheus-cpp: by name, `le` last). Comment lines skipped.
 // INVALID_ARGUMENT on a line that is not `series value`.
-absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(
-    const std::string& text);
+absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(const std::string& text);
 
 }  // namespace matid
 

@@ -16,7 +16,8 @@ std::string Rfc3339Millis(absl::Time time) {
 
 std::string ToJson(const ResultMessage& m) {
   nlohmann::json predictions = nlohmann::json::array();
-  for (const auto& p : m.predictions) predictions.push_back({{"label", p.label}, {"score", p.score}});
+  for (const auto& p : m.predictions)
+    predictions.push_back({{"label", p.label}, {"score", p.score}});
   const nlohmann::json json = {
       {"message_id", m.message_id},
       {"timestamp", m.timestamp},
@@ -47,19 +48,23 @@ absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
   if (!json.is_object()) return Invalid("not a JSON object");
   auto string_field = [&](const char* name, std::string* out) -> absl::Status {
     auto it = json.find(name);
-    if (it == json.end() || !it->is_string()) return Invalid(absl::StrCat(name, " must be a string"));
+    if (it == json.end() || !it->is_string())
+      return Invalid(absl::StrCat(name, " must be a string"));
     *out = it->get<std::string>();
     return absl::OkStatus();
   };
   auto number_field = [&](const char* name, double* out) -> absl::Status {
     auto it = json.find(name);
-    if (it == json.end() || !it->is_number()) return Invalid(absl::StrCat(name, " must be a number"));
+    if (it == json.end() || !it->is_number())
+      return Invalid(absl::StrCat(name, " must be a number"));
     *out = it->get<double>();
     return absl::OkStatus();
   };
   ResultMessage m;
-  for (auto [name, out] : {std::pair{"message_id", &m.message_id}, {"timestamp", &m.timestamp},
-                           {"camera_id", &m.camera_id}, {"top_label", &m.top_label}}) {
+  for (auto [name, out] : {std::pair{"message_id", &m.message_id},
+                           {"timestamp", &m.timestamp},
+                           {"camera_id", &m.camera_id},
+                           {"top_label", &m.top_label}}) {
     absl::Status status = string_field(name, out);
     if (!status.ok()) return status;
   }
@@ -84,8 +89,8 @@ absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
     return Invalid("predictions must be an array");
   }
   for (const auto& p : *predictions) {
-    if (!p.is_object() || !p.contains("label") || !p["label"].is_string() ||
-        !p.contains("score") || !p["score"].is_number()) {
+    if (!p.is_object() || !p.contains("label") || !p["label"].is_string() || !p.contains("score") ||
+        !p["score"].is_number()) {
       return Invalid("each prediction needs a string label and a numeric score");
     }
     m.predictions.push_back({p["label"].get<std::string>(), p["score"].get<double>()});

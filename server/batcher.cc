@@ -10,25 +10,23 @@ namespace matid {
 
 absl::Status ValidateBatcherOptions(const BatcherOptions& options) {
   if (options.max_batch_size < 1 || options.max_batch_size > 1024) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_batch_size is ", options.max_batch_size, "; must be in 1..1024"));
-  }
-  if (options.max_queue_delay_us < 0 ||
-      options.max_queue_delay_us > 10'000'000) {
     return absl::InvalidArgumentError(
-        absl::StrCat("max_queue_delay_us is ", options.max_queue_delay_us,
-                     "; must be in 0..10000000"));
+        absl::StrCat("max_batch_size is ", options.max_batch_size, "; must be in 1..1024"));
+  }
+  if (options.max_queue_delay_us < 0 || options.max_queue_delay_us > 10'000'000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_queue_delay_us is ", options.max_queue_delay_us, "; must be in 0..10000000"));
   }
   if (options.max_queue_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_queue_size is ", options.max_queue_size, "; must be >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_queue_size is ", options.max_queue_size, "; must be >= 1"));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
-    const BatcherOptions& options, ModelBackend* backend,
-    ServerMetrics* metrics) {
+absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const BatcherOptions& options,
+                                                         ModelBackend* backend,
+                                                         ServerMetrics* metrics) {
   absl::Status valid = ValidateBatcherOptions(options);
   if (!valid.ok()) return valid;
   if (backend == nullptr) {
@@ -39,8 +37,7 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(
   return batcher;
 }
 
-Batcher::Batcher(const BatcherOptions& options, ModelBackend* backend,
-                 ServerMetrics* metrics)
+Batcher::Batcher(const BatcherOptions& options, ModelBackend* backend, ServerMetrics* metrics)
     : options_(options),
       backend_(backend),
       metrics_(metrics),
@@ -50,9 +47,8 @@ Batcher::~Batcher() { Shutdown(); }
 
 absl::Status Batcher::CheckInput(const InferenceTask& task) const {
   if (task.input.size() != tensor_size_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("task input has ", task.input.size(), " floats; the model takes ",
-                     tensor_size_));
+    return absl::InvalidArgumentError(absl::StrCat("task input has ", task.input.size(),
+                                                   " floats; the model takes ", tensor_size_));
   }
   return absl::OkStatus();
 }
@@ -77,8 +73,7 @@ absl::Status Batcher::SubmitAll(std::vector<InferenceTask> tasks) {
     const size_t room = options_.max_queue_size - queue_.size();
     if (tasks.size() > room) {
       return absl::ResourceExhaustedError(absl::StrCat(
-          "inference queue is full (", queue_.size(), " of ",
-          options_.max_queue_size, " waiting",
+          "inference queue is full (", queue_.size(), " of ", options_.max_queue_size, " waiting",
           tasks.size() > 1 ? absl::StrCat(", request needs ", tasks.size()) : "",
           "); retry later"));
     }
@@ -132,8 +127,7 @@ std::vector<Batcher::QueuedTask> Batcher::NextBatch() {
   const size_t max_batch = static_cast<size_t>(options_.max_batch_size);
   if (options_.max_queue_delay_us > 0) {
     const absl::Time flush_at =
-        queue_.front().enqueued_at +
-        absl::Microseconds(options_.max_queue_delay_us);
+        queue_.front().enqueued_at + absl::Microseconds(options_.max_queue_delay_us);
     while (!stopping_ && queue_.size() < max_batch && absl::Now() < flush_at) {
       work_available_.WaitWithDeadline(&mu_, flush_at);
     }
@@ -161,9 +155,9 @@ void Batcher::RunBatch(std::vector<QueuedTask> batch) {
     if (queued.task.is_cancelled && queued.task.is_cancelled()) {
       queued.task.done(absl::CancelledError("request was cancelled while queued"));
     } else if (queued.task.deadline <= start) {
-      queued.task.done(absl::DeadlineExceededError(absl::StrCat(
-          "deadline passed after ", absl::FormatDuration(waited),
-          " in the inference queue; the model was not run")));
+      queued.task.done(absl::DeadlineExceededError(
+          absl::StrCat("deadline passed after ", absl::FormatDuration(waited),
+                       " in the inference queue; the model was not run")));
     } else {
       live.push_back(std::move(queued));
     }
@@ -176,16 +170,14 @@ void Batcher::RunBatch(std::vector<QueuedTask> batch) {
     std::copy(live[i].task.input.begin(), live[i].task.input.end(),
               batch_input_.begin() + i * tensor_size_);
   }
-  absl::StatusOr<std::vector<float>> scores =
-      backend_->Infer(batch_input_, batch_size);
+  absl::StatusOr<std::vector<float>> scores = backend_->Infer(batch_input_, batch_size);
   const absl::Duration inference = absl::Now() - start;
   if (metrics_ != nullptr) metrics_->RecordBatch(batch_size, inference);
 
   const size_t classes = backend_->info().labels.size();
   if (scores.ok() && scores->size() != batch_size * classes) {
-    scores = absl::InternalError(absl::StrCat(
-        "model returned ", scores->size(), " scores for ", batch_size,
-        " images of ", classes, " labels"));
+    scores = absl::InternalError(absl::StrCat("model returned ", scores->size(), " scores for ",
+                                              batch_size, " images of ", classes, " labels"));
   }
   for (int i = 0; i < batch_size; ++i) {
     QueuedTask& queued = live[i];
@@ -196,8 +188,7 @@ void Batcher::RunBatch(std::vector<QueuedTask> batch) {
       continue;
     }
     InferenceResult result;
-    result.scores.assign(scores->begin() + i * classes,
-                         scores->begin() + (i + 1) * classes);
+    result.scores.assign(scores->begin() + i * classes, scores->begin() + (i + 1) * classes);
     result.timing = {waited, inference, batch_size};
     queued.task.done(std::move(result));
   }

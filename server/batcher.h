@@ -58,9 +58,9 @@ struct InferenceResult {
 using InferenceDone = std::function<void(absl::StatusOr<InferenceResult>)>;
 
 struct InferenceTask {
-  std::vector<float> input;  // one preprocessed image, tensor_size() floats
+  std::vector<float> input;                      // one preprocessed image, tensor_size() floats
   absl::Time deadline = absl::InfiniteFuture();  // not run after this
-  std::function<bool()> is_cancelled;  // or empty if the caller cannot leave
+  std::function<bool()> is_cancelled;            // or empty if the caller cannot leave
   // Called exactly once, from the worker thread, once the task is accepted.
   // Gets DEADLINE_EXCEEDED or CANCELLED when the task was dropped unrun.
   InferenceDone done;
@@ -69,9 +69,9 @@ struct InferenceTask {
 class Batcher {
  public:
   // `backend` must outlive the batcher; `metrics` may be nullptr.
-  static absl::StatusOr<std::unique_ptr<Batcher>> Create(
-      const BatcherOptions& options, ModelBackend* backend,
-      ServerMetrics* metrics);
+  static absl::StatusOr<std::unique_ptr<Batcher>> Create(const BatcherOptions& options,
+                                                         ModelBackend* backend,
+                                                         ServerMetrics* metrics);
 
   // Drains like Shutdown().
   ~Batcher();
@@ -103,8 +103,7 @@ class Batcher {
     absl::Time enqueued_at;
   };
 
-  Batcher(const BatcherOptions& options, ModelBackend* backend,
-          ServerMetrics* metrics);
+  Batcher(const BatcherOptions& options, ModelBackend* backend, ServerMetrics* metrics);
 
   void WorkerLoop();
   // Blocks until a batch is due; returns empty when shut down and drained.
@@ -127,7 +126,7 @@ class Batcher {
 
   // Only the worker touches these.
   std::vector<float> batch_input_;
-  std::thread worker_;  // joined by Shutdown()
+  std::thread worker_;       // joined by Shutdown()
   absl::Mutex shutdown_mu_;  // serialises Shutdown() callers
 };
 

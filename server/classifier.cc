@@ -8,17 +8,15 @@
 
 namespace matid {
 
-Classifier::Classifier(const ModelInfo& model,
-                       const PreprocessOptions& preprocess, int default_top_k,
-                       Batcher* batcher, ServerMetrics* metrics)
+Classifier::Classifier(const ModelInfo& model, const PreprocessOptions& preprocess,
+                       int default_top_k, Batcher* batcher, ServerMetrics* metrics)
     : model_(model),
       preprocessor_(model.input, preprocess),
       default_top_k_(default_top_k),
       batcher_(batcher),
       metrics_(metrics) {}
 
-void Classifier::Finish(const ClassifyDone& done,
-                        absl::StatusOr<Classification> result) const {
+void Classifier::Finish(const ClassifyDone& done, absl::StatusOr<Classification> result) const {
   if (metrics_ != nullptr) {
     metrics_->RecordImage(result.status().code());
     if (result.ok() && !result->top.empty()) {
@@ -41,8 +39,8 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
   task.deadline = call.deadline;
   task.is_cancelled = call.is_cancelled;
   const int top_k = call.top_k > 0 ? call.top_k : default_top_k_;
-  task.done = [this, preprocess, top_k, done = std::move(done)](
-                  absl::StatusOr<InferenceResult> inferred) {
+  task.done = [this, preprocess, top_k,
+               done = std::move(done)](absl::StatusOr<InferenceResult> inferred) {
     if (!inferred.ok()) {
       Finish(done, inferred.status());
       return;
@@ -66,14 +64,11 @@ void Classifier::Classify(const ClassifyCall& call, ClassifyDone done) const {
   if (!queued.ok()) Finish(done, queued);
 }
 
-void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls,
-                              ClassifyManyDone done) const {
+void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyManyDone done) const {
   std::vector<InferenceTask> tasks;
   std::vector<size_t> queued_items;
   for (size_t i = 0; i < calls.size(); ++i) {
-    ClassifyDone item_done = [done, i](absl::StatusOr<Classification> r) {
-      done(i, std::move(r));
-    };
+    ClassifyDone item_done = [done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); };
     absl::StatusOr<InferenceTask> task = Prepare(calls[i], item_done);
     if (!task.ok()) {
       Finish(item_done, task.status());
@@ -86,22 +81,18 @@ void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls,
   absl::Status queued = batcher_->SubmitAll(std::move(tasks));
   if (!queued.ok()) {
     for (size_t i : queued_items) {
-      Finish([done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); },
-             queued);
+      Finish([done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); }, queued);
     }
   }
 }
 
-std::vector<ScoredLabel> Classifier::TopK(const std::vector<float>& scores,
-                                          int top_k) const {
+std::vector<ScoredLabel> Classifier::TopK(const std::vector<float>& scores, int top_k) const {
   std::vector<int> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
   const size_t k = std::min(order.size(), static_cast<size_t>(top_k));
-  std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int a, int b) {
-                      return scores[a] > scores[b] ||
-                             (scores[a] == scores[b] && a < b);
-                    });
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
   std::vector<ScoredLabel> top;
   top.reserve(k);
   for (size_t i = 0; i < k; ++i) top.push_back({order[i], scores[order[i]]});

@@ -39,14 +39,13 @@ struct ClassifyCall {
 };
 
 using ClassifyDone = std::function<void(absl::StatusOr<Classification>)>;
-using ClassifyManyDone =
-    std::function<void(size_t item, absl::StatusOr<Classification>)>;
+using ClassifyManyDone = std::function<void(size_t item, absl::StatusOr<Classification>)>;
 
 class Classifier {
  public:
   // `batcher` and `metrics` (nullable) must outlive the classifier.
-  Classifier(const ModelInfo& model, const PreprocessOptions& preprocess,
-             int default_top_k, Batcher* batcher, ServerMetrics* metrics);
+  Classifier(const ModelInfo& model, const PreprocessOptions& preprocess, int default_top_k,
+             Batcher* batcher, ServerMetrics* metrics);
 
   // `done` is called exactly once: inline when the image is refused (bad
   // input, queue full), otherwise later from the batcher's worker.
@@ -55,20 +54,16 @@ class Classifier {
   // Many images: each is preprocessed, the good ones are queued together
   // (all or none, so the call is not half-refused under load). `done` is
   // called exactly once per item, inline or from the batcher's worker.
-  void ClassifyMany(const std::vector<ClassifyCall>& calls,
-                    ClassifyManyDone done) const;
+  void ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyManyDone done) const;
 
   const ModelInfo& model() const { return model_; }
 
  private:
   // Preprocesses into a task whose completion calls `done`; on refusal calls
   // nothing and returns the error.
-  absl::StatusOr<InferenceTask> Prepare(const ClassifyCall& call,
-                                        ClassifyDone done) const;
-  std::vector<ScoredLabel> TopK(const std::vector<float>& scores,
-                                int top_k) const;
-  void Finish(const ClassifyDone& done,
-              absl::StatusOr<Classification> result) const;
+  absl::StatusOr<InferenceTask> Prepare(const ClassifyCall& call, ClassifyDone done) const;
+  std::vector<ScoredLabel> TopK(const std::vector<float>& scores, int top_k) const;
+  void Finish(const ClassifyDone& done, absl::StatusOr<Classification> result) const;
 
   // Constant after construction.
   const ModelInfo model_;

@@ -12,8 +12,7 @@ namespace matid {
 namespace {
 
 grpc::Status ToGrpc(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
@@ -35,12 +34,17 @@ absl::StatusOr<ImageRef> ToImageRef(const v1::Image& image) {
       pixels.height = raw.height();
       pixels.pixels = raw.pixels();
       switch (raw.format()) {
-        case v1::PIXEL_FORMAT_GRAY8: pixels.format = PixelFormat::kGray8; break;
-        case v1::PIXEL_FORMAT_RGB8: pixels.format = PixelFormat::kRgb8; break;
-        case v1::PIXEL_FORMAT_BGR8: pixels.format = PixelFormat::kBgr8; break;
+        case v1::PIXEL_FORMAT_GRAY8:
+          pixels.format = PixelFormat::kGray8;
+          break;
+        case v1::PIXEL_FORMAT_RGB8:
+          pixels.format = PixelFormat::kRgb8;
+          break;
+        case v1::PIXEL_FORMAT_BGR8:
+          pixels.format = PixelFormat::kBgr8;
+          break;
         default:
-          return absl::InvalidArgumentError(
-              "image.raw.format must be GRAY8, RGB8 or BGR8");
+          return absl::InvalidArgumentError("image.raw.format must be GRAY8, RGB8 or BGR8");
       }
       return ImageRef::Raw(pixels);
     }
@@ -63,8 +67,7 @@ void FillPredictions(const Classification& result, const ModelInfo& model,
   }
 }
 
-void FillTimings(const Classification& result, absl::Duration total,
-                 v1::Timings* timings) {
+void FillTimings(const Classification& result, absl::Duration total, v1::Timings* timings) {
   timings->set_preprocess_us(Micros(result.preprocess));
   timings->set_queue_us(Micros(result.timing.queue_wait));
   timings->set_inference_us(Micros(result.timing.inference));
@@ -85,10 +88,8 @@ std::function<bool()> CancelledCheck(grpc::CallbackServerContext* context) {
 
 }  // namespace
 
-ClassifierService::ClassifierService(const Classifier* classifier,
-                                     const Batcher* batcher,
-                                     ServerMetrics* metrics,
-                                     const ServiceLimits& limits)
+ClassifierService::ClassifierService(const Classifier* classifier, const Batcher* batcher,
+                                     ServerMetrics* metrics, const ServiceLimits& limits)
     : classifier_(classifier),
       batcher_(batcher),
       metrics_(metrics),
@@ -99,9 +100,9 @@ ClassifierService::ClassifierService(const Classifier* classifier,
   model_ref_.set_variant(classifier->model().variant);
 }
 
-grpc::ServerUnaryReactor* ClassifierService::Classify(
-    grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
-    v1::ClassifyResponse* response) {
+grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContext* context,
+                                                      const v1::ClassifyRequest* request,
+                                                      v1::ClassifyResponse* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (metrics_ != nullptr) metrics_->AddInFlight(1);
@@ -124,24 +125,23 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(
   }
   response->set_request_id(request->request_id());
   *response->mutable_tags() = request->tags();
-  ClassifyCall call{*image, static_cast<int>(request->top_k()),
-                    DeadlineOf(context), CancelledCheck(context)};
-  classifier_->Classify(call, [this, response, start, finish](
-                                  absl::StatusOr<Classification> result) {
-    if (result.ok()) {
-      FillPredictions(*result, classifier_->model(), response->mutable_predictions());
-      *response->mutable_model() = model_ref_;
-      FillTimings(*result, absl::Now() - start, response->mutable_timings());
-    }
-    finish(result.status());
-  });
+  ClassifyCall call{*image, static_cast<int>(request->top_k()), DeadlineOf(context),
+                    CancelledCheck(context)};
+  classifier_->Classify(
+      call, [this, response, start, finish](absl::StatusOr<Classification> result) {
+        if (result.ok()) {
+          FillPredictions(*result, classifier_->model(), response->mutable_predictions());
+          *response->mutable_model() = model_ref_;
+          FillTimings(*result, absl::Now() - start, response->mutable_timings());
+        }
+        finish(result.status());
+      });
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ClassifierService::BatchClassify(
-    grpc::CallbackServerContext* context,
-    const v1::BatchClassifyRequest* request,
-    v1::BatchClassifyResponse* response) {
+grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerContext* context,
+                                                           const v1::BatchClassifyRequest* request,
+                                                           v1::BatchClassifyResponse* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (metrics_ != nullptr) metrics_->AddInFlight(1);
@@ -162,9 +162,9 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(
     return reactor;
   }
   if (items > limits_.max_batch_items) {
-    finish(absl::InvalidArgumentError(absl::StrCat(
-        "BatchClassify has ", items, " items; the limit is ",
-        limits_.max_batch_items, " (--max_batch_items): split the request")));
+    finish(absl::InvalidArgumentError(absl::StrCat("BatchClassify has ", items,
+                                                   " items; the limit is ", limits_.max_batch_items,
+                                                   " (--max_batch_items): split the request")));
     return reactor;
   }
 
@@ -197,15 +197,15 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(
       item_done(i, image.status());
       continue;
     }
-    calls.push_back({*image, static_cast<int>(item.top_k()),
-                     DeadlineOf(context), CancelledCheck(context)});
+    calls.push_back(
+        {*image, static_cast<int>(item.top_k()), DeadlineOf(context), CancelledCheck(context)});
     call_items.push_back(i);
   }
   if (!calls.empty()) {
-    classifier_->ClassifyMany(
-        calls, [item_done, call_items](size_t j, absl::StatusOr<Classification> r) {
-          item_done(call_items[j], std::move(r));
-        });
+    classifier_->ClassifyMany(calls,
+                              [item_done, call_items](size_t j, absl::StatusOr<Classification> r) {
+                                item_done(call_items[j], std::move(r));
+                              });
   }
   return reactor;
 }
@@ -257,12 +257,11 @@ class ClassifierService::StreamReactor final
       }
       OnFrameDone(slot, image.status());
     } else {
-      ClassifyCall call{*image, static_cast<int>(frame_.top_k()),
-                        DeadlineOf(context_), CancelledCheck(context_)};
-      service_->classifier_->Classify(
-          call, [this, slot](absl::StatusOr<Classification> result) {
-            OnFrameDone(slot, std::move(result));
-          });
+      ClassifyCall call{*image, static_cast<int>(frame_.top_k()), DeadlineOf(context_),
+                        CancelledCheck(context_)};
+      service_->classifier_->Classify(call, [this, slot](absl::StatusOr<Classification> result) {
+        OnFrameDone(slot, std::move(result));
+      });
     }
     // frame_ is free again: the classifier copied what it needed.
     std::lock_guard<std::mutex> lock(mu_);
@@ -294,19 +293,16 @@ class ClassifierService::StreamReactor final
     bool done = false;
   };
 
-  void OnFrameDone(const std::shared_ptr<Slot>& slot,
-                   absl::StatusOr<Classification> result) {
+  void OnFrameDone(const std::shared_ptr<Slot>& slot, absl::StatusOr<Classification> result) {
     const absl::Duration elapsed = absl::Now() - slot->start;
     if (result.ok()) {
-      FillPredictions(*result, service_->classifier_->model(),
-                      slot->result.mutable_predictions());
+      FillPredictions(*result, service_->classifier_->model(), slot->result.mutable_predictions());
       *slot->result.mutable_model() = service_->model_ref_;
       FillTimings(*result, elapsed, slot->result.mutable_timings());
     }
     *slot->result.mutable_status() = ToItemStatus(result.status());
     if (service_->metrics_ != nullptr) {
-      service_->metrics_->RecordRequest("ClassifyStream", result.status().code(),
-                                        elapsed);
+      service_->metrics_->RecordRequest("ClassifyStream", result.status().code(), elapsed);
       service_->metrics_->AddInFlight(-1);
     }
     bool finish;
@@ -314,8 +310,7 @@ class ClassifierService::StreamReactor final
       std::lock_guard<std::mutex> lock(mu_);
       slot->done = true;
       --frames_in_flight_;
-      if (read_paused_ &&
-          frames_in_flight_ < service_->limits_.max_stream_frames_in_flight) {
+      if (read_paused_ && frames_in_flight_ < service_->limits_.max_stream_frames_in_flight) {
         read_paused_ = false;
         StartRead(&frame_);
       }
@@ -340,8 +335,7 @@ class ClassifierService::StreamReactor final
 
   // True once, when everything read has been answered. mu_ must be held.
   bool ReadyToFinishLocked() {
-    if (finished_ || !reads_done_ || frames_in_flight_ > 0 || writing_ ||
-        !pending_.empty()) {
+    if (finished_ || !reads_done_ || frames_in_flight_ > 0 || writing_ || !pending_.empty()) {
       return false;
     }
     finished_ = true;
@@ -354,23 +348,23 @@ class ClassifierService::StreamReactor final
 
   std::mutex mu_;
   std::deque<std::shared_ptr<Slot>> pending_;  // guarded by mu_, frame order
-  v1::FrameResult outgoing_;                    // guarded by mu_
-  int frames_in_flight_ = 0;                    // guarded by mu_
-  bool read_paused_ = false;                    // guarded by mu_
-  bool reads_done_ = false;                     // guarded by mu_
-  bool writing_ = false;                        // guarded by mu_
-  bool write_failed_ = false;                   // guarded by mu_
-  bool finished_ = false;                       // guarded by mu_
+  v1::FrameResult outgoing_;                   // guarded by mu_
+  int frames_in_flight_ = 0;                   // guarded by mu_
+  bool read_paused_ = false;                   // guarded by mu_
+  bool reads_done_ = false;                    // guarded by mu_
+  bool writing_ = false;                       // guarded by mu_
+  bool write_failed_ = false;                  // guarded by mu_
+  bool finished_ = false;                      // guarded by mu_
 };
 
-grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>*
-ClassifierService::ClassifyStream(grpc::CallbackServerContext* context) {
+grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>* ClassifierService::ClassifyStream(
+    grpc::CallbackServerContext* context) {
   return new StreamReactor(this, context);
 }
 
-grpc::ServerUnaryReactor* ClassifierService::Health(
-    grpc::CallbackServerContext* context, const v1::HealthRequest* request,
-    v1::HealthResponse* response) {
+grpc::ServerUnaryReactor* ClassifierService::Health(grpc::CallbackServerContext* context,
+                                                    const v1::HealthRequest* request,
+                                                    v1::HealthResponse* response) {
   const ModelInfo& model = classifier_->model();
   response->set_state(serving_.load() ? v1::HealthResponse::SERVING
                                       : v1::HealthResponse::NOT_SERVING);

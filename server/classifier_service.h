@@ -19,15 +19,15 @@ namespace matid {
 class ServerMetrics;
 
 struct ServiceLimits {
-  int max_batch_items = 64;               // images in one BatchClassify
-  int max_stream_frames_in_flight = 8;    // per ClassifyStream; reads pause beyond it
+  int max_batch_items = 64;             // images in one BatchClassify
+  int max_stream_frames_in_flight = 8;  // per ClassifyStream; reads pause beyond it
 };
 
 class ClassifierService final : public v1::Classifier::CallbackService {
  public:
   // All pointers must outlive the service; `metrics` may be nullptr.
-  ClassifierService(const Classifier* classifier, const Batcher* batcher,
-                    ServerMetrics* metrics, const ServiceLimits& limits);
+  ClassifierService(const Classifier* classifier, const Batcher* batcher, ServerMetrics* metrics,
+                    const ServiceLimits& limits);
 
   // While not serving, new RPCs get UNAVAILABLE and Health says NOT_SERVING.
   void SetServing(bool serving) { serving_.store(serving); }
@@ -35,10 +35,9 @@ class ClassifierService final : public v1::Classifier::CallbackService {
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const v1::ClassifyRequest* request,
                                      v1::ClassifyResponse* response) override;
-  grpc::ServerUnaryReactor* BatchClassify(
-      grpc::CallbackServerContext* context,
-      const v1::BatchClassifyRequest* request,
-      v1::BatchClassifyResponse* response) override;
+  grpc::ServerUnaryReactor* BatchClassify(grpc::CallbackServerContext* context,
+                                          const v1::BatchClassifyRequest* request,
+                                          v1::BatchClassifyResponse* response) override;
   grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>* ClassifyStream(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* context,

@@ -4,15 +4,14 @@
 #define MATID_SERVER_IMAGE_H_
 
 #include <cstdint>
+
 #include "absl/strings/string_view.h"
 
 namespace matid {
 
 enum class PixelFormat { kGray8, kRgb8, kBgr8 };
 
-inline int BytesPerPixel(PixelFormat format) {
-  return format == PixelFormat::kGray8 ? 1 : 3;
-}
+inline int BytesPerPixel(PixelFormat format) { return format == PixelFormat::kGray8 ? 1 : 3; }
 
 struct RawPixels {
   int64_t width = 0;
@@ -25,7 +24,7 @@ struct ImageRef {
   enum class Kind { kEncoded, kRaw };
   Kind kind = Kind::kEncoded;
   absl::string_view encoded;  // when kind == kEncoded: JPEG, PNG, BMP, ...
-  RawPixels raw;             // when kind == kRaw
+  RawPixels raw;              // when kind == kRaw
 
   static ImageRef Encoded(absl::string_view bytes) {
     ImageRef image;

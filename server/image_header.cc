@@ -41,14 +41,12 @@ std::optional<ImageDimensions> ReadJpeg(absl::string_view b) {
       continue;
     }
     const uint32_t length = BigEndian16(b, at + 2);
-    const bool start_of_frame = marker >= 0xC0 && marker <= 0xCF &&
-                                marker != 0xC4 && marker != 0xC8 &&
-                                marker != 0xCC;
+    const bool start_of_frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (start_of_frame) {
       // length (2), precision (1), height (2), width (2)
       if (at + 9 > b.size()) return std::nullopt;
-      return ImageDimensions{"jpeg", BigEndian16(b, at + 7),
-                             BigEndian16(b, at + 5)};
+      return ImageDimensions{"jpeg", BigEndian16(b, at + 7), BigEndian16(b, at + 5)};
     }
     if (length < 2) return std::nullopt;
     at += 2 + length;
@@ -80,8 +78,7 @@ std::optional<ImageDimensions> ReadImageDimensions(absl::string_view bytes) {
     return ReadPng(bytes);
   }
   if (bytes.size() >= 3 && static_cast<uint8_t>(bytes[0]) == 0xFF &&
-      static_cast<uint8_t>(bytes[1]) == 0xD8 &&
-      static_cast<uint8_t>(bytes[2]) == 0xFF) {
+      static_cast<uint8_t>(bytes[1]) == 0xD8 && static_cast<uint8_t>(bytes[2]) == 0xFF) {
     return ReadJpeg(bytes);
   }
   if (bytes.substr(0, 2) == "BM") return ReadBmp(bytes);

@@ -12,25 +12,39 @@
 #include "server/matid_server.h"
 #include "server/torch_backend.h"
 
-ABSL_FLAG(std::string, model_dir, "", "Model directory: metadata.json plus model.pt (and model_int8.pt for --int8). Required.");
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address gRPC listens on (127.0.0.1 for this machine only).");
+ABSL_FLAG(std::string, model_dir, "",
+          "Model directory: metadata.json plus model.pt (and model_int8.pt for --int8). Required.");
+ABSL_FLAG(std::string, host, "0.0.0.0",
+          "Address gRPC listens on (127.0.0.1 for this machine only).");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port and prints it.");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "Address /metrics listens on.");
-ABSL_FLAG(int, metrics_port, 8080, "Prometheus /metrics port; 0 picks a free port and prints it; -1 turns it off.");
+ABSL_FLAG(int, metrics_port, 8080,
+          "Prometheus /metrics port; 0 picks a free port and prints it; -1 turns it off.");
 ABSL_FLAG(int, max_batch_size, 8, "Most images in one forward pass; 1 turns dynamic batching off.");
-ABSL_FLAG(int64_t, max_queue_delay_us, 0, "How long the oldest queued image may wait for a fuller batch (0: never wait while the model is idle).");
-ABSL_FLAG(int, max_queue_size, 128, "Most images waiting for the model; beyond it requests get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_queue_delay_us, 0,
+          "How long the oldest queued image may wait for a fuller batch (0: never wait while the "
+          "model is idle).");
+ABSL_FLAG(int, max_queue_size, 128,
+          "Most images waiting for the model; beyond it requests get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, threads, 2, "Threads one forward pass may use (LibTorch intra-op threads).");
 ABSL_FLAG(bool, int8, false, "Serve the int8 model (model_int8.pt) instead of fp32 (model.pt).");
-ABSL_FLAG(bool, optimize, true, "Apply TorchScript optimize_for_inference to the fp32 model at load.");
-ABSL_FLAG(int64_t, max_image_pixels, 40'000'000, "Largest decoded image accepted (width*height); checked from the header before decoding.");
+ABSL_FLAG(bool, optimize, true,
+          "Apply TorchScript optimize_for_inference to the fp32 model at load.");
+ABSL_FLAG(
+    int64_t, max_image_pixels, 40'000'000,
+    "Largest decoded image accepted (width*height); checked from the header before decoding.");
 ABSL_FLAG(int64_t, max_encoded_bytes, 16 << 20, "Largest encoded image accepted, in bytes.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC request accepted, in bytes.");
-ABSL_FLAG(int, max_batch_items, 64, "Most images in one BatchClassify request (at most --max_queue_size).");
-ABSL_FLAG(int, max_stream_frames_in_flight, 8, "Frames of one ClassifyStream processed at once; reading pauses beyond it.");
+ABSL_FLAG(int, max_batch_items, 64,
+          "Most images in one BatchClassify request (at most --max_queue_size).");
+ABSL_FLAG(int, max_stream_frames_in_flight, 8,
+          "Frames of one ClassifyStream processed at once; reading pauses beyond it.");
 ABSL_FLAG(int, default_top_k, 5, "Predictions returned when a request does not set top_k.");
-ABSL_FLAG(int, lame_duck_ms, 500, "On SIGTERM/SIGINT, how long to answer UNAVAILABLE (health NOT_SERVING) before closing the listener.");
-ABSL_FLAG(int, drain_grace_seconds, 10, "On SIGTERM/SIGINT, how long in-flight requests may take before they are cancelled.");
+ABSL_FLAG(int, lame_duck_ms, 500,
+          "On SIGTERM/SIGINT, how long to answer UNAVAILABLE (health NOT_SERVING) before closing "
+          "the listener.");
+ABSL_FLAG(int, drain_grace_seconds, 10,
+          "On SIGTERM/SIGINT, how long in-flight requests may take before they are cancelled.");
 
 namespace {
 
@@ -47,8 +61,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.preprocess.max_encoded_bytes = absl::GetFlag(FLAGS_max_encoded_bytes);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
-  options.limits.max_stream_frames_in_flight =
-      absl::GetFlag(FLAGS_max_stream_frames_in_flight);
+  options.limits.max_stream_frames_in_flight = absl::GetFlag(FLAGS_max_stream_frames_in_flight);
   options.default_top_k = absl::GetFlag(FLAGS_default_top_k);
   options.lame_duck = absl::Milliseconds(absl::GetFlag(FLAGS_lame_duck_ms));
   options.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
@@ -98,10 +111,9 @@ int main(int argc, char** argv) {
   std::printf(
       "matid-server: model %s version %s (%s, %dx%dx%d, %zu labels) from %s\n"
       "matid-server: serving grpc_port=%d metrics_port=%d\n",
-      model.name.c_str(), model.version.c_str(), model.variant.c_str(),
-      model.input.width, model.input.height, model.input.channels(),
-      model.labels.size(), backend_options.model_dir.c_str(), (*server)->port(),
-      (*server)->metrics_port());
+      model.name.c_str(), model.version.c_str(), model.variant.c_str(), model.input.width,
+      model.input.height, model.input.channels(), model.labels.size(),
+      backend_options.model_dir.c_str(), (*server)->port(), (*server)->metrics_port());
   std::fflush(stdout);
 
   int signal_number = 0;

@@ -1,11 +1,11 @@
 #include "server/matid_server.h"
 
-#include <chrono>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 
@@ -24,9 +24,8 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   if (options.limits.max_batch_items < 1 ||
       options.limits.max_batch_items > options.batcher.max_queue_size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "max_batch_items is ", options.limits.max_batch_items,
-        "; must be in 1..max_queue_size (", options.batcher.max_queue_size,
-        ") so a full BatchClassify can ever be queued"));
+        "max_batch_items is ", options.limits.max_batch_items, "; must be in 1..max_queue_size (",
+        options.batcher.max_queue_size, ") so a full BatchClassify can ever be queued"));
   }
   if (options.limits.max_stream_frames_in_flight < 1) {
     return absl::InvalidArgumentError("max_stream_frames_in_flight must be >= 1");
@@ -34,8 +33,7 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   if (options.default_top_k < 1) {
     return absl::InvalidArgumentError("default_top_k must be >= 1");
   }
-  if (options.lame_duck < absl::ZeroDuration() ||
-      options.drain_grace < absl::ZeroDuration()) {
+  if (options.lame_duck < absl::ZeroDuration() || options.drain_grace < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("lame_duck and drain_grace must be >= 0");
   }
   if (options.max_message_bytes < 1024) {
@@ -58,26 +56,22 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
   server->metrics_->SetModel(server->backend_->info());
   server->metrics_->SetQueueCapacity(options.batcher.max_queue_size);
 
-  auto batcher = Batcher::Create(options.batcher, server->backend_.get(),
-                                 server->metrics_.get());
+  auto batcher = Batcher::Create(options.batcher, server->backend_.get(), server->metrics_.get());
   if (!batcher.ok()) return batcher.status();
   server->batcher_ = *std::move(batcher);
-  server->classifier_ = std::make_unique<Classifier>(
-      server->backend_->info(), options.preprocess, options.default_top_k,
-      server->batcher_.get(), server->metrics_.get());
+  server->classifier_ = std::make_unique<Classifier>(server->backend_->info(), options.preprocess,
+                                                     options.default_top_k, server->batcher_.get(),
+                                                     server->metrics_.get());
   server->service_ = std::make_unique<ClassifierService>(
-      server->classifier_.get(), server->batcher_.get(),
-      server->metrics_.get(), options.limits);
+      server->classifier_.get(), server->batcher_.get(), server->metrics_.get(), options.limits);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(
-      options.host.find(':') != std::string::npos ? "[" + options.host + "]"
-                                                  : options.host,
-      ":", options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &server->port_);
+      options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host, ":",
+      options.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
@@ -88,8 +82,8 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
   }
   server->service_->SetServing(true);
   server->server_->GetHealthCheckService()->SetServingStatus(true);
-  server->server_->GetHealthCheckService()->SetServingStatus(
-      v1::Classifier::service_full_name(), true);
+  server->server_->GetHealthCheckService()->SetServingStatus(v1::Classifier::service_full_name(),
+                                                             true);
   server->metrics_->SetServing(true);
   return server;
 }

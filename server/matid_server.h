@@ -5,10 +5,10 @@
 #ifndef MATID_SERVER_MATID_SERVER_H_
 #define MATID_SERVER_MATID_SERVER_H_
 
+#include <grpcpp/server.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -24,7 +24,7 @@ namespace matid {
 
 struct ServerOptions {
   std::string host = "0.0.0.0";  // gRPC listen address
-  int port = 50051;               // 0 picks a free port (see port())
+  int port = 50051;              // 0 picks a free port (see port())
   MetricsOptions metrics;
   BatcherOptions batcher;
   PreprocessOptions preprocess;
@@ -45,8 +45,8 @@ absl::Status ValidateServerOptions(const ServerOptions& options);
 class MatidServer {
  public:
   // Starts serving at once (health SERVING). The backend is moved in.
-  static absl::StatusOr<std::unique_ptr<MatidServer>> Create(
-      const ServerOptions& options, std::unique_ptr<ModelBackend> backend);
+  static absl::StatusOr<std::unique_ptr<MatidServer>> Create(const ServerOptions& options,
+                                                             std::unique_ptr<ModelBackend> backend);
 
   ~MatidServer();
 

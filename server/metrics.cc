@@ -2,8 +2,8 @@
 
 #include <exception>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace matid {
 namespace {
@@ -22,13 +22,12 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
     const MetricsOptions& options) {
   std::unique_ptr<ServerMetrics> metrics(new ServerMetrics());
   if (options.port >= 0) {
-    const std::string address =
-        absl::StrCat(options.bind_address, ":", options.port);
+    const std::string address = absl::StrCat(options.bind_address, ":", options.port);
     try {
       metrics->exposer_ = std::make_unique<prometheus::Exposer>(address);
     } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat(
-          "cannot serve /metrics on ", address, ": ", e.what()));
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve /metrics on ", address, ": ", e.what()));
     }
     metrics->exposer_->RegisterCollectable(metrics->registry_);
     const std::vector<int> ports = metrics->exposer_->GetListeningPorts();
@@ -37,8 +36,7 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
   return metrics;
 }
 
-ServerMetrics::ServerMetrics()
-    : registry_(std::make_shared<prometheus::Registry>()) {
+ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
@@ -51,10 +49,11 @@ ServerMetrics::ServerMetrics()
                  .Name("matid_images_total")
                  .Help("Images classified or refused, by gRPC status code")
                  .Register(r);
-  request_duration_ = &BuildHistogram()
-                           .Name("matid_request_duration_seconds")
-                           .Help("Server-side time from receiving a request (stream: frame) to its answer")
-                           .Register(r);
+  request_duration_ =
+      &BuildHistogram()
+           .Name("matid_request_duration_seconds")
+           .Help("Server-side time from receiving a request (stream: frame) to its answer")
+           .Register(r);
   preprocess_duration_ = &BuildHistogram()
                               .Name("matid_preprocess_duration_seconds")
                               .Help("Decode, resize and normalise time per image")
@@ -74,13 +73,9 @@ ServerMetrics::ServerMetrics()
                      .Name("matid_batch_size")
                      .Help("Images per forward pass")
                      .Register(r)
-                     .Add({}, prometheus::Histogram::BucketBoundaries{
-                                  1, 2, 4, 8, 16, 32, 64, 128});
-  batches_ = &BuildCounter()
-                  .Name("matid_batches_total")
-                  .Help("Forward passes run")
-                  .Register(r)
-                  .Add({});
+                     .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128});
+  batches_ =
+      &BuildCounter().Name("matid_batches_total").Help("Forward passes run").Register(r).Add({});
   queue_depth_ = &BuildGauge()
                       .Name("matid_queue_depth")
                       .Help("Images waiting for the model")
@@ -114,10 +109,8 @@ ServerMetrics::ServerMetrics()
 void ServerMetrics::RecordRequest(absl::string_view rpc, absl::StatusCode code,
                                   absl::Duration elapsed) {
   const std::string rpc_name(rpc);
-  requests_->Add({{"rpc", rpc_name}, {"code", absl::StatusCodeToString(code)}})
-      .Increment();
-  request_duration_->Add({{"rpc", rpc_name}}, LatencyBuckets())
-      .Observe(Seconds(elapsed));
+  requests_->Add({{"rpc", rpc_name}, {"code", absl::StatusCodeToString(code)}}).Increment();
+  request_duration_->Add({{"rpc", rpc_name}}, LatencyBuckets()).Observe(Seconds(elapsed));
 }
 
 void ServerMetrics::RecordImage(absl::StatusCode code) {
@@ -139,8 +132,7 @@ void ServerMetrics::RecordBatch(int batch_size, absl::Duration inference) {
 }
 
 void ServerMetrics::RecordPrediction(int label_index) {
-  if (label_index >= 0 &&
-      label_index < static_cast<int>(predictions_by_label_.size())) {
+  if (label_index >= 0 && label_index < static_cast<int>(predictions_by_label_.size())) {
     predictions_by_label_[label_index]->Increment();
   }
 }
@@ -152,9 +144,7 @@ void ServerMetrics::SetQueueCapacity(int capacity) { queue_capacity_->Set(capaci
 void ServerMetrics::AddInFlight(int delta) { in_flight_->Increment(delta); }
 
 void ServerMetrics::SetModel(const ModelInfo& model) {
-  model_info_->Add({{"name", model.name},
-                    {"version", model.version},
-                    {"variant", model.variant}})
+  model_info_->Add({{"name", model.name}, {"version", model.version}, {"variant", model.variant}})
       .Set(1);
   predictions_by_label_.clear();
   for (const auto& label : model.labels) {

@@ -7,11 +7,11 @@
 #include <map>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
@@ -32,16 +32,14 @@ struct MetricsOptions {
 
 class ServerMetrics {
  public:
-  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(
-      const MetricsOptions& options);
+  static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(const MetricsOptions& options);
 
   // Port /metrics listens on, or -1 when not serving.
   int port() const { return port_; }
   prometheus::Registry& registry() { return *registry_; }
 
   // One finished RPC (for ClassifyStream: one finished frame).
-  void RecordRequest(absl::string_view rpc, absl::StatusCode code,
-                     absl::Duration elapsed);
+  void RecordRequest(absl::string_view rpc, absl::StatusCode code, absl::Duration elapsed);
   // One image's outcome, whichever RPC carried it.
   void RecordImage(absl::StatusCode code);
   void RecordPreprocess(absl::Duration elapsed);

@@ -3,9 +3,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/util/json_util.h"
 #include "matid/v1/model_metadata.pb.h"
 
@@ -17,8 +17,8 @@ constexpr int kMaxInputSide = 8192;
 absl::StatusOr<ColorMode> ParseColor(const std::string& color) {
   if (color == "gray") return ColorMode::kGray;
   if (color == "rgb") return ColorMode::kRgb;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "metadata input.color is \"", color, "\"; expected \"gray\" or \"rgb\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("metadata input.color is \"", color, "\"; expected \"gray\" or \"rgb\""));
 }
 
 absl::StatusOr<ResizeMode> ParseResize(const std::string& resize) {
@@ -31,15 +31,14 @@ absl::StatusOr<ResizeMode> ParseResize(const std::string& resize) {
 }
 
 // Mean and std may list one value for every channel, or one value for all.
-absl::StatusOr<std::vector<float>> PerChannel(
-    const google::protobuf::RepeatedField<float>& values, int channels,
-    float fallback, absl::string_view field) {
+absl::StatusOr<std::vector<float>> PerChannel(const google::protobuf::RepeatedField<float>& values,
+                                              int channels, float fallback,
+                                              absl::string_view field) {
   if (values.empty()) return std::vector<float>(channels, fallback);
   if (values.size() == 1) return std::vector<float>(channels, values[0]);
   if (values.size() != channels) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metadata input.", field, " has ", values.size(),
-                     " values for ", channels, " channels"));
+    return absl::InvalidArgumentError(absl::StrCat("metadata input.", field, " has ", values.size(),
+                                                   " values for ", channels, " channels"));
   }
   return std::vector<float>(values.begin(), values.end());
 }
@@ -52,9 +51,12 @@ absl::string_view ColorModeName(ColorMode mode) {
 
 absl::string_view ResizeModeName(ResizeMode mode) {
   switch (mode) {
-    case ResizeMode::kStretch: return "stretch";
-    case ResizeMode::kCenterCrop: return "center_crop";
-    case ResizeMode::kLetterbox: return "letterbox";
+    case ResizeMode::kStretch:
+      return "stretch";
+    case ResizeMode::kCenterCrop:
+      return "center_crop";
+    case ResizeMode::kLetterbox:
+      return "letterbox";
   }
   return "stretch";
 }
@@ -63,8 +65,7 @@ absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   v1::ModelMetadata metadata;
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
-  auto parsed = google::protobuf::util::JsonStringToMessage(
-      std::string(json), &metadata, options);
+  auto parsed = google::protobuf::util::JsonStringToMessage(std::string(json), &metadata, options);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("metadata.json is not valid: ", parsed.ToString()));
@@ -78,25 +79,22 @@ absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
     return absl::InvalidArgumentError("metadata labels[] is empty");
   }
   const v1::InputSpec& input = metadata.input();
-  if (input.width() == 0 || input.height() == 0 ||
-      input.width() > kMaxInputSide || input.height() > kMaxInputSide) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metadata input size is ", input.width(), "x", input.height(),
-        "; each side must be in 1..", kMaxInputSide));
+  if (input.width() == 0 || input.height() == 0 || input.width() > kMaxInputSide ||
+      input.height() > kMaxInputSide) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata input size is ", input.width(), "x",
+                                                   input.height(), "; each side must be in 1..",
+                                                   kMaxInputSide));
   }
   info.input.width = static_cast<int>(input.width());
   info.input.height = static_cast<int>(input.height());
-  auto color = ParseColor(input.color().empty()
-                              ? (input.channels() == 3 ? "rgb" : "gray")
-                              : input.color());
+  auto color =
+      ParseColor(input.color().empty() ? (input.channels() == 3 ? "rgb" : "gray") : input.color());
   if (!color.ok()) return color.status();
   info.input.color = *color;
-  if (input.channels() != 0 &&
-      static_cast<int>(input.channels()) != info.input.channels()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("metadata input.channels is ", input.channels(),
-                     " but input.color \"", ColorModeName(*color), "\" has ",
-                     info.input.channels()));
+  if (input.channels() != 0 && static_cast<int>(input.channels()) != info.input.channels()) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata input.channels is ", input.channels(),
+                                                   " but input.color \"", ColorModeName(*color),
+                                                   "\" has ", info.input.channels()));
   }
   auto resize = ParseResize(input.resize());
   if (!resize.ok()) return resize.status();
@@ -109,8 +107,7 @@ absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   for (float s : *std) {
     if (!(s > 0.0f)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("metadata input.std must be > 0, got [",
-                       absl::StrJoin(*std, ", "), "]"));
+          absl::StrCat("metadata input.std must be > 0, got [", absl::StrJoin(*std, ", "), "]"));
     }
   }
   info.input.mean = *std::move(mean);
@@ -119,9 +116,8 @@ absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   if (metadata.output() == "probabilities") {
     info.outputs_probabilities = true;
   } else if (!metadata.output().empty() && metadata.output() != "logits") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metadata output is \"", metadata.output(),
-        "\"; expected \"logits\" or \"probabilities\""));
+    return absl::InvalidArgumentError(absl::StrCat("metadata output is \"", metadata.output(),
+                                                   "\"; expected \"logits\" or \"probabilities\""));
   }
   return info;
 }
@@ -136,8 +132,7 @@ absl::StatusOr<ModelInfo> LoadModelMetadata(const std::string& model_dir) {
   text << file.rdbuf();
   auto info = ParseModelMetadata(text.str());
   if (!info.ok()) {
-    return absl::Status(info.status().code(),
-                        absl::StrCat(path, ": ", info.status().message()));
+    return absl::Status(info.status().code(), absl::StrCat(path, ": ", info.status().message()));
   }
   return info;
 }

@@ -5,10 +5,10 @@
 #define MATID_SERVER_MODEL_INFO_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace matid {
 
@@ -25,9 +25,7 @@ struct InputSpec {
 
   int channels() const { return color == ColorMode::kGray ? 1 : 3; }
   // Floats in one preprocessed image (channels x height x width).
-  size_t tensor_size() const {
-    return static_cast<size_t>(channels()) * width * height;
-  }
+  size_t tensor_size() const { return static_cast<size_t>(channels()) * width * height; }
 };
 
 struct ModelInfo {
@@ -36,8 +34,8 @@ struct ModelInfo {
   std::string variant;  // "fp32" or "int8": which file was loaded
   std::vector<std::string> labels;
   InputSpec input;
-  std::string qengine = "onednn";          // for the int8 model
-  bool outputs_probabilities = false;      // false: logits, softmax applied
+  std::string qengine = "onednn";      // for the int8 model
+  bool outputs_probabilities = false;  // false: logits, softmax applied
 };
 
 absl::string_view ColorModeName(ColorMode mode);

@@ -1,28 +1,26 @@
 #include "server/preprocessor.h"
 
 #include <cmath>
-
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "server/image_header.h"
 
 namespace matid {
 namespace {
 
-absl::Status CheckPixelCount(int64_t width, int64_t height, int64_t limit,
-                             absl::string_view what) {
+absl::Status CheckPixelCount(int64_t width, int64_t height, int64_t limit, absl::string_view what) {
   if (width <= 0 || height <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " has size ", width, "x", height, "; both sides must be > 0"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has size ", width, "x", height, "; both sides must be > 0"));
   }
   if (width > limit / height) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " is ", width, "x", height, " = ", width * height,
-        " pixels; the limit is ", limit, " (--max_image_pixels)"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " is ", width, "x", height, " = ",
+                                                   width * height, " pixels; the limit is ", limit,
+                                                   " (--max_image_pixels)"));
   }
   return absl::OkStatus();
 }
@@ -33,62 +31,66 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
     return absl::InvalidArgumentError("image is empty (0 bytes)");
   }
   if (static_cast<int64_t>(bytes.size()) > options.max_encoded_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("encoded image is ", bytes.size(), " bytes; the limit is ",
-                     options.max_encoded_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "encoded image is ", bytes.size(), " bytes; the limit is ", options.max_encoded_bytes));
   }
   absl::string_view format = "unknown format";
   if (auto header = ReadImageDimensions(bytes)) {
     format = header->format;
-    auto checked =
-        CheckPixelCount(header->width, header->height, options.max_image_pixels,
-                        absl::StrCat(format, " image"));
+    auto checked = CheckPixelCount(header->width, header->height, options.max_image_pixels,
+                                   absl::StrCat(format, " image"));
     if (!checked.ok()) return checked;
   }
-  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1,
-                       const_cast<char*>(bytes.data()));
-  const int flags =
-      color == ColorMode::kGray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
+  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
+  const int flags = color == ColorMode::kGray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
   cv::Mat decoded = cv::imdecode(buffer, flags);
   if (decoded.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("could not decode image (", bytes.size(), " bytes, ",
-                     format, "): corrupt, truncated or not an image format "
-                     "the server reads (JPEG, PNG, BMP, ...)"));
+    return absl::InvalidArgumentError(absl::StrCat("could not decode image (", bytes.size(),
+                                                   " bytes, ", format,
+                                                   "): corrupt, truncated or not an image format "
+                                                   "the server reads (JPEG, PNG, BMP, ...)"));
   }
-  auto checked = CheckPixelCount(decoded.cols, decoded.rows,
-                                 options.max_image_pixels, "decoded image");
+  auto checked =
+      CheckPixelCount(decoded.cols, decoded.rows, options.max_image_pixels, "decoded image");
   if (!checked.ok()) return checked;
   return decoded;
 }
 
 absl::StatusOr<cv::Mat> ConvertRaw(const RawPixels& raw, ColorMode color,
                                    const PreprocessOptions& options) {
-  auto checked = CheckPixelCount(raw.width, raw.height,
-                                 options.max_image_pixels, "raw image");
+  auto checked = CheckPixelCount(raw.width, raw.height, options.max_image_pixels, "raw image");
   if (!checked.ok()) return checked;
   const int64_t expected = raw.width * raw.height * BytesPerPixel(raw.format);
   if (static_cast<int64_t>(raw.pixels.size()) != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "raw image ", raw.width, "x", raw.height, " with ",
-        BytesPerPixel(raw.format), " bytes per pixel needs ", expected,
-        " bytes of pixels, got ", raw.pixels.size()));
+        "raw image ", raw.width, "x", raw.height, " with ", BytesPerPixel(raw.format),
+        " bytes per pixel needs ", expected, " bytes of pixels, got ", raw.pixels.size()));
   }
   const int type = raw.format == PixelFormat::kGray8 ? CV_8UC1 : CV_8UC3;
-  const cv::Mat view(static_cast<int>(raw.height), static_cast<int>(raw.width),
-                     type, const_cast<char*>(raw.pixels.data()));
+  const cv::Mat view(static_cast<int>(raw.height), static_cast<int>(raw.width), type,
+                     const_cast<char*>(raw.pixels.data()));
   cv::Mat converted;
   if (color == ColorMode::kGray) {
     switch (raw.format) {
-      case PixelFormat::kGray8: return view;
-      case PixelFormat::kRgb8: cv::cvtColor(view, converted, cv::COLOR_RGB2GRAY); break;
-      case PixelFormat::kBgr8: cv::cvtColor(view, converted, cv::COLOR_BGR2GRAY); break;
+      case PixelFormat::kGray8:
+        return view;
+      case PixelFormat::kRgb8:
+        cv::cvtColor(view, converted, cv::COLOR_RGB2GRAY);
+        break;
+      case PixelFormat::kBgr8:
+        cv::cvtColor(view, converted, cv::COLOR_BGR2GRAY);
+        break;
     }
   } else {  // the pipeline works in BGR, OpenCV's order
     switch (raw.format) {
-      case PixelFormat::kGray8: cv::cvtColor(view, converted, cv::COLOR_GRAY2BGR); break;
-      case PixelFormat::kRgb8: cv::cvtColor(view, converted, cv::COLOR_RGB2BGR); break;
-      case PixelFormat::kBgr8: return view;
+      case PixelFormat::kGray8:
+        cv::cvtColor(view, converted, cv::COLOR_GRAY2BGR);
+        break;
+      case PixelFormat::kRgb8:
+        cv::cvtColor(view, converted, cv::COLOR_RGB2BGR);
+        break;
+      case PixelFormat::kBgr8:
+        return view;
     }
   }
   return converted;
@@ -97,9 +99,8 @@ absl::StatusOr<cv::Mat> ConvertRaw(const RawPixels& raw, ColorMode color,
 cv::Mat ResizeTo(const cv::Mat& src, int width, int height) {
   if (src.cols == width && src.rows == height) return src;
   // INTER_AREA averages when shrinking (no aliasing); bilinear otherwise.
-  const int interpolation = (src.cols >= width && src.rows >= height)
-                                ? cv::INTER_AREA
-                                : cv::INTER_LINEAR;
+  const int interpolation =
+      (src.cols >= width && src.rows >= height) ? cv::INTER_AREA : cv::INTER_LINEAR;
   cv::Mat resized;
   cv::resize(src, resized, cv::Size(width, height), 0, 0, interpolation);
   return resized;
@@ -113,8 +114,8 @@ cv::Mat Fit(const cv::Mat& src, const InputSpec& spec) {
       return ResizeTo(src, w, h);
     case ResizeMode::kCenterCrop: {
       // Scale so the image covers the target, then cut the middle out.
-      const double scale = std::max(static_cast<double>(w) / src.cols,
-                                    static_cast<double>(h) / src.rows);
+      const double scale =
+          std::max(static_cast<double>(w) / src.cols, static_cast<double>(h) / src.rows);
       const int sw = std::max(w, static_cast<int>(std::lround(src.cols * scale)));
       const int sh = std::max(h, static_cast<int>(std::lround(src.rows * scale)));
       const cv::Mat scaled = ResizeTo(src, sw, sh);
@@ -122,8 +123,8 @@ cv::Mat Fit(const cv::Mat& src, const InputSpec& spec) {
     }
     case ResizeMode::kLetterbox: {
       // Scale so the image fits inside the target, pad the rest with black.
-      const double scale = std::min(static_cast<double>(w) / src.cols,
-                                    static_cast<double>(h) / src.rows);
+      const double scale =
+          std::min(static_cast<double>(w) / src.cols, static_cast<double>(h) / src.rows);
       const int sw = std::clamp(static_cast<int>(std::lround(src.cols * scale)), 1, w);
       const int sh = std::clamp(static_cast<int>(std::lround(src.rows * scale)), 1, h);
       cv::Mat canvas = cv::Mat::zeros(h, w, src.type());
@@ -136,23 +137,20 @@ cv::Mat Fit(const cv::Mat& src, const InputSpec& spec) {
 
 }  // namespace
 
-Preprocessor::Preprocessor(const InputSpec& spec,
-                           const PreprocessOptions& options)
+Preprocessor::Preprocessor(const InputSpec& spec, const PreprocessOptions& options)
     : spec_(spec), options_(options), normalised_(spec.channels()) {
   for (int c = 0; c < spec.channels(); ++c) {
     for (int v = 0; v < 256; ++v) {
-      normalised_[c][v] =
-          (static_cast<float>(v) / 255.0f - spec.mean[c]) / spec.std[c];
+      normalised_[c][v] = (static_cast<float>(v) / 255.0f - spec.mean[c]) / spec.std[c];
     }
   }
 }
 
 absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
   try {
-    absl::StatusOr<cv::Mat> pixels =
-        image.kind == ImageRef::Kind::kEncoded
-            ? DecodeEncoded(image.encoded, spec_.color, options_)
-            : ConvertRaw(image.raw, spec_.color, options_);
+    absl::StatusOr<cv::Mat> pixels = image.kind == ImageRef::Kind::kEncoded
+                                         ? DecodeEncoded(image.encoded, spec_.color, options_)
+                                         : ConvertRaw(image.raw, spec_.color, options_);
     if (!pixels.ok()) return pixels.status();
     const cv::Mat fitted = Fit(*pixels, spec_);
 
@@ -172,13 +170,11 @@ absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
     }
     return absl::OkStatus();
   } catch (const cv::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("image could not be processed: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("image could not be processed: ", e.what()));
   }
 }
 
-absl::StatusOr<std::vector<float>> Preprocessor::Run(
-    const ImageRef& image) const {
+absl::StatusOr<std::vector<float>> Preprocessor::Run(const ImageRef& image) const {
   std::vector<float> tensor(spec_.tensor_size());
   absl::Status status = Run(image, tensor.data());
   if (!status.ok()) return status;

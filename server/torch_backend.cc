@@ -1,11 +1,10 @@
 #include "server/torch_backend.h"
 
+#include <ATen/Parallel.h>
 #include <sys/stat.h>
-
-#include <torch/script.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/passes/freeze_module.h>
-#include <ATen/Parallel.h>
+#include <torch/script.h>
 
 #include <algorithm>
 #include <cstring>
@@ -24,9 +23,8 @@ absl::StatusOr<at::QEngine> ParseQEngine(const std::string& name) {
   if (name == "onednn" || name == "x86") return at::QEngine::ONEDNN;
   if (name == "qnnpack") return at::QEngine::QNNPACK;
   if (name == "fbgemm") return at::QEngine::FBGEMM;
-  return absl::InvalidArgumentError(
-      absl::StrCat("metadata qengine \"", name,
-                   "\" is unknown; expected onednn, qnnpack or fbgemm"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "metadata qengine \"", name, "\" is unknown; expected onednn, qnnpack or fbgemm"));
 }
 
 class TorchBackend final : public ModelBackend {
@@ -36,28 +34,24 @@ class TorchBackend final : public ModelBackend {
 
   const ModelInfo& info() const override { return info_; }
 
-  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input,
-                                           int batch_size) override {
+  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input, int batch_size) override {
     const auto& spec = info_.input;
-    if (batch_size <= 0 ||
-        input.size() != static_cast<size_t>(batch_size) * spec.tensor_size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "Infer got ", input.size(), " floats for batch ", batch_size));
+    if (batch_size <= 0 || input.size() != static_cast<size_t>(batch_size) * spec.tensor_size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Infer got ", input.size(), " floats for batch ", batch_size));
     }
     try {
       c10::InferenceMode inference_mode;
       // from_blob borrows the caller's memory; forward() does not write it.
-      at::Tensor batch = torch::from_blob(
-          const_cast<float*>(input.data()),
-          {batch_size, spec.channels(), spec.height, spec.width},
-          torch::kFloat32);
+      at::Tensor batch =
+          torch::from_blob(const_cast<float*>(input.data()),
+                           {batch_size, spec.channels(), spec.height, spec.width}, torch::kFloat32);
       at::Tensor output = module_.forward({batch}).toTensor();
       const int64_t classes = static_cast<int64_t>(info_.labels.size());
-      if (output.dim() != 2 || output.size(0) != batch_size ||
-          output.size(1) != classes) {
-        return absl::InternalError(absl::StrCat(
-            "model output has shape ", c10::str(output.sizes()), "; expected [",
-            batch_size, ", ", classes, "] (one score per label)"));
+      if (output.dim() != 2 || output.size(0) != batch_size || output.size(1) != classes) {
+        return absl::InternalError(absl::StrCat("model output has shape ", c10::str(output.sizes()),
+                                                "; expected [", batch_size, ", ", classes,
+                                                "] (one score per label)"));
       }
       output = output.to(torch::kFloat32);
       if (!info_.outputs_probabilities) output = torch::softmax(output, 1);
@@ -65,8 +59,7 @@ class TorchBackend final : public ModelBackend {
       const float* data = output.data_ptr<float>();
       return std::vector<float>(data, data + output.numel());
     } catch (const std::exception& e) {
-      return absl::InternalError(
-          absl::StrCat("model forward failed: ", e.what()));
+      return absl::InternalError(absl::StrCat("model forward failed: ", e.what()));
     }
   }
 
@@ -84,12 +77,12 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
   auto info = LoadModelMetadata(options.model_dir);
   if (!info.ok()) return info.status();
   info->variant = options.int8 ? "int8" : "fp32";
-  const std::string path = absl::StrCat(
-      options.model_dir, "/", options.int8 ? "model_int8.pt" : "model.pt");
+  const std::string path =
+      absl::StrCat(options.model_dir, "/", options.int8 ? "model_int8.pt" : "model.pt");
   if (!FileExists(path)) {
-    return absl::NotFoundError(absl::StrCat(
-        "model file ", path, " does not exist",
-        options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
+    return absl::NotFoundError(
+        absl::StrCat("model file ", path, " does not exist",
+                     options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
   }
 
   try {
@@ -104,11 +97,9 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
       auto engine = ParseQEngine(info->qengine);
       if (!engine.ok()) return engine.status();
       const auto& supported = at::globalContext().supportedQEngines();
-      if (std::find(supported.begin(), supported.end(), *engine) ==
-          supported.end()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "quantized engine ", info->qengine,
-            " is not built into this LibTorch"));
+      if (std::find(supported.begin(), supported.end(), *engine) == supported.end()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("quantized engine ", info->qengine, " is not built into this LibTorch"));
       }
       at::globalContext().setQEngine(*engine);
     }
@@ -128,9 +119,9 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
       for (int run = 0; run < options.warmup_runs; ++run) {
         auto result = backend->Infer(zeros, batch);
         if (!result.ok()) {
-          return absl::Status(result.status().code(),
-                              absl::StrCat("warm-up of ", path, " failed: ",
-                                           result.status().message()));
+          return absl::Status(
+              result.status().code(),
+              absl::StrCat("warm-up of ", path, " failed: ", result.status().message()));
         }
       }
     }

@@ -13,14 +13,14 @@
 namespace matid {
 
 struct TorchBackendOptions {
-  std::string model_dir;       // holds metadata.json and the model files
-  bool int8 = false;           // load model_int8.pt instead of model.pt
-  int intra_op_threads = 2;    // threads one forward pass may use
+  std::string model_dir;     // holds metadata.json and the model files
+  bool int8 = false;         // load model_int8.pt instead of model.pt
+  int intra_op_threads = 2;  // threads one forward pass may use
   // Apply torch::jit::optimize_for_inference (fp32 only) at load time; the
   // exported module is frozen, optimisation happens here because modules
   // saved after it do not load in LibTorch 1.13.
   bool optimize = true;
-  int warmup_batch_size = 1;   // warm-up also runs at this size (e.g. max batch)
+  int warmup_batch_size = 1;  // warm-up also runs at this size (e.g. max batch)
   int warmup_runs = 3;
 };
 

@@ -23,8 +23,7 @@ struct Outcome {
   std::future<absl::StatusOr<InferenceResult>> future = promise.get_future();
 };
 
-InferenceTask TaskWithTag(const FakeBackend& backend, int tag,
-                          std::shared_ptr<Outcome> outcome) {
+InferenceTask TaskWithTag(const FakeBackend& backend, int tag, std::shared_ptr<Outcome> outcome) {
   InferenceTask task;
   task.input.assign(backend.info().input.tensor_size(), tag / 255.0f);
   task.done = [outcome](absl::StatusOr<InferenceResult> result) {
@@ -39,8 +38,8 @@ int ArgMax(const std::vector<float>& scores) {
 
 // Holds the model, submits tags 0..count-1 and returns once tag 0 is running
 // alone inside the model and the others are queued behind it.
-std::vector<std::shared_ptr<Outcome>> SubmitBehindHeldModel(FakeBackend& backend,
-                                                            Batcher& batcher, int count) {
+std::vector<std::shared_ptr<Outcome>> SubmitBehindHeldModel(FakeBackend& backend, Batcher& batcher,
+                                                            int count) {
   backend.Hold();
   std::vector<std::shared_ptr<Outcome>> outcomes;
   for (int tag = 0; tag < count; ++tag) {
@@ -111,8 +110,7 @@ TEST(Batcher, MaxBatchSizeOneSwitchesBatchingOff) {
 
 TEST(Batcher, WithQueueDelayALoneRequestWaitsForCompany) {
   FakeBackend backend;
-  auto batcher = MakeBatcher(
-      &backend, {.max_batch_size = 4, .max_queue_delay_us = 300'000});
+  auto batcher = MakeBatcher(&backend, {.max_batch_size = 4, .max_queue_delay_us = 300'000});
   auto first = std::make_shared<Outcome>();
   const absl::Time start = absl::Now();
   ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 1, first)).ok());
@@ -128,16 +126,18 @@ TEST(Batcher, WithQueueDelayALoneRequestWaitsForCompany) {
 
 TEST(Batcher, WithQueueDelayAFullBatchDoesNotWait) {
   FakeBackend backend;
-  auto batcher = MakeBatcher(
-      &backend, {.max_batch_size = 2, .max_queue_delay_us = 60'000'000 / 10});
+  auto batcher =
+      MakeBatcher(&backend, {.max_batch_size = 2, .max_queue_delay_us = 60'000'000 / 10});
   auto first = std::make_shared<Outcome>();
   auto second = std::make_shared<Outcome>();
-  ASSERT_TRUE(batcher->SubmitAll([&] {
-                std::vector<InferenceTask> tasks;
-                tasks.push_back(TaskWithTag(backend, 1, first));
-                tasks.push_back(TaskWithTag(backend, 2, second));
-                return tasks;
-              }()).ok());
+  ASSERT_TRUE(batcher
+                  ->SubmitAll([&] {
+                    std::vector<InferenceTask> tasks;
+                    tasks.push_back(TaskWithTag(backend, 1, first));
+                    tasks.push_back(TaskWithTag(backend, 2, second));
+                    return tasks;
+                  }())
+                  .ok());
   // The delay is 6 s; a full batch must not sit it out.
   ASSERT_EQ(first->future.wait_for(std::chrono::seconds(3)), std::future_status::ready);
   EXPECT_THAT(backend.batch_sizes(), ElementsAre(2));
@@ -165,8 +165,7 @@ TEST(Batcher, FullQueueRefusesWithResourceExhausted) {
     EXPECT_TRUE(outcome->future.get().ok());
   }
   // The refused task's callback is never called.
-  EXPECT_EQ(refused->future.wait_for(std::chrono::milliseconds(50)),
-            std::future_status::timeout);
+  EXPECT_EQ(refused->future.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
   EXPECT_EQ(backend.images_run(), 4);
 }
 
@@ -178,11 +177,12 @@ TEST(Batcher, SubmitAllQueuesAllOrNone) {
   ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 0, running)).ok());
   backend.WaitForEntered(1);
   std::vector<InferenceTask> three, two;
-  for (int tag = 1; tag <= 3; ++tag) three.push_back(TaskWithTag(backend, tag, std::make_shared<Outcome>()));
-  for (int tag = 4; tag <= 5; ++tag) two.push_back(TaskWithTag(backend, tag, std::make_shared<Outcome>()));
+  for (int tag = 1; tag <= 3; ++tag)
+    three.push_back(TaskWithTag(backend, tag, std::make_shared<Outcome>()));
+  for (int tag = 4; tag <= 5; ++tag)
+    two.push_back(TaskWithTag(backend, tag, std::make_shared<Outcome>()));
   ASSERT_TRUE(batcher->SubmitAll(std::move(three)).ok());
-  EXPECT_EQ(batcher->SubmitAll(std::move(two)).code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(batcher->SubmitAll(std::move(two)).code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(batcher->queue_depth(), 3);  // nothing of the refused pair queued
   backend.Release();
   batcher->Shutdown();
@@ -271,8 +271,7 @@ TEST(Batcher, ShutdownRunsEveryQueuedTaskThenRefusesNewOnes) {
   }
   ExpectEachGotItsOwnResult(outcomes);
   auto late = std::make_shared<Outcome>();
-  EXPECT_EQ(batcher->Submit(TaskWithTag(backend, 7, late)).code(),
-            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(batcher->Submit(TaskWithTag(backend, 7, late)).code(), absl::StatusCode::kUnavailable);
 }
 
 TEST(Batcher, ShutdownOfAnIdleBatcherIsPromptAndIdempotent) {

@@ -79,8 +79,9 @@ bool Eventually(Predicate predicate, absl::Duration limit = absl::Seconds(10)) {
 class BridgeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto path = std::filesystem::path(::testing::TempDir()) /
-                      (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".db");
+    const auto path =
+        std::filesystem::path(::testing::TempDir()) /
+        (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".db");
     std::filesystem::remove(path);
     std::filesystem::remove(path.string() + "-wal");
     spool_ = *Spool::Open({path.string(), 1 << 20, absl::Hours(1), false});

@@ -36,12 +36,13 @@ TEST(ClassifyResult, CsvQuotesFieldsWithCommasAndQuotes) {
 }
 
 TEST(ClassifyResult, JsonLinesAreOneEscapedObjectPerImage) {
-  EXPECT_EQ(Write(OutputFormat::kJsonLines),
-            "{\"path\":\"parts/a,1.png\",\"status\":\"OK\",\"top_label\":\"Bag\",\"top_score\":0.750000,"
-            "\"top_k\":[{\"label\":\"Bag\",\"score\":0.750000},{\"label\":\"Coat\",\"score\":0.250000}],"
-            "\"latency_ms\":1.500}\n"
-            "{\"path\":\"parts/b.png\",\"status\":\"INVALID_ARGUMENT\",\"top_k\":[],\"latency_ms\":0.000,"
-            "\"error\":\"could not decode \\\"image\\\"\\n\"}\n");
+  EXPECT_EQ(
+      Write(OutputFormat::kJsonLines),
+      "{\"path\":\"parts/a,1.png\",\"status\":\"OK\",\"top_label\":\"Bag\",\"top_score\":0.750000,"
+      "\"top_k\":[{\"label\":\"Bag\",\"score\":0.750000},{\"label\":\"Coat\",\"score\":0.250000}],"
+      "\"latency_ms\":1.500}\n"
+      "{\"path\":\"parts/b.png\",\"status\":\"INVALID_ARGUMENT\",\"top_k\":[],\"latency_ms\":0.000,"
+      "\"error\":\"could not decode \\\"image\\\"\\n\"}\n");
 }
 
 TEST(ClassifyResult, TableShowsLabelOrReason) {

@@ -33,9 +33,7 @@ inline ModelInfo FakeModelInfo(int width = 4, int height = 4, int classes = 10) 
 
 // The tag of an image: its first value times 255, rounded. Infer() answers
 // each image with probability 1 for class (tag mod classes).
-inline int TagOf(const float* image) {
-  return static_cast<int>(std::lround(image[0] * 255.0f));
-}
+inline int TagOf(const float* image) { return static_cast<int>(std::lround(image[0] * 255.0f)); }
 
 class FakeBackend final : public ModelBackend {
  public:
@@ -43,8 +41,7 @@ class FakeBackend final : public ModelBackend {
 
   const ModelInfo& info() const override { return info_; }
 
-  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input,
-                                           int batch_size) override {
+  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input, int batch_size) override {
     absl::Duration delay;
     absl::Status failure;
     {
@@ -80,9 +77,7 @@ class FakeBackend final : public ModelBackend {
   // Blocks until Infer() has been entered `count` times in all.
   void WaitForEntered(int count) {
     absl::MutexLock lock(&mu_);
-    auto reached = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return entered_ >= count;
-    };
+    auto reached = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return entered_ >= count; };
     mu_.Await(absl::Condition(&reached));
   }
   void set_delay(absl::Duration delay) {

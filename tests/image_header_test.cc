@@ -25,8 +25,7 @@ TEST_P(ImageHeader, ReadsWidthAndHeightOfARealFile) {
   EXPECT_EQ(dims->height, 45);
 }
 
-INSTANTIATE_TEST_SUITE_P(Formats, ImageHeader,
-                         ::testing::Values(".png", ".jpg", ".bmp"));
+INSTANTIATE_TEST_SUITE_P(Formats, ImageHeader, ::testing::Values(".png", ".jpg", ".bmp"));
 
 TEST(ImageHeaderUnknown, ReturnsNothingForOtherOrCutShortData) {
   EXPECT_FALSE(ReadImageDimensions("").has_value());
@@ -38,7 +37,10 @@ TEST(ImageHeaderUnknown, ReturnsNothingForOtherOrCutShortData) {
 }
 
 TEST(ImageHeaderUnknown, ReadsGifLogicalScreenSize) {
-  const std::string gif = std::string("GIF89a") + "\x10\x27" "\x20\x4e" "rest";
+  const std::string gif = std::string("GIF89a") +
+                          "\x10\x27"
+                          "\x20\x4e"
+                          "rest";
   auto dims = ReadImageDimensions(gif);
   ASSERT_TRUE(dims.has_value());
   EXPECT_EQ(dims->width, 10000);

@@ -2,9 +2,9 @@
 // will): deadlines, cancellation, load shedding, stream ordering and drain.
 #include "server/matid_server.h"
 
-#include <future>
-
 #include <grpcpp/create_channel.h>
+
+#include <future>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -41,8 +41,8 @@ class MatidServerTest : public ::testing::Test {
     auto server = MatidServer::Create(options, std::move(backend));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    stub_ = v1::Classifier::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
+    stub_ = v1::Classifier::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                                        grpc::InsecureChannelCredentials()));
   }
 
   // Classify on another thread; the future holds (status, top index).

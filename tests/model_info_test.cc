@@ -30,8 +30,7 @@ TEST(ModelMetadata, ParsesTheExportersFormat) {
 }
 
 TEST(ModelMetadata, DefaultsToGrayStretchWithoutNormalisation) {
-  auto info = ParseModelMetadata(
-      R"({"labels": ["x"], "input": {"width": 28, "height": 28}})");
+  auto info = ParseModelMetadata(R"({"labels": ["x"], "input": {"width": 28, "height": 28}})");
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->input.color, ColorMode::kGray);
   EXPECT_EQ(info->input.resize, ResizeMode::kStretch);
@@ -58,12 +57,20 @@ INSTANTIATE_TEST_SUITE_P(
         BadMetadata{"not json", "not valid"},
         BadMetadata{R"({"input": {"width": 28, "height": 28}})", "labels"},
         BadMetadata{R"({"labels": ["a"], "input": {"width": 0, "height": 28}})", "input size"},
-        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "color": "cmyk"}})", "color"},
-        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "resize": "zoom"}})", "resize"},
-        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "std": [0]}})", "std"},
-        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "color": "rgb", "mean": [1, 2]}})", "mean"},
-        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "channels": 3, "color": "gray"}})", "channels"},
-        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28}, "output": "votes"})", "output"}));
+        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "color": "cmyk"}})",
+                    "color"},
+        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "resize": "zoom"}})",
+                    "resize"},
+        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28, "std": [0]}})",
+                    "std"},
+        BadMetadata{
+            R"({"labels": ["a"], "input": {"width": 28, "height": 28, "color": "rgb", "mean": [1, 2]}})",
+            "mean"},
+        BadMetadata{
+            R"({"labels": ["a"], "input": {"width": 28, "height": 28, "channels": 3, "color": "gray"}})",
+            "channels"},
+        BadMetadata{R"({"labels": ["a"], "input": {"width": 28, "height": 28}, "output": "votes"})",
+                    "output"}));
 
 TEST(ModelMetadata, MissingFileIsNotFound) {
   auto info = LoadModelMetadata("/nonexistent/model");

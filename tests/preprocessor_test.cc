@@ -3,10 +3,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -44,7 +43,8 @@ cv::Mat TestPicture(int width, int height, int channels, uint64_t seed) {
     for (int x = 0; x < width; ++x) {
       for (int c = 0; c < channels; ++c) {
         const int value = (x * 255 / std::max(1, width - 1) * (c + 1) +
-                           y * 97 / std::max(1, height - 1) + rng.uniform(0, 40)) % 256;
+                           y * 97 / std::max(1, height - 1) + rng.uniform(0, 40)) %
+                          256;
         picture.ptr<uint8_t>(y)[x * channels + c] = static_cast<uint8_t>(value);
       }
     }
@@ -66,11 +66,10 @@ std::string ReadAll(const std::string& path) {
 }
 
 std::string SpecJson(const InputSpec& spec) {
-  return absl::StrCat("{\"width\":", spec.width, ",\"height\":", spec.height,
-                      ",\"color\":\"", ColorModeName(spec.color),
-                      "\",\"resize\":\"", ResizeModeName(spec.resize),
-                      "\",\"mean\":[", absl::StrJoin(spec.mean, ","),
-                      "],\"std\":[", absl::StrJoin(spec.std, ","), "]}");
+  return absl::StrCat("{\"width\":", spec.width, ",\"height\":", spec.height, ",\"color\":\"",
+                      ColorModeName(spec.color), "\",\"resize\":\"", ResizeModeName(spec.resize),
+                      "\",\"mean\":[", absl::StrJoin(spec.mean, ","), "],\"std\":[",
+                      absl::StrJoin(spec.std, ","), "]}");
 }
 
 TEST(Preprocessor, MatchesPythonOpenCvReference) {
@@ -86,14 +85,22 @@ TEST(Preprocessor, MatchesPythonOpenCvReference) {
     InputSpec spec;
   };
   const std::vector<Case> cases = {
-      {"gray_same_size", TestPicture(28, 28, 1, 1), ".png", Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
-      {"gray_shrink", TestPicture(90, 61, 1, 2), ".png", Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
-      {"gray_from_color_jpeg", TestPicture(64, 48, 3, 3), ".jpg", Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
-      {"rgb_grow", TestPicture(13, 9, 3, 4), ".png", Spec(32, 32, ColorMode::kRgb, ResizeMode::kStretch)},
-      {"rgb_center_crop", TestPicture(100, 57, 3, 5), ".png", Spec(24, 24, ColorMode::kRgb, ResizeMode::kCenterCrop)},
-      {"rgb_letterbox", TestPicture(100, 57, 3, 6), ".bmp", Spec(24, 16, ColorMode::kRgb, ResizeMode::kLetterbox)},
-      {"rgb_from_gray", TestPicture(40, 40, 1, 7), ".png", Spec(20, 30, ColorMode::kRgb, ResizeMode::kLetterbox)},
-      {"gray_center_crop_jpeg", TestPicture(31, 77, 1, 8), ".jpg", Spec(28, 28, ColorMode::kGray, ResizeMode::kCenterCrop)},
+      {"gray_same_size", TestPicture(28, 28, 1, 1), ".png",
+       Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
+      {"gray_shrink", TestPicture(90, 61, 1, 2), ".png",
+       Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
+      {"gray_from_color_jpeg", TestPicture(64, 48, 3, 3), ".jpg",
+       Spec(28, 28, ColorMode::kGray, ResizeMode::kStretch)},
+      {"rgb_grow", TestPicture(13, 9, 3, 4), ".png",
+       Spec(32, 32, ColorMode::kRgb, ResizeMode::kStretch)},
+      {"rgb_center_crop", TestPicture(100, 57, 3, 5), ".png",
+       Spec(24, 24, ColorMode::kRgb, ResizeMode::kCenterCrop)},
+      {"rgb_letterbox", TestPicture(100, 57, 3, 6), ".bmp",
+       Spec(24, 16, ColorMode::kRgb, ResizeMode::kLetterbox)},
+      {"rgb_from_gray", TestPicture(40, 40, 1, 7), ".png",
+       Spec(20, 30, ColorMode::kRgb, ResizeMode::kLetterbox)},
+      {"gray_center_crop_jpeg", TestPicture(31, 77, 1, 8), ".jpg",
+       Spec(28, 28, ColorMode::kGray, ResizeMode::kCenterCrop)},
   };
 
   std::string jobs = "[";
@@ -106,9 +113,8 @@ TEST(Preprocessor, MatchesPythonOpenCvReference) {
   }
   jobs += "]";
   std::ofstream(dir / "jobs.json") << jobs;
-  const std::string command =
-      absl::StrCat(kPython, " ", kSourceDir, "/tests/reference_preprocess.py ",
-                   (dir / "jobs.json").string());
+  const std::string command = absl::StrCat(
+      kPython, " ", kSourceDir, "/tests/reference_preprocess.py ", (dir / "jobs.json").string());
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 
   for (const Case& c : cases) {

@@ -66,14 +66,16 @@ std::string Without(const std::string& field) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, ResultMessageRefuses,
-    ::testing::Values(Broken{"{not json", "not valid JSON"}, Broken{"[1, 2]", "not a JSON object"},
-                      Broken{Without("message_id"), "message_id must be a string"},
-                      Broken{Without("camera_id"), "camera_id must be a string"},
-                      Broken{Without("top_score"), "top_score must be a number"},
-                      Broken{R"({"message_id": "", "timestamp": "t", "camera_id": "c", "top_label": "x"})",
-                             "message_id is empty"},
-                      Broken{R"({"message_id": "m", "timestamp": "t", "camera_id": "c", "top_label": "x",
-                                 "frame_seq": -1})", "frame_seq"}));
+    ::testing::Values(
+        Broken{"{not json", "not valid JSON"}, Broken{"[1, 2]", "not a JSON object"},
+        Broken{Without("message_id"), "message_id must be a string"},
+        Broken{Without("camera_id"), "camera_id must be a string"},
+        Broken{Without("top_score"), "top_score must be a number"},
+        Broken{R"({"message_id": "", "timestamp": "t", "camera_id": "c", "top_label": "x"})",
+               "message_id is empty"},
+        Broken{R"({"message_id": "m", "timestamp": "t", "camera_id": "c", "top_label": "x",
+                                 "frame_seq": -1})",
+               "frame_seq"}));
 
 TEST(ResultMessage, ScoreOutsideZeroToOneIsRefused) {
   ResultMessage m = Example();

@@ -1,24 +1,23 @@
 // End-to-end: the real matid-server binary with the tiny TorchScript test
 // model, called over loopback by a real gRPC client, /metrics scraped, and
 // matid-classify run against it.
+#include <grpcpp/create_channel.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-
-#include <grpcpp/create_channel.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/prometheus_text.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "matid/v1/matid.grpc.pb.h"
-#include "common/prometheus_text.h"
 #include "tests/server_process.h"
 #include "tests/test_paths.h"
 
@@ -48,10 +47,9 @@ std::string Png(int width, int height, int seed, int channels = 1) {
 class ServerEndToEnd : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto server = ServerProcess::Start(
-        {absl::StrCat("--model_dir=", kTestModelDir), "--threads=1",
-         absl::StrCat("--max_image_pixels=", kMaxImagePixels),
-         "--max_message_bytes=1048576", "--max_batch_items=16"});
+    auto server = ServerProcess::Start({absl::StrCat("--model_dir=", kTestModelDir), "--threads=1",
+                                        absl::StrCat("--max_image_pixels=", kMaxImagePixels),
+                                        "--max_message_bytes=1048576", "--max_batch_items=16"});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = server->release();
   }
@@ -97,8 +95,9 @@ TEST_F(ServerEndToEnd, ClassifyReturnsTopKLabelsOfTheModel) {
   EXPECT_EQ(response.request_id(), "req-1");
   EXPECT_EQ(response.tags().at("camera"), "cam-7");
   ASSERT_EQ(response.predictions_size(), 3);
-  const std::vector<std::string> labels = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+  const std::vector<std::string> labels = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                           "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                           "Bag",         "Ankle boot"};
   for (int i = 0; i < 3; ++i) {
     const auto& p = response.predictions(i);
     EXPECT_EQ(p.label(), labels.at(p.index()));
@@ -118,7 +117,7 @@ TEST_F(ServerEndToEnd, ClassifyReturnsTopKLabelsOfTheModel) {
 TEST_F(ServerEndToEnd, ScoresOfAllLabelsSumToOne) {
   v1::ClassifyRequest request;
   request.mutable_image()->set_encoded(Png(50, 40, 2, 3));  // colour, other size
-  request.set_top_k(100);  // capped at the label count
+  request.set_top_k(100);                                   // capped at the label count
   v1::ClassifyResponse response;
   ASSERT_TRUE(Classify(request, &response).ok());
   ASSERT_EQ(response.predictions_size(), 10);
@@ -274,15 +273,16 @@ std::vector<BadInput> BadInputs() {
   cases.push_back({"random bytes", encoded(noise), "could not decode"});
   const std::string png = Png(64, 64, 4);
   cases.push_back({"truncated png", encoded(png.substr(0, png.size() / 3)), "could not decode"});
-  cases.push_back({"zero-size raw image", raw(0, 28, v1::PIXEL_FORMAT_GRAY8, 0), "both sides must be > 0"});
+  cases.push_back(
+      {"zero-size raw image", raw(0, 28, v1::PIXEL_FORMAT_GRAY8, 0), "both sides must be > 0"});
   cases.push_back({"png over the pixel limit", encoded(Png(600, 600, 5)),
                    absl::StrCat("the limit is ", kMaxImagePixels)});
   cases.push_back({"raw over the pixel limit", raw(1000, 1000, v1::PIXEL_FORMAT_GRAY8, 1),
                    absl::StrCat("the limit is ", kMaxImagePixels)});
   cases.push_back({"raw pixels of the wrong length", raw(28, 28, v1::PIXEL_FORMAT_RGB8, 28 * 28),
                    "needs 2352 bytes"});
-  cases.push_back({"raw without a format", raw(28, 28, v1::PIXEL_FORMAT_UNSPECIFIED, 28 * 28),
-                   "format"});
+  cases.push_back(
+      {"raw without a format", raw(28, 28, v1::PIXEL_FORMAT_UNSPECIFIED, 28 * 28), "format"});
   cases.push_back({"no image at all", v1::Image(), "image is missing"});
   return cases;
 }
@@ -319,23 +319,18 @@ TEST_F(ServerEndToEnd, MetricsEndpointExposesRequestsAndLatencyHistograms) {
   ASSERT_TRUE(samples.ok()) << samples.status();
   const auto& s = *samples;
   EXPECT_THAT(s, Contains(Pair("matid_requests_total{code=\"OK\",rpc=\"Classify\"}", Ge(5.0))));
-  EXPECT_THAT(s, Contains(Pair("matid_requests_total{code=\"INVALID_ARGUMENT\",rpc=\"Classify\"}", Ge(1.0))));
-  for (const char* series : {
-           "matid_request_duration_seconds_bucket{rpc=\"Classify\",le=\"0.001\"}",
-           "matid_request_duration_seconds_bucket{rpc=\"Classify\",le=\"10\"}",
-           "matid_request_duration_seconds_count{rpc=\"Classify\"}",
-           "matid_queue_wait_seconds_bucket{le=\"0.001\"}",
-           "matid_preprocess_duration_seconds_count",
-           "matid_inference_duration_seconds_sum",
-           "matid_batch_size_bucket{le=\"1\"}",
-           "matid_batches_total",
-           "matid_queue_depth",
-           "matid_queue_capacity",
-           "matid_in_flight_requests",
-           "matid_serving",
-           "matid_images_total{code=\"OK\"}",
-           "matid_predictions_total{label=\"Ankle boot\"}",
-           "matid_model_info{name=\"matid-test-model\",variant=\"fp32\",version=\"random-seed7\"}"}) {
+  EXPECT_THAT(s, Contains(Pair("matid_requests_total{code=\"INVALID_ARGUMENT\",rpc=\"Classify\"}",
+                               Ge(1.0))));
+  for (const char* series :
+       {"matid_request_duration_seconds_bucket{rpc=\"Classify\",le=\"0.001\"}",
+        "matid_request_duration_seconds_bucket{rpc=\"Classify\",le=\"10\"}",
+        "matid_request_duration_seconds_count{rpc=\"Classify\"}",
+        "matid_queue_wait_seconds_bucket{le=\"0.001\"}", "matid_preprocess_duration_seconds_count",
+        "matid_inference_duration_seconds_sum", "matid_batch_size_bucket{le=\"1\"}",
+        "matid_batches_total", "matid_queue_depth", "matid_queue_capacity",
+        "matid_in_flight_requests", "matid_serving", "matid_images_total{code=\"OK\"}",
+        "matid_predictions_total{label=\"Ankle boot\"}",
+        "matid_model_info{name=\"matid-test-model\",variant=\"fp32\",version=\"random-seed7\"}"}) {
     EXPECT_THAT(s, Contains(Key(series))) << series;
   }
   EXPECT_GE(s.at("matid_inference_duration_seconds_count"), 5.0);
@@ -369,8 +364,8 @@ class ClassifyCli : public ServerEndToEnd {
 TEST_F(ClassifyCli, ClassifiesADirectoryRecursivelyToCsv) {
   for (const char* mode : {"classify", "batch"}) {
     SCOPED_TRACE(mode);
-    CommandResult run = RunCommand(Cli(absl::StrCat("--mode=", mode, " --batch_size=5 --format=csv ",
-                                                    dir_.string(), " 2>/dev/null")));
+    CommandResult run = RunCommand(Cli(absl::StrCat(
+        "--mode=", mode, " --batch_size=5 --format=csv ", dir_.string(), " 2>/dev/null")));
     EXPECT_EQ(run.exit_code, 0) << run.output;
     std::vector<std::string> lines = absl::StrSplit(run.output, '\n', absl::SkipEmpty());
     ASSERT_EQ(lines.size(), 13u) << run.output;  // header + 12 images
@@ -381,7 +376,8 @@ TEST_F(ClassifyCli, ClassifiesADirectoryRecursivelyToCsv) {
 
 TEST_F(ClassifyCli, ExitsNonZeroAndGivesTheReasonWhenAnImageFails) {
   std::ofstream(dir_ / "a" / "broken.png") << "this is not a png";
-  CommandResult run = RunCommand(Cli(absl::StrCat("--format=jsonl ", dir_.string(), " 2>/dev/null")));
+  CommandResult run =
+      RunCommand(Cli(absl::StrCat("--format=jsonl ", dir_.string(), " 2>/dev/null")));
   EXPECT_EQ(run.exit_code, 1);
   std::vector<std::string> lines = absl::StrSplit(run.output, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 13u);
@@ -397,8 +393,9 @@ TEST_F(ClassifyCli, ExitsNonZeroAndGivesTheReasonWhenAnImageFails) {
 }
 
 TEST_F(ClassifyCli, UnreachableServerIsAUsageError) {
-  CommandResult run = RunCommand(absl::StrCat(
-      kClassifyBinary, " --server=127.0.0.1:1 --connect_timeout_seconds=1 ", dir_.string(), " 2>&1"));
+  CommandResult run =
+      RunCommand(absl::StrCat(kClassifyBinary, " --server=127.0.0.1:1 --connect_timeout_seconds=1 ",
+                              dir_.string(), " 2>&1"));
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_THAT(run.output, HasSubstr("cannot reach server"));
 }

@@ -34,9 +34,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   if (log_fd < 0) return absl::InternalError("mkstemp failed");
   process->log_path_ = log_template;
 
-  std::vector<std::string> argv_storage = {kServerBinary, "--host=127.0.0.1",
-                                           "--port=0", "--metrics_host=127.0.0.1",
-                                           "--metrics_port=0"};
+  std::vector<std::string> argv_storage = {kServerBinary, "--host=127.0.0.1", "--port=0",
+                                           "--metrics_host=127.0.0.1", "--metrics_port=0"};
   argv_storage.insert(argv_storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& arg : argv_storage) argv.push_back(arg.data());
@@ -71,8 +70,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::DeadlineExceededError(absl::StrCat(
-      "matid-server did not print its ports in time:\n", process->Output()));
+  return absl::DeadlineExceededError(
+      absl::StrCat("matid-server did not print its ports in time:\n", process->Output()));
 }
 
 ServerProcess::~ServerProcess() {

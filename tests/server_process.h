@@ -21,8 +21,7 @@ class ServerProcess {
   // Starts the server with --host=127.0.0.1 --port=0 --metrics_port=0 plus
   // `args`, and waits (up to `startup`) until it prints its ports.
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
-      const std::vector<std::string>& args,
-      absl::Duration startup = absl::Seconds(60));
+      const std::vector<std::string>& args, absl::Duration startup = absl::Seconds(60));
 
   ~ServerProcess();
 
