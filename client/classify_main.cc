@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,9 @@ ABSL_FLAG(std::string, output, "-", "Output file; - for standard output.");
 ABSL_FLAG(double, timeout_seconds, 30, "Deadline of each call.");
 ABSL_FLAG(double, connect_timeout_seconds, 10, "How long to wait for the server to be reachable.");
 ABSL_FLAG(bool, progress, false, "Print progress to standard error.");
+ABSL_FLAG(std::string, tls_ca, "", "CA (PEM) that signed the server's certificate: use TLS.");
+ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.");
+ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(

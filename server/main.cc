@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -17,6 +18,14 @@ ABSL_FLAG(std::string, model_dir, "",
 ABSL_FLAG(std::string, host, "0.0.0.0",
           "Address gRPC listens on (127.0.0.1 for this machine only).");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port and prints it.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "Server certificate chain (PEM) for TLS; empty: plaintext gRPC.");
+ABSL_FLAG(std::string, tls_key, "", "Private key (PEM) of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "CA (PEM) for mutual TLS: clients must present a certificate it signed.");
+ABSL_FLAG(std::vector<std::string>, allowed_client_subjects, {},
+          "With mutual TLS, only these client certificate subjects (full subject or CN), "
+          "comma-separated.");
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "Address /metrics listens on.");
 ABSL_FLAG(int, metrics_port, 8080,
           "Prometheus /metrics port; 0 picks a free port and prints it; -1 turns it off.");
@@ -52,6 +61,10 @@ matid::ServerOptions OptionsFromFlags() {
   matid::ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls.allowed_client_subjects = absl::GetFlag(FLAGS_allowed_client_subjects);
   options.metrics.bind_address = absl::GetFlag(FLAGS_metrics_host);
   options.metrics.port = absl::GetFlag(FLAGS_metrics_port);
   options.batcher.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
@@ -108,12 +121,15 @@ int main(int argc, char** argv) {
 
   auto server = matid::MatidServer::Create(options, *std::move(backend));
   if (!server.ok()) return Fail(server.status());
+  const char* security = options.tls.cert_file.empty()        ? " (plaintext)"
+                         : options.tls.client_ca_file.empty() ? " (TLS)"
+                                                              : " (mutual TLS)";
   std::printf(
       "matid-server: model %s version %s (%s, %dx%dx%d, %zu labels) from %s\n"
-      "matid-server: serving grpc_port=%d metrics_port=%d\n",
+      "matid-server: serving grpc_port=%d metrics_port=%d%s\n",
       model.name.c_str(), model.version.c_str(), model.variant.c_str(), model.input.width,
       model.input.height, model.input.channels(), model.labels.size(),
-      backend_options.model_dir.c_str(), (*server)->port(), (*server)->metrics_port());
+      backend_options.model_dir.c_str(), (*server)->port(), (*server)->metrics_port(), security);
   std::fflush(stdout);
 
   int signal_number = 0;

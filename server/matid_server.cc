@@ -65,13 +65,16 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
   server->service_ = std::make_unique<ClassifierService>(
       server->classifier_.get(), server->batcher_.get(), server->metrics_.get(), options.limits);
 
+  auto credentials = MakeServerCredentials(options.tls);
+  if (!credentials.ok()) return credentials.status();
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(
       options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host, ":",
       options.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(address, *credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();

@@ -19,12 +19,14 @@
 #include "server/metrics.h"
 #include "server/model_backend.h"
 #include "server/preprocessor.h"
+#include "server/server_credentials.h"
 
 namespace matid {
 
 struct ServerOptions {
   std::string host = "0.0.0.0";  // gRPC listen address
   int port = 50051;              // 0 picks a free port (see port())
+  TlsOptions tls;                // plaintext unless a certificate is given
   MetricsOptions metrics;
   BatcherOptions batcher;
   PreprocessOptions preprocess;
