@@ -19,7 +19,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "client/image_files.h"
+#include "bench/bench_images.h"
 #include "server/preprocessor.h"
 #include "server/torch_backend.h"
 
@@ -42,35 +42,10 @@ double Since(Clock::time_point start) {
 }
 
 std::vector<std::string> LoadImages(const matid::InputSpec& spec) {
-  std::vector<std::string> images;
-  if (!absl::GetFlag(FLAGS_images).empty()) {
-    auto files = matid::FindImageFiles({absl::GetFlag(FLAGS_images)});
-    if (files.ok()) {
-      for (const auto& path : *files) {
-        std::ifstream file(path, std::ios::binary);
-        std::ostringstream bytes;
-        bytes << file.rdbuf();
-        images.push_back(bytes.str());
-      }
-    }
-    return images;
-  }
-  int w = spec.width, h = spec.height, c = spec.channels();
-  std::vector<std::string> parts = absl::StrSplit(absl::GetFlag(FLAGS_synthetic), 'x');
-  if (parts.size() == 3) {
-    (void)absl::SimpleAtoi(parts[0], &w);
-    (void)absl::SimpleAtoi(parts[1], &h);
-    (void)absl::SimpleAtoi(parts[2], &c);
-  }
-  cv::RNG rng(1);
-  for (int i = 0; i < 64; ++i) {
-    cv::Mat picture(h, w, c == 1 ? CV_8UC1 : CV_8UC3);
-    rng.fill(picture, cv::RNG::UNIFORM, 0, 256);
-    std::vector<uint8_t> bytes;
-    cv::imencode(w * h > 64 * 64 ? ".jpg" : ".png", picture, bytes);
-    images.emplace_back(bytes.begin(), bytes.end());
-  }
-  return images;
+  if (!absl::GetFlag(FLAGS_images).empty())
+    return matid::LoadEncodedImages(absl::GetFlag(FLAGS_images));
+  return matid::SyntheticEncodedImages(absl::GetFlag(FLAGS_synthetic), 64, spec.width, spec.height,
+                                       spec.channels());
 }
 
 }  // namespace

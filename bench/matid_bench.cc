@@ -24,6 +24,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_images.h"
 #include "bench/latency_recorder.h"
 #include "client/image_files.h"
 #include "common/prometheus_text.h"
@@ -51,36 +52,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::vector<std::string> LoadImages() {
-  std::vector<std::string> images;
   const std::string folder = absl::GetFlag(FLAGS_images);
-  if (!folder.empty()) {
-    auto files = matid::FindImageFiles({folder});
-    if (files.ok()) {
-      for (const auto& path : *files) {
-        std::ifstream file(path, std::ios::binary);
-        std::ostringstream bytes;
-        bytes << file.rdbuf();
-        images.push_back(bytes.str());
-      }
-    }
-    return images;
-  }
-  std::vector<std::string> parts = absl::StrSplit(absl::GetFlag(FLAGS_synthetic), 'x');
-  int w = 28, h = 28, c = 1;
-  if (parts.size() == 3) {
-    (void)absl::SimpleAtoi(parts[0], &w);
-    (void)absl::SimpleAtoi(parts[1], &h);
-    (void)absl::SimpleAtoi(parts[2], &c);
-  }
-  cv::RNG rng(1);
-  for (int i = 0; i < absl::GetFlag(FLAGS_synthetic_count); ++i) {
-    cv::Mat picture(h, w, c == 1 ? CV_8UC1 : CV_8UC3);
-    rng.fill(picture, cv::RNG::UNIFORM, 0, 256);
-    std::vector<uint8_t> png;
-    cv::imencode(w * h > 64 * 64 ? ".jpg" : ".png", picture, png);
-    images.emplace_back(png.begin(), png.end());
-  }
-  return images;
+  if (!folder.empty()) return matid::LoadEncodedImages(folder);
+  return matid::SyntheticEncodedImages(absl::GetFlag(FLAGS_synthetic),
+                                       absl::GetFlag(FLAGS_synthetic_count));
 }
 
 std::string CodeName(const grpc::Status& status) {

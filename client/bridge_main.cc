@@ -1,7 +1,5 @@
 // matid-bridge: local MQTT broker -> SQLite spool -> AWS IoT Core (MQTT over
 // mutual TLS). Parses flags, wires the pieces, runs until SIGTERM/SIGINT.
-#include <pthread.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +14,7 @@
 #include "client/spool.h"
 #include "common/metrics_endpoint.h"
 #include "common/mqtt_client.h"
+#include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, local_host, "127.0.0.1", "Local MQTT broker host.");
 ABSL_FLAG(int, local_port, 1883, "Local MQTT broker port.");
@@ -83,11 +82,7 @@ int main(int argc, char** argv) {
       "Forwards camera results from the local MQTT broker to AWS IoT Core, durably.\n"
       "Usage: matid-bridge --cloud_endpoint=HOST --cloud_ca=CA --cloud_cert=CERT --cloud_key=KEY");
   absl::ParseCommandLine(argc, argv);
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const matid::StopSignals stop_signals;  // before any thread starts
 
   if (absl::GetFlag(FLAGS_cloud_endpoint).empty()) {
     return Fail(absl::InvalidArgumentError("--cloud_endpoint is required"));
@@ -214,8 +209,7 @@ int main(int argc, char** argv) {
     }
   });
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  stop_signals.Wait();
   stopping = true;
   watchdog.join();
   // Stop taking messages, then stop forwarding; the spool keeps the rest.

@@ -20,6 +20,7 @@
 #include "client/camera.h"
 #include "client/result_publisher.h"
 #include "common/metrics_endpoint.h"
+#include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, source, "0",
           "V4L2 device index, RTSP/HTTP URL, video file, or folder of images.");
@@ -79,11 +80,7 @@ int main(int argc, char** argv) {
       "Streams camera frames to matid-server and publishes results to MQTT.\n"
       "Usage: matid-camera --source=0|URL|FILE|DIR --camera_id=ID [--server=host:port]");
   absl::ParseCommandLine(argc, argv);
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const matid::StopSignals stop_signals;  // before any thread starts
 
   matid::CameraOptions options;
   options.camera_id = absl::GetFlag(FLAGS_camera_id);
@@ -140,9 +137,8 @@ int main(int argc, char** argv) {
 
   // A signal stops the camera; the main thread runs it.
   std::thread signals([&] {
-    int signal_number = 0;
-    sigwait(&stop_signals, &signal_number);
-    if (signal_number != 0) camera.Stop();
+    stop_signals.Wait();
+    camera.Stop();
   });
   absl::Status status = camera.Run();
   const bool drained = (*publisher)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));

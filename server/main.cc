@@ -1,7 +1,5 @@
 // matid-server: parses flags, loads the model, serves until SIGTERM/SIGINT,
 // then drains and exits 0.
-#include <pthread.h>
-#include <signal.h>
 
 #include <cstdio>
 #include <string>
@@ -10,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/stop_signals.h"
 #include "server/matid_server.h"
 #include "server/torch_backend.h"
 
@@ -94,13 +93,7 @@ int main(int argc, char** argv) {
       "Usage: matid-server --model_dir=DIR [--port=50051] [--metrics_port=8080]");
   absl::ParseCommandLine(argc, argv);
 
-  // Block the stop signals in every thread (threads inherit the mask), and
-  // take them synchronously below with sigwait.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const matid::StopSignals stop_signals;  // before any thread starts
 
   matid::ServerOptions options = OptionsFromFlags();
   absl::Status valid = matid::ValidateServerOptions(options);
@@ -132,11 +125,9 @@ int main(int argc, char** argv) {
       backend_options.model_dir.c_str(), (*server)->port(), (*server)->metrics_port(), security);
   std::fflush(stdout);
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  const int signal_number = stop_signals.Wait();
   std::printf("matid-server: %s received, draining (grace %ds)\n",
-              signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-              absl::GetFlag(FLAGS_drain_grace_seconds));
+              matid::StopSignals::Name(signal_number), absl::GetFlag(FLAGS_drain_grace_seconds));
   std::fflush(stdout);
   (*server)->Shutdown();
   std::printf("matid-server: stopped\n");

@@ -1,18 +1,12 @@
 #include "server/metrics.h"
 
-#include <exception>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace matid {
 namespace {
 
-// Seconds; resolves 100 us .. 10 s.
-prometheus::Histogram::BucketBoundaries LatencyBuckets() {
-  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-          0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
-}
+prometheus::Histogram::BucketBoundaries LatencyBuckets() { return LatencyBucketsSeconds(); }
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
@@ -20,27 +14,17 @@ double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
 absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
     const MetricsOptions& options) {
-  std::unique_ptr<ServerMetrics> metrics(new ServerMetrics());
-  if (options.port >= 0) {
-    const std::string address = absl::StrCat(options.bind_address, ":", options.port);
-    try {
-      metrics->exposer_ = std::make_unique<prometheus::Exposer>(address);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve /metrics on ", address, ": ", e.what()));
-    }
-    metrics->exposer_->RegisterCollectable(metrics->registry_);
-    const std::vector<int> ports = metrics->exposer_->GetListeningPorts();
-    metrics->port_ = ports.empty() ? options.port : ports.front();
-  }
-  return metrics;
+  auto endpoint = MetricsEndpoint::Create(options.bind_address, options.port);
+  if (!endpoint.ok()) return endpoint.status();
+  return std::unique_ptr<ServerMetrics>(new ServerMetrics(*std::move(endpoint)));
 }
 
-ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
+ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
+    : endpoint_(std::move(endpoint)) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
-  auto& r = *registry_;
+  auto& r = endpoint_->registry();
   requests_ = &BuildCounter()
                    .Name("matid_requests_total")
                    .Help("Finished RPCs (ClassifyStream: frames) by rpc and gRPC status code")

@@ -13,8 +13,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/metrics_endpoint.h"
 #include "prometheus/counter.h"
-#include "prometheus/exposer.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -35,8 +35,8 @@ class ServerMetrics {
   static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(const MetricsOptions& options);
 
   // Port /metrics listens on, or -1 when not serving.
-  int port() const { return port_; }
-  prometheus::Registry& registry() { return *registry_; }
+  int port() const { return endpoint_->port(); }
+  prometheus::Registry& registry() { return endpoint_->registry(); }
 
   // One finished RPC (for ClassifyStream: one finished frame).
   void RecordRequest(absl::string_view rpc, absl::StatusCode code, absl::Duration elapsed);
@@ -53,12 +53,10 @@ class ServerMetrics {
   void SetServing(bool serving);
 
  private:
-  ServerMetrics();
+  explicit ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint);
 
   // Constant after construction (families and handles are thread-safe).
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;  // or nullptr if not serving
-  int port_ = -1;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
 
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* images_;
