@@ -7,6 +7,7 @@ import getpass
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,9 @@ import threading
 import time
 
 import paho.mqtt.client as mqtt
+
+# Debian installs the broker in /usr/sbin, which is not on every user's PATH.
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 def port_is_free(port: int) -> bool:
@@ -89,7 +93,7 @@ class Mosquitto:
 
     def start(self) -> None:
         self.log = open(os.path.join(self.dir, "log.txt"), "a")
-        self.process = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self.log,
+        self.process = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=self.log,
                                         stderr=subprocess.STDOUT)
         def accepting():
             with socket.socket() as s:
