@@ -118,12 +118,14 @@ void Camera::CaptureLoop() {
       break;
     }
     Add(metrics_.captured);
+    ++captured_;
     {
       std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back({seq++, captured_at, *std::move(image)});
       if (static_cast<int>(pending_.size()) > options_.max_pending) {
         pending_.pop_front();  // never block capture on a slow server
         Add(metrics_.dropped_queue_full);
+        ++dropped_;
       }
     }
     changed_.notify_all();
@@ -156,11 +158,13 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   }
   if (code != grpc::StatusCode::OK) {
     Add(metrics_.failed);
+    ++failed_;
     std::fprintf(stderr, "matid-camera: frame %llu refused by the server: %s\n",
                  static_cast<unsigned long long>(result.seq()), result.status().message().c_str());
     return;
   }
   Add(metrics_.classified);
+  ++classified_;
   if (metrics_.latency != nullptr) {
     metrics_.latency->Observe(absl::ToDoubleSeconds(now - frame.captured_at));
   }

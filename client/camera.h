@@ -52,6 +52,14 @@ struct CameraOptions {
   absl::Duration frame_timeout = absl::Seconds(30);  // a stream whose results stall is restarted
 };
 
+// What happened to the frames so far; plain counts, also for a summary line.
+struct CameraStats {
+  int64_t captured = 0;
+  int64_t classified = 0;
+  int64_t dropped = 0;  // oldest unsent frames dropped because the server was behind
+  int64_t failed = 0;   // refused by the server
+};
+
 class Camera {
  public:
   // Called for every result, on the stream's reader thread.
@@ -65,6 +73,10 @@ class Camera {
   // Returns OK at a clean end; the source's error otherwise.
   absl::Status Run();
   void Stop();
+
+  CameraStats stats() const {
+    return {captured_.load(), classified_.load(), dropped_.load(), failed_.load()};
+  }
 
  private:
   struct PendingFrame {
@@ -109,6 +121,12 @@ class Camera {
   bool capture_done_ = false;                   // guarded by mu_
   bool stopping_ = false;                       // guarded by mu_
   absl::Status source_status_;                  // guarded by mu_
+
+  // Plain counts for stats(); written by the capture and reader threads.
+  std::atomic<int64_t> captured_{0};
+  std::atomic<int64_t> classified_{0};
+  std::atomic<int64_t> dropped_{0};
+  std::atomic<int64_t> failed_{0};
 };
 
 }  // namespace matid

@@ -144,7 +144,13 @@ int main(int argc, char** argv) {
   const bool drained = (*publisher)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
   if (!drained)
     std::fprintf(stderr, "matid-camera: some results were not acknowledged by the broker\n");
-  std::printf("matid-camera: finished%s\n", status.ok() ? "" : " with an error");
+  const matid::CameraStats stats = camera.stats();
+  std::printf(
+      "matid-camera: finished%s: %lld frames captured, %lld classified, %lld dropped (server "
+      "behind), %lld refused\n",
+      status.ok() ? "" : " with an error", static_cast<long long>(stats.captured),
+      static_cast<long long>(stats.classified), static_cast<long long>(stats.dropped),
+      static_cast<long long>(stats.failed));
   std::fflush(stdout);
   // Release the signal thread.
   pthread_kill(signals.native_handle(), SIGTERM);

@@ -11,6 +11,7 @@ MATID_BUILD_DIR and MATID_TEST_MODEL.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -138,6 +139,41 @@ class EdgePipelineTest(unittest.TestCase):
         time.sleep(0.3)
         seqs = sorted(p["frame_seq"] for p in collector.payloads)
         self.assertEqual(seqs, list(range(frames)))  # each frame once, none lost
+
+    def test_camera_drops_the_oldest_frames_while_the_server_is_away(self) -> None:
+        frames = 200
+        images = os.path.join(self.dir, "images")
+        fashion_mnist.write_pngs("test", images, count=frames)
+        local = self.start(Mosquitto(self.dir, "local"))
+        collector = self.start(Collector(local.port))
+        port = free_port()
+        camera_log = os.path.join(self.dir, "camera.log")
+        with open(camera_log, "w") as log:
+            camera = subprocess.Popen(
+                [os.path.join(BIN, "matid-camera"), f"--source={images}", "--camera_id=late",
+                 f"--server=127.0.0.1:{port}", f"--mqtt_port={local.port}", "--metrics_port=-1",
+                 "--pace_fps=100", "--max_pending=5"],
+                stdout=log, stderr=subprocess.STDOUT)
+            self.cleanup.append(lambda: camera.poll() is None and camera.kill())
+            time.sleep(1.0)  # capture runs on while no server answers
+            self.start(Process([os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}",
+                                "--host=127.0.0.1", f"--port={port}", "--metrics_port=-1",
+                                "--threads=1"], r"serving grpc_port",
+                               os.path.join(self.dir, "server.log")))
+            self.assertEqual(camera.wait(timeout=120), 0)
+        with open(camera_log) as f:
+            summary = re.search(r"(\d+) frames captured, (\d+) classified, (\d+) dropped", f.read())
+        captured, classified, dropped = (int(g) for g in summary.groups())
+        self.assertEqual(captured, frames)
+        self.assertGreater(dropped, 0)
+        self.assertEqual(classified + dropped, frames)  # every frame accounted for
+        wait_for(lambda: len(collector.seen()) >= classified, 20, "every result")
+        seqs = sorted(p["frame_seq"] for p in collector.payloads)
+        self.assertEqual(len(seqs), len(set(seqs)))
+        self.assertEqual(len(seqs), classified)
+        self.assertEqual(seqs[-1], frames - 1)  # the newest frames were kept...
+        missing = sorted(set(range(frames)) - set(seqs))
+        self.assertLess(max(missing), seqs[-1])  # ...the oldest were dropped
 
     def test_bridge_forwards_everything_over_mutual_tls(self) -> None:
         local = self.start(Mosquitto(self.dir, "local"))
