@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/metrics.h"
+#include "server/refusal.h"
 
 namespace matid {
 
@@ -68,14 +69,17 @@ absl::Status Batcher::SubmitAll(std::vector<InferenceTask> tasks) {
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) {
-      return absl::UnavailableError("server is shutting down; not accepting new work");
+      return Refusal(absl::UnavailableError("server is shutting down; not accepting new work"),
+                     "shutting_down");
     }
     const size_t room = options_.max_queue_size - queue_.size();
     if (tasks.size() > room) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "inference queue is full (", queue_.size(), " of ", options_.max_queue_size, " waiting",
-          tasks.size() > 1 ? absl::StrCat(", request needs ", tasks.size()) : "",
-          "); retry later"));
+      return Refusal(
+          absl::ResourceExhaustedError(absl::StrCat(
+              "inference queue is full (", queue_.size(), " of ", options_.max_queue_size,
+              " waiting", tasks.size() > 1 ? absl::StrCat(", request needs ", tasks.size()) : "",
+              "); retry later")),
+          "queue_full");
     }
     for (auto& task : tasks) queue_.push_back({std::move(task), now});
     UpdateQueueGauge();
@@ -153,11 +157,13 @@ void Batcher::RunBatch(std::vector<QueuedTask> batch) {
   for (auto& queued : batch) {
     const absl::Duration waited = start - queued.enqueued_at;
     if (queued.task.is_cancelled && queued.task.is_cancelled()) {
-      queued.task.done(absl::CancelledError("request was cancelled while queued"));
+      queued.task.done(
+          Refusal(absl::CancelledError("request was cancelled while queued"), "cancelled"));
     } else if (queued.task.deadline <= start) {
-      queued.task.done(absl::DeadlineExceededError(
-          absl::StrCat("deadline passed after ", absl::FormatDuration(waited),
-                       " in the inference queue; the model was not run")));
+      queued.task.done(Refusal(absl::DeadlineExceededError(absl::StrCat(
+                                   "deadline passed after ", absl::FormatDuration(waited),
+                                   " in the inference queue; the model was not run")),
+                               "deadline_expired"));
     } else {
       live.push_back(std::move(queued));
     }

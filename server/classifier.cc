@@ -18,7 +18,7 @@ Classifier::Classifier(const ModelInfo& model, const PreprocessOptions& preproce
 
 void Classifier::Finish(const ClassifyDone& done, absl::StatusOr<Classification> result) const {
   if (metrics_ != nullptr) {
-    metrics_->RecordImage(result.status().code());
+    metrics_->RecordImage(result.status());
     if (result.ok() && !result->top.empty()) {
       metrics_->RecordPrediction(result->top.front().index);
     }

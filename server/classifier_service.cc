@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/metrics.h"
+#include "server/refusal.h"
 
 namespace matid {
 namespace {
@@ -44,15 +45,22 @@ absl::StatusOr<ImageRef> ToImageRef(const v1::Image& image) {
           pixels.format = PixelFormat::kBgr8;
           break;
         default:
-          return absl::InvalidArgumentError("image.raw.format must be GRAY8, RGB8 or BGR8");
+          return Refusal(absl::InvalidArgumentError("image.raw.format must be GRAY8, RGB8 or BGR8"),
+                         "bad_pixel_format");
       }
       return ImageRef::Raw(pixels);
     }
     case v1::Image::DATA_NOT_SET:
       break;
   }
-  return absl::InvalidArgumentError(
-      "image is missing: set image.encoded (file bytes) or image.raw (pixels)");
+  return Refusal(absl::InvalidArgumentError(
+                     "image is missing: set image.encoded (file bytes) or image.raw (pixels)"),
+                 "missing_image");
+}
+
+absl::Status NotServing() {
+  return Refusal(absl::UnavailableError("server is not serving (starting or draining)"),
+                 "not_serving");
 }
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
@@ -114,12 +122,13 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
     reactor->Finish(ToGrpc(status));
   };
   if (!serving_.load()) {
-    finish(absl::UnavailableError("server is not serving (starting or draining)"));
+    if (metrics_ != nullptr) metrics_->RecordRefusal(NotServing());
+    finish(NotServing());
     return reactor;
   }
   absl::StatusOr<ImageRef> image = ToImageRef(request->image());
   if (!image.ok()) {
-    if (metrics_ != nullptr) metrics_->RecordImage(image.status().code());
+    if (metrics_ != nullptr) metrics_->RecordImage(image.status());
     finish(image.status());
     return reactor;
   }
@@ -153,18 +162,26 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
     reactor->Finish(ToGrpc(status));
   };
   if (!serving_.load()) {
-    finish(absl::UnavailableError("server is not serving (starting or draining)"));
+    if (metrics_ != nullptr) metrics_->RecordRefusal(NotServing());
+    finish(NotServing());
     return reactor;
   }
   const int items = request->items_size();
   if (items == 0) {
-    finish(absl::InvalidArgumentError("BatchClassify needs at least one item"));
+    const absl::Status empty =
+        Refusal(absl::InvalidArgumentError("BatchClassify needs at least one item"), "batch_empty");
+    if (metrics_ != nullptr) metrics_->RecordRefusal(empty);
+    finish(empty);
     return reactor;
   }
   if (items > limits_.max_batch_items) {
-    finish(absl::InvalidArgumentError(absl::StrCat("BatchClassify has ", items,
-                                                   " items; the limit is ", limits_.max_batch_items,
-                                                   " (--max_batch_items): split the request")));
+    const absl::Status too_many =
+        Refusal(absl::InvalidArgumentError(absl::StrCat(
+                    "BatchClassify has ", items, " items; the limit is ", limits_.max_batch_items,
+                    " (--max_batch_items): split the request")),
+                "batch_too_large");
+    if (metrics_ != nullptr) metrics_->RecordRefusal(too_many);
+    finish(too_many);
     return reactor;
   }
 
@@ -193,7 +210,7 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
     *out->mutable_tags() = item.tags();
     absl::StatusOr<ImageRef> image = ToImageRef(item.image());
     if (!image.ok()) {
-      if (metrics_ != nullptr) metrics_->RecordImage(image.status().code());
+      if (metrics_ != nullptr) metrics_->RecordImage(image.status());
       item_done(i, image.status());
       continue;
     }
@@ -253,7 +270,7 @@ class ClassifierService::StreamReactor final
     absl::StatusOr<ImageRef> image = ToImageRef(frame_.image());
     if (!image.ok()) {
       if (service_->metrics_ != nullptr) {
-        service_->metrics_->RecordImage(image.status().code());
+        service_->metrics_->RecordImage(image.status());
       }
       OnFrameDone(slot, image.status());
     } else {

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "server/refusal.h"
 
 namespace matid {
 namespace {
@@ -33,6 +34,10 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                  .Name("matid_images_total")
                  .Help("Images classified or refused, by gRPC status code")
                  .Register(r);
+  refusals_ = &BuildCounter()
+                   .Name("matid_refusals_total")
+                   .Help("Images and requests refused or dropped unrun, by reason")
+                   .Register(r);
   request_duration_ =
       &BuildHistogram()
            .Name("matid_request_duration_seconds")
@@ -97,8 +102,13 @@ void ServerMetrics::RecordRequest(absl::string_view rpc, absl::StatusCode code,
   request_duration_->Add({{"rpc", rpc_name}}, LatencyBuckets()).Observe(Seconds(elapsed));
 }
 
-void ServerMetrics::RecordImage(absl::StatusCode code) {
-  images_->Add({{"code", absl::StatusCodeToString(code)}}).Increment();
+void ServerMetrics::RecordImage(const absl::Status& status) {
+  images_->Add({{"code", absl::StatusCodeToString(status.code())}}).Increment();
+  if (!status.ok()) RecordRefusal(status);
+}
+
+void ServerMetrics::RecordRefusal(const absl::Status& status) {
+  refusals_->Add({{"reason", RefusalReason(status)}}).Increment();
 }
 
 void ServerMetrics::RecordPreprocess(absl::Duration elapsed) {

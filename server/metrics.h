@@ -40,8 +40,11 @@ class ServerMetrics {
 
   // One finished RPC (for ClassifyStream: one finished frame).
   void RecordRequest(absl::string_view rpc, absl::StatusCode code, absl::Duration elapsed);
-  // One image's outcome, whichever RPC carried it.
-  void RecordImage(absl::StatusCode code);
+  // One image's outcome, whichever RPC carried it; a refusal is also counted
+  // by its reason (see refusal.h).
+  void RecordImage(const absl::Status& status);
+  // A refusal of a whole request (not serving, too many batch items...).
+  void RecordRefusal(const absl::Status& status);
   void RecordPreprocess(absl::Duration elapsed);
   void RecordQueueWait(absl::Duration waited);
   void RecordBatch(int batch_size, absl::Duration inference);
@@ -60,6 +63,7 @@ class ServerMetrics {
 
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* images_;
+  prometheus::Family<prometheus::Counter>* refusals_;
   prometheus::Family<prometheus::Histogram>* request_duration_;
   prometheus::Histogram* preprocess_duration_;
   prometheus::Histogram* queue_wait_;

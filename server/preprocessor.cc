@@ -8,19 +8,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "server/image_header.h"
+#include "server/refusal.h"
 
 namespace matid {
 namespace {
 
 absl::Status CheckPixelCount(int64_t width, int64_t height, int64_t limit, absl::string_view what) {
   if (width <= 0 || height <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " has size ", width, "x", height, "; both sides must be > 0"));
+    return Refusal(absl::InvalidArgumentError(absl::StrCat(what, " has size ", width, "x", height,
+                                                           "; both sides must be > 0")),
+                   "zero_size");
   }
   if (width > limit / height) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " is ", width, "x", height, " = ",
-                                                   width * height, " pixels; the limit is ", limit,
-                                                   " (--max_image_pixels)"));
+    return Refusal(absl::InvalidArgumentError(absl::StrCat(what, " is ", width, "x", height, " = ",
+                                                           width * height, " pixels; the limit is ",
+                                                           limit, " (--max_image_pixels)")),
+                   "too_many_pixels");
   }
   return absl::OkStatus();
 }
@@ -28,11 +31,13 @@ absl::Status CheckPixelCount(int64_t width, int64_t height, int64_t limit, absl:
 absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
                                       const PreprocessOptions& options) {
   if (bytes.empty()) {
-    return absl::InvalidArgumentError("image is empty (0 bytes)");
+    return Refusal(absl::InvalidArgumentError("image is empty (0 bytes)"), "empty_image");
   }
   if (static_cast<int64_t>(bytes.size()) > options.max_encoded_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "encoded image is ", bytes.size(), " bytes; the limit is ", options.max_encoded_bytes));
+    return Refusal(
+        absl::InvalidArgumentError(absl::StrCat(
+            "encoded image is ", bytes.size(), " bytes; the limit is ", options.max_encoded_bytes)),
+        "encoded_too_large");
   }
   absl::string_view format = "unknown format";
   if (auto header = ReadImageDimensions(bytes)) {
@@ -45,10 +50,11 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
   const int flags = color == ColorMode::kGray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
   cv::Mat decoded = cv::imdecode(buffer, flags);
   if (decoded.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("could not decode image (", bytes.size(),
-                                                   " bytes, ", format,
-                                                   "): corrupt, truncated or not an image format "
-                                                   "the server reads (JPEG, PNG, BMP, ...)"));
+    return Refusal(absl::InvalidArgumentError(absl::StrCat(
+                       "could not decode image (", bytes.size(), " bytes, ", format,
+                       "): corrupt, truncated or not an image format the server reads (JPEG, "
+                       "PNG, BMP, ...)")),
+                   "undecodable");
   }
   auto checked =
       CheckPixelCount(decoded.cols, decoded.rows, options.max_image_pixels, "decoded image");
@@ -62,9 +68,11 @@ absl::StatusOr<cv::Mat> ConvertRaw(const RawPixels& raw, ColorMode color,
   if (!checked.ok()) return checked;
   const int64_t expected = raw.width * raw.height * BytesPerPixel(raw.format);
   if (static_cast<int64_t>(raw.pixels.size()) != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "raw image ", raw.width, "x", raw.height, " with ", BytesPerPixel(raw.format),
-        " bytes per pixel needs ", expected, " bytes of pixels, got ", raw.pixels.size()));
+    return Refusal(
+        absl::InvalidArgumentError(absl::StrCat(
+            "raw image ", raw.width, "x", raw.height, " with ", BytesPerPixel(raw.format),
+            " bytes per pixel needs ", expected, " bytes of pixels, got ", raw.pixels.size())),
+        "raw_size_mismatch");
   }
   const int type = raw.format == PixelFormat::kGray8 ? CV_8UC1 : CV_8UC3;
   const cv::Mat view(static_cast<int>(raw.height), static_cast<int>(raw.width), type,
@@ -170,7 +178,9 @@ absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
     }
     return absl::OkStatus();
   } catch (const cv::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("image could not be processed: ", e.what()));
+    return Refusal(
+        absl::InvalidArgumentError(absl::StrCat("image could not be processed: ", e.what())),
+        "undecodable");
   }
 }
 

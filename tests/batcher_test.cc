@@ -7,6 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/refusal.h"
 #include "tests/fake_backend.h"
 
 namespace matid {
@@ -159,6 +160,7 @@ TEST(Batcher, FullQueueRefusesWithResourceExhausted) {
   absl::Status status = batcher->Submit(TaskWithTag(backend, 9, refused));
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(status.message(), HasSubstr("3 of 3"));
+  EXPECT_EQ(RefusalReason(status), "queue_full");
   backend.Release();
   for (auto& outcome : accepted) {
     ASSERT_EQ(outcome->future.wait_for(kBound), std::future_status::ready);
@@ -206,6 +208,7 @@ TEST(Batcher, ExpiredRequestIsNotRunAndGetsDeadlineExceeded) {
   auto result = expiring->future.get();
   EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_THAT(result.status().message(), HasSubstr("model was not run"));
+  EXPECT_EQ(RefusalReason(result.status()), "deadline_expired");
   EXPECT_EQ(backend.images_run(), 1);  // only the first task ran
 }
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/refusal.h"
 #include "tests/test_paths.h"
 
 namespace matid {
@@ -181,6 +182,7 @@ TEST_F(PreprocessorRefuses, EmptyBytes) {
   absl::Status status = RunEncoded("");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("empty"));
+  EXPECT_EQ(RefusalReason(status), "empty_image");
 }
 
 TEST_F(PreprocessorRefuses, RandomBytes) {
@@ -208,6 +210,7 @@ TEST_F(PreprocessorRefuses, PngWhoseHeaderClaimsTooManyPixels) {
   absl::Status status = RunEncoded(png);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("50000x50000"));
+  EXPECT_EQ(RefusalReason(status), "too_many_pixels");
   EXPECT_THAT(status.message(), HasSubstr("--max_image_pixels"));
 }
 
@@ -222,18 +225,21 @@ TEST_F(PreprocessorRefuses, EncodedBytesOverTheLimit) {
   absl::Status status = RunEncoded(std::string(2000, 'x'), {.max_encoded_bytes = 1000});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("limit is 1000"));
+  EXPECT_EQ(RefusalReason(status), "encoded_too_large");
 }
 
 TEST_F(PreprocessorRefuses, ZeroSizeRawImage) {
   absl::Status status = RunRaw({0, 10, PixelFormat::kGray8, ""});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("0x10"));
+  EXPECT_EQ(RefusalReason(status), "zero_size");
 }
 
 TEST_F(PreprocessorRefuses, RawPixelsOfTheWrongLength) {
   absl::Status status = RunRaw({4, 4, PixelFormat::kRgb8, std::string(47, '\0')});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("needs 48 bytes"));
+  EXPECT_EQ(RefusalReason(status), "raw_size_mismatch");
 }
 
 TEST_F(PreprocessorRefuses, RawImageOverThePixelLimit) {

@@ -334,6 +334,7 @@ TEST_F(ServerEndToEnd, MetricsEndpointExposesRequestsAndLatencyHistograms) {
     EXPECT_THAT(s, Contains(Key(series))) << series;
   }
   EXPECT_GE(s.at("matid_inference_duration_seconds_count"), 5.0);
+  EXPECT_GE(s.at("matid_refusals_total{reason=\"undecodable\"}"), 1.0);
   EXPECT_EQ(s.at("matid_serving"), 1.0);
   double predictions = 0;
   for (const auto& [series, value] : s) {
