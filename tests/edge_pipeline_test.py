@@ -110,31 +110,38 @@ class EdgePipelineTest(unittest.TestCase):
         self.assertTrue(all(p["needs_inspection"] for p in collector.payloads))
         self.assertEqual(len(os.listdir(inspection)), frames)
 
-    def test_camera_rides_out_a_server_restart_with_one_result_per_frame(self) -> None:
-        frames = 150
+    def start_camera_on_images(self, frames: int, *camera_flags: str):
+        """Fashion-MNIST test images in a folder, a local broker with a
+        collector, and matid-camera reading the folder towards a server port
+        that the test brings up itself. Returns (camera, collector, port, log)."""
         images = os.path.join(self.dir, "images")
         fashion_mnist.write_pngs("test", images, count=frames)
         local = self.start(Mosquitto(self.dir, "local"))
         collector = self.start(Collector(local.port))
         port = free_port()
+        log_path = os.path.join(self.dir, "camera.log")
+        with open(log_path, "w") as log:
+            camera = subprocess.Popen(
+                [os.path.join(BIN, "matid-camera"), f"--source={images}", "--camera_id=cam",
+                 f"--server=127.0.0.1:{port}", f"--mqtt_port={local.port}", "--metrics_port=-1",
+                 *camera_flags], stdout=log, stderr=subprocess.STDOUT)
+        self.cleanup.append(lambda: camera.poll() is None and camera.kill())
+        return camera, collector, port, log_path
+
+    def test_camera_rides_out_a_server_restart_with_one_result_per_frame(self) -> None:
+        frames = 150
+        camera, collector, port, _ = self.start_camera_on_images(
+            frames, "--pace_fps=75", "--max_pending=1000", "--max_in_flight=4")
         server_args = [os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}",
                        "--host=127.0.0.1", f"--port={port}", "--metrics_port=-1", "--threads=1",
                        "--lame_duck_ms=0"]
         server = Process(server_args, r"serving grpc_port", os.path.join(self.dir, "server1.log"))
-        camera_log = open(os.path.join(self.dir, "camera.log"), "w")
-        camera = subprocess.Popen(
-            [os.path.join(BIN, "matid-camera"), f"--source={images}", "--camera_id=restart",
-             f"--server=127.0.0.1:{port}", f"--mqtt_port={local.port}", "--metrics_port=-1",
-             "--pace_fps=75", "--max_pending=1000", "--max_in_flight=4"],
-            stdout=camera_log, stderr=subprocess.STDOUT)
-        self.cleanup.append(lambda: camera.poll() is None and camera.kill())
         wait_for(lambda: len(collector.seen()) >= 30, 30, "results before the restart")
         server.stop()  # the server goes away mid-stream...
         time.sleep(1.0)
         server = self.start(Process(server_args, r"serving grpc_port",
                                     os.path.join(self.dir, "server2.log")))  # ...and comes back
         self.assertEqual(camera.wait(timeout=120), 0)
-        camera_log.close()
         wait_for(lambda: len(collector.seen()) >= frames, 20, "every result")
         time.sleep(0.3)
         seqs = sorted(p["frame_seq"] for p in collector.payloads)
@@ -142,25 +149,14 @@ class EdgePipelineTest(unittest.TestCase):
 
     def test_camera_drops_the_oldest_frames_while_the_server_is_away(self) -> None:
         frames = 200
-        images = os.path.join(self.dir, "images")
-        fashion_mnist.write_pngs("test", images, count=frames)
-        local = self.start(Mosquitto(self.dir, "local"))
-        collector = self.start(Collector(local.port))
-        port = free_port()
-        camera_log = os.path.join(self.dir, "camera.log")
-        with open(camera_log, "w") as log:
-            camera = subprocess.Popen(
-                [os.path.join(BIN, "matid-camera"), f"--source={images}", "--camera_id=late",
-                 f"--server=127.0.0.1:{port}", f"--mqtt_port={local.port}", "--metrics_port=-1",
-                 "--pace_fps=100", "--max_pending=5"],
-                stdout=log, stderr=subprocess.STDOUT)
-            self.cleanup.append(lambda: camera.poll() is None and camera.kill())
-            time.sleep(1.0)  # capture runs on while no server answers
-            self.start(Process([os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}",
-                                "--host=127.0.0.1", f"--port={port}", "--metrics_port=-1",
-                                "--threads=1"], r"serving grpc_port",
-                               os.path.join(self.dir, "server.log")))
-            self.assertEqual(camera.wait(timeout=120), 0)
+        camera, collector, port, camera_log = self.start_camera_on_images(
+            frames, "--pace_fps=100", "--max_pending=5")
+        time.sleep(1.0)  # capture runs on while no server answers
+        self.start(Process([os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}",
+                            "--host=127.0.0.1", f"--port={port}", "--metrics_port=-1",
+                            "--threads=1"], r"serving grpc_port",
+                           os.path.join(self.dir, "server.log")))
+        self.assertEqual(camera.wait(timeout=120), 0)
         with open(camera_log) as f:
             summary = re.search(r"(\d+) frames captured, (\d+) classified, (\d+) dropped", f.read())
         captured, classified, dropped = (int(g) for g in summary.groups())
