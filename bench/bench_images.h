@@ -4,16 +4,15 @@
 #ifndef MATID_BENCH_BENCH_IMAGES_H_
 #define MATID_BENCH_BENCH_IMAGES_H_
 
-#include <fstream>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "client/image_files.h"
+#include "common/file_contents.h"
 
 namespace matid {
 
@@ -22,10 +21,8 @@ inline std::vector<std::string> LoadEncodedImages(const std::string& folder) {
   auto files = FindImageFiles({folder});
   if (!files.ok()) return images;
   for (const auto& path : *files) {
-    std::ifstream file(path, std::ios::binary);
-    std::ostringstream bytes;
-    bytes << file.rdbuf();
-    images.push_back(bytes.str());
+    absl::StatusOr<std::string> bytes = ReadFileContents(path);
+    if (bytes.ok()) images.push_back(*std::move(bytes));
   }
   return images;
 }

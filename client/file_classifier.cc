@@ -5,28 +5,18 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <fstream>
 #include <mutex>
-#include <random>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/backoff.h"
+#include "common/file_contents.h"
 
 namespace matid {
 namespace {
 
 std::string CodeName(grpc::StatusCode code) {
   return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
-
-bool ReadFile(const std::string& path, std::string* bytes) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return false;
-  std::ostringstream content;
-  content << file.rdbuf();
-  *bytes = content.str();
-  return static_cast<bool>(file) || file.eof();
 }
 
 bool Retryable(grpc::StatusCode code) {
@@ -37,8 +27,7 @@ bool Retryable(grpc::StatusCode code) {
 // with exponential backoff and jitter between attempts.
 template <typename Rpc>
 grpc::Status CallWithRetry(const FileClassifierOptions& options, Rpc rpc) {
-  std::mt19937 random(std::random_device{}());
-  absl::Duration backoff = absl::Milliseconds(20);
+  Backoff backoff(absl::Milliseconds(20), absl::Seconds(2));
   grpc::Status status;
   for (int attempt = 1; attempt <= options.max_attempts; ++attempt) {
     grpc::ClientContext context;
@@ -46,10 +35,7 @@ grpc::Status CallWithRetry(const FileClassifierOptions& options, Rpc rpc) {
                          absl::ToChronoMilliseconds(options.timeout));
     status = rpc(&context);
     if (status.ok() || !Retryable(status.error_code())) return status;
-    std::uniform_int_distribution<int64_t> jitter(0, absl::ToInt64Microseconds(backoff));
-    std::this_thread::sleep_for(std::chrono::microseconds(jitter(random)) +
-                                absl::ToChronoMicroseconds(backoff / 2));
-    backoff = std::min(backoff * 2, absl::Seconds(2));
+    absl::SleepFor(backoff.Next());
   }
   return status;
 }
@@ -87,7 +73,9 @@ std::vector<ClassifyResult> ClassifyFiles(v1::Classifier::StubInterface* stub,
       std::vector<size_t> readable;
       for (size_t i = begin; i < end; ++i) {
         results[i].path = files[i];
-        if (ReadFile(files[i], &bytes[i - begin])) {
+        absl::StatusOr<std::string> content = ReadFileContents(files[i]);
+        if (content.ok()) {
+          bytes[i - begin] = *std::move(content);
           readable.push_back(i);
         } else {
           Fail(&results[i], "NOT_FOUND", "cannot read file");

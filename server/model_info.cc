@@ -1,11 +1,10 @@
 #include "server/model_info.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "common/file_contents.h"
 #include "google/protobuf/util/json_util.h"
 #include "matid/v1/model_metadata.pb.h"
 
@@ -124,13 +123,9 @@ absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
 
 absl::StatusOr<ModelInfo> LoadModelMetadata(const std::string& model_dir) {
   const std::string path = model_dir + "/metadata.json";
-  std::ifstream file(path);
-  if (!file) {
-    return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  }
-  std::stringstream text;
-  text << file.rdbuf();
-  auto info = ParseModelMetadata(text.str());
+  absl::StatusOr<std::string> text = ReadFileContents(path);
+  if (!text.ok()) return text.status();
+  auto info = ParseModelMetadata(*text);
   if (!info.ok()) {
     return absl::Status(info.status().code(), absl::StrCat(path, ": ", info.status().message()));
   }

@@ -4,20 +4,17 @@
 #include <grpcpp/security/auth_metadata_processor.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_contents.h"
 
 namespace matid {
 namespace {
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream file(path);
-  if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", what, " ", path));
-  std::ostringstream content;
-  content << file.rdbuf();
-  return content.str();
+  absl::StatusOr<std::string> content = ReadFileContents(path);
+  if (!content.ok()) return absl::NotFoundError(absl::StrCat("cannot read ", what, " ", path));
+  return content;
 }
 
 // Refuses calls whose client certificate subject is not on the list.

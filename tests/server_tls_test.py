@@ -81,6 +81,24 @@ class ServerTlsTest(unittest.TestCase):
         self.assert_refused(grpc.StatusCode.UNAVAILABLE, address)  # no client certificate
         self.assert_refused(grpc.StatusCode.UNAVAILABLE, address, client="rogue")  # other CA
 
+    def test_matid_classify_speaks_mutual_tls(self) -> None:
+        address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}")
+        image = os.path.join(self.tmp, "part.png")
+        with open(image, "wb") as f:
+            f.write(PNG)
+        classify = [os.path.join(BUILD, "bin", "matid-classify"), f"--server={address}",
+                    "--format=csv", "--connect_timeout_seconds=3"]
+        good = subprocess.run(classify + [f"--tls_ca={self.certs['ca.crt']}",
+                                          f"--tls_cert={self.certs['client.crt']}",
+                                          f"--tls_key={self.certs['client.key']}", image],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertIn(",OK,", good.stdout)
+        without_certificate = subprocess.run(classify + [f"--tls_ca={self.certs['ca.crt']}", image],
+                                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(without_certificate.returncode, 2)
+        self.assertIn("cannot reach server", without_certificate.stderr)
+
     def test_allow_list_admits_only_listed_subjects(self) -> None:
         address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}",
                                     "--allowed_client_subjects=someone-else,CN=another")
