@@ -125,13 +125,16 @@ void Bridge::Stop() {
   if (forwarder_.joinable()) forwarder_.join();
 }
 
-void Bridge::Housekeeping() {
+void Bridge::EnforceSpoolLimits() {
   absl::StatusOr<int64_t> dropped = spool_->EnforceLimits(absl::Now());
   if (dropped.ok() && *dropped > 0) {
     Add(metrics_.dropped, *dropped);
     std::fprintf(stderr, "matid-bridge: spool limit reached: dropped the %lld oldest messages\n",
                  static_cast<long long>(*dropped));
   }
+}
+
+absl::StatusOr<SpoolStats> Bridge::RefreshBacklog() {
   absl::StatusOr<SpoolStats> stats = spool_->Stats();
   if (stats.ok() && metrics_.backlog_messages != nullptr) {
     metrics_.backlog_messages->Set(stats->messages);
@@ -139,13 +142,19 @@ void Bridge::Housekeeping() {
     metrics_.oldest_age->Set(
         stats->messages == 0 ? 0 : absl::ToDoubleSeconds(absl::Now() - stats->oldest));
   }
+  return stats;
 }
 
 void Bridge::ForwarderLoop() {
   Backoff backoff(absl::Milliseconds(100), absl::Seconds(10));
   const absl::Duration min_gap = absl::Seconds(1.0 / options_.max_publishes_per_second);
   absl::Time next_publish = absl::InfinitePast();
-  absl::Time next_housekeeping = absl::InfinitePast();
+  absl::Time next_limits_check = absl::InfinitePast();
+  auto enforce_limits_if_due = [&] {
+    if (absl::Now() < next_limits_check) return;
+    EnforceSpoolLimits();
+    next_limits_check = absl::Now() + options_.housekeeping_interval;
+  };
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -154,10 +163,8 @@ void Bridge::ForwarderLoop() {
       if (stopping_) return;
       work_hint_ = false;
     }
-    if (absl::Now() >= next_housekeeping) {
-      Housekeeping();
-      next_housekeeping = absl::Now() + options_.housekeeping_interval;
-    }
+    enforce_limits_if_due();
+    (void)RefreshBacklog();  // gauges only: the drain loop below reads the spool itself
     // Drain while there is something to send and the cloud is there.
     while (cloud_->connected()) {
       {
@@ -174,15 +181,8 @@ void Bridge::ForwarderLoop() {
         break;
       }
       backoff.Reset();
-      if (absl::Now() >= next_housekeeping) {
-        Housekeeping();
-        next_housekeeping = absl::Now() + options_.housekeeping_interval;
-      }
-      absl::StatusOr<SpoolStats> stats = spool_->Stats();
-      if (stats.ok() && metrics_.backlog_messages != nullptr) {
-        metrics_.backlog_messages->Set(stats->messages);
-        metrics_.backlog_bytes->Set(stats->bytes);
-      }
+      enforce_limits_if_due();
+      absl::StatusOr<SpoolStats> stats = RefreshBacklog();
       if (!stats.ok() || stats->messages == 0) break;
     }
   }

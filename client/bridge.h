@@ -97,7 +97,10 @@ class Bridge {
   void ForwarderLoop();
   // Publishes one batch and waits for its PUBACK; true when delivered.
   bool ForwardOnce();
-  void Housekeeping();
+  // Drops what is over the spool's size or age limit, counting it.
+  void EnforceSpoolLimits();
+  // Reads the spool's figures into the backlog gauges and returns them.
+  absl::StatusOr<SpoolStats> RefreshBacklog();
   static void Add(prometheus::Counter* counter, double amount = 1);
 
   // Constant after construction.

@@ -7,8 +7,6 @@
 namespace matid {
 namespace {
 
-prometheus::Histogram::BucketBoundaries LatencyBuckets() { return LatencyBucketsSeconds(); }
-
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
 }  // namespace
@@ -43,21 +41,25 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
            .Name("matid_request_duration_seconds")
            .Help("Server-side time from receiving a request (stream: frame) to its answer")
            .Register(r);
+  for (const char* rpc : {"Classify", "BatchClassify", "ClassifyStream"}) {
+    request_duration_by_rpc_[rpc] =
+        &request_duration_->Add({{"rpc", rpc}}, LatencyBucketsSeconds());
+  }
   preprocess_duration_ = &BuildHistogram()
                               .Name("matid_preprocess_duration_seconds")
                               .Help("Decode, resize and normalise time per image")
                               .Register(r)
-                              .Add({}, LatencyBuckets());
+                              .Add({}, LatencyBucketsSeconds());
   queue_wait_ = &BuildHistogram()
                      .Name("matid_queue_wait_seconds")
                      .Help("Time an image waited in the inference queue")
                      .Register(r)
-                     .Add({}, LatencyBuckets());
+                     .Add({}, LatencyBucketsSeconds());
   inference_duration_ = &BuildHistogram()
                              .Name("matid_inference_duration_seconds")
                              .Help("Forward-pass time per batch")
                              .Register(r)
-                             .Add({}, LatencyBuckets());
+                             .Add({}, LatencyBucketsSeconds());
   batch_size_ = &BuildHistogram()
                      .Name("matid_batch_size")
                      .Help("Images per forward pass")
@@ -97,9 +99,14 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
 
 void ServerMetrics::RecordRequest(absl::string_view rpc, absl::StatusCode code,
                                   absl::Duration elapsed) {
-  const std::string rpc_name(rpc);
-  requests_->Add({{"rpc", rpc_name}, {"code", absl::StatusCodeToString(code)}}).Increment();
-  request_duration_->Add({{"rpc", rpc_name}}, LatencyBuckets()).Observe(Seconds(elapsed));
+  requests_->Add({{"rpc", std::string(rpc)}, {"code", absl::StatusCodeToString(code)}}).Increment();
+  auto histogram = request_duration_by_rpc_.find(rpc);
+  if (histogram != request_duration_by_rpc_.end()) {
+    histogram->second->Observe(Seconds(elapsed));
+  } else {
+    request_duration_->Add({{"rpc", std::string(rpc)}}, LatencyBucketsSeconds())
+        .Observe(Seconds(elapsed));
+  }
 }
 
 void ServerMetrics::RecordImage(const absl::Status& status) {
