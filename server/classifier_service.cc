@@ -1,13 +1,16 @@
 #include "server/classifier_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "server/metrics.h"
 #include "server/refusal.h"
+#include "server/request_image.h"
 
 namespace matid {
 namespace {
@@ -24,43 +27,14 @@ absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
   return absl::FromChrono(deadline);
 }
 
-absl::StatusOr<ImageRef> ToImageRef(const v1::Image& image) {
-  switch (image.data_case()) {
-    case v1::Image::kEncoded:
-      return ImageRef::Encoded(image.encoded());
-    case v1::Image::kRaw: {
-      const v1::RawImage& raw = image.raw();
-      RawPixels pixels;
-      pixels.width = raw.width();
-      pixels.height = raw.height();
-      pixels.pixels = raw.pixels();
-      switch (raw.format()) {
-        case v1::PIXEL_FORMAT_GRAY8:
-          pixels.format = PixelFormat::kGray8;
-          break;
-        case v1::PIXEL_FORMAT_RGB8:
-          pixels.format = PixelFormat::kRgb8;
-          break;
-        case v1::PIXEL_FORMAT_BGR8:
-          pixels.format = PixelFormat::kBgr8;
-          break;
-        default:
-          return Refusal(absl::InvalidArgumentError("image.raw.format must be GRAY8, RGB8 or BGR8"),
-                         "bad_pixel_format");
-      }
-      return ImageRef::Raw(pixels);
-    }
-    case v1::Image::DATA_NOT_SET:
-      break;
-  }
-  return Refusal(absl::InvalidArgumentError(
-                     "image is missing: set image.encoded (file bytes) or image.raw (pixels)"),
-                 "missing_image");
-}
-
 absl::Status NotServing() {
   return Refusal(absl::UnavailableError("server is not serving (starting or draining)"),
                  "not_serving");
+}
+
+// The wire's top_k is unsigned; any count above the labels means "all of them".
+int TopKOf(uint32_t requested) {
+  return static_cast<int>(std::min<uint32_t>(requested, std::numeric_limits<int>::max()));
 }
 
 int64_t Micros(absl::Duration d) { return absl::ToInt64Microseconds(d); }
@@ -134,8 +108,7 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
   }
   response->set_request_id(request->request_id());
   *response->mutable_tags() = request->tags();
-  ClassifyCall call{*image, static_cast<int>(request->top_k()), DeadlineOf(context),
-                    CancelledCheck(context)};
+  ClassifyCall call{*image, TopKOf(request->top_k()), DeadlineOf(context), CancelledCheck(context)};
   classifier_->Classify(
       call, [this, response, start, finish](absl::StatusOr<Classification> result) {
         if (result.ok()) {
@@ -214,8 +187,7 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
       item_done(i, image.status());
       continue;
     }
-    calls.push_back(
-        {*image, static_cast<int>(item.top_k()), DeadlineOf(context), CancelledCheck(context)});
+    calls.push_back({*image, TopKOf(item.top_k()), DeadlineOf(context), CancelledCheck(context)});
     call_items.push_back(i);
   }
   if (!calls.empty()) {
@@ -274,7 +246,7 @@ class ClassifierService::StreamReactor final
       }
       OnFrameDone(slot, image.status());
     } else {
-      ClassifyCall call{*image, static_cast<int>(frame_.top_k()), DeadlineOf(context_),
+      ClassifyCall call{*image, TopKOf(frame_.top_k()), DeadlineOf(context_),
                         CancelledCheck(context_)};
       service_->classifier_->Classify(call, [this, slot](absl::StatusOr<Classification> result) {
         OnFrameDone(slot, std::move(result));

@@ -98,6 +98,21 @@ TEST_F(MatidServerTest, EachCallerGetsItsOwnResult) {
   }
 }
 
+// Found by fuzz/request_fuzzer: a top_k above 2^31 wrapped to a negative int
+// and silently meant "the default".
+TEST_F(MatidServerTest, TopKBeyondTheLabelsGivesEveryLabel) {
+  StartServer({});
+  for (uint32_t top_k : {10u, 11u, 0x80000005u, 0xFFFFFFFFu}) {
+    v1::ClassifyRequest request;
+    *request.mutable_image() = TaggedImage(3);
+    request.set_top_k(top_k);
+    v1::ClassifyResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Classify(&context, request, &response).ok());
+    EXPECT_EQ(response.predictions_size(), 10) << "top_k " << top_k;
+  }
+}
+
 TEST_F(MatidServerTest, FullQueueAnswersResourceExhaustedAtOnce) {
   ServerOptions options;
   options.batcher.max_queue_size = 2;
