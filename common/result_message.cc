@@ -1,5 +1,6 @@
 #include "common/result_message.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -93,13 +94,18 @@ absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
         !p["score"].is_number()) {
       return Invalid("each prediction needs a string label and a numeric score");
     }
-    m.predictions.push_back({p["label"].get<std::string>(), p["score"].get<double>()});
+    const double score = p["score"].get<double>();
+    if (!(score >= 0 && score <= 1)) return Invalid("each prediction score must be in [0, 1]");
+    m.predictions.push_back({p["label"].get<std::string>(), score});
   }
   for (auto [name, out] : {std::pair{"top_score", &m.top_score}, {"latency_ms", &m.latency_ms}}) {
     absl::Status status = number_field(name, out);
     if (!status.ok()) return status;
   }
-  if (m.top_score < 0 || m.top_score > 1) return Invalid("top_score must be in [0, 1]");
+  if (!(m.top_score >= 0 && m.top_score <= 1)) return Invalid("top_score must be in [0, 1]");
+  if (!(m.latency_ms >= 0 && std::isfinite(m.latency_ms))) {
+    return Invalid("latency_ms must be a finite number >= 0");
+  }
   auto inspection = json.find("needs_inspection");
   if (inspection == json.end() || !inspection->is_boolean()) {
     return Invalid("needs_inspection must be true or false");

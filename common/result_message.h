@@ -40,7 +40,8 @@ std::string Rfc3339Millis(absl::Time time);
 std::string ToJson(const ResultMessage& message);
 
 // Parses and checks a message: required fields present with the right
-// types, non-empty ids, scores in [0, 1]. INVALID_ARGUMENT says what is wrong.
+// types, non-empty ids, scores in [0, 1], latency finite and >= 0 (as
+// docs/result-message.schema.json says). INVALID_ARGUMENT says what is wrong.
 absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view json);
 
 }  // namespace matid

@@ -71,7 +71,7 @@ void CheckPredictions(
              absl::StrCat("top_k ", top_k, " gave ", predictions.size(), " predictions").c_str());
   float previous = 1.0f;
   for (const auto& prediction : predictions) {
-    FUZZ_CHECK(prediction.index() >= 0 && prediction.index() < kLabels, "label index out of range");
+    FUZZ_CHECK(prediction.index() < kLabels, "label index out of range");
     FUZZ_CHECK(prediction.label() == absl::StrCat("c", prediction.index()), "label/index mismatch");
     FUZZ_CHECK(prediction.score() >= 0 && prediction.score() <= previous, "scores not best first");
     previous = prediction.score();

@@ -20,6 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   FUZZ_CHECK(!message->message_id.empty() && !message->camera_id.empty(), "empty id accepted");
   FUZZ_CHECK(message->top_score >= 0 && message->top_score <= 1, "top_score outside [0, 1]");
+  FUZZ_CHECK(message->latency_ms >= 0 && std::isfinite(message->latency_ms), "bad latency_ms");
   for (const auto& prediction : message->predictions) {
     FUZZ_CHECK(prediction.score >= 0 && prediction.score <= 1, "score outside [0, 1]");
   }

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake pkg-config ccache git
+  # libFuzzer (scripts/fuzz.sh) and perf (bench profiling)
+  clang libclang-rt-14-dev linux-perf
   # serving core
   libtorch-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libopencv-dev libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev

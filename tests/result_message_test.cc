@@ -84,5 +84,20 @@ TEST(ResultMessage, ScoreOutsideZeroToOneIsRefused) {
               HasSubstr("top_score must be in [0, 1]"));
 }
 
+// Found by fuzz/result_message_fuzzer: prediction scores were not checked.
+TEST(ResultMessage, PredictionScoreOutsideZeroToOneIsRefused) {
+  ResultMessage m = Example();
+  m.predictions[1].score = 1.9;
+  EXPECT_THAT(std::string(ParseResultMessage(ToJson(m)).status().message()),
+              HasSubstr("each prediction score must be in [0, 1]"));
+}
+
+TEST(ResultMessage, NegativeLatencyIsRefused) {
+  ResultMessage m = Example();
+  m.latency_ms = -2;
+  EXPECT_THAT(std::string(ParseResultMessage(ToJson(m)).status().message()),
+              HasSubstr("latency_ms must be a finite number >= 0"));
+}
+
 }  // namespace
 }  // namespace matid
