@@ -54,10 +54,13 @@ def write(folder: str, name: str, data: bytes) -> None:
 
 
 def preprocess_corpus(folder: str, imgs: dict) -> None:
-    # Header: flags (bit0 rgb, bits1-2 resize, bit3 raw), model width, height.
+    # Header: flags (bit0 rgb, bits1-2 resize, bit3 raw, bit4 decode formats
+    # without a size check), model width, height.
     for i, (name, data) in enumerate(sorted(imgs.items())):
         flags = (i % 2) | ((i % 3) << 1)
         write(folder, name, bytes([flags, 27, 27]) + data)
+        if name.split("_")[0] in ("tiff", "webp", "pgm", "ppm"):
+            write(folder, name + "_unchecked", bytes([flags | 16, 27, 27]) + data)
     write(folder, "raw_gray_4x3", bytes([8, 7, 7, 4, 3, 0]) + bytes(range(12)))
     write(folder, "raw_rgb_2x2_into_rgb_letterbox", bytes([8 | 1 | 4, 15, 9, 2, 2, 1]) + bytes(12))
     write(folder, "raw_bgr_size_mismatch", bytes([8, 7, 7, 4, 4, 2]) + bytes(5))

@@ -1,6 +1,7 @@
 // Fuzz target: image decode + preprocessing (server/preprocessor, with the
 // header sniffing of server/image_header). The first bytes choose the model's
-// input spec and whether the rest is an encoded file or raw pixels.
+// input spec, raw pixels or an encoded file, and whether formats without a
+// size check are decoded.
 // Invariants: never crash; a refusal is INVALID_ARGUMENT with a message and a
 // reason; an accepted image gives exactly the spec's tensor, every value the
 // normalisation of some byte (finite, in range).
@@ -31,15 +32,20 @@ matid::InputSpec SpecFrom(uint8_t flags, uint8_t width, uint8_t height) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  constexpr int64_t kMaxPixels = 1 << 22;  // smaller than the server's default: keeps runs fast
   if (size < 3) return 0;
   const matid::InputSpec spec = SpecFrom(data[0], data[1], data[2]);
   const bool raw = (data[0] & 8) != 0;
+  const bool unchecked_formats = (data[0] & 16) != 0;
   data += 3;
   size -= 3;
 
   matid::PreprocessOptions options;
-  options.max_image_pixels = 1 << 22;  // smaller than the server's default: keeps runs fast
+  options.max_image_pixels = kMaxPixels;
   options.max_encoded_bytes = 1 << 20;
+  // Also reach OpenCV's other decoders (scripts/fuzz.sh caps them with
+  // OPENCV_IO_MAX_IMAGE_PIXELS, the way an operator enabling this should).
+  options.decode_unchecked_formats = unchecked_formats;
   const matid::Preprocessor preprocessor(spec, options);
 
   matid::ImageRef image;

@@ -32,7 +32,9 @@ for target in "${targets[@]}"; do
   echo "== $target: ${seconds}s"
   # -rss_limit_mb bounds memory per input; -timeout flags a slow input as a hang.
   rc=0
-  UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/fuzz/${target}_fuzzer" \
+  # OpenCV's own pixel cap for formats the server cannot size before decoding
+  # (preprocess_fuzzer decodes them when its input asks to).
+  OPENCV_IO_MAX_IMAGE_PIXELS=4194304 UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/fuzz/${target}_fuzzer" \
     -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$crashes/" \
     "$work" "fuzz/corpus/$target" >"build-fuzz/$target.log" 2>&1 || rc=$?

@@ -42,6 +42,10 @@ ABSL_FLAG(
     int64_t, max_image_pixels, 40'000'000,
     "Largest decoded image accepted (width*height); checked from the header before decoding.");
 ABSL_FLAG(int64_t, max_encoded_bytes, 16 << 20, "Largest encoded image accepted, in bytes.");
+ABSL_FLAG(bool, decode_unchecked_formats, false,
+          "Also decode formats whose size cannot be read before decoding (TIFF, WebP, PxM, ...). "
+          "OpenCV then allocates what the file claims (up to OPENCV_IO_MAX_IMAGE_PIXELS, default "
+          "2^30) before --max_image_pixels is checked: set that variable too.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC request accepted, in bytes.");
 ABSL_FLAG(int, max_batch_items, 64,
           "Most images in one BatchClassify request (at most --max_queue_size).");
@@ -71,6 +75,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.batcher.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
   options.preprocess.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.preprocess.max_encoded_bytes = absl::GetFlag(FLAGS_max_encoded_bytes);
+  options.preprocess.decode_unchecked_formats = absl::GetFlag(FLAGS_decode_unchecked_formats);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
   options.limits.max_stream_frames_in_flight = absl::GetFlag(FLAGS_max_stream_frames_in_flight);

@@ -20,9 +20,10 @@ absl::Status CheckPixelCount(int64_t width, int64_t height, int64_t limit, absl:
                    "zero_size");
   }
   if (width > limit / height) {
-    return Refusal(absl::InvalidArgumentError(absl::StrCat(what, " is ", width, "x", height, " = ",
-                                                           width * height, " pixels; the limit is ",
-                                                           limit, " (--max_image_pixels)")),
+    // No width * height here: it can overflow int64 (found by preprocess_fuzzer).
+    return Refusal(absl::InvalidArgumentError(absl::StrCat(what, " is ", width, "x", height,
+                                                           " pixels; the limit is ", limit,
+                                                           " pixels (--max_image_pixels)")),
                    "too_many_pixels");
   }
   return absl::OkStatus();
@@ -45,6 +46,16 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
     auto checked = CheckPixelCount(header->width, header->height, options.max_image_pixels,
                                    absl::StrCat(format, " image"));
     if (!checked.ok()) return checked;
+  } else if (!options.decode_unchecked_formats) {
+    // A decompression bomb in a format we cannot size would be allocated
+    // before any check of ours: refuse rather than trust the decoder.
+    return Refusal(
+        absl::InvalidArgumentError(absl::StrCat(
+            "could not read the image size from its header (", bytes.size(),
+            " bytes): the server decodes PNG, JPEG and BMP, whose size it checks before decoding; "
+            "this is another format (TIFF, WebP, PxM, ...), a truncated header or not an image "
+            "(--decode_unchecked_formats decodes other formats)")),
+        "unchecked_format");
   }
   const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   const int flags = color == ColorMode::kGray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;

@@ -23,6 +23,11 @@ struct PreprocessOptions {
   int64_t max_image_pixels = 40'000'000;
   // Largest encoded image accepted, in bytes.
   int64_t max_encoded_bytes = 16 << 20;
+  // Formats whose size cannot be read from the header before decoding (TIFF,
+  // WebP, PxM, JPEG 2000, ...) are refused unless this is set; OpenCV then
+  // allocates whatever the file claims, up to 2^30 pixels, before the
+  // decoded size is checked. PNG, JPEG and BMP are always size-checked first.
+  bool decode_unchecked_formats = false;
 };
 
 class Preprocessor {

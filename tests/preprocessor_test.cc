@@ -191,7 +191,24 @@ TEST_F(PreprocessorRefuses, RandomBytes) {
   for (char& c : noise) c = static_cast<char>(rng.uniform(0, 256));
   absl::Status status = RunEncoded(noise);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("could not read the image size"));
+  EXPECT_EQ(RefusalReason(status), "unchecked_format");
+  PreprocessOptions decode_anything;
+  decode_anything.decode_unchecked_formats = true;
+  status = RunEncoded(noise, decode_anything);
   EXPECT_THAT(status.message(), HasSubstr("could not decode"));
+  EXPECT_EQ(RefusalReason(status), "undecodable");
+}
+
+// A PGM's size is read only by the decoder, which allocates first: refused
+// unless asked for; decoded when asked for.
+TEST_F(PreprocessorRefuses, FormatsWithoutASizeCheckOnlyWhenAskedFor) {
+  const std::string pgm = Encode(TestPicture(28, 28, 1, 3), ".pgm");
+  absl::Status status = RunEncoded(pgm);
+  EXPECT_EQ(RefusalReason(status), "unchecked_format");
+  PreprocessOptions decode_anything;
+  decode_anything.decode_unchecked_formats = true;
+  EXPECT_TRUE(RunEncoded(pgm, decode_anything).ok());
 }
 
 TEST_F(PreprocessorRefuses, TruncatedPng) {
@@ -246,6 +263,15 @@ TEST_F(PreprocessorRefuses, RawImageOverThePixelLimit) {
   absl::Status status = RunRaw({100000, 100000, PixelFormat::kGray8, "x"});
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), HasSubstr("pixels; the limit is"));
+}
+
+// Found by preprocess_fuzzer: the message multiplied the claimed sides, which
+// overflows int64 for a header claiming ~2^32 x 2^32 (UBSan: signed overflow).
+TEST_F(PreprocessorRefuses, HugeClaimedSidesAreRefusedWithoutOverflow) {
+  absl::Status status = RunRaw({3907578088, 3907578088, PixelFormat::kGray8, "x"});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("3907578088x3907578088 pixels; the limit is"));
+  EXPECT_EQ(RefusalReason(status), "too_many_pixels");
 }
 
 }  // namespace

@@ -91,7 +91,7 @@ class PythonClientTest(unittest.TestCase):
             self.stub.Classify(matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=b"junk")),
                                timeout=30)
         self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
-        self.assertIn("could not decode", caught.exception.details())
+        self.assertIn("could not read the image size", caught.exception.details())
 
     def test_batch_classify(self) -> None:
         items = [matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=png(i))) for i in range(4)]

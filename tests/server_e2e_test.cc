@@ -165,7 +165,7 @@ TEST_F(ServerEndToEnd, BatchClassifyIsolatesTheOneBadItem) {
     EXPECT_EQ(result.response().request_id(), absl::StrCat("item-", i));
     if (i == 2) {
       EXPECT_EQ(result.status().code(), grpc::StatusCode::INVALID_ARGUMENT);
-      EXPECT_THAT(result.status().message(), HasSubstr("could not decode"));
+      EXPECT_THAT(result.status().message(), HasSubstr("could not read the image size"));
     } else {
       EXPECT_EQ(result.status().code(), 0) << result.status().message();
       EXPECT_EQ(result.response().predictions_size(), 5);  // server default top-k
@@ -270,13 +270,16 @@ std::vector<BadInput> BadInputs() {
   std::string noise(4096, '\0');
   cv::RNG rng(9);
   for (char& c : noise) c = static_cast<char>(rng.uniform(0, 256));
-  cases.push_back({"random bytes", encoded(noise), "could not decode"});
+  cases.push_back({"random bytes", encoded(noise), "could not read the image size"});
   const std::string png = Png(64, 64, 4);
   cases.push_back({"truncated png", encoded(png.substr(0, png.size() / 3)), "could not decode"});
   cases.push_back(
       {"zero-size raw image", raw(0, 28, v1::PIXEL_FORMAT_GRAY8, 0), "both sides must be > 0"});
   cases.push_back({"png over the pixel limit", encoded(Png(600, 600, 5)),
                    absl::StrCat("the limit is ", kMaxImagePixels)});
+  // PGM's size is not read before decoding: refused unless --decode_unchecked_formats.
+  cases.push_back({"pgm (size not checkable before decoding)",
+                   encoded("P5\n600 600\n255\n" + noise), "could not read the image size"});
   cases.push_back({"raw over the pixel limit", raw(1000, 1000, v1::PIXEL_FORMAT_GRAY8, 1),
                    absl::StrCat("the limit is ", kMaxImagePixels)});
   cases.push_back({"raw pixels of the wrong length", raw(28, 28, v1::PIXEL_FORMAT_RGB8, 28 * 28),
@@ -387,7 +390,7 @@ TEST_F(ClassifyCli, ExitsNonZeroAndGivesTheReasonWhenAnImageFails) {
     if (line.find("broken.png") != std::string::npos) {
       ++failed;
       EXPECT_THAT(line, AllOf(HasSubstr("\"status\":\"INVALID_ARGUMENT\""),
-                              HasSubstr("\"error\":\"could not decode")));
+                              HasSubstr("\"error\":\"could not read the image size")));
     }
   }
   EXPECT_EQ(failed, 1);
