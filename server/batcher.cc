@@ -156,14 +156,16 @@ void Batcher::RunBatch(std::vector<QueuedTask> batch) {
   live.reserve(batch.size());
   for (auto& queued : batch) {
     const absl::Duration waited = start - queued.enqueued_at;
-    if (queued.task.is_cancelled && queued.task.is_cancelled()) {
-      queued.task.done(
-          Refusal(absl::CancelledError("request was cancelled while queued"), "cancelled"));
-    } else if (queued.task.deadline <= start) {
+    // Deadline first: gRPC also cancels a call whose deadline passed, and the
+    // deadline is the reason worth counting (found by tests/overload_test.py).
+    if (queued.task.deadline <= start) {
       queued.task.done(Refusal(absl::DeadlineExceededError(absl::StrCat(
                                    "deadline passed after ", absl::FormatDuration(waited),
                                    " in the inference queue; the model was not run")),
                                "deadline_expired"));
+    } else if (queued.task.is_cancelled && queued.task.is_cancelled()) {
+      queued.task.done(
+          Refusal(absl::CancelledError("request was cancelled while queued"), "cancelled"));
     } else {
       live.push_back(std::move(queued));
     }

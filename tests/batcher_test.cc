@@ -235,6 +235,26 @@ TEST(Batcher, CancelledRequestIsNotRunAndGetsCancelled) {
   EXPECT_THAT(backend.batch_sizes(), ElementsAre(1, 1));
 }
 
+// gRPC cancels a call whose deadline passed: the deadline is the reason.
+TEST(Batcher, ExpiredAndCancelledRequestCountsAsExpired) {
+  FakeBackend backend;
+  auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
+  backend.Hold();
+  auto running = std::make_shared<Outcome>();
+  ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 0, running)).ok());
+  backend.WaitForEntered(1);
+  auto both = std::make_shared<Outcome>();
+  InferenceTask task = TaskWithTag(backend, 1, both);
+  task.deadline = absl::Now() - absl::Milliseconds(1);
+  task.is_cancelled = [] { return true; };
+  ASSERT_TRUE(batcher->Submit(std::move(task)).ok());
+  backend.Release();
+  ASSERT_EQ(both->future.wait_for(kBound), std::future_status::ready);
+  const absl::Status status = both->future.get().status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(RefusalReason(status), "deadline_expired");
+}
+
 TEST(Batcher, BackendFailureFailsEveryTaskOfThatBatchOnly) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});

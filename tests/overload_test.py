@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+"""Overload and faults against the real matid-server binary (python3-grpcio
+clients, loopback only, every loop bounded in count and time).
+
+The server serves a deliberately slow model (the tiny test network at
+640x640 RGB, ~20 ms per image on one thread) with batching off and a queue
+of 8, so a handful of clients is enough to fill it. Checked:
+- 10x more concurrent clients than the queue holds: the surplus is shed with
+  RESOURCE_EXHAUSTED, every request is answered and counted, Health answers
+  within a short deadline throughout, memory stays bounded, and the server
+  serves normally once the load stops;
+- a deadline shorter than the queue wait: DEADLINE_EXCEEDED, and the model
+  never runs for it;
+- clients that cancel, or whose process is killed, mid-request: no work left
+  behind (the model runs only for callers still waiting);
+- SIGTERM under load: every call ends OK, RESOURCE_EXHAUSTED or UNAVAILABLE,
+  and the server exits 0 within its grace period.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(BUILD_DIR, "python"))
+sys.path.insert(0, HERE)
+
+import cv2  # noqa: E402
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import health_pb2  # noqa: E402
+import health_pb2_grpc  # noqa: E402
+from edge_harness import Process, wait_for  # noqa: E402
+from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
+
+QUEUE_SIZE = 8
+CLIENTS = 10 * QUEUE_SIZE
+LAME_DUCK_MS = 300
+DRAIN_GRACE_S = 10
+HEALTH_DEADLINE_S = 1.0
+PNG = cv2.imencode(".png", np.full((32, 32), 128, np.uint8))[1].tobytes()
+
+
+def request(request_id: str = "") -> matid_pb2.ClassifyRequest:
+    return matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG), request_id=request_id)
+
+
+def scrape(port: int) -> dict:
+    """Every sample of /metrics as {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+
+class Server:
+    """matid-server on free loopback ports with the slow model."""
+
+    def __init__(self, model_dir: str, log_path: str) -> None:
+        self.process = Process(
+            [os.path.join(BUILD_DIR, "bin", "matid-server"), f"--model_dir={model_dir}",
+             "--host=127.0.0.1", "--port=0", "--metrics_host=127.0.0.1", "--metrics_port=0",
+             "--threads=1", "--max_batch_size=1", f"--max_queue_size={QUEUE_SIZE}",
+             f"--max_batch_items={QUEUE_SIZE}", f"--lame_duck_ms={LAME_DUCK_MS}",
+             f"--drain_grace_seconds={DRAIN_GRACE_S}"],
+            r"serving grpc_port=(\d+) metrics_port=(\d+)", log_path)
+        self.port = int(self.process.match.group(1))
+        self.metrics_port = int(self.process.match.group(2))
+        self.pid = self.process.process.pid
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        grpc.channel_ready_future(self.channel).result(timeout=10)
+        self.stub = matid_pb2_grpc.ClassifierStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def images_run(self) -> float:
+        """Images the model has run (the batch-size histogram's sum)."""
+        return scrape(self.metrics_port).get("matid_batch_size_sum", 0.0)
+
+    def refusals(self, reason: str) -> float:
+        return scrape(self.metrics_port).get(f'matid_refusals_total{{reason="{reason}"}}', 0.0)
+
+    def queue_depth(self) -> int:
+        return self.stub.Health(matid_pb2.HealthRequest(), timeout=HEALTH_DEADLINE_S).queue_depth
+
+    def wait_idle(self) -> None:
+        wait_for(lambda: self.queue_depth() == 0 and scrape(self.metrics_port).get(
+            "matid_in_flight_requests", 0) == 0, 30, "the server to go idle")
+
+    def fill_queue(self, images: int, timeout: float = 60):
+        """One BatchClassify of `images` items (queued all or none): a
+        future holding the queue busy for images x ~20 ms."""
+        batch = matid_pb2.BatchClassifyRequest(items=[request(f"fill-{i}") for i in range(images)])
+        future = self.stub.BatchClassify.future(batch, timeout=timeout)
+        wait_for(lambda: self.queue_depth() >= images - 1, 10, "the queue to fill")
+        return future
+
+    def close(self) -> int:
+        self.channel.close()
+        return self.process.stop()
+
+
+class OverloadTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.dir = tempfile.mkdtemp(prefix="matid-overload-")
+        cls.model = os.path.join(cls.dir, "slow_model")
+        subprocess.run([sys.executable, os.path.join(HERE, "..", "model_export",
+                                                     "make_test_model.py"),
+                        "--out", cls.model, "--width", "640", "--height", "640",
+                        "--color", "rgb"], check=True, capture_output=True)
+
+    def setUp(self) -> None:
+        self.server = Server(self.model, os.path.join(self.dir, f"{self.id()}.log"))
+
+    def tearDown(self) -> None:
+        if self.server.process.process.poll() is None:
+            self.assertEqual(self.server.close(), 0)
+
+    def test_ten_times_the_queue_is_shed_counted_and_recovered_from(self) -> None:
+        server = self.server
+        for _ in range(3):  # warm up
+            server.stub.Classify(request(), timeout=30)
+        rss_before = rss_kib(server.pid)
+        refusals_before = server.refusals("queue_full")
+        codes, lock = {}, threading.Lock()
+        stop_at = time.monotonic() + 20
+
+        def client(index: int) -> None:
+            for call in range(6):  # bounded in count and time
+                if time.monotonic() > stop_at:
+                    return
+                try:
+                    server.stub.Classify(request(f"{index}-{call}"), timeout=30)
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as error:
+                    code = error.code()
+                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        self.assertIn("queue is full", error.details())
+                with lock:
+                    codes[code] = codes.get(code, 0) + 1
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        health_answers, rss_peak = 0, rss_before
+        while any(thread.is_alive() for thread in threads):
+            reply = server.health.Check(health_pb2.HealthCheckRequest(service="matid.v1.Classifier"),
+                                        timeout=HEALTH_DEADLINE_S)
+            self.assertEqual(reply.status, health_pb2.HealthCheckResponse.SERVING)
+            self.assertLessEqual(server.queue_depth(), QUEUE_SIZE)
+            health_answers += 1
+            rss_peak = max(rss_peak, rss_kib(server.pid))
+            time.sleep(0.05)
+        for thread in threads:
+            thread.join(timeout=60)
+
+        answered = sum(codes.values())
+        self.assertEqual(answered, CLIENTS * 6, codes)  # every call answered
+        self.assertEqual(set(codes), {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED},
+                         codes)
+        self.assertGreater(health_answers, 0)
+        # Every refusal the clients saw is counted by the server, by reason.
+        self.assertEqual(server.refusals("queue_full") - refusals_before,
+                         codes[grpc.StatusCode.RESOURCE_EXHAUSTED])
+        # Bounded memory: a queue of 8 640x640 RGB tensors (~5 MiB each) plus
+        # gRPC buffers for 80 small calls; far less than 256 MiB of growth.
+        self.assertLess(rss_peak - rss_before, 256 * 1024, f"RSS {rss_before} -> {rss_peak} KiB")
+
+        server.wait_idle()
+        for i in range(10):  # recovered: serves normally again
+            response = server.stub.Classify(request(f"after-{i}"), timeout=30)
+            self.assertEqual(response.request_id, f"after-{i}")
+
+    def test_deadline_shorter_than_the_queue_wait_is_honoured_and_never_run(self) -> None:
+        server = self.server
+        run_before = server.images_run()
+        busy = server.fill_queue(QUEUE_SIZE - 2)  # ~120 ms of work ahead
+        with self.assertRaises(grpc.RpcError) as caught:
+            server.stub.Classify(request("late"), timeout=0.03)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertEqual(len(busy.result().results), QUEUE_SIZE - 2)
+        server.wait_idle()
+        # Only the batch's images ran, not the expired one.
+        self.assertEqual(server.images_run() - run_before, QUEUE_SIZE - 2)
+        wait_for(lambda: server.refusals("deadline_expired") >= 1, 10,
+                 "the expired request to be counted")
+
+    def test_cancelled_calls_leave_no_work_behind(self) -> None:
+        server = self.server
+        run_before = server.images_run()
+        busy = server.fill_queue(3)
+        cancelled = [server.stub.Classify.future(request(f"c{i}"), timeout=60) for i in range(4)]
+        wait_for(lambda: server.queue_depth() >= 5, 10, "the calls to be queued")
+        for future in cancelled:
+            future.cancel()
+        self.assertEqual(len(busy.result().results), 3)
+        server.wait_idle()
+        ran = server.images_run() - run_before
+        # The busy batch ran; of the cancelled calls, only one already in the
+        # model when it was cancelled could have.
+        self.assertGreaterEqual(ran, 3)
+        self.assertLessEqual(ran, 4)
+        wait_for(lambda: server.refusals("cancelled") >= 3, 10, "cancellations to be counted")
+
+    def test_killed_client_process_leaves_no_work_behind(self) -> None:
+        server = self.server
+        run_before = server.images_run()
+        cancelled_before = server.refusals("cancelled")
+        # Another process queues 6 calls, then dies without a word.
+        with open(os.path.join(self.dir, "killed.png"), "wb") as f:
+            f.write(PNG)
+        script = (
+            "import sys, time, grpc\n"
+            f"sys.path.insert(0, {os.path.join(BUILD_DIR, 'python')!r})\n"
+            "from matid.v1 import matid_pb2, matid_pb2_grpc\n"
+            f"stub = matid_pb2_grpc.ClassifierStub(grpc.insecure_channel('127.0.0.1:{server.port}'))\n"
+            f"png = open({os.path.join(self.dir, 'killed.png')!r}, 'rb').read()\n"
+            "req = matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=png))\n"
+            "batch = matid_pb2.BatchClassifyRequest(items=[req] * 6)\n"
+            "call = stub.BatchClassify.future(batch, timeout=60)\n"
+            "print('sent', flush=True)\n"
+            "time.sleep(60)\n")
+        client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        try:
+            self.assertEqual(client.stdout.readline().strip(), "sent")
+            wait_for(lambda: server.queue_depth() >= 4, 10, "the client's images to be queued")
+        finally:
+            client.kill()
+            client.wait(timeout=10)
+            client.stdout.close()
+        server.wait_idle()
+        ran = server.images_run() - run_before
+        # At most the images already in (or entering) the model when the
+        # connection dropped; the rest were answered CANCELLED unrun.
+        self.assertLessEqual(ran, 3)
+        wait_for(lambda: server.refusals("cancelled") - cancelled_before + ran >= 6, 10,
+                 "every image to be either run or counted as cancelled")
+
+    def test_sigterm_under_load_drains_and_exits_zero(self) -> None:
+        server = self.server
+        codes, lock = {}, threading.Lock()
+        started = threading.Event()
+        stop_at = time.monotonic() + 30
+
+        def client(index: int) -> None:
+            for call in range(200):  # bounded; ends at the first UNAVAILABLE
+                if time.monotonic() > stop_at:
+                    return
+                try:
+                    server.stub.Classify(request(f"{index}-{call}"), timeout=30)
+                    code = grpc.StatusCode.OK
+                    started.set()
+                except grpc.RpcError as error:
+                    code = error.code()
+                with lock:
+                    codes[code] = codes.get(code, 0) + 1
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    return  # a well-behaved client goes elsewhere
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(2 * QUEUE_SIZE)]
+        for thread in threads:
+            thread.start()
+        self.assertTrue(started.wait(timeout=30))
+        time.sleep(0.3)  # let the queue fill
+        signalled = time.monotonic()
+        server.process.process.send_signal(signal.SIGTERM)
+        exit_code = server.process.process.wait(timeout=LAME_DUCK_MS / 1000 + DRAIN_GRACE_S + 5)
+        self.assertEqual(exit_code, 0)
+        self.assertLess(time.monotonic() - signalled, LAME_DUCK_MS / 1000 + DRAIN_GRACE_S)
+        for thread in threads:
+            thread.join(timeout=60)
+        server.channel.close()
+        server.process.log.close()
+        self.assertTrue(set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                       grpc.StatusCode.UNAVAILABLE}, codes)
+        self.assertGreater(codes.get(grpc.StatusCode.UNAVAILABLE, 0), 0, codes)
+        self.assertIn("matid-server: stopped", server.process.output())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
