@@ -34,11 +34,11 @@ for target in "${targets[@]}"; do
   rc=0
   # OpenCV's own pixel cap for formats the server cannot size before decoding
   # (preprocess_fuzzer decodes them when its input asks to).
-  OPENCV_IO_MAX_IMAGE_PIXELS=4194304 UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/fuzz/${target}_fuzzer" \
+  OPENCV_LOG_LEVEL=SILENT OPENCV_IO_MAX_IMAGE_PIXELS=4194304 UBSAN_OPTIONS=print_stacktrace=1 "build-fuzz/fuzz/${target}_fuzzer" \
     -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$crashes/" \
     "$work" "fuzz/corpus/$target" >"build-fuzz/$target.log" 2>&1 || rc=$?
-  grep -E "^#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|ERROR|invariant broken|SUMMARY" \
+  grep -E "^#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|==[0-9]+== ?ERROR|invariant broken|SUMMARY" \
     "build-fuzz/$target.log" || true
   if [ "$rc" -ne 0 ] || ls "$crashes"/* >/dev/null 2>&1; then
     failed+=("$target")
