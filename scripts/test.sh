@@ -2,7 +2,9 @@
 # The test command: installs dependencies (Debian packages), builds, and runs
 # every test suite with ctest; then builds again with AddressSanitizer +
 # UndefinedBehaviorSanitizer (build-asan/, Debug) and runs every suite there
-# too (MATID_SKIP_SANITIZERS=1 skips that pass). Exit code 0 only when all pass.
+# too; then builds the units that do not link LibTorch with ThreadSanitizer
+# (build-tsan/) and runs them (MATID_SKIP_SANITIZERS=1 skips both passes).
+# Exit code 0 only when all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -18,4 +20,17 @@ if [ "${MATID_SKIP_SANITIZERS:-0}" != 1 ]; then
   asan_built=$(date +%s)
   (cd build-asan && UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j2 --timeout 900)
   echo "test.sh: ASan/UBSan build $(( asan_built - tested ))s, tests $(( $(date +%s) - asan_built ))s"
+  # ThreadSanitizer: LibTorch, gRPC and protobuf are not instrumented (see
+  # tests/tsan.supp), so the pass covers our threads: batcher, the serving
+  # stack in-process with the fake model, spool, bridge, result message.
+  tsan_tests=(batcher_test matid_server_test spool_test bridge_test result_message_test)
+  if [ ! -f build-tsan/CMakeCache.txt ]; then
+    cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMATID_SANITIZE=thread
+  fi
+  tsan_start=$(date +%s)
+  cmake --build build-tsan -j"${MATID_JOBS:-2}" --target "${tsan_tests[@]}"
+  tsan_built=$(date +%s)
+  (cd build-tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$PWD/../tests/tsan.supp" \
+    ctest --output-on-failure --timeout 600 -R "^($(IFS='|'; echo "${tsan_tests[*]}"))\$")
+  echo "test.sh: TSan build $(( tsan_built - tsan_start ))s, tests $(( $(date +%s) - tsan_built ))s"
 fi

@@ -67,7 +67,7 @@ absl::Status Batcher::SubmitAll(std::vector<InferenceTask> tasks) {
   }
   const absl::Time now = absl::Now();
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
       return Refusal(absl::UnavailableError("server is shutting down; not accepting new work"),
                      "shutting_down");
@@ -84,27 +84,27 @@ absl::Status Batcher::SubmitAll(std::vector<InferenceTask> tasks) {
     for (auto& task : tasks) queue_.push_back({std::move(task), now});
     UpdateQueueGauge();
   }
-  work_available_.Signal();
+  work_available_.notify_one();
   return absl::OkStatus();
 }
 
 void Batcher::Shutdown() {
-  absl::MutexLock serial(&shutdown_mu_);
+  std::lock_guard<std::mutex> serial(shutdown_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
-  work_available_.SignalAll();
+  work_available_.notify_all();
   if (worker_.joinable()) worker_.join();
 }
 
 int Batcher::queue_depth() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int>(queue_.size());
 }
 
 int Batcher::in_flight() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int>(queue_.size()) + running_;
 }
 
@@ -123,9 +123,9 @@ void Batcher::WorkerLoop() {
 }
 
 std::vector<Batcher::QueuedTask> Batcher::NextBatch() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   running_ = 0;
-  while (queue_.empty() && !stopping_) work_available_.Wait(&mu_);
+  work_available_.wait(lock, [this] { return !queue_.empty() || stopping_; });
   if (queue_.empty()) return {};  // stopping, and nothing left to drain
 
   const size_t max_batch = static_cast<size_t>(options_.max_batch_size);
@@ -133,7 +133,7 @@ std::vector<Batcher::QueuedTask> Batcher::NextBatch() {
     const absl::Time flush_at =
         queue_.front().enqueued_at + absl::Microseconds(options_.max_queue_delay_us);
     while (!stopping_ && queue_.size() < max_batch && absl::Now() < flush_at) {
-      work_available_.WaitWithDeadline(&mu_, flush_at);
+      work_available_.wait_for(lock, absl::ToChronoNanoseconds(flush_at - absl::Now()));
     }
   }
   const size_t count = std::min(queue_.size(), max_batch);

@@ -12,17 +12,17 @@
 #ifndef MATID_SERVER_BATCHER_H_
 #define MATID_SERVER_BATCHER_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/model_backend.h"
 
@@ -110,7 +110,7 @@ class Batcher {
   std::vector<QueuedTask> NextBatch();
   void RunBatch(std::vector<QueuedTask> batch);
   absl::Status CheckInput(const InferenceTask& task) const;
-  void UpdateQueueGauge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateQueueGauge();  // mu_ must be held
 
   // Constant after construction.
   const BatcherOptions options_;
@@ -118,16 +118,18 @@ class Batcher {
   ServerMetrics* const metrics_;  // or nullptr if not recorded
   const size_t tensor_size_;
 
-  mutable absl::Mutex mu_;
-  absl::CondVar work_available_;
-  std::deque<QueuedTask> queue_ ABSL_GUARDED_BY(mu_);
-  int running_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // std::mutex rather than absl::Mutex: Debian's absl is not built for
+  // ThreadSanitizer, which then cannot see absl::Mutex's ordering.
+  mutable std::mutex mu_;
+  std::condition_variable work_available_;
+  std::deque<QueuedTask> queue_;  // guarded by mu_
+  int running_ = 0;               // guarded by mu_
+  bool stopping_ = false;         // guarded by mu_
 
   // Only the worker touches these.
   std::vector<float> batch_input_;
-  std::thread worker_;       // joined by Shutdown()
-  absl::Mutex shutdown_mu_;  // serialises Shutdown() callers
+  std::thread worker_;      // joined by Shutdown()
+  std::mutex shutdown_mu_;  // serialises Shutdown() callers
 };
 
 }  // namespace matid

@@ -94,7 +94,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
 MatidServer::~MatidServer() { Shutdown(); }
 
 void MatidServer::Shutdown() {
-  absl::MutexLock lock(&shutdown_mu_);
+  std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
   if (server_ != nullptr) {

@@ -8,10 +8,10 @@
 #include <grpcpp/server.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/batcher.h"
 #include "server/classifier.h"
@@ -75,8 +75,8 @@ class MatidServer {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 
-  absl::Mutex shutdown_mu_;
-  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+  std::mutex shutdown_mu_;  // std::mutex: visible to ThreadSanitizer (see batcher.h)
+  bool shut_down_ = false;  // guarded by shutdown_mu_
 };
 
 }  // namespace matid

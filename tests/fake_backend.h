@@ -5,11 +5,12 @@
 #define MATID_TESTS_FAKE_BACKEND_H_
 
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "server/model_backend.h"
 
@@ -45,10 +46,10 @@ class FakeBackend final : public ModelBackend {
     absl::Duration delay;
     absl::Status failure;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       ++entered_;
-      mu_.Await(absl::Condition(
-          +[](bool* held) { return !*held; }, &held_));
+      changed_.notify_all();
+      changed_.wait(lock, [this] { return !held_; });
       batch_sizes_.push_back(batch_size);
       delay = delay_;
       failure = failure_;
@@ -67,33 +68,35 @@ class FakeBackend final : public ModelBackend {
 
   // While held, Infer() blocks after counting itself as entered.
   void Hold() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     held_ = true;
   }
   void Release() {
-    absl::MutexLock lock(&mu_);
-    held_ = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = false;
+    }
+    changed_.notify_all();
   }
   // Blocks until Infer() has been entered `count` times in all.
   void WaitForEntered(int count) {
-    absl::MutexLock lock(&mu_);
-    auto reached = [this, count]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return entered_ >= count; };
-    mu_.Await(absl::Condition(&reached));
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [this, count] { return entered_ >= count; });
   }
   void set_delay(absl::Duration delay) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     delay_ = delay;
   }
   void set_failure(absl::Status failure) {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     failure_ = std::move(failure);
   }
   std::vector<int> batch_sizes() const {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return batch_sizes_;
   }
   int images_run() const {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     int total = 0;
     for (int size : batch_sizes_) total += size;
     return total;
@@ -101,12 +104,14 @@ class FakeBackend final : public ModelBackend {
 
  private:
   const ModelInfo info_;
-  mutable absl::Mutex mu_;
-  bool held_ ABSL_GUARDED_BY(mu_) = false;
-  int entered_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Duration delay_ ABSL_GUARDED_BY(mu_);
-  absl::Status failure_ ABSL_GUARDED_BY(mu_);
-  std::vector<int> batch_sizes_ ABSL_GUARDED_BY(mu_);
+  // std::mutex: visible to ThreadSanitizer (see server/batcher.h).
+  mutable std::mutex mu_;
+  std::condition_variable changed_;  // held_ or entered_ changed
+  bool held_ = false;                // guarded by mu_, like every field below
+  int entered_ = 0;
+  absl::Duration delay_;
+  absl::Status failure_;
+  std::vector<int> batch_sizes_;
 };
 
 }  // namespace matid
