@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/camera.h"
+#include "client/channel_credentials.h"
 #include "client/result_publisher.h"
 #include "common/metrics_endpoint.h"
 #include "common/stop_signals.h"
@@ -27,6 +28,9 @@ ABSL_FLAG(std::string, source, "0",
 ABSL_FLAG(bool, loop, false, "Repeat a video file or folder forever.");
 ABSL_FLAG(std::string, camera_id, "camera-1", "Camera id: in every message and the MQTT topic.");
 ABSL_FLAG(std::string, server, "localhost:50051", "matid-server address.");
+ABSL_FLAG(std::string, tls_ca, "", "CA (PEM) that signed the server's certificate: use TLS.");
+ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.");
+ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 ABSL_FLAG(std::string, mqtt_host, "127.0.0.1", "Local MQTT broker host.");
 ABSL_FLAG(int, mqtt_port, 1883, "Local MQTT broker port.");
 ABSL_FLAG(int, top_k, 3, "Predictions per result.");
@@ -121,8 +125,10 @@ int main(int argc, char** argv) {
                                                   &(*metrics)->registry());
   if (!publisher.ok()) return Fail(publisher.status());
 
-  auto channel =
-      grpc::CreateChannel(absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials());
+  auto credentials = matid::ChannelCredentials(
+      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
+  if (!credentials.ok()) return Fail(credentials.status());
+  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials);
   matid::ResultPublisher* publisher_ptr = publisher->get();
   matid::Camera camera(
       options, *std::move(source), channel,

@@ -16,10 +16,10 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "client/channel_credentials.h"
 #include "client/classify_result.h"
 #include "client/file_classifier.h"
 #include "client/image_files.h"
-#include "common/file_contents.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "matid server address (host:port).");
 ABSL_FLAG(std::string, mode, "classify",
@@ -69,23 +69,14 @@ int main(int argc, char** argv) {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(64 << 20);
   arguments.SetMaxSendMessageSize(64 << 20);
-  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
-  if (!absl::GetFlag(FLAGS_tls_ca).empty()) {
-    grpc::SslCredentialsOptions ssl;
-    for (auto [flag, field] : {std::pair{absl::GetFlag(FLAGS_tls_ca), &ssl.pem_root_certs},
-                               {absl::GetFlag(FLAGS_tls_cert), &ssl.pem_cert_chain},
-                               {absl::GetFlag(FLAGS_tls_key), &ssl.pem_private_key}}) {
-      if (flag.empty()) continue;
-      absl::StatusOr<std::string> pem = matid::ReadFileContents(flag);
-      if (!pem.ok()) {
-        std::fprintf(stderr, "matid-classify: %s\n", std::string(pem.status().message()).c_str());
-        return 2;
-      }
-      *field = *std::move(pem);
-    }
-    credentials = grpc::SslCredentials(ssl);
+  auto credentials = matid::ChannelCredentials(
+      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
+  if (!credentials.ok()) {
+    std::fprintf(stderr, "matid-classify: %s\n",
+                 std::string(credentials.status().message()).c_str());
+    return 2;
   }
-  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server), credentials, arguments);
+  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server), *credentials, arguments);
   const auto connect_by =
       std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
                                              absl::GetFlag(FLAGS_connect_timeout_seconds) * 1000));

@@ -19,7 +19,7 @@ BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(HERE, "..", "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(BUILD, "python"))
-from edge_harness import Process, make_certificates  # noqa: E402
+from edge_harness import Mosquitto, Process, make_certificates  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 
 PNG = cv2.imencode(".png", np.zeros((28, 28), np.uint8))[1].tobytes()
@@ -98,6 +98,41 @@ class ServerTlsTest(unittest.TestCase):
                                              capture_output=True, text=True, timeout=60)
         self.assertEqual(without_certificate.returncode, 2)
         self.assertIn("cannot reach server", without_certificate.stderr)
+
+    def test_health_probe_speaks_mutual_tls(self) -> None:
+        address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}")
+        probe = [os.path.join(BUILD, "bin", "matid-health-probe"), f"--server={address}",
+                 f"--tls_ca={self.certs['ca.crt']}"]
+        good = subprocess.run(probe + [f"--tls_cert={self.certs['client.crt']}",
+                                       f"--tls_key={self.certs['client.key']}"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertEqual(good.stdout.strip(), "SERVING")
+        self.assertEqual(subprocess.run(probe, capture_output=True, timeout=60).returncode, 1)
+        half = subprocess.run(probe + [f"--tls_cert={self.certs['client.crt']}"],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(half.returncode, 1)
+        self.assertIn("needs both --tls_cert and --tls_key", half.stderr)
+
+    def test_camera_streams_over_mutual_tls(self) -> None:
+        address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}")
+        frames = os.path.join(self.tmp, "frames")
+        os.makedirs(frames, exist_ok=True)
+        for i in range(5):
+            with open(os.path.join(frames, f"{i}.png"), "wb") as f:
+                f.write(PNG)
+        broker = Mosquitto(self.tmp, "camera-broker")
+        broker.start()
+        self.addCleanup(broker.stop)
+        camera = subprocess.run(
+            [os.path.join(BUILD, "bin", "matid-camera"), f"--source={frames}", "--camera_id=tls",
+             f"--server={address}", f"--mqtt_port={broker.port}", "--metrics_port=-1",
+             f"--tls_ca={self.certs['ca.crt']}", f"--tls_cert={self.certs['client.crt']}",
+             f"--tls_key={self.certs['client.key']}"],
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(camera.returncode, 0, camera.stdout + camera.stderr)
+        self.assertIn("5 frames captured, 5 classified, 0 dropped (server behind), 0 refused",
+                      camera.stdout)
 
     def test_allow_list_admits_only_listed_subjects(self) -> None:
         address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}",
