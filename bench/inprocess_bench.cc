@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_images.h"
+#include "bench/cpu_time.h"
 #include "server/preprocessor.h"
 #include "server/torch_backend.h"
 
@@ -83,7 +84,8 @@ int main(int argc, char** argv) {
       {"input", std::to_string(spec.width) + "x" + std::to_string(spec.height) + "x" +
                     std::to_string(spec.channels())},
       {"batches", nlohmann::json::array()}};
-  std::printf("%-6s %16s %16s\n", "batch", "forward img/s", "pipeline img/s");
+  std::printf("%-6s %16s %16s %18s\n", "batch", "forward img/s", "pipeline img/s",
+              "pipeline CPU ms/img");
   double best_pipeline = 0;
   for (int batch : batch_sizes) {
     std::vector<float> input(batch * tensor, 0.0f);
@@ -96,6 +98,7 @@ int main(int argc, char** argv) {
     const double forward = done / Since(start);
     done = 0;
     size_t next = 0;
+    const double cpu_before = matid::SelfCpuSeconds();
     start = Clock::now();
     while (Since(start) < seconds) {
       for (int i = 0; i < batch; ++i) {
@@ -108,11 +111,13 @@ int main(int argc, char** argv) {
       done += batch;
     }
     const double pipeline = done / Since(start);
+    const double cpu_ms_per_image = 1000 * (matid::SelfCpuSeconds() - cpu_before) / done;
     best_pipeline = std::max(best_pipeline, pipeline);
-    std::printf("%-6d %16.1f %16.1f\n", batch, forward, pipeline);
+    std::printf("%-6d %16.1f %16.1f %18.3f\n", batch, forward, pipeline, cpu_ms_per_image);
     report["batches"].push_back({{"batch", batch},
                                  {"forward_images_per_second", forward},
-                                 {"pipeline_images_per_second", pipeline}});
+                                 {"pipeline_images_per_second", pipeline},
+                                 {"pipeline_cpu_ms_per_image", cpu_ms_per_image}});
   }
   // Single-image latency of the whole pipeline.
   std::vector<double> latencies;

@@ -8,8 +8,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -25,6 +30,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_images.h"
+#include "bench/cpu_time.h"
 #include "bench/latency_recorder.h"
 #include "client/image_files.h"
 #include "common/prometheus_text.h"
@@ -46,6 +52,11 @@ ABSL_FLAG(std::string, synthetic, "28x28x1", "WxHxC random images as PNG when --
 ABSL_FLAG(int, synthetic_count, 64, "How many synthetic images.");
 ABSL_FLAG(std::string, label, "", "Free text stored in the JSON (model, variant...).");
 ABSL_FLAG(std::string, json, "", "Write the results here as JSON.");
+ABSL_FLAG(int, server_pid, 0, "The server's process id, to report its CPU time per image.");
+ABSL_FLAG(std::string, client, "callback",
+          "Closed-loop Classify clients: 'callback' (each virtual client issues its next call "
+          "from the last one's completion; no thread per client, the least client CPU) or "
+          "'threads' (one blocking thread per client).");
 
 namespace {
 
@@ -64,6 +75,9 @@ std::string CodeName(const grpc::Status& status) {
 
 struct ServerSplit {
   double queue_ms = 0, inference_ms = 0, preprocess_ms = 0, batch_size = 0;
+  // CPU time per image answered: the server's (needs --server_pid) and this
+  // load generator's own, which shares the machine when both run on it.
+  double server_cpu_ms_per_image = 0, client_cpu_ms_per_image = 0;
 };
 
 std::map<std::string, double> Scrape(int port) {
@@ -153,6 +167,53 @@ class Load {
     }
   }
 
+  // Closed loop on the callback API: `concurrency` virtual clients, each
+  // issuing its next Classify from the completion of its last one, so no
+  // client thread is parked per call and the load generator takes as little
+  // of the shared CPU as it can.
+  void ClosedLoopCallback(int concurrency, Clock::time_point until, std::atomic<int64_t>* budget,
+                          matid::LatencyRecorder* recorder) {
+    struct Call {
+      grpc::ClientContext context;
+      matid::v1::ClassifyRequest request;
+      matid::v1::ClassifyResponse response;
+      Clock::time_point start;
+    };
+    struct Client {
+      std::unique_ptr<Call> call;  // the one in flight; replaced by the next
+      size_t next_image = 0;
+    };
+    std::vector<Client> clients(concurrency);
+    std::mutex mu;
+    std::condition_variable all_done;
+    int running = concurrency;  // guarded by mu
+    std::function<void(Client*)> issue = [&](Client* client) {
+      if (Clock::now() >= until || budget->fetch_sub(1) <= 0) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (--running == 0) all_done.notify_all();
+        return;
+      }
+      // Safe inside the previous call's completion: gRPC is done with it.
+      client->call = std::make_unique<Call>();
+      Call* call = client->call.get();
+      call->request.mutable_image()->set_encoded(images_[client->next_image++ % images_.size()]);
+      call->request.set_top_k(1);
+      call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      call->start = Clock::now();
+      stub_->async()->Classify(
+          &call->context, &call->request, &call->response, [&, client, call](grpc::Status status) {
+            recorder->Record(Ms(call->start), 1, status.ok() ? "OK" : CodeName(status));
+            issue(client);
+          });
+    };
+    for (int c = 0; c < concurrency; ++c) {
+      clients[c].next_image = c;
+      issue(&clients[c]);
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    all_done.wait(lock, [&] { return running == 0; });
+  }
+
   // Open loop: Poisson arrivals at `rate`, callback API, bounded outstanding.
   void OpenLoop(double rate, Clock::time_point until, int64_t budget,
                 matid::LatencyRecorder* recorder) {
@@ -216,6 +277,10 @@ matid::StepSummary RunStep(Load& load, int concurrency, double rate, double seco
       return;
     }
     std::atomic<int64_t> budget{absl::GetFlag(FLAGS_max_requests)};
+    if (absl::GetFlag(FLAGS_mode) == "classify" && absl::GetFlag(FLAGS_client) == "callback") {
+      load.ClosedLoopCallback(concurrency, until, &budget, recorder);
+      return;
+    }
     std::vector<std::thread> clients;
     for (int c = 0; c < concurrency; ++c) {
       clients.emplace_back([&, c] { load.ClosedLoopClient(until, &budget, recorder, c); });
@@ -225,12 +290,23 @@ matid::StepSummary RunStep(Load& load, int concurrency, double rate, double seco
   matid::LatencyRecorder warmup;
   run(absl::GetFlag(FLAGS_warmup_seconds), &warmup);
   const auto before = Scrape(metrics_port);
+  const int server_pid = absl::GetFlag(FLAGS_server_pid);
+  const double server_cpu_before = matid::ProcessCpuSeconds(server_pid);
+  const double client_cpu_before = matid::SelfCpuSeconds();
   matid::LatencyRecorder recorder;
   const auto start = Clock::now();
   run(seconds, &recorder);
   const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const double client_cpu = matid::SelfCpuSeconds() - client_cpu_before;
+  const double server_cpu = matid::ProcessCpuSeconds(server_pid) - server_cpu_before;
   *split = Split(before, Scrape(metrics_port));
-  return recorder.Summary(elapsed);
+  matid::StepSummary summary = recorder.Summary(elapsed);
+  const double images = summary.images_per_second * elapsed;
+  if (images > 0) {
+    split->client_cpu_ms_per_image = 1000 * client_cpu / images;
+    if (server_pid > 0) split->server_cpu_ms_per_image = 1000 * server_cpu / images;
+  }
+  return summary;
 }
 
 }  // namespace
@@ -264,24 +340,25 @@ int main(int argc, char** argv) {
       if (absl::SimpleAtoi(part, &c) && c > 0) sweep.push_back(c);
     }
   }
-  nlohmann::json report = {{"server", absl::GetFlag(FLAGS_server)},
-                           {"mode", absl::GetFlag(FLAGS_mode)},
-                           {"label", absl::GetFlag(FLAGS_label)},
-                           {"batch_size", absl::GetFlag(FLAGS_batch_size)},
-                           {"steps", nlohmann::json::array()}};
-  std::printf("%-6s %-9s %9s %9s %9s %9s %9s %9s %8s %8s %6s  %s\n", rate > 0 ? "rate" : "conc",
-              "mode", "images/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "queue ms", "infer ms",
-              "prep ms", "batch", "errors");
+  nlohmann::json report = {
+      {"server", absl::GetFlag(FLAGS_server)},         {"mode", absl::GetFlag(FLAGS_mode)},
+      {"label", absl::GetFlag(FLAGS_label)},           {"client", absl::GetFlag(FLAGS_client)},
+      {"batch_size", absl::GetFlag(FLAGS_batch_size)}, {"steps", nlohmann::json::array()}};
+  std::printf("%-6s %-9s %9s %9s %9s %9s %9s %9s %8s %8s %6s %8s %8s  %s\n",
+              rate > 0 ? "rate" : "conc", "mode", "images/s", "p50 ms", "p90 ms", "p99 ms",
+              "max ms", "queue ms", "infer ms", "prep ms", "batch", "srvCPUms", "cliCPUms",
+              "errors");
   for (int concurrency : sweep) {
     ServerSplit split;
     matid::StepSummary s =
         RunStep(load, concurrency, rate, absl::GetFlag(FLAGS_step_seconds), &split);
     std::string errors;
     for (const auto& [code, n] : s.errors) errors += code + ":" + std::to_string(n) + " ";
-    std::printf("%-6g %-9s %9.1f %9.2f %9.2f %9.2f %9.2f %9.3f %8.3f %8.3f %6.2f  %s\n",
+    std::printf("%-6g %-9s %9.1f %9.2f %9.2f %9.2f %9.2f %9.3f %8.3f %8.3f %6.2f %8.3f %8.3f  %s\n",
                 rate > 0 ? rate : concurrency, absl::GetFlag(FLAGS_mode).c_str(),
                 s.images_per_second, s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms, split.queue_ms,
-                split.inference_ms, split.preprocess_ms, split.batch_size, errors.c_str());
+                split.inference_ms, split.preprocess_ms, split.batch_size,
+                split.server_cpu_ms_per_image, split.client_cpu_ms_per_image, errors.c_str());
     std::fflush(stdout);
     report["steps"].push_back({{"concurrency", concurrency},
                                {"rate", rate},
@@ -298,7 +375,9 @@ int main(int argc, char** argv) {
                                {"server_queue_ms", split.queue_ms},
                                {"server_inference_ms_per_batch", split.inference_ms},
                                {"server_preprocess_ms", split.preprocess_ms},
-                               {"server_mean_batch_size", split.batch_size}});
+                               {"server_mean_batch_size", split.batch_size},
+                               {"server_cpu_ms_per_image", split.server_cpu_ms_per_image},
+                               {"client_cpu_ms_per_image", split.client_cpu_ms_per_image}});
   }
   const std::string json_path = absl::GetFlag(FLAGS_json);
   if (!json_path.empty()) std::ofstream(json_path) << report.dump(1) << "\n";

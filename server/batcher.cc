@@ -68,23 +68,33 @@ absl::Status Batcher::SubmitAll(std::vector<InferenceTask> tasks) {
   const absl::Time now = absl::Now();
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) {
-      return Refusal(absl::UnavailableError("server is shutting down; not accepting new work"),
-                     "shutting_down");
-    }
-    const size_t room = options_.max_queue_size - queue_.size();
-    if (tasks.size() > room) {
-      return Refusal(
-          absl::ResourceExhaustedError(absl::StrCat(
-              "inference queue is full (", queue_.size(), " of ", options_.max_queue_size,
-              " waiting", tasks.size() > 1 ? absl::StrCat(", request needs ", tasks.size()) : "",
-              "); retry later")),
-          "queue_full");
-    }
+    absl::Status room = RoomLocked(tasks.size());
+    if (!room.ok()) return room;
     for (auto& task : tasks) queue_.push_back({std::move(task), now});
     UpdateQueueGauge();
   }
   work_available_.notify_one();
+  return absl::OkStatus();
+}
+
+absl::Status Batcher::CheckRoom(size_t images) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return RoomLocked(images);
+}
+
+absl::Status Batcher::RoomLocked(size_t images) const {
+  if (stopping_) {
+    return Refusal(absl::UnavailableError("server is shutting down; not accepting new work"),
+                   "shutting_down");
+  }
+  const size_t room = options_.max_queue_size - queue_.size();
+  if (images > room) {
+    return Refusal(
+        absl::ResourceExhaustedError(absl::StrCat(
+            "inference queue is full (", queue_.size(), " of ", options_.max_queue_size, " waiting",
+            images > 1 ? absl::StrCat(", request needs ", images) : "", "); retry later")),
+        "queue_full");
+  }
   return absl::OkStatus();
 }
 

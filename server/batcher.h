@@ -88,6 +88,11 @@ class Batcher {
   // request is not half-refused.
   absl::Status SubmitAll(std::vector<InferenceTask> tasks);
 
+  // Whether `images` more tasks would be accepted now, with the refusal
+  // Submit would give (RESOURCE_EXHAUSTED, UNAVAILABLE). A hint: the queue
+  // may change before Submit. Lets callers shed load before preprocessing.
+  absl::Status CheckRoom(size_t images) const;
+
   // Refuses new tasks, runs every queued one, then joins the worker.
   // Idempotent.
   void Shutdown();
@@ -110,7 +115,8 @@ class Batcher {
   std::vector<QueuedTask> NextBatch();
   void RunBatch(std::vector<QueuedTask> batch);
   absl::Status CheckInput(const InferenceTask& task) const;
-  void UpdateQueueGauge();  // mu_ must be held
+  void UpdateQueueGauge();                       // mu_ must be held
+  absl::Status RoomLocked(size_t images) const;  // mu_ must be held
 
   // Constant after construction.
   const BatcherOptions options_;

@@ -55,6 +55,12 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
 }
 
 void Classifier::Classify(const ClassifyCall& call, ClassifyDone done) const {
+  // Shed before preprocessing: under overload a refusal should cost nothing.
+  absl::Status room = batcher_->CheckRoom(1);
+  if (!room.ok()) {
+    Finish(done, room);
+    return;
+  }
   absl::StatusOr<InferenceTask> task = Prepare(call, done);
   if (!task.ok()) {
     Finish(done, task.status());
@@ -65,6 +71,13 @@ void Classifier::Classify(const ClassifyCall& call, ClassifyDone done) const {
 }
 
 void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyManyDone done) const {
+  absl::Status room = batcher_->CheckRoom(calls.size());
+  if (!room.ok()) {  // shed before preprocessing, as in Classify
+    for (size_t i = 0; i < calls.size(); ++i) {
+      Finish([done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); }, room);
+    }
+    return;
+  }
   std::vector<InferenceTask> tasks;
   std::vector<size_t> queued_items;
   for (size_t i = 0; i < calls.size(); ++i) {

@@ -161,6 +161,8 @@ TEST(Batcher, FullQueueRefusesWithResourceExhausted) {
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(status.message(), HasSubstr("3 of 3"));
   EXPECT_EQ(RefusalReason(status), "queue_full");
+  // CheckRoom tells the same before any work is spent on a task.
+  EXPECT_EQ(RefusalReason(batcher->CheckRoom(1)), "queue_full");
   backend.Release();
   for (auto& outcome : accepted) {
     ASSERT_EQ(outcome->future.wait_for(kBound), std::future_status::ready);
@@ -169,6 +171,10 @@ TEST(Batcher, FullQueueRefusesWithResourceExhausted) {
   // The refused task's callback is never called.
   EXPECT_EQ(refused->future.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
   EXPECT_EQ(backend.images_run(), 4);
+  EXPECT_TRUE(batcher->CheckRoom(3).ok());
+  EXPECT_EQ(RefusalReason(batcher->CheckRoom(4)), "queue_full");
+  batcher->Shutdown();
+  EXPECT_EQ(RefusalReason(batcher->CheckRoom(1)), "shutting_down");
 }
 
 TEST(Batcher, SubmitAllQueuesAllOrNone) {

@@ -6,9 +6,9 @@ The server serves a deliberately slow model (the tiny test network at
 640x640 RGB, ~20 ms per image on one thread) with batching off and a queue
 of 8, so a handful of clients is enough to fill it. Checked:
 - 10x more concurrent clients than the queue holds: the surplus is shed with
-  RESOURCE_EXHAUSTED, every request is answered and counted, Health answers
-  within a short deadline throughout, memory stays bounded, and the server
-  serves normally once the load stops;
+  RESOURCE_EXHAUSTED, every request is answered and counted, Health (on its
+  own connection, as a probe has) answers within 2 s throughout, memory stays
+  bounded, and the server serves normally once the load stops;
 - a deadline shorter than the queue wait: DEADLINE_EXCEEDED, and the model
   never runs for it;
 - clients that cancel, or whose process is killed, mid-request: no work left
@@ -44,7 +44,7 @@ QUEUE_SIZE = 8
 CLIENTS = 10 * QUEUE_SIZE
 LAME_DUCK_MS = 300
 DRAIN_GRACE_S = 10
-HEALTH_DEADLINE_S = 1.0
+HEALTH_DEADLINE_S = 2.0
 PNG = cv2.imencode(".png", np.full((32, 32), 128, np.uint8))[1].tobytes()
 
 
@@ -86,7 +86,10 @@ class Server:
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=10)
         self.stub = matid_pb2_grpc.ClassifierStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
+        # Health on its own connection, as a Kubernetes probe or load balancer has.
+        self.health_channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.health = health_pb2_grpc.HealthStub(self.health_channel)
+        self.probe = matid_pb2_grpc.ClassifierStub(self.health_channel)
 
     def images_run(self) -> float:
         """Images the model has run (the batch-size histogram's sum)."""
@@ -96,7 +99,7 @@ class Server:
         return scrape(self.metrics_port).get(f'matid_refusals_total{{reason="{reason}"}}', 0.0)
 
     def queue_depth(self) -> int:
-        return self.stub.Health(matid_pb2.HealthRequest(), timeout=HEALTH_DEADLINE_S).queue_depth
+        return self.probe.Health(matid_pb2.HealthRequest(), timeout=HEALTH_DEADLINE_S).queue_depth
 
     def wait_idle(self) -> None:
         wait_for(lambda: self.queue_depth() == 0 and scrape(self.metrics_port).get(
@@ -112,6 +115,7 @@ class Server:
 
     def close(self) -> int:
         self.channel.close()
+        self.health_channel.close()
         return self.process.stop()
 
 
@@ -286,6 +290,7 @@ class OverloadTest(unittest.TestCase):
         for thread in threads:
             thread.join(timeout=60)
         server.channel.close()
+        server.health_channel.close()
         server.process.log.close()
         self.assertTrue(set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED,
                                        grpc.StatusCode.UNAVAILABLE}, codes)
