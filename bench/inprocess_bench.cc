@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench_images.h"
 #include "bench/cpu_time.h"
+#include "server/malloc_tuning.h"
 #include "server/preprocessor.h"
 #include "server/torch_backend.h"
 
@@ -53,6 +54,7 @@ std::vector<std::string> LoadImages(const matid::InputSpec& spec) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  matid::TuneMallocForInference();  // as matid-server does
   matid::TorchBackendOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
   options.int8 = absl::GetFlag(FLAGS_int8);

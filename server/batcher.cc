@@ -18,6 +18,10 @@ absl::Status ValidateBatcherOptions(const BatcherOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_queue_delay_us is ", options.max_queue_delay_us, "; must be in 0..10000000"));
   }
+  if (options.workers < 1 || options.workers > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("workers is ", options.workers, "; must be in 1..64"));
+  }
   if (options.max_queue_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_queue_size is ", options.max_queue_size, "; must be >= 1"));
@@ -34,7 +38,9 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const BatcherOptions& o
     return absl::InvalidArgumentError("Batcher needs a model backend");
   }
   std::unique_ptr<Batcher> batcher(new Batcher(options, backend, metrics));
-  batcher->worker_ = std::thread([b = batcher.get()] { b->WorkerLoop(); });
+  for (int i = 0; i < options.workers; ++i) {
+    batcher->workers_.emplace_back([b = batcher.get()] { b->WorkerLoop(); });
+  }
   return batcher;
 }
 
@@ -105,7 +111,9 @@ void Batcher::Shutdown() {
     stopping_ = true;
   }
   work_available_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  for (std::thread& worker : workers_) {
+    if (worker.joinable()) worker.join();
+  }
 }
 
 int Batcher::queue_depth() const {
@@ -125,16 +133,19 @@ void Batcher::UpdateQueueGauge() {
 }
 
 void Batcher::WorkerLoop() {
+  std::vector<float> input;  // this worker's batch buffer, reused
+  int finished = 0;
   while (true) {
-    std::vector<QueuedTask> batch = NextBatch();
+    std::vector<QueuedTask> batch = NextBatch(finished);
     if (batch.empty()) return;
-    RunBatch(std::move(batch));
+    finished = static_cast<int>(batch.size());
+    RunBatch(std::move(batch), &input);
   }
 }
 
-std::vector<Batcher::QueuedTask> Batcher::NextBatch() {
+std::vector<Batcher::QueuedTask> Batcher::NextBatch(int finished) {
   std::unique_lock<std::mutex> lock(mu_);
-  running_ = 0;
+  running_ -= finished;
   work_available_.wait(lock, [this] { return !queue_.empty() || stopping_; });
   if (queue_.empty()) return {};  // stopping, and nothing left to drain
 
@@ -153,12 +164,12 @@ std::vector<Batcher::QueuedTask> Batcher::NextBatch() {
     batch.push_back(std::move(queue_.front()));
     queue_.pop_front();
   }
-  running_ = static_cast<int>(count);
+  running_ += static_cast<int>(count);
   UpdateQueueGauge();
   return batch;
 }
 
-void Batcher::RunBatch(std::vector<QueuedTask> batch) {
+void Batcher::RunBatch(std::vector<QueuedTask> batch, std::vector<float>* input) {
   const absl::Time start = absl::Now();
 
   // Answer the callers who are gone or out of time; never run the model for them.
@@ -183,12 +194,12 @@ void Batcher::RunBatch(std::vector<QueuedTask> batch) {
   if (live.empty()) return;
 
   const int batch_size = static_cast<int>(live.size());
-  batch_input_.resize(batch_size * tensor_size_);
+  input->resize(batch_size * tensor_size_);
   for (int i = 0; i < batch_size; ++i) {
     std::copy(live[i].task.input.begin(), live[i].task.input.end(),
-              batch_input_.begin() + i * tensor_size_);
+              input->begin() + i * tensor_size_);
   }
-  absl::StatusOr<std::vector<float>> scores = backend_->Infer(batch_input_, batch_size);
+  absl::StatusOr<std::vector<float>> scores = backend_->Infer(*input, batch_size);
   const absl::Duration inference = absl::Now() - start;
   if (metrics_ != nullptr) metrics_->RecordBatch(batch_size, inference);
 

@@ -1,13 +1,13 @@
-// Dynamic batcher: one bounded queue of preprocessed images and one worker
-// thread that runs them through the model in batches of up to
-// max_batch_size. Work-conserving: when the model is idle a batch starts at
-// once with whatever is waiting; with max_queue_delay_us > 0 the worker
+// Dynamic batcher: one bounded queue of preprocessed images and worker
+// threads (one by default) that run them through the model in batches of up
+// to max_batch_size. Work-conserving: when the model is idle a batch starts at
+// once with whatever is waiting; with max_queue_delay_us > 0 a worker
 // waits up to that long for a fuller batch. Expired or cancelled tasks are
 // answered before inference and never run. A full queue refuses at once
 // (RESOURCE_EXHAUSTED): load is shed, the queue never grows unbounded.
 //
 // Thread-safety: Submit*, queue_depth and in_flight may be called from any
-// thread. Shutdown() may be called from any thread except the worker (that
+// thread. Shutdown() may be called from any thread except a worker (that
 // is, not from a task's done callback).
 #ifndef MATID_SERVER_BATCHER_H_
 #define MATID_SERVER_BATCHER_H_
@@ -40,6 +40,11 @@ struct BatcherOptions {
   // Most images waiting (not yet running). Beyond it Submit refuses with
   // RESOURCE_EXHAUSTED. Bounds memory: each waiting image holds one tensor.
   int max_queue_size = 128;
+  // Threads running batches side by side, each taking the next batch from
+  // the one queue (like model instances sharing one loaded model). 1 keeps
+  // one batch at a time; 2 lets a small model use both cores of a 2-core
+  // box with one LibTorch thread each, instead of one batch on two threads.
+  int workers = 1;
 };
 
 absl::Status ValidateBatcherOptions(const BatcherOptions& options);
@@ -112,8 +117,10 @@ class Batcher {
 
   void WorkerLoop();
   // Blocks until a batch is due; returns empty when shut down and drained.
-  std::vector<QueuedTask> NextBatch();
-  void RunBatch(std::vector<QueuedTask> batch);
+  // `finished`: size of the caller's previous batch, now done.
+  std::vector<QueuedTask> NextBatch(int finished);
+  // `input`: the calling worker's reusable batch buffer.
+  void RunBatch(std::vector<QueuedTask> batch, std::vector<float>* input);
   absl::Status CheckInput(const InferenceTask& task) const;
   void UpdateQueueGauge();                       // mu_ must be held
   absl::Status RoomLocked(size_t images) const;  // mu_ must be held
@@ -129,13 +136,11 @@ class Batcher {
   mutable std::mutex mu_;
   std::condition_variable work_available_;
   std::deque<QueuedTask> queue_;  // guarded by mu_
-  int running_ = 0;               // guarded by mu_
+  int running_ = 0;               // guarded by mu_: images in the workers' batches
   bool stopping_ = false;         // guarded by mu_
 
-  // Only the worker touches these.
-  std::vector<float> batch_input_;
-  std::thread worker_;      // joined by Shutdown()
-  std::mutex shutdown_mu_;  // serialises Shutdown() callers
+  std::vector<std::thread> workers_;  // joined by Shutdown()
+  std::mutex shutdown_mu_;            // serialises Shutdown() callers
 };
 
 }  // namespace matid

@@ -9,6 +9,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "common/stop_signals.h"
+#include "server/malloc_tuning.h"
 #include "server/matid_server.h"
 #include "server/torch_backend.h"
 
@@ -32,6 +33,9 @@ ABSL_FLAG(int, max_batch_size, 8, "Most images in one forward pass; 1 turns dyna
 ABSL_FLAG(int64_t, max_queue_delay_us, 0,
           "How long the oldest queued image may wait for a fuller batch (0: never wait while the "
           "model is idle).");
+ABSL_FLAG(int, inference_workers, 1,
+          "Batches run side by side, each on its own thread with --threads LibTorch threads. "
+          "On 2 cores a small model serves most with --inference_workers=2 --threads=1.");
 ABSL_FLAG(int, max_queue_size, 128,
           "Most images waiting for the model; beyond it requests get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, threads, 2, "Threads one forward pass may use (LibTorch intra-op threads).");
@@ -73,6 +77,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.batcher.max_batch_size = absl::GetFlag(FLAGS_max_batch_size);
   options.batcher.max_queue_delay_us = absl::GetFlag(FLAGS_max_queue_delay_us);
   options.batcher.max_queue_size = absl::GetFlag(FLAGS_max_queue_size);
+  options.batcher.workers = absl::GetFlag(FLAGS_inference_workers);
   options.preprocess.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.preprocess.max_encoded_bytes = absl::GetFlag(FLAGS_max_encoded_bytes);
   options.preprocess.decode_unchecked_formats = absl::GetFlag(FLAGS_decode_unchecked_formats);
@@ -99,6 +104,7 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
 
   const matid::StopSignals stop_signals;  // before any thread starts
+  matid::TuneMallocForInference();
 
   matid::ServerOptions options = OptionsFromFlags();
   absl::Status valid = matid::ValidateServerOptions(options);

@@ -1,7 +1,8 @@
 // The narrow interface between serving and the model runtime. The LibTorch
 // implementation (torch_backend.h) is the only code that sees torch headers;
-// tests use a fake. Infer() is called from one thread at a time (the batcher's
-// worker); info() is immutable and may be read from any thread.
+// tests use a fake. Infer() may be called from several threads at once (the
+// batcher's workers) and must be safe for that; info() is immutable and may be
+// read from any thread.
 #ifndef MATID_SERVER_MODEL_BACKEND_H_
 #define MATID_SERVER_MODEL_BACKEND_H_
 

@@ -1,6 +1,5 @@
 #include "server/model_info.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"

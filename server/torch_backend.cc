@@ -29,8 +29,8 @@ absl::StatusOr<at::QEngine> ParseQEngine(const std::string& name) {
 
 class TorchBackend final : public ModelBackend {
  public:
-  TorchBackend(ModelInfo info, torch::jit::Module module)
-      : info_(std::move(info)), module_(std::move(module)) {}
+  TorchBackend(ModelInfo info, torch::jit::Module module, int intra_op_threads)
+      : info_(std::move(info)), module_(std::move(module)), intra_op_threads_(intra_op_threads) {}
 
   const ModelInfo& info() const override { return info_; }
 
@@ -41,6 +41,15 @@ class TorchBackend final : public ModelBackend {
           absl::StrCat("Infer got ", input.size(), " floats for batch ", batch_size));
     }
     try {
+      // LibTorch's thread count is OpenMP's, which is per calling thread:
+      // set it on each thread that runs the model (the batcher's workers),
+      // not only where the backend was built. Without this the workers ran
+      // with OpenMP's default instead of --threads.
+      thread_local int threads_applied = 0;
+      if (threads_applied != intra_op_threads_) {
+        at::set_num_threads(intra_op_threads_);
+        threads_applied = intra_op_threads_;
+      }
       c10::InferenceMode inference_mode;
       // from_blob borrows the caller's memory; forward() does not write it.
       at::Tensor batch =
@@ -66,8 +75,10 @@ class TorchBackend final : public ModelBackend {
  private:
   // Constant after construction.
   const ModelInfo info_;
-  // Only touched by Infer(), which runs on one thread at a time.
+  // Its forward() may run on several threads at once: TorchScript's
+  // executor is thread-safe for inference.
   torch::jit::Module module_;
+  const int intra_op_threads_;
 };
 
 }  // namespace
@@ -111,7 +122,8 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
       module = torch::jit::optimize_for_inference(module);
     }
 
-    auto backend = std::make_unique<TorchBackend>(*std::move(info), std::move(module));
+    auto backend = std::make_unique<TorchBackend>(*std::move(info), std::move(module),
+                                                  std::max(1, options.intra_op_threads));
     // Warm-up: the first passes pay for allocation and kernel selection.
     const auto& spec = backend->info().input;
     for (int batch : {1, std::max(1, options.warmup_batch_size)}) {

@@ -303,6 +303,25 @@ TEST(Batcher, ShutdownRunsEveryQueuedTaskThenRefusesNewOnes) {
   EXPECT_EQ(batcher->Submit(TaskWithTag(backend, 7, late)).code(), absl::StatusCode::kUnavailable);
 }
 
+TEST(Batcher, TwoWorkersRunTwoBatchesAtOnce) {
+  FakeBackend backend;
+  auto batcher = MakeBatcher(&backend, {.max_batch_size = 8, .workers = 2});
+  backend.Hold();
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  for (int tag = 0; tag < 2; ++tag) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, tag, outcomes.back())).ok());
+    backend.WaitForEntered(tag + 1);  // the second batch starts while the first is held
+  }
+  EXPECT_EQ(batcher->in_flight(), 2);
+  EXPECT_EQ(batcher->queue_depth(), 0);
+  backend.Release();
+  ExpectEachGotItsOwnResult(outcomes);
+  EXPECT_THAT(backend.batch_sizes(), ElementsAre(1, 1));
+  batcher->Shutdown();
+  EXPECT_EQ(batcher->in_flight(), 0);
+}
+
 TEST(Batcher, ShutdownOfAnIdleBatcherIsPromptAndIdempotent) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_queue_delay_us = 5'000'000});
@@ -316,9 +335,10 @@ TEST(Batcher, ShutdownOfAnIdleBatcherIsPromptAndIdempotent) {
 TEST(Batcher, ManyThreadsGetEveryResultExactlyOnce) {
   constexpr int kThreads = 8;
   constexpr int kPerThread = 150;
-  for (int repeat = 0; repeat < 3; ++repeat) {
+  for (int repeat = 0; repeat < 4; ++repeat) {
     FakeBackend backend(FakeModelInfo(2, 2, kThreads * kPerThread));
-    auto batcher = MakeBatcher(&backend, {.max_batch_size = 8, .max_queue_size = 16});
+    auto batcher = MakeBatcher(
+        &backend, {.max_batch_size = 8, .max_queue_size = 16, .workers = 1 + repeat % 2});
     std::mutex mu;
     std::map<int, int> completions;  // tag -> times completed
     std::atomic<int> wrong_results{0};
@@ -362,6 +382,8 @@ TEST(Batcher, InvalidOptionsAreRefusedAtCreation) {
   EXPECT_EQ(Batcher::Create({.max_queue_delay_us = -1}, &backend, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Batcher::Create({.max_queue_size = 0}, &backend, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Batcher::Create({.workers = 0}, &backend, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
