@@ -35,7 +35,8 @@ serve() {
   grpc=$(sed -n 's/.*serving grpc_port=\([0-9]*\).*/\1/p' "$out/server-$name.log")
   metrics=$(sed -n 's/.*metrics_port=\([0-9]*\).*/\1/p' "$out/server-$name.log")
   echo "== served: $name (${server_flags[*]})"
-  build/bin/matid-bench --server=127.0.0.1:"$grpc" --metrics_port="$metrics" --step_seconds="$step" \
+  build/bin/matid-bench --server=127.0.0.1:"$grpc" --metrics_port="$metrics" --server_pid=$pid \
+    --step_seconds="$step" \
     --label="$name" --json="$results/run-served-$name.json" "${bench_flags[@]}"
   local rss
   rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
@@ -56,19 +57,28 @@ fm_images=(--images="$out/images-fmnist")
 r18=$out/resnet18
 r18_images=(--synthetic=256x256x3)
 
-inprocess fmnist-t1 --model_dir=$fm --threads=1 "${fm_images[@]}"
-inprocess fmnist-t2 --model_dir=$fm --threads=2 "${fm_images[@]}"
-serve fmnist-t1-batch8 $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}"
-serve fmnist-t2-batch8 $fm --threads=2 --max_batch_size=8 -- "${fm_images[@]}"
-serve fmnist-t1-nobatch $fm --threads=1 --max_batch_size=1 -- "${fm_images[@]}" --concurrency=1,2,4,8
-serve fmnist-t1-openloop $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}" --rate=1000
+# Names: t<LibTorch threads>-w<inference workers>-batch<max batch>|nobatch.
+fm_sweep=(--concurrency=1,2,4,8,16,32,64)
+inprocess fmnist-t1 --model_dir=$fm --threads=1 "${fm_images[@]}" --batch_sizes=1,2,4,8,16
+inprocess fmnist-t2 --model_dir=$fm --threads=2 "${fm_images[@]}" --batch_sizes=1,2,4,8,16
+serve fmnist-t1-w2-batch16 $fm --threads=1 --inference_workers=2 --max_batch_size=16 -- "${fm_images[@]}" "${fm_sweep[@]}"
+serve fmnist-t1-w1-batch8 $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}" "${fm_sweep[@]}"
+serve fmnist-t1-w1-nobatch $fm --threads=1 --max_batch_size=1 -- "${fm_images[@]}" --concurrency=1,2,4,8
+serve fmnist-t2-w1-batch16 $fm --threads=2 --max_batch_size=16 -- "${fm_images[@]}" "${fm_sweep[@]}"
+serve fmnist-t1-w2-openloop $fm --threads=1 --inference_workers=2 --max_batch_size=16 -- "${fm_images[@]}" --rate=2000
+# The in-process ceiling again, after the served runs: this VM drifts.
+inprocess fmnist-t1-again --model_dir=$fm --threads=1 "${fm_images[@]}" --batch_sizes=1,2,4,8,16
+inprocess fmnist-t2-again --model_dir=$fm --threads=2 "${fm_images[@]}" --batch_sizes=1,2,4,8,16
 
+r18_sweep=(--concurrency=1,2,4,8,16)
 inprocess r18-fp32-t2 --model_dir=$r18 --threads=2 "${r18_images[@]}" --batch_sizes=1,2,4,8
 inprocess r18-fp32-t1 --model_dir=$r18 --threads=1 "${r18_images[@]}" --batch_sizes=1,4
 inprocess r18-int8-t2 --model_dir=$r18 --int8 --threads=2 "${r18_images[@]}" --batch_sizes=1,2,4,8
-serve r18-fp32-t2-batch8 $r18 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,2,4,8,16
-serve r18-fp32-t1-batch8 $r18 --threads=1 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,2,4,8,16
-serve r18-fp32-t2-nobatch $r18 --threads=2 --max_batch_size=1 -- "${r18_images[@]}" --concurrency=1,2,4
-serve r18-int8-t2-batch8 $r18 --int8 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,2,4,8,16
+serve r18-fp32-t2-w1-batch8 $r18 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
+serve r18-fp32-t2-w1-nobatch $r18 --threads=2 --max_batch_size=1 -- "${r18_images[@]}" --concurrency=1,2,4
+serve r18-fp32-t1-w2-batch8 $r18 --threads=1 --inference_workers=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
+serve r18-int8-t2-w1-batch8 $r18 --int8 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
+serve r18-int8-t1-w2-batch8 $r18 --int8 --threads=1 --inference_workers=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
+inprocess r18-fp32-t2-again --model_dir=$r18 --threads=2 "${r18_images[@]}" --batch_sizes=1,2,4,8
 
 /usr/bin/python3 bench/summarize.py "$results" bench/RESULTS.md
