@@ -167,18 +167,20 @@ class Load {
     }
   }
 
+  // One Classify on the callback API and when it was sent.
+  struct Call {
+    grpc::ClientContext context;
+    matid::v1::ClassifyRequest request;
+    matid::v1::ClassifyResponse response;
+    Clock::time_point start;
+  };
+
   // Closed loop on the callback API: `concurrency` virtual clients, each
   // issuing its next Classify from the completion of its last one, so no
   // client thread is parked per call and the load generator takes as little
   // of the shared CPU as it can.
   void ClosedLoopCallback(int concurrency, Clock::time_point until, std::atomic<int64_t>* budget,
                           matid::LatencyRecorder* recorder) {
-    struct Call {
-      grpc::ClientContext context;
-      matid::v1::ClassifyRequest request;
-      matid::v1::ClassifyResponse response;
-      Clock::time_point start;
-    };
     struct Client {
       std::unique_ptr<Call> call;  // the one in flight; replaced by the next
       size_t next_image = 0;
@@ -217,12 +219,6 @@ class Load {
   // Open loop: Poisson arrivals at `rate`, callback API, bounded outstanding.
   void OpenLoop(double rate, Clock::time_point until, int64_t budget,
                 matid::LatencyRecorder* recorder) {
-    struct Call {
-      grpc::ClientContext context;
-      matid::v1::ClassifyRequest request;
-      matid::v1::ClassifyResponse response;
-      Clock::time_point start;
-    };
     std::mt19937_64 random(7);
     std::exponential_distribution<double> gap(rate);
     std::atomic<int> outstanding{0};

@@ -67,6 +67,15 @@ std::unique_ptr<Batcher> MakeBatcher(FakeBackend* backend, BatcherOptions option
   return *std::move(batcher);
 }
 
+// Holds the model with one task (tag 0) inside it; returns that task's outcome.
+std::shared_ptr<Outcome> HoldTheModelWithOneTask(FakeBackend& backend, Batcher& batcher) {
+  backend.Hold();
+  auto running = std::make_shared<Outcome>();
+  EXPECT_TRUE(batcher.Submit(TaskWithTag(backend, 0, running)).ok());
+  backend.WaitForEntered(1);
+  return running;
+}
+
 TEST(Batcher, RunsALoneRequestAtOnceWhenIdle) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
@@ -180,10 +189,7 @@ TEST(Batcher, FullQueueRefusesWithResourceExhausted) {
 TEST(Batcher, SubmitAllQueuesAllOrNone) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8, .max_queue_size = 4});
-  backend.Hold();
-  auto running = std::make_shared<Outcome>();
-  ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 0, running)).ok());
-  backend.WaitForEntered(1);
+  auto running = HoldTheModelWithOneTask(backend, *batcher);
   std::vector<InferenceTask> three, two;
   for (int tag = 1; tag <= 3; ++tag)
     three.push_back(TaskWithTag(backend, tag, std::make_shared<Outcome>()));
@@ -200,10 +206,7 @@ TEST(Batcher, SubmitAllQueuesAllOrNone) {
 TEST(Batcher, ExpiredRequestIsNotRunAndGetsDeadlineExceeded) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
-  backend.Hold();
-  auto running = std::make_shared<Outcome>();
-  ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 0, running)).ok());
-  backend.WaitForEntered(1);
+  auto running = HoldTheModelWithOneTask(backend, *batcher);
   auto expiring = std::make_shared<Outcome>();
   InferenceTask task = TaskWithTag(backend, 1, expiring);
   task.deadline = absl::Now() + absl::Milliseconds(20);
@@ -221,10 +224,7 @@ TEST(Batcher, ExpiredRequestIsNotRunAndGetsDeadlineExceeded) {
 TEST(Batcher, CancelledRequestIsNotRunAndGetsCancelled) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
-  backend.Hold();
-  auto running = std::make_shared<Outcome>();
-  ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 0, running)).ok());
-  backend.WaitForEntered(1);
+  auto running = HoldTheModelWithOneTask(backend, *batcher);
   auto cancelled_flag = std::make_shared<std::atomic<bool>>(false);
   auto cancelled = std::make_shared<Outcome>();
   InferenceTask task = TaskWithTag(backend, 1, cancelled);
@@ -245,10 +245,7 @@ TEST(Batcher, CancelledRequestIsNotRunAndGetsCancelled) {
 TEST(Batcher, ExpiredAndCancelledRequestCountsAsExpired) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
-  backend.Hold();
-  auto running = std::make_shared<Outcome>();
-  ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 0, running)).ok());
-  backend.WaitForEntered(1);
+  auto running = HoldTheModelWithOneTask(backend, *batcher);
   auto both = std::make_shared<Outcome>();
   InferenceTask task = TaskWithTag(backend, 1, both);
   task.deadline = absl::Now() - absl::Milliseconds(1);
