@@ -67,7 +67,7 @@ class EdgePipelineTest(unittest.TestCase):
 
     def start_bridge(self, local: Mosquitto, cloud: Mosquitto, cert: str = "client",
                      name: str = "bridge.log", *extra: str) -> Process:
-        return self.start(Process(
+        bridge = self.start(Process(
             [os.path.join(BIN, "matid-bridge"), "--local_port", str(local.port),
              "--cloud_endpoint", "127.0.0.1", "--cloud_port", str(cloud.port),
              "--cloud_ca", self.certs["ca.crt"], "--cloud_cert", self.certs[f"{cert}.crt"],
@@ -75,6 +75,12 @@ class EdgePipelineTest(unittest.TestCase):
              "--spool_path", os.path.join(self.dir, "spool.db"), "--metrics_port", "0",
              "--spool_sync_full", "false", *extra],
             r"metrics_port=(-?\d+)", os.path.join(self.dir, name)))
+        # Its subscription is sent before it logs the connection: messages
+        # published before that would find no subscriber on a fresh broker
+        # (seen once in CI: the first message never reached the bridge).
+        wait_for(lambda: f"local broker 127.0.0.1:{local.port} connected" in bridge.output(), 30,
+                 "the bridge to connect to the local broker")
+        return bridge
 
     def test_camera_publishes_one_schema_valid_result_per_frame(self) -> None:
         frames = 40
