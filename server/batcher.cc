@@ -146,27 +146,31 @@ void Batcher::WorkerLoop() {
 std::vector<Batcher::QueuedTask> Batcher::NextBatch(int finished) {
   std::unique_lock<std::mutex> lock(mu_);
   running_ -= finished;
-  work_available_.wait(lock, [this] { return !queue_.empty() || stopping_; });
-  if (queue_.empty()) return {};  // stopping, and nothing left to drain
-
   const size_t max_batch = static_cast<size_t>(options_.max_batch_size);
-  if (options_.max_queue_delay_us > 0) {
-    const absl::Time flush_at =
-        queue_.front().enqueued_at + absl::Microseconds(options_.max_queue_delay_us);
-    while (!stopping_ && queue_.size() < max_batch && absl::Now() < flush_at) {
-      work_available_.wait_for(lock, absl::ToChronoNanoseconds(flush_at - absl::Now()));
+  while (true) {
+    work_available_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+    if (queue_.empty()) return {};  // stopping, and nothing left to drain
+
+    if (options_.max_queue_delay_us > 0) {
+      const absl::Time flush_at =
+          queue_.front().enqueued_at + absl::Microseconds(options_.max_queue_delay_us);
+      while (!stopping_ && !queue_.empty() && queue_.size() < max_batch && absl::Now() < flush_at) {
+        work_available_.wait_for(lock, absl::ToChronoNanoseconds(flush_at - absl::Now()));
+      }
+      // Another worker may have taken everything while this one waited.
+      if (queue_.empty()) continue;
     }
+    const size_t count = std::min(queue_.size(), max_batch);
+    std::vector<QueuedTask> batch;
+    batch.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    running_ += static_cast<int>(count);
+    UpdateQueueGauge();
+    return batch;
   }
-  const size_t count = std::min(queue_.size(), max_batch);
-  std::vector<QueuedTask> batch;
-  batch.reserve(count);
-  for (size_t i = 0; i < count; ++i) {
-    batch.push_back(std::move(queue_.front()));
-    queue_.pop_front();
-  }
-  running_ += static_cast<int>(count);
-  UpdateQueueGauge();
-  return batch;
 }
 
 void Batcher::RunBatch(std::vector<QueuedTask> batch, std::vector<float>* input) {

@@ -319,6 +319,30 @@ TEST(Batcher, TwoWorkersRunTwoBatchesAtOnce) {
   EXPECT_EQ(batcher->in_flight(), 0);
 }
 
+// With a queue delay, one worker may wait for company while another takes
+// the queue; the waiting one must go back to waiting, not stop.
+TEST(Batcher, WithQueueDelayEveryWorkerKeepsServing) {
+  FakeBackend backend;
+  auto batcher =
+      MakeBatcher(&backend, {.max_batch_size = 8, .max_queue_delay_us = 20'000, .workers = 2});
+  for (int round = 0; round < 6; ++round) {
+    auto outcome = std::make_shared<Outcome>();
+    ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, round, outcome)).ok());
+    ASSERT_EQ(outcome->future.wait_for(kBound), std::future_status::ready);
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  // Both workers are still there: two held batches run at once.
+  backend.Hold();
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  for (int tag = 0; tag < 2; ++tag) {
+    outcomes.push_back(std::make_shared<Outcome>());
+    ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, tag, outcomes.back())).ok());
+    backend.WaitForEntered(6 + tag + 1);
+  }
+  backend.Release();
+  ExpectEachGotItsOwnResult(outcomes);
+}
+
 TEST(Batcher, ShutdownOfAnIdleBatcherIsPromptAndIdempotent) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_queue_delay_us = 5'000'000});
