@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -81,21 +82,10 @@ class TorchBackend final : public ModelBackend {
   const int intra_op_threads_;
 };
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
-    const TorchBackendOptions& options) {
-  auto info = LoadModelMetadata(options.model_dir);
-  if (!info.ok()) return info.status();
-  info->variant = options.int8 ? "int8" : "fp32";
-  const std::string path =
-      absl::StrCat(options.model_dir, "/", options.int8 ? "model_int8.pt" : "model.pt");
-  if (!FileExists(path)) {
-    return absl::NotFoundError(
-        absl::StrCat("model file ", path, " does not exist",
-                     options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
-  }
-
+// Loads, optimizes and warms up the model on the calling thread.
+absl::StatusOr<std::unique_ptr<ModelBackend>> LoadOnThisThread(const TorchBackendOptions& options,
+                                                               ModelInfo info,
+                                                               const std::string& path) {
   try {
     // Inter-op parallelism can only be set once per process, before use.
     static const bool interop_set = [] {
@@ -105,12 +95,12 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
     (void)interop_set;
     at::set_num_threads(std::max(1, options.intra_op_threads));
     if (options.int8) {
-      auto engine = ParseQEngine(info->qengine);
+      auto engine = ParseQEngine(info.qengine);
       if (!engine.ok()) return engine.status();
       const auto& supported = at::globalContext().supportedQEngines();
       if (std::find(supported.begin(), supported.end(), *engine) == supported.end()) {
         return absl::FailedPreconditionError(
-            absl::StrCat("quantized engine ", info->qengine, " is not built into this LibTorch"));
+            absl::StrCat("quantized engine ", info.qengine, " is not built into this LibTorch"));
       }
       at::globalContext().setQEngine(*engine);
     }
@@ -122,7 +112,7 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
       module = torch::jit::optimize_for_inference(module);
     }
 
-    auto backend = std::make_unique<TorchBackend>(*std::move(info), std::move(module),
+    auto backend = std::make_unique<TorchBackend>(std::move(info), std::move(module),
                                                   std::max(1, options.intra_op_threads));
     // Warm-up: the first passes pay for allocation and kernel selection.
     const auto& spec = backend->info().input;
@@ -142,6 +132,32 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
     return absl::InvalidArgumentError(
         absl::StrCat("cannot load TorchScript model ", path, ": ", e.what()));
   }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
+    const TorchBackendOptions& options) {
+  auto info = LoadModelMetadata(options.model_dir);
+  if (!info.ok()) return info.status();
+  info->variant = options.int8 ? "int8" : "fp32";
+  const std::string path =
+      absl::StrCat(options.model_dir, "/", options.int8 ? "model_int8.pt" : "model.pt");
+  if (!FileExists(path)) {
+    return absl::NotFoundError(
+        absl::StrCat("model file ", path, " does not exist",
+                     options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
+  }
+  // Loading, optimize_for_inference and the warm-up run LibTorch parallel
+  // regions. On the caller's (main) thread they would leave an OpenMP team
+  // there for good; OpenMP then counts more threads than cores and throttles
+  // spinning, so the workers' passes sleep at every barrier (traced with
+  // perf: ~60 context switches per ResNet-18 request). A thread that exits
+  // takes its team with it.
+  absl::StatusOr<std::unique_ptr<ModelBackend>> loaded = absl::InternalError("model not loaded");
+  std::thread loader([&] { loaded = LoadOnThisThread(options, *std::move(info), path); });
+  loader.join();
+  return loaded;
 }
 
 }  // namespace matid
