@@ -71,20 +71,21 @@ void Classifier::Classify(const ClassifyCall& call, ClassifyDone done) const {
 }
 
 void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyManyDone done) const {
+  // Item i's completion, as a single-image callback.
+  auto item_done = [&done](size_t i) -> ClassifyDone {
+    return [done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); };
+  };
   absl::Status room = batcher_->CheckRoom(calls.size());
   if (!room.ok()) {  // shed before preprocessing, as in Classify
-    for (size_t i = 0; i < calls.size(); ++i) {
-      Finish([done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); }, room);
-    }
+    for (size_t i = 0; i < calls.size(); ++i) Finish(item_done(i), room);
     return;
   }
   std::vector<InferenceTask> tasks;
   std::vector<size_t> queued_items;
   for (size_t i = 0; i < calls.size(); ++i) {
-    ClassifyDone item_done = [done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); };
-    absl::StatusOr<InferenceTask> task = Prepare(calls[i], item_done);
+    absl::StatusOr<InferenceTask> task = Prepare(calls[i], item_done(i));
     if (!task.ok()) {
-      Finish(item_done, task.status());
+      Finish(item_done(i), task.status());
       continue;
     }
     tasks.push_back(*std::move(task));
@@ -93,9 +94,7 @@ void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyMa
   if (tasks.empty()) return;
   absl::Status queued = batcher_->SubmitAll(std::move(tasks));
   if (!queued.ok()) {
-    for (size_t i : queued_items) {
-      Finish([done, i](absl::StatusOr<Classification> r) { done(i, std::move(r)); }, queued);
-    }
+    for (size_t i : queued_items) Finish(item_done(i), queued);
   }
 }
 
