@@ -33,11 +33,13 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "model_export"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import debian_python  # noqa: E402
 
 debian_python.ensure()
 
 import cv2  # noqa: E402
+from edge_harness import Process  # noqa: E402  (matid programs waited on until they start)
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -200,23 +202,12 @@ def main() -> int:
         subprocess.run([sys.executable, os.path.join(ROOT, "model_export", "make_test_model.py"),
                         "--out", model], check=True, capture_output=True)
     log_path = os.path.join(workdir, "server.log")
-    log = open(log_path, "w")
-    server = subprocess.Popen(
+    started_server = Process(
         [os.path.join(args.build_dir, "bin", "matid-server"), f"--model_dir={model}",
          "--host=127.0.0.1", "--port=0", "--metrics_host=127.0.0.1", "--metrics_port=0",
          "--threads=1", "--max_queue_size=32", "--max_batch_items=16", *args.server_args],
-        stdout=log, stderr=subprocess.STDOUT)
-    ports = None
-    for _ in range(600):
-        with open(log_path) as f:
-            ports = re.search(r"serving grpc_port=(\d+) metrics_port=(\d+)", f.read())
-        if ports or server.poll() is not None:
-            break
-        time.sleep(0.1)
-    if not ports:
-        server.kill()
-        print(f"soak: matid-server did not start; log in {log_path}")
-        return 1
+        r"serving grpc_port=(\d+) metrics_port=(\d+)", log_path)
+    server, ports = started_server.process, started_server.match
 
     stop = threading.Event()
     load = Load(pb, pb_grpc, health_pb2, health_grpc, int(ports.group(1)), int(ports.group(2)),
@@ -247,7 +238,7 @@ def main() -> int:
     if not crashed:
         server.send_signal(signal.SIGTERM)
         exit_code = server.wait(timeout=30)
-    log.close()
+    started_server.log.close()
 
     # Early window: the samples just after warm-up; late window: the last ones.
     first = next((i for i, s in enumerate(samples) if s["t"] >= args.warmup_seconds), 0)
