@@ -4,15 +4,21 @@
 //   forward only        images/s of Infer() on ready tensors, per batch size
 //   pipeline            decode + preprocess + forward, images/s per batch size
 //   single-image latency decode + preprocess + forward of one image, p50
-// Prints a table and writes JSON.
+// With --pipelines=N the forward and pipeline loops run on N threads side by
+// side, sharing the model, as matid-server --inference_workers=N does; the
+// figures are their sum. Every loop runs on a thread of its own (never the
+// main thread), as the server's workers do. Prints a table and writes JSON.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -28,6 +34,8 @@
 ABSL_FLAG(std::string, model_dir, "", "Model directory (required).");
 ABSL_FLAG(bool, int8, false, "Use model_int8.pt.");
 ABSL_FLAG(int, threads, 2, "LibTorch intra-op threads (as matid-server --threads).");
+ABSL_FLAG(int, pipelines, 1,
+          "Threads running the loops side by side (as matid-server --inference_workers).");
 ABSL_FLAG(std::string, images, "", "Folder of images (encoded).");
 ABSL_FLAG(std::string, synthetic, "",
           "WxHxC random images when --images is empty (default: the model's input size).");
@@ -48,6 +56,14 @@ std::vector<std::string> LoadImages(const matid::InputSpec& spec) {
     return matid::LoadEncodedImages(absl::GetFlag(FLAGS_images));
   return matid::SyntheticEncodedImages(absl::GetFlag(FLAGS_synthetic), 64, spec.width, spec.height,
                                        spec.channels());
+}
+
+// Runs loop(index) on `count` threads at once and waits for them all.
+template <typename Loop>
+void RunOnThreads(int count, const Loop& loop) {
+  std::vector<std::thread> threads;
+  for (int i = 0; i < count; ++i) threads.emplace_back([&loop, i] { loop(i); });
+  for (std::thread& thread : threads) thread.join();
 }
 
 }  // namespace
@@ -83,37 +99,50 @@ int main(int argc, char** argv) {
       {"model_dir", options.model_dir},
       {"variant", options.int8 ? "int8" : "fp32"},
       {"threads", options.intra_op_threads},
+      {"pipelines", std::max(1, absl::GetFlag(FLAGS_pipelines))},
       {"input", std::to_string(spec.width) + "x" + std::to_string(spec.height) + "x" +
                     std::to_string(spec.channels())},
       {"batches", nlohmann::json::array()}};
   std::printf("%-6s %16s %16s %18s\n", "batch", "forward img/s", "pipeline img/s",
               "pipeline CPU ms/img");
   double best_pipeline = 0;
+  const int pipelines = std::max(1, absl::GetFlag(FLAGS_pipelines));
   for (int batch : batch_sizes) {
-    std::vector<float> input(batch * tensor, 0.0f);
-    int64_t done = 0;
+    // Each pipeline counts what it did; a failed call stops the bench.
+    std::vector<int64_t> forward_done(pipelines, 0), pipeline_done(pipelines, 0);
+    std::atomic<bool> failed{false};
     auto start = Clock::now();
-    while (Since(start) < seconds) {
-      if (!(*backend)->Infer(input, batch).ok()) return 1;
-      done += batch;
-    }
-    const double forward = done / Since(start);
-    done = 0;
-    size_t next = 0;
+    RunOnThreads(pipelines, [&](int p) {
+      std::vector<float> input(batch * tensor, 0.0f);
+      while (!failed && Since(start) < seconds) {
+        if (!(*backend)->Infer(input, batch).ok()) failed = true;
+        forward_done[p] += batch;
+      }
+    });
+    const double forward =
+        std::accumulate(forward_done.begin(), forward_done.end(), int64_t{0}) / Since(start);
     const double cpu_before = matid::SelfCpuSeconds();
     start = Clock::now();
-    while (Since(start) < seconds) {
-      for (int i = 0; i < batch; ++i) {
-        const std::string& bytes = images[next++ % images.size()];
-        if (!preprocessor.Run(matid::ImageRef::Encoded(bytes), input.data() + i * tensor).ok()) {
-          return 1;
+    RunOnThreads(pipelines, [&](int p) {
+      std::vector<float> input(batch * tensor, 0.0f);
+      size_t next = p;
+      while (!failed && Since(start) < seconds) {
+        for (int i = 0; i < batch; ++i) {
+          const std::string& bytes = images[next++ % images.size()];
+          if (!preprocessor.Run(matid::ImageRef::Encoded(bytes), input.data() + i * tensor).ok())
+            failed = true;
         }
+        if (!(*backend)->Infer(input, batch).ok()) failed = true;
+        pipeline_done[p] += batch;
       }
-      if (!(*backend)->Infer(input, batch).ok()) return 1;
-      done += batch;
-    }
+    });
+    const int64_t done = std::accumulate(pipeline_done.begin(), pipeline_done.end(), int64_t{0});
     const double pipeline = done / Since(start);
     const double cpu_ms_per_image = 1000 * (matid::SelfCpuSeconds() - cpu_before) / done;
+    if (failed) {
+      std::fprintf(stderr, "matid-inprocess-bench: preprocessing or inference failed\n");
+      return 1;
+    }
     best_pipeline = std::max(best_pipeline, pipeline);
     std::printf("%-6d %16.1f %16.1f %18.3f\n", batch, forward, pipeline, cpu_ms_per_image);
     report["batches"].push_back({{"batch", batch},
@@ -121,17 +150,19 @@ int main(int argc, char** argv) {
                                  {"pipeline_images_per_second", pipeline},
                                  {"pipeline_cpu_ms_per_image", cpu_ms_per_image}});
   }
-  // Single-image latency of the whole pipeline.
+  // Single-image latency of the whole pipeline, one image at a time.
   std::vector<double> latencies;
-  std::vector<float> one(tensor);
-  size_t next = 0;
-  const auto start = Clock::now();
-  while (Since(start) < seconds) {
-    const auto t = Clock::now();
-    (void)preprocessor.Run(matid::ImageRef::Encoded(images[next++ % images.size()]), one.data());
-    (void)(*backend)->Infer(one, 1);
-    latencies.push_back(1000 * Since(t));
-  }
+  RunOnThreads(1, [&](int) {
+    std::vector<float> one(tensor);
+    size_t next = 0;
+    const auto start = Clock::now();
+    while (Since(start) < seconds) {
+      const auto t = Clock::now();
+      (void)preprocessor.Run(matid::ImageRef::Encoded(images[next++ % images.size()]), one.data());
+      (void)(*backend)->Infer(one, 1);
+      latencies.push_back(1000 * Since(t));
+    }
+  });
   std::sort(latencies.begin(), latencies.end());
   const double p50 = latencies[latencies.size() / 2];
   std::printf("single-image pipeline latency p50 %.3f ms; best pipeline %.1f img/s\n", p50,

@@ -33,6 +33,7 @@
 #include "bench/cpu_time.h"
 #include "bench/latency_recorder.h"
 #include "client/image_files.h"
+#include "common/mutex_deadlock_detection.h"
 #include "common/prometheus_text.h"
 #include "matid/v1/matid.grpc.pb.h"
 
@@ -313,6 +314,7 @@ int main(int argc, char** argv) {
       "Usage: matid-bench --server=host:port [--mode=classify|batch|stream] "
       "[--concurrency=1,2,4,8,16,32 | --rate=RPS] [--images=DIR]");
   absl::ParseCommandLine(argc, argv);
+  matid::TurnOffMutexDeadlockDetection();
   std::vector<std::string> images = LoadImages();
   if (images.empty()) {
     std::fprintf(stderr, "matid-bench: no images (check --images)\n");

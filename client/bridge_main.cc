@@ -14,6 +14,7 @@
 #include "client/spool.h"
 #include "common/metrics_endpoint.h"
 #include "common/mqtt_client.h"
+#include "common/mutex_deadlock_detection.h"
 #include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, local_host, "127.0.0.1", "Local MQTT broker host.");
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
       "Forwards camera results from the local MQTT broker to AWS IoT Core, durably.\n"
       "Usage: matid-bridge --cloud_endpoint=HOST --cloud_ca=CA --cloud_cert=CERT --cloud_key=KEY");
   absl::ParseCommandLine(argc, argv);
+  matid::TurnOffMutexDeadlockDetection();
   const matid::StopSignals stop_signals;  // before any thread starts
 
   if (absl::GetFlag(FLAGS_cloud_endpoint).empty()) {

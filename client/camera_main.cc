@@ -21,6 +21,7 @@
 #include "client/channel_credentials.h"
 #include "client/result_publisher.h"
 #include "common/metrics_endpoint.h"
+#include "common/mutex_deadlock_detection.h"
 #include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, source, "0",
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
       "Streams camera frames to matid-server and publishes results to MQTT.\n"
       "Usage: matid-camera --source=0|URL|FILE|DIR --camera_id=ID [--server=host:port]");
   absl::ParseCommandLine(argc, argv);
+  matid::TurnOffMutexDeadlockDetection();
   const matid::StopSignals stop_signals;  // before any thread starts
 
   matid::CameraOptions options;

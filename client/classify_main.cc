@@ -20,6 +20,7 @@
 #include "client/classify_result.h"
 #include "client/file_classifier.h"
 #include "client/image_files.h"
+#include "common/mutex_deadlock_detection.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "matid server address (host:port).");
 ABSL_FLAG(std::string, mode, "classify",
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
       "Usage: matid-classify [--server=host:port] [--mode=classify|batch] "
       "[--format=table|csv|jsonl] PATH...  (files, or directories searched recursively)");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  matid::TurnOffMutexDeadlockDetection();
   std::vector<std::string> paths(positional.begin() + 1, positional.end());
   if (paths.empty()) {
     std::fprintf(stderr,

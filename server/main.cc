@@ -8,6 +8,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/mutex_deadlock_detection.h"
 #include "common/stop_signals.h"
 #include "server/malloc_tuning.h"
 #include "server/matid_server.h"
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
       "LibTorch image classification server (gRPC matid.v1).\n"
       "Usage: matid-server --model_dir=DIR [--port=50051] [--metrics_port=8080]");
   absl::ParseCommandLine(argc, argv);
+  matid::TurnOffMutexDeadlockDetection();
 
   const matid::StopSignals stop_signals;  // before any thread starts
   matid::TuneMallocForInference();
