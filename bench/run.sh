@@ -70,9 +70,9 @@ inprocess fmnist-t1 --model_dir=$fm --threads=1 "${fm_images[@]}" --batch_sizes=
 inprocess fmnist-t2 --model_dir=$fm --threads=2 "${fm_images[@]}" --batch_sizes=1,2,4,8,16
 inprocess fmnist-t1-p2 --model_dir=$fm --threads=1 --pipelines=2 "${fm_images[@]}" --batch_sizes=4,8,16
 serve fmnist-t1-w2-batch16 $fm --threads=1 --inference_workers=2 --max_batch_size=16 -- "${fm_images[@]}" "${fm_sweep[@]}"
-serve fmnist-t1-w1-batch8 $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}" "${fm_sweep[@]}"
+serve fmnist-t1-w1-batch8 $fm --threads=1 --max_batch_size=8 -- "${fm_images[@]}" --concurrency=1,4,16,64
 serve fmnist-t1-w1-nobatch $fm --threads=1 --max_batch_size=1 -- "${fm_images[@]}" --concurrency=1,2,4,8
-serve fmnist-t2-w1-batch16 $fm --threads=2 --max_batch_size=16 -- "${fm_images[@]}" "${fm_sweep[@]}"
+serve fmnist-t2-w1-batch16 $fm --threads=2 --max_batch_size=16 -- "${fm_images[@]}" --concurrency=1,16,64
 serve fmnist-t1-w2-batch16-batchrpc $fm --threads=1 --inference_workers=2 --max_batch_size=16 -- \
   "${fm_images[@]}" --mode=batch --batch_size=16 --concurrency=1,2,4,8
 serve fmnist-t1-w2-openloop $fm --threads=1 --inference_workers=2 --max_batch_size=16 -- "${fm_images[@]}" --rate=2000
@@ -85,7 +85,7 @@ inprocess r18-int8-t2 --model_dir=$r18 --int8 --threads=2 "${r18_images[@]}" --b
 serve r18-fp32-t2-w1-batch8 $r18 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
 serve r18-fp32-t2-w1-nobatch $r18 --threads=2 --max_batch_size=1 -- "${r18_images[@]}" --concurrency=1,2,4
 serve r18-fp32-t1-w2-batch8 $r18 --threads=1 --inference_workers=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
-serve r18-int8-t2-w1-batch8 $r18 --int8 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
+serve r18-int8-t2-w1-batch8 $r18 --int8 --threads=2 --max_batch_size=8 -- "${r18_images[@]}" --concurrency=1,16
 serve r18-int8-t1-w2-batch8 $r18 --int8 --threads=1 --inference_workers=2 --max_batch_size=8 -- "${r18_images[@]}" "${r18_sweep[@]}"
 
 # Interleaved rounds: each served figure right after its in-process ceiling.
