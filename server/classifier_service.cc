@@ -82,24 +82,33 @@ ClassifierService::ClassifierService(const Classifier* classifier, const Batcher
   model_ref_.set_variant(classifier->model().variant);
 }
 
+ClassifierService::Answer ClassifierService::StartUnary(grpc::ServerUnaryReactor* reactor,
+                                                        const char* method,
+                                                        absl::Time start) const {
+  if (metrics_ != nullptr) metrics_->AddInFlight(1);
+  return [metrics = metrics_, reactor, method, start](const absl::Status& status) {
+    if (metrics != nullptr) {
+      metrics->RecordRequest(method, status.code(), absl::Now() - start);
+      metrics->AddInFlight(-1);
+    }
+    reactor->Finish(ToGrpc(status));
+  };
+}
+
+bool ClassifierService::RefusedAsNotServing(const Answer& answer) const {
+  if (serving_.load()) return false;
+  if (metrics_ != nullptr) metrics_->RecordRefusal(NotServing());
+  answer(NotServing());
+  return true;
+}
+
 grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContext* context,
                                                       const v1::ClassifyRequest* request,
                                                       v1::ClassifyResponse* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (metrics_ != nullptr) metrics_->AddInFlight(1);
-  auto finish = [this, reactor, start](const absl::Status& status) {
-    if (metrics_ != nullptr) {
-      metrics_->RecordRequest("Classify", status.code(), absl::Now() - start);
-      metrics_->AddInFlight(-1);
-    }
-    reactor->Finish(ToGrpc(status));
-  };
-  if (!serving_.load()) {
-    if (metrics_ != nullptr) metrics_->RecordRefusal(NotServing());
-    finish(NotServing());
-    return reactor;
-  }
+  const Answer finish = StartUnary(reactor, "Classify", start);
+  if (RefusedAsNotServing(finish)) return reactor;
   absl::StatusOr<ImageRef> image = ToImageRef(request->image());
   if (!image.ok()) {
     if (metrics_ != nullptr) metrics_->RecordImage(image.status());
@@ -126,19 +135,8 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
                                                            v1::BatchClassifyResponse* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (metrics_ != nullptr) metrics_->AddInFlight(1);
-  auto finish = [this, reactor, start](const absl::Status& status) {
-    if (metrics_ != nullptr) {
-      metrics_->RecordRequest("BatchClassify", status.code(), absl::Now() - start);
-      metrics_->AddInFlight(-1);
-    }
-    reactor->Finish(ToGrpc(status));
-  };
-  if (!serving_.load()) {
-    if (metrics_ != nullptr) metrics_->RecordRefusal(NotServing());
-    finish(NotServing());
-    return reactor;
-  }
+  const Answer finish = StartUnary(reactor, "BatchClassify", start);
+  if (RefusedAsNotServing(finish)) return reactor;
   const int items = request->items_size();
   if (items == 0) {
     const absl::Status empty =
