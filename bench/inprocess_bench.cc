@@ -95,29 +95,31 @@ int main(int argc, char** argv) {
   }
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const size_t tensor = spec.tensor_size();
+  const int pipelines = std::max(1, absl::GetFlag(FLAGS_pipelines));
   nlohmann::json report = {
       {"model_dir", options.model_dir},
       {"variant", options.int8 ? "int8" : "fp32"},
       {"threads", options.intra_op_threads},
-      {"pipelines", std::max(1, absl::GetFlag(FLAGS_pipelines))},
+      {"pipelines", pipelines},
       {"input", std::to_string(spec.width) + "x" + std::to_string(spec.height) + "x" +
                     std::to_string(spec.channels())},
       {"batches", nlohmann::json::array()}};
   std::printf("%-6s %16s %16s %18s\n", "batch", "forward img/s", "pipeline img/s",
               "pipeline CPU ms/img");
   double best_pipeline = 0;
-  const int pipelines = std::max(1, absl::GetFlag(FLAGS_pipelines));
   for (int batch : batch_sizes) {
-    // Each pipeline counts what it did; a failed call stops the bench.
+    // Each pipeline reports what it did when it ends; a failed call stops the bench.
     std::vector<int64_t> forward_done(pipelines, 0), pipeline_done(pipelines, 0);
     std::atomic<bool> failed{false};
     auto start = Clock::now();
     RunOnThreads(pipelines, [&](int p) {
       std::vector<float> input(batch * tensor, 0.0f);
+      int64_t done = 0;
       while (!failed && Since(start) < seconds) {
         if (!(*backend)->Infer(input, batch).ok()) failed = true;
-        forward_done[p] += batch;
+        done += batch;
       }
+      forward_done[p] = done;
     });
     const double forward =
         std::accumulate(forward_done.begin(), forward_done.end(), int64_t{0}) / Since(start);
@@ -126,6 +128,7 @@ int main(int argc, char** argv) {
     RunOnThreads(pipelines, [&](int p) {
       std::vector<float> input(batch * tensor, 0.0f);
       size_t next = p;
+      int64_t done = 0;
       while (!failed && Since(start) < seconds) {
         for (int i = 0; i < batch; ++i) {
           const std::string& bytes = images[next++ % images.size()];
@@ -133,8 +136,9 @@ int main(int argc, char** argv) {
             failed = true;
         }
         if (!(*backend)->Infer(input, batch).ok()) failed = true;
-        pipeline_done[p] += batch;
+        done += batch;
       }
+      pipeline_done[p] = done;
     });
     const int64_t done = std::accumulate(pipeline_done.begin(), pipeline_done.end(), int64_t{0});
     const double pipeline = done / Since(start);

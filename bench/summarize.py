@@ -87,21 +87,30 @@ def interleaved_rounds(directory: str, model: str):
         round_number += 1
 
 
-def describe_rounds(model: str, found: list) -> str:
-    def listed(values, form):
-        return ", ".join(form.format(x) for x in values)
+def rounds_summary(found: list) -> dict:
+    """The rounds and the median of each measure they have."""
+    summary = {"rounds": found}
+    for key in ("served_over_inprocess", "c1_p50_minus_inprocess_ms", "batchrpc_over_inprocess"):
+        values = [r[key] for r in found if key in r]
+        if values:
+            summary[f"median_{key}"] = statistics.median(values)
+    return summary
 
-    ratios = [r["served_over_inprocess"] for r in found]
-    gaps = [r["c1_p50_minus_inprocess_ms"] for r in found]
-    text = (f"{model}, {len(found)} interleaved rounds: served/in-process median "
-            f"{statistics.median(ratios):.2f} (rounds {listed(ratios, '{:.2f}')}; "
-            f"target >= 0.90); c1 p50 - in-process single median "
-            f"{statistics.median(gaps):+.2f} ms (rounds {listed(gaps, '{:+.2f}')}; "
-            f"target <= +1 ms)")
-    batch_rpc = [r["batchrpc_over_inprocess"] for r in found if "batchrpc_over_inprocess" in r]
-    if batch_rpc:
+
+def describe_rounds(model: str, summary: dict) -> str:
+    def listed(key, form):
+        return ", ".join(form.format(r[key]) for r in summary["rounds"] if key in r)
+
+    text = (f"{model}, {len(summary['rounds'])} interleaved rounds: served/in-process median "
+            f"{summary['median_served_over_inprocess']:.2f} "
+            f"(rounds {listed('served_over_inprocess', '{:.2f}')}; target >= 0.90); "
+            f"c1 p50 - in-process single median "
+            f"{summary['median_c1_p50_minus_inprocess_ms']:+.2f} ms "
+            f"(rounds {listed('c1_p50_minus_inprocess_ms', '{:+.2f}')}; target <= +1 ms)")
+    if "median_batchrpc_over_inprocess" in summary:
         text += (f"; BatchClassify of 16 served/in-process median "
-                 f"{statistics.median(batch_rpc):.2f} (rounds {listed(batch_rpc, '{:.2f}')})")
+                 f"{summary['median_batchrpc_over_inprocess']:.2f} "
+                 f"(rounds {listed('batchrpc_over_inprocess', '{:.2f}')})")
     return text
 
 
@@ -183,18 +192,8 @@ def main() -> None:
     for model in ROUND_CONFIGS:
         found = interleaved_rounds(directory, model)
         if found:
-            summary[f"{model}-rounds"] = {
-                "rounds": found,
-                "median_served_over_inprocess":
-                    statistics.median(r["served_over_inprocess"] for r in found),
-                "median_c1_p50_minus_inprocess_ms":
-                    statistics.median(r["c1_p50_minus_inprocess_ms"] for r in found)}
-            batch_rpc = [r["batchrpc_over_inprocess"] for r in found
-                         if "batchrpc_over_inprocess" in r]
-            if batch_rpc:
-                summary[f"{model}-rounds"]["median_batchrpc_over_inprocess"] = (
-                    statistics.median(batch_rpc))
-            lines.append(describe_rounds(model, found))
+            summary[f"{model}-rounds"] = rounds_summary(found)
+            lines.append(describe_rounds(model, summary[f"{model}-rounds"]))
     with open(os.path.join(directory, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print("\n".join(lines))
