@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# The speed suite (issue 6), in one go, well under 15 minutes on 2 cores:
-# for the trained Fashion-MNIST model and a random ResNet-18 at 224x224,
-# the in-process ceiling (matid-inprocess-bench) and matid-server under a
-# closed-loop concurrency sweep (matid-bench), with dynamic batching on and
-# off, LibTorch threads 1 and 2, fp32 and (ResNet-18) int8, plus one open-loop
-# step (Poisson arrivals) and BatchClassify (16 images per call) for the
-# small model, whose per-call cost is as large as its inference. Then the headline comparisons again, interleaved:
-# MATID_BENCH_ROUNDS rounds (default 3) of the in-process ceiling next to the
-# best served configuration, since this VM drifts by up to ±20% within
-# minutes; the summary reports the median of the rounds. Writes
-# bench/results/run-*.json, prints the ratios against the targets and appends
-# them to bench/RESULTS.md (date, machine).
+# The speed suite (issue 6), in one go, under 15 minutes on 2 cores (about
+# 12): for the trained Fashion-MNIST model and a random ResNet-18 at
+# 224x224, the in-process ceiling (matid-inprocess-bench: one pipeline with
+# 1 or 2 LibTorch threads, or two pipelines side by side) and matid-server
+# under a closed-loop concurrency sweep (matid-bench), with dynamic batching
+# on and off, LibTorch threads 1 and 2, 1 and 2 inference workers, fp32 and
+# (ResNet-18) int8, plus one open-loop step (Poisson arrivals) and
+# BatchClassify (16 images per call) for the small model, whose per-call cost
+# is about half its inference. Then the headline comparisons again,
+# interleaved: MATID_BENCH_ROUNDS rounds (default 3) of the in-process
+# ceiling right before the best served configuration, since this VM's speed
+# drifts by tens of percent within minutes; the summary reports the median
+# of the rounds. Writes bench/results/run-*.json, prints the ratios against
+# the targets and appends them to bench/RESULTS.md (date, machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
