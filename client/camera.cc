@@ -3,6 +3,8 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
@@ -39,6 +41,9 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
               "Oldest unsent frames dropped because the server was behind");
   metrics_.failed =
       counter("matid_camera_frames_failed_total", "Frames the server refused (bad image)");
+  metrics_.inspection_write_failures =
+      counter("matid_camera_inspection_write_failures_total",
+              "Frames needing inspection that could not be written to --inspection_dir");
   metrics_.reconnects = counter("matid_camera_stream_reconnects_total",
                                 "Times the stream to the server was restarted");
   metrics_.latency = &prometheus::BuildHistogram()
@@ -46,6 +51,34 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
                           .Help("From frame capture to its result at the camera")
                           .Register(*registry)
                           .Add({}, LatencyBucketsSeconds());
+}
+
+absl::Status CheckInspectionDirWritable(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "--inspection_dir=", dir, " cannot be created: ", error.message()));
+  }
+  const std::string probe = absl::StrCat(dir, "/.matid-write-check");
+  absl::Status written = WriteInspectionFrame(probe, "ok");
+  std::filesystem::remove(probe, error);
+  if (!written.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("--inspection_dir=", dir, " is not writable: ", written.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteInspectionFrame(const std::string& path, const std::string& bytes) {
+  std::ofstream file(path, std::ios::binary);
+  if (file) file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (file) file.close();
+  if (!file) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 void Camera::Stop() {
@@ -186,10 +219,14 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   if (message.needs_inspection && !options_.inspection_dir.empty()) {
     const std::string path = absl::StrCat(options_.inspection_dir, "/", message.message_id,
                                           frame.image.has_encoded() ? ".jpg" : ".bgr");
-    std::ofstream file(path, std::ios::binary);
     const std::string& bytes =
         frame.image.has_encoded() ? frame.image.encoded() : frame.image.raw().pixels();
-    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    const absl::Status written = WriteInspectionFrame(path, bytes);
+    if (!written.ok()) {
+      Add(metrics_.inspection_write_failures);
+      std::fprintf(stderr, "matid-camera: ERROR inspection frame not saved: %s\n",
+                   written.ToString().c_str());
+    }
   }
   publish_(message);
 }

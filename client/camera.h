@@ -60,6 +60,14 @@ struct CameraStats {
   int64_t failed = 0;   // refused by the server
 };
 
+// OK when `dir` exists (it is created if needed) and a file can be written
+// in it; PERMISSION_DENIED naming --inspection_dir otherwise. Checked at start
+// so that a read-only or foreign-owned volume fails loudly, not silently.
+absl::Status CheckInspectionDirWritable(const std::string& dir);
+
+// Writes one inspection frame; the error says which file and why.
+absl::Status WriteInspectionFrame(const std::string& path, const std::string& bytes);
+
 class Camera {
  public:
   // Called for every result, on the stream's reader thread.
@@ -91,6 +99,7 @@ class Camera {
     prometheus::Counter* needs_inspection = nullptr;
     prometheus::Counter* dropped_queue_full = nullptr;
     prometheus::Counter* failed = nullptr;
+    prometheus::Counter* inspection_write_failures = nullptr;
     prometheus::Counter* reconnects = nullptr;
     prometheus::Histogram* latency = nullptr;
   };

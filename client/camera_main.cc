@@ -28,7 +28,9 @@ ABSL_FLAG(std::string, source, "0",
           "V4L2 device index, RTSP/HTTP URL, video file, or folder of images.");
 ABSL_FLAG(bool, loop, false, "Repeat a video file or folder forever.");
 ABSL_FLAG(std::string, camera_id, "camera-1", "Camera id: in every message and the MQTT topic.");
-ABSL_FLAG(std::string, server, "localhost:50051", "matid-server address.");
+ABSL_FLAG(std::string, server, "localhost:50051",
+          "matid-server address: host:port, dns:///name:port (every address it resolves to) or "
+          "ipv4:a:port,b:port; calls spread round-robin over the servers that are up.");
 ABSL_FLAG(std::string, tls_ca, "", "CA (PEM) that signed the server's certificate: use TLS.");
 ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.");
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
@@ -107,7 +109,10 @@ int main(int argc, char** argv) {
   if (options.camera_id.empty() || options.camera_id.find_first_of("/+#") != std::string::npos) {
     return Fail(absl::InvalidArgumentError("--camera_id must be non-empty without / + #"));
   }
-  if (!options.inspection_dir.empty()) std::filesystem::create_directories(options.inspection_dir);
+  if (!options.inspection_dir.empty()) {
+    const absl::Status writable = matid::CheckInspectionDirWritable(options.inspection_dir);
+    if (!writable.ok()) return Fail(writable);
+  }
 
   auto source = matid::OpenFrameSource(absl::GetFlag(FLAGS_source), absl::GetFlag(FLAGS_loop));
   if (!source.ok()) return Fail(source.status());
@@ -130,7 +135,7 @@ int main(int argc, char** argv) {
   auto credentials = matid::ChannelCredentials(
       {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
   if (!credentials.ok()) return Fail(credentials.status());
-  auto channel = grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials);
+  auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials);
   matid::ResultPublisher* publisher_ptr = publisher->get();
   matid::Camera camera(
       options, *std::move(source), channel,

@@ -1,5 +1,7 @@
 #include "client/channel_credentials.h"
 
+#include <grpcpp/create_channel.h>
+
 #include <utility>
 
 #include "common/file_contents.h"
@@ -28,6 +30,13 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
     *field = *std::move(pem);
   }
   return grpc::SslCredentials(ssl);
+}
+
+std::shared_ptr<grpc::Channel> CreateServerChannel(
+    const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    grpc::ChannelArguments arguments) {
+  arguments.SetLoadBalancingPolicyName("round_robin");
+  return grpc::CreateCustomChannel(target, credentials, arguments);
 }
 
 }  // namespace matid

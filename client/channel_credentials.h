@@ -1,11 +1,14 @@
 // Client-side credentials for the gRPC channel to matid-server: plaintext,
 // TLS (the CA that signed the server's certificate) or mutual TLS (plus the
-// client's certificate and key). One piece for every client program.
-// Pure function, safe from any thread.
+// client's certificate and key), and the channel itself, spread over every
+// server a target names. One piece for every client program.
+// Pure functions, safe from any thread.
 #ifndef MATID_CLIENT_CHANNEL_CREDENTIALS_H_
 #define MATID_CLIENT_CHANNEL_CREDENTIALS_H_
 
+#include <grpcpp/channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
 
 #include <memory>
 #include <string>
@@ -25,6 +28,16 @@ struct ClientTlsFiles {
 // other.
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
     const ClientTlsFiles& files);
+
+// A channel to one or several matid-servers. `target` is host:port, a DNS
+// name with every address it resolves to (dns:///matid-server:50051), or a
+// list (ipv4:10.0.0.1:50051,10.0.0.2:50051). Calls, and each new stream, go
+// round-robin to the servers that are up; a name is resolved again when a
+// server closes a connection (matid-server --max_connection_age_ms), so
+// servers added later get traffic.
+std::shared_ptr<grpc::Channel> CreateServerChannel(
+    const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    grpc::ChannelArguments arguments = {});
 
 }  // namespace matid
 

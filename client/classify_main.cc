@@ -22,7 +22,9 @@
 #include "client/image_files.h"
 #include "common/mutex_deadlock_detection.h"
 
-ABSL_FLAG(std::string, server, "localhost:50051", "matid server address (host:port).");
+ABSL_FLAG(std::string, server, "localhost:50051",
+          "matid-server address: host:port, dns:///name:port (every address it resolves to) or "
+          "ipv4:a:port,b:port; calls spread round-robin over the servers that are up.");
 ABSL_FLAG(std::string, mode, "classify",
           "RPC to use: classify (one image per call) or batch (BatchClassify).");
 ABSL_FLAG(int, batch_size, 16, "Images per BatchClassify call (--mode=batch).");
@@ -78,7 +80,7 @@ int main(int argc, char** argv) {
                  std::string(credentials.status().message()).c_str());
     return 2;
   }
-  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server), *credentials, arguments);
+  auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials, arguments);
   const auto connect_by =
       std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
                                              absl::GetFlag(FLAGS_connect_timeout_seconds) * 1000));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Produces docs/dashboard.png: Prometheus graphing the recording rule
-# matid:predictions_per_minute:by_label while matid-classify sends the
+# label:matid_predictions:rate5m while matid-classify sends the
 # Fashion-MNIST test images to a local matid-server. Needs Debian's chromium
 # (apt-get install chromium); everything runs on loopback and stops at the end.
 set -euo pipefail
@@ -25,7 +25,7 @@ while [ $SECONDS -lt $end ]; do
   build/bin/matid-classify --server=127.0.0.1:50061 --concurrency=2 --format=csv "$work/images" >/dev/null 2>&1 || true
   sleep 1
 done
-url="http://127.0.0.1:19061/graph?g0.expr=matid%3Apredictions_per_minute%3Aby_label&g0.tab=0&g0.stacked=1&g0.range_input=2m"
+url="http://127.0.0.1:19061/graph?g0.expr=label%3Amatid_predictions%3Arate5m&g0.tab=0&g0.stacked=1&g0.range_input=2m"
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$work/chromium" --window-size=1400,900 --virtual-time-budget=15000 \

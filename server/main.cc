@@ -62,6 +62,12 @@ ABSL_FLAG(int, lame_duck_ms, 500,
           "the listener.");
 ABSL_FLAG(int, drain_grace_seconds, 10,
           "On SIGTERM/SIGINT, how long in-flight requests may take before they are cancelled.");
+ABSL_FLAG(int64_t, max_connection_age_ms, 0,
+          "Close client connections after this long (GOAWAY), so clients re-resolve and spread "
+          "over servers added since; 0: never. Scale-out: e.g. 60000.");
+ABSL_FLAG(int64_t, max_connection_age_grace_ms, -1,
+          "After --max_connection_age_ms, how long calls in flight may still take before the "
+          "connection is closed; -1: no limit (streams stay until they end).");
 
 namespace {
 
@@ -88,6 +94,12 @@ matid::ServerOptions OptionsFromFlags() {
   options.default_top_k = absl::GetFlag(FLAGS_default_top_k);
   options.lame_duck = absl::Milliseconds(absl::GetFlag(FLAGS_lame_duck_ms));
   options.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
+  const int64_t max_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
+  const int64_t max_age_grace_ms = absl::GetFlag(FLAGS_max_connection_age_grace_ms);
+  options.max_connection_age =
+      max_age_ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(max_age_ms);
+  options.max_connection_age_grace =
+      max_age_grace_ms == -1 ? absl::InfiniteDuration() : absl::Milliseconds(max_age_grace_ms);
   return options;
 }
 

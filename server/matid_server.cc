@@ -1,5 +1,7 @@
 #include "server/matid_server.h"
 
+#include <limits>
+
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -39,6 +41,19 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   if (options.max_message_bytes < 1024) {
     return absl::InvalidArgumentError("max_message_bytes must be >= 1024");
   }
+  const absl::Duration max_age = absl::Milliseconds(std::numeric_limits<int>::max());
+  if (options.max_connection_age <= absl::ZeroDuration() ||
+      (options.max_connection_age != absl::InfiniteDuration() &&
+       options.max_connection_age > max_age)) {
+    return absl::InvalidArgumentError(
+        "--max_connection_age_ms must be positive and at most 2147483647 (0: no limit)");
+  }
+  if (options.max_connection_age_grace < absl::ZeroDuration() ||
+      (options.max_connection_age_grace != absl::InfiniteDuration() &&
+       options.max_connection_age_grace > max_age)) {
+    return absl::InvalidArgumentError(
+        "--max_connection_age_grace_ms must be at least 0 and at most 2147483647 (-1: no limit)");
+  }
   return absl::OkStatus();
 }
 
@@ -76,6 +91,15 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
       options.port);
   builder.AddListeningPort(address, *credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  if (options.max_connection_age != absl::InfiniteDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_age)));
+  }
+  if (options.max_connection_age_grace != absl::InfiniteDuration()) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_age_grace)));
+  }
   builder.RegisterService(server->service_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {

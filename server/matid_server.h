@@ -40,6 +40,12 @@ struct ServerOptions {
   absl::Duration lame_duck = absl::Milliseconds(500);
   // After that, how long in-flight RPCs may take before they are cancelled.
   absl::Duration drain_grace = absl::Seconds(10);
+  // Connections older than this get GOAWAY, so clients re-resolve the
+  // server's name and spread over servers added since (scale-out);
+  // InfiniteDuration() keeps them open. Calls in flight then get
+  // max_connection_age_grace to finish before the connection is closed.
+  absl::Duration max_connection_age = absl::InfiniteDuration();
+  absl::Duration max_connection_age_grace = absl::InfiniteDuration();
 };
 
 absl::Status ValidateServerOptions(const ServerOptions& options);

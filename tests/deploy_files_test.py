@@ -21,31 +21,84 @@ def load_all(path):
         return [doc for doc in yaml.safe_load_all(f) if doc]
 
 
+def compose_config(*files: str, env: dict = None) -> dict:
+    """docker-compose's own view of the files (variables resolved), with a
+    clean environment: no MATID_* setting, as on a new box."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MATID_")}
+    clean.update(env or {})
+    args = ["docker-compose"]
+    for name in files or ("docker-compose.yml",):
+        args += ["-f", os.path.join(ROOT, name)]
+    result = subprocess.run(args + ["config"], capture_output=True, text=True, env=clean, cwd=ROOT)
+    if result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return yaml.safe_load(result.stdout)
+
+
+def seconds(duration: str) -> float:
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", duration)
+    return int(match.group(1) or 0) * 60 + float(match.group(2) or 0)
+
+
+def flag(command: list, name: str) -> str:
+    for arg in command:
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"--{name} not in {command}")
+
+
 class ComposeTest(unittest.TestCase):
-    def test_docker_compose_config_is_valid(self) -> None:
-        env = dict(os.environ, MATID_CLOUD_ENDPOINT="example-ats.iot.eu-west-1.amazonaws.com")
-        result = subprocess.run(["docker-compose", "-f", os.path.join(ROOT, "docker-compose.yml"),
-                                 "config", "-q"], capture_output=True, text=True, env=env, cwd=ROOT)
-        self.assertEqual(result.returncode, 0, result.stderr)
+    def test_config_is_valid_without_any_setting(self) -> None:
+        config = compose_config()
+        self.assertEqual(set(config["services"]),
+                         {"mosquitto", "server", "camera", "bridge", "prometheus"})
+        with open(os.path.join(ROOT, "docker-compose.yml")) as f:
+            self.assertNotIn("version", yaml.safe_load(f))  # obsolete key
 
     def test_services_build_targets_that_the_dockerfile_has(self) -> None:
         with open(os.path.join(DEPLOY, "docker", "Dockerfile")) as f:
             dockerfile = f.read()
         targets = set(re.findall(r"^FROM \S+ AS (\S+)", dockerfile, re.M))
-        with open(os.path.join(ROOT, "docker-compose.yml")) as f:
-            compose = yaml.safe_load(f)
-        self.assertEqual(set(compose["services"]),
-                         {"mosquitto", "server", "camera", "bridge", "prometheus"})
-        for name, service in compose["services"].items():
+        for name, service in compose_config()["services"].items():
             self.assertIn(service["build"]["target"], targets, name)
         for source in re.findall(r"^COPY (?!--from)(\S+)", dockerfile, re.M):
             self.assertTrue(os.path.exists(os.path.join(ROOT, source)), source)
-        self.assertIn("USER matid", dockerfile)
 
-    def test_server_health_check_uses_grpc_health(self) -> None:
-        with open(os.path.join(ROOT, "docker-compose.yml")) as f:
-            server = yaml.safe_load(f)["services"]["server"]
-        self.assertIn("matid-health-probe", server["healthcheck"]["test"])
+    def test_ports_are_published_on_loopback_unless_asked(self) -> None:
+        for env, address in (({}, "127.0.0.1"), ({"MATID_BIND_ADDRESS": "0.0.0.0"}, "0.0.0.0")):
+            for name, service in compose_config(env=env)["services"].items():
+                for port in service.get("ports", []):
+                    host_ip = port["host_ip"] if isinstance(port, dict) else port.rsplit(":", 2)[0]
+                    self.assertEqual(host_ip, address, (name, port))
+
+    def test_logs_are_bounded_and_stop_grace_covers_each_drain(self) -> None:
+        services = compose_config()["services"]
+        for name, service in services.items():
+            self.assertEqual(service["logging"]["driver"], "json-file", name)
+            self.assertIn("max-size", service["logging"]["options"], name)
+            self.assertIn("max-file", service["logging"]["options"], name)
+            self.assertIn("stop_grace_period", service, name)
+        server = services["server"]
+        drain = float(flag(server["command"], "drain_grace_seconds")) + 0.5  # + lame duck
+        self.assertGreaterEqual(seconds(server["stop_grace_period"]), drain)
+        camera = services["camera"]
+        self.assertGreaterEqual(seconds(camera["stop_grace_period"]),
+                                float(flag(camera["command"], "drain_seconds")))
+
+    def test_camera_device_is_an_opt_in_override(self) -> None:
+        self.assertNotIn("devices", compose_config()["services"]["camera"])
+        camera = compose_config("docker-compose.yml", "deploy/compose/camera-device.yml")["services"]["camera"]
+        self.assertEqual(len(camera["devices"]), 1)
+        self.assertIn("video", camera["group_add"])
+
+    def test_images_run_as_non_root_with_health_checks(self) -> None:
+        with open(os.path.join(DEPLOY, "docker", "Dockerfile")) as f:
+            stages = re.split(r"^FROM ", f.read(), flags=re.M)[1:]
+        by_name = {re.match(r"\S+ AS (\S+)", stage).group(1): stage for stage in stages}
+        for target in ("server", "camera", "bridge", "mosquitto", "prometheus"):
+            self.assertRegex(by_name[target], r"(?m)^USER (?!root|0)", target)
+            self.assertRegex(by_name[target], r"(?m)^HEALTHCHECK ", target)
+        self.assertIn("matid-health-probe", by_name["server"].split("HEALTHCHECK", 1)[1])
 
 
 class KubernetesTest(unittest.TestCase):

@@ -46,9 +46,10 @@ def run(*command: str) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
-def make_certificates(directory: str) -> dict:
-    """A CA, a server certificate for 127.0.0.1, a client certificate, and a
-    client certificate from another (untrusted) CA."""
+def make_certificates(directory: str, server_names=("localhost",)) -> dict:
+    """A CA, a server certificate for 127.0.0.1 and `server_names` (DNS), a
+    client certificate, and a client certificate from another (untrusted) CA.
+    Keys are readable by every user: containers running as non-root read them."""
     paths = {name: os.path.join(directory, name) for name in (
         "ca.key", "ca.crt", "server.key", "server.csr", "server.crt", "client.key", "client.csr",
         "client.crt", "rogue-ca.key", "rogue-ca.crt", "rogue.key", "rogue.csr", "rogue.crt", "san.ext")}
@@ -57,7 +58,7 @@ def make_certificates(directory: str) -> dict:
         run("openssl", "req", "-x509", *ec, "-days", "2", "-subj", f"/CN=matid test {ca}",
             "-keyout", paths[f"{ca}.key"], "-out", paths[f"{ca}.crt"])
     with open(paths["san.ext"], "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        f.write("subjectAltName=IP:127.0.0.1," + ",".join(f"DNS:{n}" for n in server_names) + "\n")
     for name, ca, cn in (("server", "ca", "127.0.0.1"), ("client", "ca", "matid-edge-test"),
                          ("rogue", "rogue-ca", "matid-edge-test")):
         run("openssl", "req", "-new", *ec, "-subj", f"/CN={cn}", "-keyout", paths[f"{name}.key"],
@@ -66,6 +67,8 @@ def make_certificates(directory: str) -> dict:
         run("openssl", "x509", "-req", "-in", paths[f"{name}.csr"], "-CA", paths[f"{ca}.crt"],
             "-CAkey", paths[f"{ca}.key"], "-CAcreateserial", "-days", "2",
             "-out", paths[f"{name}.crt"], *extra)
+    for path in paths.values():
+        os.chmod(path, 0o644)
     return paths
 
 

@@ -43,7 +43,32 @@ class PrometheusConfigTest(unittest.TestCase):
                                 os.path.join(PROMETHEUS_DIR, "rules.yml")],
                                capture_output=True, text=True)
         self.assertEqual(rules.returncode, 0, rules.stdout + rules.stderr)
-        self.assertIn("SUCCESS: 8 rules found", rules.stdout)  # the eight alerts
+        self.assertIn("SUCCESS: 11 rules found", rules.stdout)  # the eleven alerts
+
+    def test_recording_rules_follow_level_metric_operations(self) -> None:
+        import yaml
+        with open(os.path.join(PROMETHEUS_DIR, "rules.yml")) as f:
+            groups = yaml.safe_load(f)["groups"]
+        names = [rule["record"] for group in groups for rule in group["rules"]]
+        self.assertTrue(names)
+        for name in names:
+            level, metric, operations = name.split(":")  # exactly three parts
+            self.assertTrue(level and metric.startswith("matid_") and operations, name)
+            self.assertNotIn("_total", metric, name)  # dropped once rated, by convention
+            self.assertIn("rate", operations, name)   # every series is per second
+
+    def test_server_error_ratio_leaves_out_callers_codes(self) -> None:
+        import yaml
+        with open(os.path.join(PROMETHEUS_DIR, "rules.yml")) as f:
+            rules = {r["record"]: r["expr"] for g in yaml.safe_load(f)["groups"] for r in g["rules"]}
+        expr = rules["job:matid_requests_server_errors:ratio_rate5m"]
+        for code in ("INVALID_ARGUMENT", "CANCELLED", "DEADLINE_EXCEEDED"):
+            self.assertIn(code, expr)
+        with open(os.path.join(PROMETHEUS_DIR, "alerts.yml")) as f:
+            alerts = {r["alert"]: r for g in yaml.safe_load(f)["groups"] for r in g["rules"]}
+        self.assertIn("job:matid_requests_server_errors:ratio_rate5m", alerts["MatidErrorRatioHigh"]["expr"])
+        for name in ("MatidCameraDown", "MatidBridgeDown", "MatidCameraDroppingResults"):
+            self.assertIn(name, alerts)
 
 
 class PrometheusScrapesMatidTest(unittest.TestCase):
@@ -84,7 +109,7 @@ scrape_configs:
                 targets = query(prometheus_port, 'up{job="matid-server"}')
                 quantile = query(prometheus_port, "histogram_quantile(0.99, sum by (le) "
                                  "(rate(matid_request_duration_seconds_bucket[10s])))")
-                recorded = query(prometheus_port, "matid:predictions_per_minute:by_label")
+                recorded = query(prometheus_port, "label:matid_predictions:rate5m")
                 if (targets and targets[0]["value"][1] == "1" and quantile and
                         quantile[0]["value"][1] not in ("NaN", "0") and recorded):
                     break
@@ -94,7 +119,7 @@ scrape_configs:
             p99 = float(quantile[0]["value"][1])
             self.assertGreater(p99, 0.0)
             self.assertLess(p99, 10.0)
-            self.assertTrue(recorded, "recording rule matid:predictions_per_minute:by_label empty")
+            self.assertTrue(recorded, "recording rule label:matid_predictions:rate5m empty")
         finally:
             for process in reversed(running):
                 process.stop()

@@ -121,8 +121,7 @@ class ServerTlsTest(unittest.TestCase):
         for i in range(5):
             with open(os.path.join(frames, f"{i}.png"), "wb") as f:
                 f.write(PNG)
-        broker = Mosquitto(self.tmp, "camera-broker")
-        broker.start()
+        broker = Mosquitto(self.tmp, "camera-broker")  # started by its constructor
         self.addCleanup(broker.stop)
         camera = subprocess.run(
             [os.path.join(BUILD, "bin", "matid-camera"), f"--source={frames}", "--camera_id=tls",
