@@ -147,9 +147,15 @@ class GreengrassTest(unittest.TestCase):
             recipe = load_all(path)[0]
             recipes[recipe["ComponentName"]] = recipe
             self.assertEqual(os.path.basename(path), recipe["ComponentName"] + ".yaml")
-        self.assertEqual(set(recipes), {"com.matid.Server", "com.matid.Camera", "com.matid.Bridge"})
+        self.assertEqual(set(recipes), {"com.matid.Server", "com.matid.Camera", "com.matid.Bridge",
+                                        "com.matid.Mosquitto"})
         for name, recipe in recipes.items():
-            defined = set(recipe["ComponentConfiguration"]["DefaultConfiguration"])
+            defaults = recipe["ComponentConfiguration"]["DefaultConfiguration"]
+            defined = set(defaults)
+            # The nucleus does not interpolate recipe variables inside
+            # configuration values unless told to (interpolateComponentConfiguration).
+            for key, value in defaults.items():
+                self.assertNotRegex(str(value), r"\{\w+:", f"{name}: {key}")
             for manifest in recipe["Manifests"]:
                 text = json.dumps(manifest["Lifecycle"])
                 used = set(re.findall(r"\{configuration:/(\w+)\}", text))
@@ -171,6 +177,9 @@ class AwsFilesTest(unittest.TestCase):
             policy = json.load(f)
         actions = {s["Action"] for s in policy["Statement"]}
         self.assertEqual(actions, {"iot:Connect", "iot:Publish"})
+        # The Greengrass bridge connects as <thing>-matid-bridge, beside the nucleus.
+        connect = next(s for s in policy["Statement"] if s["Action"] == "iot:Connect")
+        self.assertIn("client/${iot:Connection.Thing.ThingName}-matid-bridge", " ".join(connect["Resource"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""The Greengrass recipes' lifecycle scripts, run as the nucleus would run
+them: every recipe variable substituted ({artifacts:path}, {work:path},
+{configuration:/...}, {iot:thingName}), each script run with `sh -c`, in
+dependency order. Install runs twice (it must be idempotent); then the
+broker, the server, the bridge (to a mutual-TLS mosquitto standing in for
+AWS IoT Core) and the camera (a short video) run from their Run scripts, and
+every result reaches the cloud stand-in; the server stops through its
+Shutdown script, draining, with exit code 0.
+Needs root for the Install scripts (as the nucleus runs them: RequiresPrivilege).
+"""
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import unittest
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
+MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
+RECIPES = os.path.join(ROOT, "deploy", "greengrass")
+THING = "test-thing"
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "model_export"))
+from edge_harness import Collector, Mosquitto, free_port, make_certificates, wait_for  # noqa: E402
+
+VARIABLE = re.compile(r"\{(\w+):([^}]*)\}")
+
+
+def load_recipes() -> dict:
+    recipes = {}
+    for path in glob.glob(os.path.join(RECIPES, "*.yaml")):
+        with open(path) as f:
+            recipe = yaml.safe_load(f)
+        recipes[recipe["ComponentName"]] = recipe
+    return recipes
+
+
+class Component:
+    """One recipe on a simulated core device: its artifacts and work folders,
+    its configuration (defaults + the test's merge), its lifecycle scripts."""
+
+    def __init__(self, recipe: dict, root: str, configuration: dict) -> None:
+        self.name = recipe["ComponentName"]
+        self.lifecycle = recipe["Manifests"][0]["Lifecycle"]
+        self.artifacts = os.path.join(root, "packages", "artifacts", self.name, recipe["ComponentVersion"])
+        self.work = os.path.join(root, "work", self.name)
+        os.makedirs(self.artifacts, exist_ok=True)
+        os.makedirs(self.work, exist_ok=True)
+        self.configuration = dict(recipe["ComponentConfiguration"]["DefaultConfiguration"])
+        self.configuration.update(configuration)
+        self.process = None
+        self.log_path = os.path.join(root, f"{self.name}.log")
+
+    def script(self, step: str) -> str:
+        def value(match):
+            namespace, key = match.group(1), match.group(2)
+            if namespace == "configuration":
+                return str(self.configuration[key.lstrip("/")])
+            if (namespace, key) == ("artifacts", "path"):
+                return self.artifacts
+            if (namespace, key) == ("work", "path"):
+                return self.work
+            if (namespace, key) == ("iot", "thingName"):
+                return THING
+            raise AssertionError(f"{self.name}: unknown recipe variable {match.group(0)}")
+        return VARIABLE.sub(value, self.lifecycle[step]["Script"])
+
+    def run_step(self, step: str) -> subprocess.CompletedProcess:
+        timeout = self.lifecycle[step].get("Timeout", 120)
+        return subprocess.run(["sh", "-c", self.script(step)], capture_output=True, text=True,
+                              timeout=timeout, cwd=self.work)
+
+    def start(self) -> None:
+        self.log = open(self.log_path, "a")
+        self.process = subprocess.Popen(["sh", "-c", self.script("Run")], stdout=self.log,
+                                        stderr=subprocess.STDOUT, cwd=self.work)
+
+    def output(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self) -> int:
+        """Shutdown script if there is one, then SIGTERM, as the nucleus does."""
+        if self.process is None:
+            return 0
+        if "Shutdown" in self.lifecycle:
+            self.run_step("Shutdown")
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self.log.close()
+        self.process = None
+        return code
+
+
+@unittest.skipUnless(os.geteuid() == 0, "Install scripts need root (RequiresPrivilege)")
+class GreengrassLifecycleTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="matid-greengrass-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.recipes = load_recipes()
+
+    def component(self, name: str, configuration: dict, artifacts: dict) -> Component:
+        component = Component(self.recipes[name], self.tmp, configuration)
+        for file_name, source in artifacts.items():
+            shutil.copy(source, os.path.join(component.artifacts, file_name))
+        self.addCleanup(component.stop)
+        return component
+
+    def test_lifecycle_scripts_install_run_and_shut_down(self) -> None:
+        import cv2
+        import fashion_mnist
+        os.makedirs(os.path.join(self.tmp, "certs"))
+        tls = make_certificates(os.path.join(self.tmp, "certs"))
+        cloud = Mosquitto(self.tmp, "cloud", tls=tls)
+        self.addCleanup(cloud.stop)
+        collector = Collector(cloud.port, tls=tls, client_id="gg-cloud-consumer")
+        self.addCleanup(collector.close)
+        wait_for(lambda: collector.client.is_connected(), 20, "the consumer at the cloud stand-in")
+
+        model_tar = os.path.join(self.tmp, "model.tar.gz")
+        with tarfile.open(model_tar, "w:gz") as tar:
+            tar.add(MODEL, arcname="test")
+        frames = 30
+        video = os.path.join(self.tmp, "line.avi")
+        images, _ = fashion_mnist.load("test")
+        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (56, 56))
+        for i in range(frames):
+            writer.write(cv2.cvtColor(cv2.resize(images[i], (56, 56)), cv2.COLOR_GRAY2BGR))
+        writer.release()
+
+        mqtt_port, grpc_port = free_port(), free_port()
+        bin_dir = os.path.join(BUILD, "bin")
+        broker = self.component("com.matid.Mosquitto",
+                                {"Port": str(mqtt_port), "DisableSystemService": "false"}, {})
+        server = self.component(
+            "com.matid.Server",
+            {"Model": "test", "Port": str(grpc_port), "MetricsPort": str(free_port()), "Threads": "1"},
+            {"matid-server": os.path.join(bin_dir, "matid-server"), "model.tar.gz": model_tar})
+        bridge = self.component(
+            "com.matid.Bridge",
+            {"CloudEndpoint": "127.0.0.1", "CloudPort": str(cloud.port), "RootCa": tls["ca.crt"],
+             "Certificate": tls["client.crt"], "PrivateKey": tls["client.key"],
+             "LocalPort": str(mqtt_port), "MetricsPort": str(free_port())},
+            {"matid-bridge": os.path.join(bin_dir, "matid-bridge")})
+        camera = self.component(
+            "com.matid.Camera",
+            {"Source": video, "CameraId": "gg-cam", "Server": f"127.0.0.1:{grpc_port}",
+             "MqttPort": str(mqtt_port), "MetricsPort": str(free_port()),
+             "VideoUser": "matid-no-such-user"},
+            {"matid-camera": os.path.join(bin_dir, "matid-camera")})
+        ordered = [broker, server, bridge, camera]
+
+        # Every artifact a script names is one the recipe lists.
+        for component in ordered:
+            recipe = self.recipes[component.name]
+            listed = {uri["URI"].rsplit("/", 1)[1] for uri in recipe["Manifests"][0].get("Artifacts", [])}
+            used = set(re.findall(r"\{artifacts:path\}/([\w.\-]+)", yaml.safe_dump(component.lifecycle)))
+            self.assertEqual(used, listed, component.name)
+
+        for attempt in (1, 2):  # the second run finds everything in place
+            for component in ordered:
+                done = component.run_step("Install")
+                self.assertEqual(done.returncode, 0,
+                                 f"{component.name} Install (run {attempt}): {done.stdout}{done.stderr}")
+
+        broker.start()
+        wait_for(lambda: subprocess.run(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mqtt_port),
+                                         "-t", "$SYS/broker/uptime", "-C", "1", "-W", "2"],
+                                        capture_output=True).returncode == 0, 20, "the local broker")
+        server.start()
+        wait_for(lambda: "serving grpc_port" in server.output(), 60, "matid-server to serve")
+        bridge.start()
+        wait_for(lambda: "local broker 127.0.0.1" in bridge.output() and "connected" in bridge.output(),
+                 30, "the bridge to connect to the local broker")
+        camera.start()
+        wait_for(lambda: len({p["frame_seq"] for p in collector.payloads}) >= frames, 90,
+                 "every result at the cloud stand-in")
+        self.assertEqual(sorted({p["frame_seq"] for p in collector.payloads}), list(range(frames)))
+        self.assertEqual(camera.process.wait(timeout=60), 0, camera.output())
+        # The bridge is a client of its own at the cloud: thing name + suffix.
+        self.assertIn(f"as {THING}-matid-bridge", cloud_log(cloud))
+
+        self.assertEqual(server.stop(), 0, server.output())
+        self.assertIn("received, draining", server.output())
+        self.assertIn("matid-server: stopped", server.output())
+        for component in (bridge, broker):
+            component.stop()
+
+
+def cloud_log(broker: Mosquitto) -> str:
+    with open(os.path.join(broker.dir, "log.txt")) as f:
+        return f.read()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
