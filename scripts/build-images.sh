@@ -6,6 +6,8 @@
 # (scripts/base-image.sh: pulled, or built from Debian packages offline).
 # Prints each image's build time and size. Needs root and a running dockerd.
 # Usage: bash scripts/build-images.sh [target ...]
+# The "model" target (not built by default) packs MATID_MODEL_DIR (default
+# models/fashion-mnist) as matid-model:<its folder name>, for Kubernetes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian's docker CLI has BuildKit built in; a newer CLI needs the buildx
@@ -20,8 +22,15 @@ targets=("$@")
 MATID_DOCKER="$docker_cli" bash scripts/base-image.sh "$base"
 for target in "${targets[@]}"; do
   image="${registry}matid-${target}:${tag}"
+  extra=()
+  if [ "$target" = model ]; then
+    model_dir="${MATID_MODEL_DIR:-models/fashion-mnist}"
+    [ -f "$model_dir/metadata.json" ] || { echo "build-images: no model in $model_dir (metadata.json)" >&2; exit 1; }
+    image="${registry}matid-model:$(basename "$model_dir")"
+    extra=(--build-arg MODEL_DIR="$model_dir")
+  fi
   start=$(date +%s)
-  DOCKER_BUILDKIT=1 "$docker_cli" build --progress=plain \
+  DOCKER_BUILDKIT=1 "$docker_cli" build --progress=plain "${extra[@]}" \
     --build-arg BASE_IMAGE="$base" --build-arg BUILD_JOBS="${MATID_JOBS:-2}" \
     -f deploy/docker/Dockerfile --target "$target" -t "$image" . \
     >"${MATID_IMAGE_LOG_DIR:-/tmp}/matid-image-$target.log" 2>&1 || {

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import unittest
 
@@ -101,43 +102,152 @@ class ComposeTest(unittest.TestCase):
         self.assertIn("matid-health-probe", by_name["server"].split("HEALTHCHECK", 1)[1])
 
 
+K8S = os.path.join(DEPLOY, "k8s")
+# Volume types the "restricted" Pod Security Standard allows.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}
+
+
 class KubernetesTest(unittest.TestCase):
+    """The kustomize base and the mutual-TLS overlay, read as kustomize would
+    (resources + namespace + images), checked structurally; rendered by
+    `kubectl kustomize` too where a kubectl is installed."""
+
     def setUp(self) -> None:
+        with open(os.path.join(K8S, "base", "kustomization.yaml")) as f:
+            self.kustomization = yaml.safe_load(f)
         self.objects = {}
-        for path in glob.glob(os.path.join(DEPLOY, "k8s", "*.yaml")):
-            for doc in load_all(path):
+        for name in self.kustomization["resources"]:
+            for doc in load_all(os.path.join(K8S, "base", name)):
                 self.objects[(doc["kind"], doc["metadata"]["name"])] = doc
+        self.deployment = self.objects[("Deployment", "matid-server")]
+        self.pod = self.deployment["spec"]["template"]["spec"]
+        self.server = self.pod["containers"][0]
 
     def test_objects_reference_each_other_consistently(self) -> None:
-        deployment = self.objects[("Deployment", "matid-server")]
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
-        self.assertEqual(deployment["spec"]["selector"]["matchLabels"], labels)
-        container = deployment["spec"]["template"]["spec"]["containers"][0]
-        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-
+        labels = self.deployment["spec"]["template"]["metadata"]["labels"]
+        self.assertEqual(self.deployment["spec"]["selector"]["matchLabels"], labels)
+        ports = {p["name"]: p["containerPort"] for p in self.server["ports"]}
         service = self.objects[("Service", "matid-server")]
         self.assertEqual(service["spec"]["clusterIP"], "None")  # headless: client-side balancing
         self.assertEqual(service["spec"]["selector"], labels)
         for port in service["spec"]["ports"]:
             self.assertIn(port["targetPort"], ports)
-
-        for probe in ("readinessProbe", "livenessProbe"):
-            self.assertEqual(container[probe]["grpc"]["port"], ports["grpc"])
-        self.assertIn("cpu", container["resources"]["requests"])
-        self.assertIn("memory", container["resources"]["requests"])
-
+        grpc_port = next(p for p in service["spec"]["ports"] if p["name"] == "grpc")
+        self.assertEqual(grpc_port["appProtocol"], "grpc")
         hpa = self.objects[("HorizontalPodAutoscaler", "matid-server")]
-        self.assertEqual(hpa["spec"]["scaleTargetRef"]["kind"], "Deployment")
         self.assertEqual(hpa["spec"]["scaleTargetRef"]["name"], "matid-server")
         pdb = self.objects[("PodDisruptionBudget", "matid-server")]
         self.assertEqual(pdb["spec"]["selector"]["matchLabels"], labels)
         self.assertLess(pdb["spec"]["minAvailable"], hpa["spec"]["minReplicas"])
-        for volume in deployment["spec"]["template"]["spec"]["volumes"]:
-            claim = volume["persistentVolumeClaim"]["claimName"]
-            self.assertIn(("PersistentVolumeClaim", claim), self.objects)
-        namespaces = {doc["metadata"].get("namespace") for doc in self.objects.values()
-                      if doc["kind"] != "Namespace"}
-        self.assertEqual(namespaces, {"matid"})
+        self.assertEqual(self.kustomization["namespace"], "matid")
+        self.assertIn(("Namespace", "matid"), self.objects)
+
+    def test_images_are_configurable_and_not_always_pulled(self) -> None:
+        names = {image["name"] for image in self.kustomization["images"]}
+        for container in self.pod["initContainers"] + self.pod["containers"]:
+            self.assertIn(container["image"], names)  # kustomize sets registry and tag
+            self.assertEqual(container["imagePullPolicy"], "IfNotPresent")
+
+    def test_model_is_copied_in_by_an_init_container(self) -> None:
+        volumes = {v["name"]: v for v in self.pod["volumes"]}
+        self.assertEqual(set(volumes), {"models"})
+        self.assertIn("emptyDir", volumes["models"])  # binds on any cluster
+        init = self.pod["initContainers"][0]
+        mount = init["volumeMounts"][0]
+        self.assertEqual(mount["name"], "models")
+        model_dir = flag(self.server["args"], "model_dir")
+        server_mount = next(m for m in self.server["volumeMounts"] if m["name"] == "models")
+        self.assertTrue(model_dir.startswith(server_mount["mountPath"]))
+        self.assertTrue(server_mount["readOnly"])
+        self.assertIn(mount["mountPath"].rstrip("/"), " ".join(init["command"]))
+
+    def test_probes_separate_startup_readiness_and_a_tolerant_liveness(self) -> None:
+        startup, ready, live = (self.server[p] for p in ("startupProbe", "readinessProbe", "livenessProbe"))
+        self.assertGreaterEqual(startup["periodSeconds"] * startup["failureThreshold"], 120)
+        # Health answers within 2 s under overload: liveness must wait longer
+        # and for several periods before a restart.
+        self.assertGreater(live["timeoutSeconds"], 2)
+        self.assertGreaterEqual(live["periodSeconds"] * live["failureThreshold"], 60)
+        self.assertNotEqual(ready, live)
+        grpc_port = next(p["containerPort"] for p in self.server["ports"] if p["name"] == "grpc")
+        for probe in (startup, ready, live):
+            self.assertEqual(probe["grpc"]["port"], grpc_port)
+        grace = self.pod["terminationGracePeriodSeconds"]
+        drain = int(flag(self.server["args"], "lame_duck_ms")) / 1000 + int(
+            flag(self.server["args"], "drain_grace_seconds"))
+        self.assertGreaterEqual(grace, drain)
+        self.assertIn("--max_connection_age_ms=60000", self.server["args"])
+
+    def test_pods_meet_the_restricted_pod_security_standard(self) -> None:
+        pod_security = self.pod["securityContext"]
+        self.assertTrue(pod_security["runAsNonRoot"])
+        self.assertNotEqual(pod_security["runAsUser"], 0)
+        self.assertEqual(pod_security["seccompProfile"]["type"], "RuntimeDefault")
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            self.assertFalse(self.pod.get(key, False), key)
+        for container in self.pod["initContainers"] + self.pod["containers"]:
+            security = container["securityContext"]
+            self.assertIs(security["allowPrivilegeEscalation"], False, container["name"])
+            self.assertEqual(security["capabilities"]["drop"], ["ALL"], container["name"])
+            self.assertNotIn("add", security["capabilities"])
+            self.assertFalse(security.get("privileged", False))
+        for volume in self.pod["volumes"]:
+            self.assertLessEqual(set(volume) - {"name"}, RESTRICTED_VOLUMES, volume)
+        namespace = self.objects[("Namespace", "matid")]
+        self.assertEqual(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+                         "restricted")
+
+    def test_mtls_overlay_probes_through_tls_with_the_health_probe(self) -> None:
+        patch = load_all(os.path.join(K8S, "overlays", "mtls", "server-mtls.yaml"))[0]
+        container = patch["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(container["name"], self.server["name"])
+        for flag_name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = flag(container["args"], flag_name)
+            self.assertTrue(path.startswith("/tls/"))
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            self.assertIsNone(container[probe]["grpc"])  # the built-in probe has no TLS
+            command = container[probe]["exec"]["command"]
+            self.assertEqual(command[0], "matid-health-probe")
+            for flag_name in ("tls_ca", "tls_cert", "tls_key"):
+                self.assertTrue(flag(command, flag_name).startswith("/tls/"))
+        self.assertEqual(patch["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+                         "matid-server-tls")
+
+    def test_scrape_config_matches_the_pod_annotations(self) -> None:
+        with open(os.path.join(K8S, "prometheus-scrape.yml")) as f:
+            job = yaml.safe_load(f)[0]
+        annotations = self.deployment["spec"]["template"]["metadata"]["annotations"]
+        used = set()
+        for rule in job["relabel_configs"]:
+            for label in rule["source_labels"]:
+                match = re.fullmatch(r"__meta_kubernetes_pod_annotation_(\w+)", label)
+                if match:
+                    used.add(match.group(1))
+        self.assertEqual(used, {re.sub(r"[^\w]", "_", key) for key in annotations})
+        self.assertEqual(annotations["prometheus.io/port"],
+                         str(next(p["containerPort"] for p in self.server["ports"] if p["name"] == "metrics")))
+        self.assertEqual(job["kubernetes_sd_configs"][0]["namespaces"]["names"], [self.kustomization["namespace"]])
+        # Debian's promtool is built without Kubernetes discovery, so the
+        # address rewrite is checked here: pod IP with the declared port -> metrics port.
+        address = next(r for r in job["relabel_configs"] if r.get("target_label") == "__address__")
+        rewritten = re.sub("^(?:" + address["regex"] + ")$",
+                           address["replacement"].replace("$", "\\"), "10.1.2.3:50051;8080")
+        self.assertEqual(rewritten, "10.1.2.3:8080")
+
+    @unittest.skipUnless(shutil.which("kubectl"), "no kubectl: kustomize rendering not checked")
+    def test_kustomize_renders_base_and_overlay(self) -> None:
+        for folder in ("base", "overlays/mtls"):
+            rendered = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, folder)],
+                                      capture_output=True, text=True, timeout=60)
+            self.assertEqual(rendered.returncode, 0, rendered.stderr)
+            docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+            kinds = sorted(d["kind"] for d in docs)
+            self.assertEqual(kinds, ["Deployment", "HorizontalPodAutoscaler", "Namespace",
+                                     "PodDisruptionBudget", "Service"], folder)
+            for doc in docs:
+                if doc["kind"] != "Namespace":
+                    self.assertEqual(doc["metadata"]["namespace"], "matid")
 
 
 class GreengrassTest(unittest.TestCase):
