@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
   const matid::StopSignals stop_signals;  // before any thread starts
 
   if (absl::GetFlag(FLAGS_cloud_endpoint).empty()) {
-    return Fail(absl::InvalidArgumentError("--cloud_endpoint is required"));
+    return Fail(absl::InvalidArgumentError(
+        "--cloud_endpoint is required (docker compose: set MATID_CLOUD_ENDPOINT in .env)"));
   }
   const bool plaintext = absl::GetFlag(FLAGS_cloud_insecure_plaintext);
   if (!plaintext &&

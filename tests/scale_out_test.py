@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Beyond one server: three matid-servers on loopback, clients given all
+three in one target (ipv4:a,b,c) with round_robin.
+  - matid-classify's calls spread over the three: each server's request
+    count (its /metrics) within ±30% of the mean;
+  - the camera streams a video while one server is SIGKILLed: no frame is
+    lost (every frame has a result at the broker; the camera's stream moves
+    to a server that is up).
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import shutil
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
+BIN = os.path.join(BUILD, "bin")
+MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "model_export"))
+from edge_harness import Collector, Mosquitto, Process, wait_for  # noqa: E402
+
+
+def requests_served(metrics_port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("matid_requests_total{"))
+
+
+class ScaleOutTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="matid-scale-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.servers = []
+        for i in range(3):
+            server = Process([os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}",
+                              "--host=127.0.0.1", "--port=0", "--metrics_host=127.0.0.1",
+                              "--metrics_port=0", "--threads=1", "--max_connection_age_ms=5000",
+                              "--max_connection_age_grace_ms=2000"],
+                             r"serving grpc_port=(\d+) metrics_port=(\d+)",
+                             os.path.join(self.tmp, f"server{i}.log"))
+            self.addCleanup(server.stop)
+            self.servers.append(server)
+        self.target = "ipv4:" + ",".join(f"127.0.0.1:{s.match.group(1)}" for s in self.servers)
+
+    def test_calls_spread_over_every_server(self) -> None:
+        images = os.path.join(self.tmp, "images")
+        subprocess.run([sys.executable, os.path.join(ROOT, "model_export", "fashion_mnist.py"),
+                        "--split", "test", "--count", "300", "--out", images],
+                       check=True, capture_output=True)
+        done = subprocess.run([os.path.join(BIN, "matid-classify"), f"--server={self.target}",
+                               "--format=csv", "--concurrency=6", images],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        counts = [requests_served(int(s.match.group(2))) for s in self.servers]
+        self.assertEqual(sum(counts), 300, counts)
+        mean = sum(counts) / 3
+        for count in counts:
+            self.assertLessEqual(abs(count - mean), 0.3 * mean, counts)
+        print(f"scale-out: requests per server {counts}", flush=True)
+
+    def test_camera_loses_no_frame_when_a_server_dies(self) -> None:
+        import cv2
+        import fashion_mnist
+        frames = 200
+        video = os.path.join(self.tmp, "line.avi")
+        images, _ = fashion_mnist.load("test")
+        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 20, (56, 56))
+        for i in range(frames):
+            writer.write(cv2.cvtColor(cv2.resize(images[i], (56, 56)), cv2.COLOR_GRAY2BGR))
+        writer.release()
+        broker = Mosquitto(self.tmp, "local")
+        self.addCleanup(broker.stop)
+        collector = Collector(broker.port)
+        self.addCleanup(collector.close)
+        wait_for(lambda: collector.client.is_connected(), 20, "the collector")
+        camera = subprocess.Popen(
+            [os.path.join(BIN, "matid-camera"), f"--source={video}", "--camera_id=scale-cam",
+             f"--server={self.target}", f"--mqtt_port={broker.port}", "--metrics_port=-1",
+             "--pace_fps=40", "--max_pending=1000"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.addCleanup(lambda: camera.poll() is None and camera.kill())
+        wait_for(lambda: len(collector.seen()) >= 40, 60, "results flowing")
+        # Kill the server that has the camera's stream (the one with most requests).
+        busiest = max(self.servers, key=lambda s: requests_served(int(s.match.group(2))))
+        busiest.process.send_signal(signal.SIGKILL)
+        busiest.process.wait(timeout=10)
+        output, _ = camera.communicate(timeout=120)
+        self.assertEqual(camera.returncode, 0, output)
+        wait_for(lambda: len({p["frame_seq"] for p in collector.payloads}) >= frames, 30,
+                 "every result at the broker")
+        self.assertEqual(sorted({p["frame_seq"] for p in collector.payloads}), list(range(frames)))
+        self.assertRegex(output, rf"{frames} frames captured, {frames} classified, 0 dropped")
+        survivors = [requests_served(int(s.match.group(2))) for s in self.servers if s is not busiest]
+        self.assertGreater(sum(survivors), 0, "no frame went to the servers left")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
