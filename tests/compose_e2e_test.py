@@ -36,9 +36,9 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "model_export"))
 from docker_engine import COMPOSE, DOCKER, ENV, DockerEngine, docker  # noqa: E402
-from edge_harness import Collector, free_port, make_certificates, wait_for  # noqa: E402
+from edge_harness import (Collector, free_port, make_certificates,  # noqa: E402
+                          make_conveyor_video, wait_for)
 
 FRAMES = 600
 FPS = 10  # 60 s of video: room for a server restart and a bridge kill mid-stream
@@ -65,16 +65,6 @@ def has_finite_value(result: list) -> bool:
     return any(math.isfinite(float(r["value"][1])) for r in result)
 
 
-def make_video(path: str, frames: int) -> None:
-    import cv2
-    import fashion_mnist
-    images, _ = fashion_mnist.load("test")
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), FPS, (56, 56))
-    for i in range(frames):
-        writer.write(cv2.cvtColor(cv2.resize(images[i], (56, 56)), cv2.COLOR_GRAY2BGR))
-    writer.release()
-
-
 class ComposeBoxTest(unittest.TestCase):
     def setUp(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="matid-compose-")
@@ -92,7 +82,7 @@ class ComposeBoxTest(unittest.TestCase):
         shutil.copytree(MODEL, os.path.join(models, "test"))
         media = os.path.join(self.tmp, "media")
         os.makedirs(media)
-        make_video(os.path.join(media, "conveyor.avi"), FRAMES)
+        make_conveyor_video(os.path.join(media, "conveyor.avi"), FRAMES, fps=FPS)
         certs_work = os.path.join(self.tmp, "certs-work")
         os.makedirs(certs_work)
         paths = make_certificates(certs_work, server_names=("localhost", "cloud"))

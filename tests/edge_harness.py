@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import sys
 import subprocess
 import threading
 import time
@@ -175,3 +176,17 @@ def result_message(camera: str, seq: int) -> str:
         "camera_id": camera, "frame_seq": seq, "model": {"name": "m", "version": "1"},
         "predictions": [{"label": "Bag", "score": 0.9}], "top_label": "Bag", "top_score": 0.9,
         "needs_inspection": False, "latency_ms": 5.0})
+
+
+def make_conveyor_video(path: str, frames: int, fps: float, size: int = 56) -> None:
+    """An MJPG video of the first `frames` Fashion-MNIST test images, one per
+    frame, size x size, for camera tests."""
+    import cv2
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "model_export"))
+    import fashion_mnist
+    images, _ = fashion_mnist.load("test")
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
+    for i in range(frames):
+        writer.write(cv2.cvtColor(cv2.resize(images[i], (size, size)), cv2.COLOR_GRAY2BGR))
+    writer.release()

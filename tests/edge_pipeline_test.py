@@ -22,7 +22,6 @@ import threading
 import time
 import unittest
 
-import cv2
 import jsonschema
 import paho.mqtt.client as mqtt
 
@@ -36,7 +35,7 @@ sys.path.insert(0, os.path.join(ROOT, "model_export"))
 sys.path.insert(0, HERE)
 import fashion_mnist  # noqa: E402
 from edge_harness import (Collector, Mosquitto, Process, free_port,  # noqa: E402
-                          make_certificates, result_message, wait_for)
+                          make_certificates, make_conveyor_video, result_message, wait_for)
 
 
 
@@ -85,11 +84,7 @@ class EdgePipelineTest(unittest.TestCase):
     def test_camera_publishes_one_schema_valid_result_per_frame(self) -> None:
         frames = 40
         video = os.path.join(self.dir, "conveyor.avi")
-        images, _ = fashion_mnist.load("test")
-        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (56, 56))
-        for i in range(frames):
-            writer.write(cv2.cvtColor(cv2.resize(images[i], (56, 56)), cv2.COLOR_GRAY2BGR))
-        writer.release()
+        make_conveyor_video(video, frames, fps=10)
         local = self.start(Mosquitto(self.dir, "local"))
         collector = self.start(Collector(local.port))
         server = self.start(Process(

@@ -29,8 +29,8 @@ MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 RECIPES = os.path.join(ROOT, "deploy", "greengrass")
 THING = "test-thing"
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "model_export"))
-from edge_harness import Collector, Mosquitto, free_port, make_certificates, wait_for  # noqa: E402
+from edge_harness import (Collector, Mosquitto, free_port, make_certificates,  # noqa: E402
+                          make_conveyor_video, wait_for)  # noqa: E402
 
 VARIABLE = re.compile(r"\{(\w+):([^}]*)\}")
 
@@ -117,8 +117,6 @@ class GreengrassLifecycleTest(unittest.TestCase):
         return component
 
     def test_lifecycle_scripts_install_run_and_shut_down(self) -> None:
-        import cv2
-        import fashion_mnist
         os.makedirs(os.path.join(self.tmp, "certs"))
         tls = make_certificates(os.path.join(self.tmp, "certs"))
         cloud = Mosquitto(self.tmp, "cloud", tls=tls)
@@ -132,11 +130,7 @@ class GreengrassLifecycleTest(unittest.TestCase):
             tar.add(MODEL, arcname="test")
         frames = 30
         video = os.path.join(self.tmp, "line.avi")
-        images, _ = fashion_mnist.load("test")
-        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (56, 56))
-        for i in range(frames):
-            writer.write(cv2.cvtColor(cv2.resize(images[i], (56, 56)), cv2.COLOR_GRAY2BGR))
-        writer.release()
+        make_conveyor_video(video, frames, fps=10)
 
         mqtt_port, grpc_port = free_port(), free_port()
         bin_dir = os.path.join(BUILD, "bin")

@@ -22,8 +22,7 @@ BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 BIN = os.path.join(BUILD, "bin")
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "model_export"))
-from edge_harness import Collector, Mosquitto, Process, wait_for  # noqa: E402
+from edge_harness import Collector, Mosquitto, Process, make_conveyor_video, wait_for  # noqa: E402
 
 
 def requests_served(metrics_port: int) -> float:
@@ -65,15 +64,9 @@ class ScaleOutTest(unittest.TestCase):
         print(f"scale-out: requests per server {counts}", flush=True)
 
     def test_camera_loses_no_frame_when_a_server_dies(self) -> None:
-        import cv2
-        import fashion_mnist
         frames = 200
         video = os.path.join(self.tmp, "line.avi")
-        images, _ = fashion_mnist.load("test")
-        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 20, (56, 56))
-        for i in range(frames):
-            writer.write(cv2.cvtColor(cv2.resize(images[i], (56, 56)), cv2.COLOR_GRAY2BGR))
-        writer.release()
+        make_conveyor_video(video, frames, fps=20)
         broker = Mosquitto(self.tmp, "local")
         self.addCleanup(broker.stop)
         collector = Collector(broker.port)
