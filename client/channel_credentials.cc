@@ -36,6 +36,10 @@ std::shared_ptr<grpc::Channel> CreateServerChannel(
     const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
     grpc::ChannelArguments arguments) {
   arguments.SetLoadBalancingPolicyName("round_robin");
+  // A name is resolved again when a connection closes (a server's maximum
+  // connection age, a server gone); gRPC's default spaces resolutions 30 s
+  // apart, which would hide a new server for that long.
+  arguments.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 5000);
   return grpc::CreateCustomChannel(target, credentials, arguments);
 }
 

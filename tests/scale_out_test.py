@@ -5,7 +5,13 @@ three in one target (ipv4:a,b,c) with round_robin.
     count (its /metrics) within ±30% of the mean;
   - the camera streams a video while one server is SIGKILLed: no frame is
     lost (every frame has a result at the broker; the camera's stream moves
-    to a server that is up).
+    to a server that is up);
+  - a DNS name (dns:///matid-pool:P) that gains an address while the camera
+    runs: the server started there receives frames within the servers'
+    maximum connection age (plus the client's 5 s between resolutions). The
+    name lives in a private /etc/hosts, bind-mounted for the camera alone in
+    its own mount namespace (unshare, root); the servers listen on
+    127.0.0.1, .2 and .3.
 """
 import os
 import signal
@@ -13,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import shutil
+import socket
+import time
 import unittest
 import urllib.request
 
@@ -77,7 +85,7 @@ class ScaleOutTest(unittest.TestCase):
              f"--server={self.target}", f"--mqtt_port={broker.port}", "--metrics_port=-1",
              "--pace_fps=40", "--max_pending=1000"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.addCleanup(lambda: camera.poll() is None and camera.kill())
+        self.addCleanup(stop_process, camera)
         wait_for(lambda: len(collector.seen()) >= 40, 60, "results flowing")
         # Kill the server that has the camera's stream (the one with most requests).
         busiest = max(self.servers, key=lambda s: requests_served(int(s.match.group(2))))
@@ -91,6 +99,75 @@ class ScaleOutTest(unittest.TestCase):
         self.assertRegex(output, rf"{frames} frames captured, {frames} classified, 0 dropped")
         survivors = [requests_served(int(s.match.group(2))) for s in self.servers if s is not busiest]
         self.assertGreater(sum(survivors), 0, "no frame went to the servers left")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=10)
+
+
+def port_free_on(port: int, hosts) -> bool:
+    for host in hosts:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("unshare"),
+                     "needs root and unshare for a private /etc/hosts")
+class NewServerTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="matid-scale-dns-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def server(self, host: str, port: int, name: str) -> Process:
+        server = Process([os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}",
+                          f"--host={host}", f"--port={port}", "--metrics_host=127.0.0.1",
+                          "--metrics_port=0", "--threads=1", "--max_connection_age_ms=3000",
+                          "--max_connection_age_grace_ms=1000"],
+                         r"serving grpc_port=(\d+) metrics_port=(\d+)",
+                         os.path.join(self.tmp, f"{name}.log"))
+        self.addCleanup(server.stop)
+        return server
+
+    def test_server_added_to_the_name_gets_traffic_within_the_connection_age(self) -> None:
+        hosts = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+        port = next(p for p in range(47000, 48000) if port_free_on(p, hosts))
+        first = [self.server(h, port, f"server{i}") for i, h in enumerate(hosts[:2])]
+        hosts_file = os.path.join(self.tmp, "hosts")
+        with open(hosts_file, "w") as f:
+            f.write("127.0.0.1 localhost\n127.0.0.1 matid-pool\n127.0.0.2 matid-pool\n")
+        video = os.path.join(self.tmp, "line.avi")
+        frames = 600
+        make_conveyor_video(video, frames, fps=20)
+        broker = Mosquitto(self.tmp, "local")
+        self.addCleanup(broker.stop)
+        camera_log = open(os.path.join(self.tmp, "camera.log"), "w")
+        self.addCleanup(camera_log.close)
+        camera_args = [os.path.join(BIN, "matid-camera"), f"--source={video}", "--camera_id=dns-cam",
+                       f"--server=dns:///matid-pool:{port}", f"--mqtt_port={broker.port}",
+                       "--metrics_port=-1", "--pace_fps=20", "--max_pending=1000"]
+        camera = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             f'mount --bind "$0" /etc/hosts && exec "$@"', hosts_file, *camera_args],
+            stdout=camera_log, stderr=subprocess.STDOUT, env=dict(os.environ, GRPC_DNS_RESOLVER="native"))
+        self.addCleanup(stop_process, camera)
+        wait_for(lambda: sum(requests_served(int(s.match.group(2))) for s in first) >= 20, 30,
+                 "frames at the first two servers")
+
+        late = self.server(hosts[2], port, "server-late")
+        with open(hosts_file, "a") as f:  # in place: the bind mount sees the same file
+            f.write("127.0.0.3 matid-pool\n")
+        added = time.monotonic()
+        wait_for(lambda: requests_served(int(late.match.group(2))) > 0, 3 + 1 + 5 + 10,
+                 "frames at the server added to the name")
+        print(f"scale-out: the added server got its first frame {time.monotonic() - added:.1f} s "
+              "after it joined the name", flush=True)
+        self.assertIsNone(camera.poll(), "the camera should still be streaming")
 
 
 if __name__ == "__main__":
