@@ -22,11 +22,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_images.h"
 #include "bench/cpu_time.h"
+#include "common/program_flags.h"
 #include "server/malloc_tuning.h"
 #include "server/preprocessor.h"
 #include "server/torch_backend.h"
@@ -69,7 +69,10 @@ void RunOnThreads(int count, const Loop& loop) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  matid::ParseProgramFlags(
+      argc, argv,
+      "The in-process ceiling: decode + preprocess + forward with the server's own backend, no gRPC.\n"
+      "Usage: matid-inprocess-bench --model_dir=DIR [--pipelines=N]");
   matid::TuneMallocForInference();  // as matid-server does
   matid::TorchBackendOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);

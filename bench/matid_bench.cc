@@ -25,8 +25,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_images.h"
@@ -34,6 +32,7 @@
 #include "bench/latency_recorder.h"
 #include "client/image_files.h"
 #include "common/mutex_deadlock_detection.h"
+#include "common/program_flags.h"
 #include "common/prometheus_text.h"
 #include "matid/v1/matid.grpc.pb.h"
 
@@ -309,11 +308,11 @@ matid::StepSummary RunStep(Load& load, int concurrency, double rate, double seco
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  matid::ParseProgramFlags(
+      argc, argv,
       "Load generator for matid servers.\n"
       "Usage: matid-bench --server=host:port [--mode=classify|batch|stream] "
       "[--concurrency=1,2,4,8,16,32 | --rate=RPS] [--images=DIR]");
-  absl::ParseCommandLine(argc, argv);
   matid::TurnOffMutexDeadlockDetection();
   std::vector<std::string> images = LoadImages();
   if (images.empty()) {

@@ -8,13 +8,12 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "client/bridge.h"
 #include "client/spool.h"
 #include "common/metrics_endpoint.h"
 #include "common/mqtt_client.h"
 #include "common/mutex_deadlock_detection.h"
+#include "common/program_flags.h"
 #include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, local_host, "127.0.0.1", "Local MQTT broker host.");
@@ -79,10 +78,10 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  matid::ParseProgramFlags(
+      argc, argv,
       "Forwards camera results from the local MQTT broker to AWS IoT Core, durably.\n"
       "Usage: matid-bridge --cloud_endpoint=HOST --cloud_ca=CA --cloud_cert=CERT --cloud_key=KEY");
-  absl::ParseCommandLine(argc, argv);
   matid::TurnOffMutexDeadlockDetection();
   const matid::StopSignals stop_signals;  // before any thread starts
 

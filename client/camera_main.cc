@@ -12,8 +12,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -22,6 +20,7 @@
 #include "client/result_publisher.h"
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
+#include "common/program_flags.h"
 #include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, source, "0",
@@ -83,10 +82,10 @@ std::string NewBootId() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  matid::ParseProgramFlags(
+      argc, argv,
       "Streams camera frames to matid-server and publishes results to MQTT.\n"
       "Usage: matid-camera --source=0|URL|FILE|DIR --camera_id=ID [--server=host:port]");
-  absl::ParseCommandLine(argc, argv);
   matid::TurnOffMutexDeadlockDetection();
   const matid::StopSignals stop_signals;  // before any thread starts
 

@@ -14,13 +14,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "client/channel_credentials.h"
 #include "client/classify_result.h"
 #include "client/file_classifier.h"
 #include "client/image_files.h"
 #include "common/mutex_deadlock_detection.h"
+#include "common/program_flags.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051",
           "matid-server address: host:port, dns:///name:port (every address it resolves to) or "
@@ -40,11 +39,11 @@ ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.")
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::vector<char*> positional = matid::ParseProgramFlags(
+      argc, argv,
       "Classifies images with a matid server.\n"
       "Usage: matid-classify [--server=host:port] [--mode=classify|batch] "
       "[--format=table|csv|jsonl] PATH...  (files, or directories searched recursively)");
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   matid::TurnOffMutexDeadlockDetection();
   std::vector<std::string> paths(positional.begin() + 1, positional.end());
   if (paths.empty()) {

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "client/channel_credentials.h"
+#include "common/program_flags.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Server address.");
@@ -20,7 +20,10 @@ ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.")
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  matid::ParseProgramFlags(
+      argc, argv,
+      "Checks a matid-server with grpc.health.v1; exit 0 when SERVING.\n"
+      "Usage: matid-health-probe --server=host:port [--service=NAME]");
   auto credentials = matid::ChannelCredentials(
       {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
   if (!credentials.ok()) {

@@ -1,14 +1,14 @@
 // matid-server: parses flags, loads the model, serves until SIGTERM/SIGINT,
 // then drains and exits 0.
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "common/mutex_deadlock_detection.h"
+#include "common/program_flags.h"
 #include "common/stop_signals.h"
 #include "server/malloc_tuning.h"
 #include "server/matid_server.h"
@@ -52,8 +52,9 @@ ABSL_FLAG(bool, decode_unchecked_formats, false,
           "OpenCV then allocates what the file claims (up to OPENCV_IO_MAX_IMAGE_PIXELS, default "
           "2^30) before --max_image_pixels is checked: set that variable too.");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC request accepted, in bytes.");
-ABSL_FLAG(int, max_batch_items, 64,
-          "Most images in one BatchClassify request (at most --max_queue_size).");
+ABSL_FLAG(int, max_batch_items, 0,
+          "Most images in one BatchClassify request, at most --max_queue_size; 0: 64, or "
+          "--max_queue_size when that is smaller.");
 ABSL_FLAG(int, max_stream_frames_in_flight, 8,
           "Frames of one ClassifyStream processed at once; reading pauses beyond it.");
 ABSL_FLAG(int, default_top_k, 5, "Predictions returned when a request does not set top_k.");
@@ -90,6 +91,10 @@ matid::ServerOptions OptionsFromFlags() {
   options.preprocess.decode_unchecked_formats = absl::GetFlag(FLAGS_decode_unchecked_formats);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
+  if (options.limits.max_batch_items == 0) {
+    // The default follows a smaller queue instead of refusing to start.
+    options.limits.max_batch_items = std::min(64, options.batcher.max_queue_size);
+  }
   options.limits.max_stream_frames_in_flight = absl::GetFlag(FLAGS_max_stream_frames_in_flight);
   options.default_top_k = absl::GetFlag(FLAGS_default_top_k);
   options.lame_duck = absl::Milliseconds(absl::GetFlag(FLAGS_lame_duck_ms));
@@ -111,10 +116,10 @@ int Fail(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  matid::ParseProgramFlags(
+      argc, argv,
       "LibTorch image classification server (gRPC matid.v1).\n"
       "Usage: matid-server --model_dir=DIR [--port=50051] [--metrics_port=8080]");
-  absl::ParseCommandLine(argc, argv);
   matid::TurnOffMutexDeadlockDetection();
 
   const matid::StopSignals stop_signals;  // before any thread starts

@@ -26,8 +26,10 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   if (options.limits.max_batch_items < 1 ||
       options.limits.max_batch_items > options.batcher.max_queue_size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "max_batch_items is ", options.limits.max_batch_items, "; must be in 1..max_queue_size (",
-        options.batcher.max_queue_size, ") so a full BatchClassify can ever be queued"));
+        "--max_batch_items is ", options.limits.max_batch_items,
+        "; must be in 1..--max_queue_size (", options.batcher.max_queue_size,
+        ") so a full BatchClassify can ever be queued: lower --max_batch_items or raise "
+        "--max_queue_size"));
   }
   if (options.limits.max_stream_frames_in_flight < 1) {
     return absl::InvalidArgumentError("max_stream_frames_in_flight must be >= 1");

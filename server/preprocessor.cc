@@ -60,6 +60,14 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
   const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
   const int flags = color == ColorMode::kGray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
   cv::Mat decoded = cv::imdecode(buffer, flags);
+  if (decoded.empty() && format == "gif") {
+    // Debian 12's OpenCV (4.6) has no GIF decoder: a valid GIF fails here too.
+    return Refusal(absl::InvalidArgumentError(absl::StrCat(
+                       "GIF images are not decoded (", bytes.size(),
+                       " bytes): this server's OpenCV (4.6) has no GIF decoder; send PNG, JPEG or "
+                       "BMP")),
+                   "unsupported_format");
+  }
   if (decoded.empty()) {
     return Refusal(absl::InvalidArgumentError(absl::StrCat(
                        "could not decode image (", bytes.size(), " bytes, ", format,

@@ -18,6 +18,7 @@ namespace matid {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 InputSpec Spec(int width, int height, ColorMode color, ResizeMode resize) {
   InputSpec spec;
@@ -209,6 +210,21 @@ TEST_F(PreprocessorRefuses, FormatsWithoutASizeCheckOnlyWhenAskedFor) {
   PreprocessOptions decode_anything;
   decode_anything.decode_unchecked_formats = true;
   EXPECT_TRUE(RunEncoded(pgm, decode_anything).ok());
+}
+
+// A valid 1x1 GIF: refused with the reason (no GIF decoder in OpenCV 4.6),
+// not as corrupt.
+TEST_F(PreprocessorRefuses, GifSaysThereIsNoGifDecoder) {
+  const std::string gif(
+      "GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00"
+      "\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02"
+      "D\x01\x00;",
+      43);
+  absl::Status status = RunEncoded(gif);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("no GIF decoder"));
+  EXPECT_THAT(status.message(), Not(HasSubstr("corrupt")));
+  EXPECT_EQ(RefusalReason(status), "unsupported_format");
 }
 
 TEST_F(PreprocessorRefuses, TruncatedPng) {
