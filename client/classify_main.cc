@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
     matid::WriteResults(results, *format, file);
   }
 
+  // The rows (stdout, buffered) end before the summary (stderr) starts,
+  // also when both go to one terminal or file.
+  std::cout.flush();
   size_t failed = 0;
   for (const auto& result : results) failed += result.ok() ? 0 : 1;
   std::fprintf(stderr,

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 
 namespace matid {
 namespace {
@@ -41,8 +42,9 @@ void WriteTable(const std::vector<ClassifyResult>& results, std::ostream& out) {
       out << absl::StrFormat("%-*s  %-20s  %7.4f  %7.1fms  %s\n", path_width, path,
                              r.top.front().label, r.top.front().score, r.latency_ms, TopKText(r));
     } else {
+      // One row per image: an error message that spans lines is folded.
       out << absl::StrFormat("%-*s  %-20s  %7s  %7.1fms  %s\n", path_width, path, r.status_code,
-                             "-", r.latency_ms, r.error);
+                             "-", r.latency_ms, absl::StrReplaceAll(r.error, {{"\n", " "}}));
     }
   }
 }
