@@ -79,8 +79,10 @@ absl::Status Bridge::OnLocalMessage(const std::string& topic, absl::string_view 
   std::string reason;
   if (!message.ok()) {
     reason = std::string(message.status().message());
-  } else if (topic != absl::StrCat("matid/", message->camera_id, "/results")) {
-    reason = absl::StrCat("topic ", topic, " does not match camera_id ", message->camera_id);
+  } else if (absl::Status on_topic =
+                 CheckResultTopic(topic, options_.local_topic_filter, message->camera_id);
+             !on_topic.ok()) {
+    reason = std::string(on_topic.message());
   }
   if (!reason.empty()) {
     Add(metrics_.dead_letters);

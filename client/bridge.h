@@ -25,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/spool.h"
+#include "common/result_topic.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -42,8 +43,11 @@ class CloudLink {
 };
 
 struct BridgeOptions {
+  // The local subscription; a message's topic must match it and, when it has
+  // one "+" level, carry the message's camera_id there (common/result_topic.h).
+  std::string local_topic_filter = ResultTopicFilter(kDefaultResultTopicTemplate);
   // Cloud topic; {camera_id} is replaced by the message's camera id.
-  std::string cloud_topic_template = "matid/{camera_id}/results";
+  std::string cloud_topic_template = std::string(kDefaultResultTopicTemplate);
   // Batching while a backlog drains; one message is sent alone.
   int batch_max_messages = 50;
   int64_t batch_max_bytes = 100 * 1024;            // AWS IoT Core rejects payloads over 128 KB

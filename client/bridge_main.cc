@@ -14,11 +14,15 @@
 #include "common/mqtt_client.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
+#include "common/result_topic.h"
 #include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, local_host, "127.0.0.1", "Local MQTT broker host.");
 ABSL_FLAG(int, local_port, 1883, "Local MQTT broker port.");
-ABSL_FLAG(std::string, local_topic, "matid/+/results", "Topic filter the cameras publish on.");
+ABSL_FLAG(std::string, local_topic, matid::ResultTopicFilter(matid::kDefaultResultTopicTemplate),
+          "Topic filter the cameras publish on (their --mqtt_topic_template with + for "
+          "{camera_id}); a message whose topic does not match it, or names another camera at "
+          "the + level, goes to dead letters.");
 ABSL_FLAG(std::string, local_client_id, "matid-bridge",
           "Client id at the local broker (persistent session).");
 ABSL_FLAG(std::string, cloud_endpoint, "",
@@ -117,6 +121,7 @@ int main(int argc, char** argv) {
   prometheus::Counter& cloud_connections = reconnects.Add({{"broker", "cloud"}});
 
   matid::BridgeOptions bridge_options;
+  bridge_options.local_topic_filter = absl::GetFlag(FLAGS_local_topic);
   bridge_options.cloud_topic_template = absl::GetFlag(FLAGS_cloud_topic_template);
   bridge_options.batch_max_messages = absl::GetFlag(FLAGS_batch_max_messages);
   bridge_options.batch_max_bytes = absl::GetFlag(FLAGS_batch_max_bytes);

@@ -21,6 +21,7 @@
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
+#include "common/result_topic.h"
 #include "common/stop_signals.h"
 
 ABSL_FLAG(std::string, source, "0",
@@ -35,6 +36,9 @@ ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.")
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 ABSL_FLAG(std::string, mqtt_host, "127.0.0.1", "Local MQTT broker host.");
 ABSL_FLAG(int, mqtt_port, 1883, "Local MQTT broker port.");
+ABSL_FLAG(std::string, mqtt_topic_template, std::string(matid::kDefaultResultTopicTemplate),
+          "Topic results are published on; {camera_id} is replaced by --camera_id. The bridge's "
+          "--local_topic must match it (the same template with + for {camera_id}).");
 ABSL_FLAG(int, top_k, 3, "Predictions per result.");
 ABSL_FLAG(int, max_in_flight, 4, "Frames sent to the server and not yet answered.");
 ABSL_FLAG(int, max_pending, 8,
@@ -128,7 +132,8 @@ int main(int argc, char** argv) {
   mqtt.reconnect_max = absl::Seconds(5);
   mqtt.log_prefix = "matid-camera: MQTT";
   auto publisher = matid::ResultPublisher::Create(mqtt, absl::GetFlag(FLAGS_max_outbox),
-                                                  &(*metrics)->registry());
+                                                  &(*metrics)->registry(),
+                                                  absl::GetFlag(FLAGS_mqtt_topic_template));
   if (!publisher.ok()) return Fail(publisher.status());
 
   auto credentials = matid::ChannelCredentials(
@@ -143,7 +148,7 @@ int main(int argc, char** argv) {
 
   std::printf("matid-camera: %s -> %s -> mqtt://%s:%d/%s (boot %s), metrics_port=%d\n",
               source_name.c_str(), absl::GetFlag(FLAGS_server).c_str(), mqtt.host.c_str(),
-              mqtt.port, matid::ResultPublisher::TopicFor(options.camera_id).c_str(),
+              mqtt.port, (*publisher)->TopicFor(options.camera_id).c_str(),
               options.boot_id.c_str(), (*metrics)->port());
   std::fflush(stdout);
 

@@ -5,8 +5,12 @@
 namespace matid {
 
 absl::StatusOr<std::unique_ptr<ResultPublisher>> ResultPublisher::Create(
-    const MqttOptions& options, int max_outbox, prometheus::Registry* registry) {
-  std::unique_ptr<ResultPublisher> publisher(new ResultPublisher(std::max(1, max_outbox)));
+    const MqttOptions& options, int max_outbox, prometheus::Registry* registry,
+    std::string topic_template) {
+  absl::Status valid = ValidateResultTopicTemplate(topic_template);
+  if (!valid.ok()) return valid;
+  std::unique_ptr<ResultPublisher> publisher(
+      new ResultPublisher(std::max(1, max_outbox), std::move(topic_template)));
   if (registry != nullptr) {
     auto counter = [&](const char* name, const char* help) {
       return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "common/mqtt_client.h"
 #include "common/result_message.h"
+#include "common/result_topic.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -28,9 +29,11 @@ class ResultPublisher {
  public:
   // `registry` may be nullptr. `max_outbox` bounds memory while the broker
   // is away; beyond it the oldest unsent message is dropped and counted.
-  static absl::StatusOr<std::unique_ptr<ResultPublisher>> Create(const MqttOptions& options,
-                                                                 int max_outbox,
-                                                                 prometheus::Registry* registry);
+  // Messages go to `topic_template` with {camera_id} filled in
+  // (common/result_topic.h); INVALID_ARGUMENT for a template without it.
+  static absl::StatusOr<std::unique_ptr<ResultPublisher>> Create(
+      const MqttOptions& options, int max_outbox, prometheus::Registry* registry,
+      std::string topic_template = std::string(kDefaultResultTopicTemplate));
   ~ResultPublisher();
 
   void Publish(const ResultMessage& message);
@@ -38,18 +41,20 @@ class ResultPublisher {
   // Waits until every message was acknowledged; false on timeout.
   bool Drain(absl::Duration timeout);
 
-  static std::string TopicFor(const std::string& camera_id) {
-    return "matid/" + camera_id + "/results";
+  std::string TopicFor(const std::string& camera_id) const {
+    return ResultTopic(topic_template_, camera_id);
   }
 
  private:
-  explicit ResultPublisher(int max_outbox) : max_outbox_(max_outbox) {}
+  ResultPublisher(int max_outbox, std::string topic_template)
+      : max_outbox_(max_outbox), topic_template_(std::move(topic_template)) {}
   void RetryLoop();
   // Tries to hand the oldest outbox messages to the library. mu_ must be held.
   void FlushLocked();
   void OnAck(int id);
 
   const int max_outbox_;
+  const std::string topic_template_;
   std::unique_ptr<MqttClient> client_;
   prometheus::Counter* published_ = nullptr;
   prometheus::Counter* failures_ = nullptr;

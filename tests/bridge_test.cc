@@ -180,6 +180,23 @@ TEST_F(BridgeTest, MalformedMessagesGoToDeadLettersNotToTheCloud) {
   EXPECT_EQ(cloud_.delivered_ids().size(), 1u);
 }
 
+// A plant that publishes on its own topic layout: the bridge checks topics
+// against its --local_topic, not against the default layout.
+TEST_F(BridgeTest, NonDefaultLocalTopicFilterIsHonoured) {
+  BridgeOptions options;
+  options.local_topic_filter = "plant/line1/+/classified";
+  StartBridge(options);
+  ASSERT_TRUE(bridge_->OnLocalMessage("plant/line1/cam1/classified", Message("cam1", 1)).ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("plant/line1/cam2/classified", Message("cam1", 2)).ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 3)).ok());
+  ASSERT_TRUE(Eventually([&] { return cloud_.delivered_ids().size() == 1; }));
+  EXPECT_EQ(cloud_.delivered_ids()[0], "cam1-boot-1");
+  auto letters = *spool_->DeadLetters(10);
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_THAT(letters[0].first, HasSubstr("does not match camera_id cam1"));
+  EXPECT_THAT(letters[1].first, HasSubstr("does not match the filter"));
+}
+
 TEST_F(BridgeTest, DuplicateFromTheLocalBrokerIsForwardedOnce) {
   cloud_.connected_ = false;
   StartBridge();
