@@ -6,7 +6,9 @@
 # progress, a summary, and everything stopped at the end (Ctrl-C too).
 #
 # Environment: MATID_MODEL_DIR (default models/fashion-mnist),
-# MATID_DEMO_FRAMES (default 600 parts, 30 s at 20 fps).
+# MATID_DEMO_FRAMES (default 600 parts, 30 s at 20 fps). Arguments go to
+# scripts/edge_demo.py: `bash scripts/demo.sh --keep_running` keeps the box
+# running after the summary, so its URLs answer, until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +22,4 @@ if [ ! -f "$model_dir/metadata.json" ]; then
   /usr/bin/python3 -m model_export all --quick --out "$model_dir"
 fi
 
-exec /usr/bin/python3 scripts/edge_demo.py --model_dir "$model_dir"
+exec /usr/bin/python3 scripts/edge_demo.py --model_dir "$model_dir" "$@"

@@ -31,7 +31,7 @@ import fashion_mnist  # noqa: E402
 from edge_harness import (Collector, Mosquitto, Process, free_port, make_certificates,  # noqa: E402
                           port_is_free, wait_for)
 
-BIN = os.path.join(ROOT, "build", "bin")
+BIN = os.environ.get("MATID_BIN_DIR", os.path.join(ROOT, "build", "bin"))
 
 
 def pick(port: int) -> int:
@@ -80,6 +80,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=int(os.environ.get("MATID_DEMO_FRAMES", 600)))
     parser.add_argument("--fps", type=float, default=20.0, help="conveyor speed, frames per second")
     parser.add_argument("--out", default=os.path.join(ROOT, "out", "demo"))
+    parser.add_argument("--keep_running", action="store_true",
+                        help="after the summary, keep the box running (URLs answer) until Ctrl-C")
     args = parser.parse_args()
 
     out = args.out
@@ -197,10 +199,20 @@ scrape_configs:
         print(f"    camera metrics    http://127.0.0.1:{ports['camera_metrics']}/metrics")
         print(f"    bridge metrics    http://127.0.0.1:{ports['bridge_metrics']}/metrics")
         if prometheus_url:
-            print(f"    Prometheus        {prometheus_url}/graph?g0.expr=matid%3Apredictions_per_minute%3Aby_label")
+            print(f"    Prometheus        {prometheus_url}/graph?g0.expr=label%3Amatid_predictions%3Arate5m")
         print(f"    results           {out}/results.jsonl, logs in {out}/*.log")
-        print("  (everything stops now; run again to watch it live)")
-        return 0 if camera.returncode == 0 and len(payloads) == args.frames else 1
+        ok = camera.returncode == 0 and len(payloads) == args.frames
+        if not args.keep_running:
+            print("  (everything stops now; run again to watch it live, or with --keep_running)")
+            return 0 if ok else 1
+        print("demo: the box keeps running (server, bridge, brokers, Prometheus); Ctrl-C stops it",
+              flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\ndemo: stopping")
+            return 0 if ok else 1
     except KeyboardInterrupt:
         print("\ndemo: interrupted")
         return 130
