@@ -11,7 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "client/image_files.h"
+#include "common/image_files.h"
 #include "common/file_contents.h"
 
 namespace matid {

@@ -30,7 +30,7 @@
 #include "bench/bench_images.h"
 #include "bench/cpu_time.h"
 #include "bench/latency_recorder.h"
-#include "client/image_files.h"
+#include "common/image_files.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/prometheus_text.h"

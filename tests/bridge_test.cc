@@ -1,5 +1,5 @@
 // The bridge's logic with a real spool and a fake cloud link (no broker).
-#include "client/bridge.h"
+#include "bridge/bridge.h"
 
 #include <filesystem>
 #include <mutex>

@@ -16,10 +16,10 @@ BIN = os.path.join(BUILD, "bin")
 # Each program and the file holding its flags.
 PROGRAMS = {
     "matid-server": "server/main.cc",
-    "matid-camera": "client/camera_main.cc",
-    "matid-bridge": "client/bridge_main.cc",
-    "matid-classify": "client/classify_main.cc",
-    "matid-health-probe": "client/health_probe_main.cc",
+    "matid-camera": "camera/camera_main.cc",
+    "matid-bridge": "bridge/bridge_main.cc",
+    "matid-classify": "classify/classify_main.cc",
+    "matid-health-probe": "classify/health_probe_main.cc",
     "matid-bench": "bench/matid_bench.cc",
     "matid-inprocess-bench": "bench/inprocess_bench.cc",
 }

@@ -1,4 +1,4 @@
-#include "client/image_files.h"
+#include "common/image_files.h"
 
 #include <algorithm>
 #include <cctype>

@@ -10,8 +10,8 @@
 // Thread-safety: OnLocalMessage, OnCloudAck and OnCloudConnection may be
 // called from any thread (the MQTT network threads); Stop from any thread
 // but the forwarder.
-#ifndef MATID_CLIENT_BRIDGE_H_
-#define MATID_CLIENT_BRIDGE_H_
+#ifndef MATID_BRIDGE_BRIDGE_H_
+#define MATID_BRIDGE_BRIDGE_H_
 
 #include <condition_variable>
 #include <cstdint>
@@ -24,7 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "client/spool.h"
+#include "bridge/spool.h"
 #include "common/result_topic.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -126,4 +126,4 @@ class Bridge {
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_BRIDGE_H_
+#endif  // MATID_BRIDGE_BRIDGE_H_

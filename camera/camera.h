@@ -8,8 +8,8 @@
 // jitter. Run() returns when the source ends (after every frame was
 // answered), when max_frames is reached, or after Stop().
 // Thread-safety: Run() once, from one thread; Stop() from any thread.
-#ifndef MATID_CLIENT_CAMERA_H_
-#define MATID_CLIENT_CAMERA_H_
+#ifndef MATID_CAMERA_CAMERA_H_
+#define MATID_CAMERA_CAMERA_H_
 
 #include <atomic>
 #include <condition_variable>
@@ -24,7 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "client/frame_source.h"
+#include "camera/frame_source.h"
 #include "common/result_message.h"
 #include "matid/v1/matid.grpc.pb.h"
 #include "prometheus/counter.h"
@@ -140,4 +140,4 @@ class Camera {
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_CAMERA_H_
+#endif  // MATID_CAMERA_CAMERA_H_

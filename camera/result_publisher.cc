@@ -1,4 +1,4 @@
-#include "client/result_publisher.h"
+#include "camera/result_publisher.h"
 
 #include <cstdio>
 

@@ -1,4 +1,4 @@
-#include "client/frame_source.h"
+#include "camera/frame_source.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -8,7 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "client/image_files.h"
+#include "common/image_files.h"
 
 namespace matid {
 namespace {

@@ -1,4 +1,4 @@
-#include "client/bridge.h"
+#include "bridge/bridge.h"
 
 #include <cstdio>
 

@@ -1,4 +1,4 @@
-#include "client/camera.h"
+#include "camera/camera.h"
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>

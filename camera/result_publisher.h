@@ -3,8 +3,8 @@
 // down) waits in a bounded outbox and is retried; Drain() waits until every
 // message was acknowledged by the broker. Publish and Drain may be called
 // from any thread.
-#ifndef MATID_CLIENT_RESULT_PUBLISHER_H_
-#define MATID_CLIENT_RESULT_PUBLISHER_H_
+#ifndef MATID_CAMERA_RESULT_PUBLISHER_H_
+#define MATID_CAMERA_RESULT_PUBLISHER_H_
 
 #include <condition_variable>
 #include <deque>
@@ -72,4 +72,4 @@ class ResultPublisher {
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_RESULT_PUBLISHER_H_
+#endif  // MATID_CAMERA_RESULT_PUBLISHER_H_

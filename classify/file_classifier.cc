@@ -1,4 +1,4 @@
-#include "client/file_classifier.h"
+#include "classify/file_classifier.h"
 
 #include <grpcpp/client_context.h>
 

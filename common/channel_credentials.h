@@ -3,8 +3,8 @@
 // client's certificate and key), and the channel itself, spread over every
 // server a target names. One piece for every client program.
 // Pure functions, safe from any thread.
-#ifndef MATID_CLIENT_CHANNEL_CREDENTIALS_H_
-#define MATID_CLIENT_CHANNEL_CREDENTIALS_H_
+#ifndef MATID_COMMON_CHANNEL_CREDENTIALS_H_
+#define MATID_COMMON_CHANNEL_CREDENTIALS_H_
 
 #include <grpcpp/channel.h>
 #include <grpcpp/security/credentials.h>
@@ -41,4 +41,4 @@ std::shared_ptr<grpc::Channel> CreateServerChannel(
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_CHANNEL_CREDENTIALS_H_
+#endif  // MATID_COMMON_CHANNEL_CREDENTIALS_H_

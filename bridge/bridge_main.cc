@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "client/bridge.h"
-#include "client/spool.h"
+#include "bridge/bridge.h"
+#include "bridge/spool.h"
 #include "common/metrics_endpoint.h"
 #include "common/mqtt_client.h"
 #include "common/mutex_deadlock_detection.h"

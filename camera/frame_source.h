@@ -1,8 +1,8 @@
 // Where camera frames come from: a V4L2 device index, an RTSP/HTTP URL or a
 // video file (all through OpenCV's VideoCapture), or a folder of images
 // (sorted by name, optionally looping). One thread reads a source.
-#ifndef MATID_CLIENT_FRAME_SOURCE_H_
-#define MATID_CLIENT_FRAME_SOURCE_H_
+#ifndef MATID_CAMERA_FRAME_SOURCE_H_
+#define MATID_CAMERA_FRAME_SOURCE_H_
 
 #include <memory>
 #include <opencv2/core.hpp>
@@ -26,4 +26,4 @@ absl::StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const std::string& 
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_FRAME_SOURCE_H_
+#endif  // MATID_CAMERA_FRAME_SOURCE_H_

@@ -6,8 +6,8 @@
 // the OLDEST messages are dropped and counted (persisted across restarts).
 // Malformed messages go to a dead-letter table with their reason.
 // Thread-safety: every method may be called from any thread (one mutex).
-#ifndef MATID_CLIENT_SPOOL_H_
-#define MATID_CLIENT_SPOOL_H_
+#ifndef MATID_BRIDGE_SPOOL_H_
+#define MATID_BRIDGE_SPOOL_H_
 
 #include <cstdint>
 #include <memory>
@@ -91,4 +91,4 @@ class Spool {
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_SPOOL_H_
+#endif  // MATID_BRIDGE_SPOOL_H_

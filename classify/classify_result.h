@@ -1,8 +1,8 @@
 // One image's answer as matid-classify reports it, and the writers for its
 // output formats (table, CSV, JSON lines). Plain values; writers are not
 // shared between threads.
-#ifndef MATID_CLIENT_CLASSIFY_RESULT_H_
-#define MATID_CLIENT_CLASSIFY_RESULT_H_
+#ifndef MATID_CLASSIFY_CLASSIFY_RESULT_H_
+#define MATID_CLASSIFY_CLASSIFY_RESULT_H_
 
 #include <ostream>
 #include <string>
@@ -40,4 +40,4 @@ std::string JsonQuote(const std::string& text);
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_CLASSIFY_RESULT_H_
+#endif  // MATID_CLASSIFY_CLASSIFY_RESULT_H_

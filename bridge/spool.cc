@@ -1,4 +1,4 @@
-#include "client/spool.h"
+#include "bridge/spool.h"
 
 #include <sqlite3.h>
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "client/channel_credentials.h"
+#include "common/channel_credentials.h"
 #include "common/program_flags.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 

@@ -1,4 +1,4 @@
-#include "client/classify_result.h"
+#include "classify/classify_result.h"
 
 #include <cstdio>
 #include <iomanip>

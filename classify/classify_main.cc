@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "client/channel_credentials.h"
-#include "client/classify_result.h"
-#include "client/file_classifier.h"
-#include "client/image_files.h"
+#include "common/channel_credentials.h"
+#include "classify/classify_result.h"
+#include "classify/file_classifier.h"
+#include "common/image_files.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 

@@ -1,4 +1,4 @@
-#include "client/channel_credentials.h"
+#include "common/channel_credentials.h"
 
 #include <grpcpp/create_channel.h>
 

@@ -1,8 +1,8 @@
 // Finds the image files a user named on the command line: files as given,
 // directories searched recursively for image extensions. Pure function of the
 // file system; safe from any thread.
-#ifndef MATID_CLIENT_IMAGE_FILES_H_
-#define MATID_CLIENT_IMAGE_FILES_H_
+#ifndef MATID_COMMON_IMAGE_FILES_H_
+#define MATID_COMMON_IMAGE_FILES_H_
 
 #include <string>
 #include <vector>
@@ -19,4 +19,4 @@ absl::StatusOr<std::vector<std::string>> FindImageFiles(const std::vector<std::s
 
 }  // namespace matid
 
-#endif  // MATID_CLIENT_IMAGE_FILES_H_
+#endif  // MATID_COMMON_IMAGE_FILES_H_
