@@ -41,3 +41,5 @@ for target in "${targets[@]}"; do
   size=$("$docker_cli" image inspect -f '{{.Size}}' "$image")
   echo "build-images: $image built in $(( $(date +%s) - start ))s, $(( size / 1000000 )) MB"
 done
+# Images replaced by this build leave dangling layers behind: remove matid's.
+"$docker_cli" image prune -f --filter label=org.opencontainers.image.vendor=matid >/dev/null
