@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iomanip>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -63,20 +64,19 @@ void WriteCsv(const std::vector<ClassifyResult>& results, std::ostream& out) {
 
 void WriteJsonLines(const std::vector<ClassifyResult>& results, std::ostream& out) {
   for (const auto& r : results) {
-    std::string line =
-        absl::StrCat("{\"path\":", JsonQuote(r.path), ",\"status\":", JsonQuote(r.status_code));
+    nlohmann::ordered_json line = {{"path", r.path}, {"status", r.status_code}};
     if (r.ok() && !r.top.empty()) {
-      absl::StrAppend(&line, ",\"top_label\":", JsonQuote(r.top.front().label),
-                      ",\"top_score\":", absl::StrFormat("%.6f", r.top.front().score));
+      line["top_label"] = r.top.front().label;
+      line["top_score"] = r.top.front().score;
     }
-    absl::StrAppend(&line, ",\"top_k\":[");
-    for (size_t i = 0; i < r.top.size(); ++i) {
-      absl::StrAppend(&line, i ? "," : "", "{\"label\":", JsonQuote(r.top[i].label),
-                      ",\"score\":", absl::StrFormat("%.6f", r.top[i].score), "}");
+    line["top_k"] = nlohmann::ordered_json::array();
+    for (const auto& entry : r.top) {
+      line["top_k"].push_back({{"label", entry.label}, {"score", entry.score}});
     }
-    absl::StrAppend(&line, "],\"latency_ms\":", absl::StrFormat("%.3f", r.latency_ms));
-    if (!r.ok()) absl::StrAppend(&line, ",\"error\":", JsonQuote(r.error));
-    out << line << "}\n";
+    line["latency_ms"] = r.latency_ms;
+    if (!r.ok()) line["error"] = r.error;
+    // A file name that is not UTF-8 still gives valid JSON (U+FFFD).
+    out << line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
   }
 }
 
@@ -103,36 +103,6 @@ void WriteResults(const std::vector<ClassifyResult>& results, OutputFormat forma
       WriteJsonLines(results, out);
       break;
   }
-}
-
-std::string JsonQuote(const std::string& text) {
-  std::string quoted = "\"";
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"':
-        quoted += "\\\"";
-        break;
-      case '\\':
-        quoted += "\\\\";
-        break;
-      case '\n':
-        quoted += "\\n";
-        break;
-      case '\r':
-        quoted += "\\r";
-        break;
-      case '\t':
-        quoted += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          quoted += absl::StrFormat("\\u%04x", c);
-        } else {
-          quoted += static_cast<char>(c);
-        }
-    }
-  }
-  return quoted + "\"";
 }
 
 }  // namespace matid

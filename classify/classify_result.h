@@ -35,8 +35,6 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& name);
 void WriteResults(const std::vector<ClassifyResult>& results, OutputFormat format,
                   std::ostream& out);
 
-// JSON string literal for `text` (quotes included), escaping as RFC 8259 says.
-std::string JsonQuote(const std::string& text);
 
 }  // namespace matid
 

@@ -115,7 +115,7 @@ def write_report(out_dir: str, truth: np.ndarray, probabilities: np.ndarray, lab
     aucs = [report["per_class"][label]["auc_roc"] for label in labels]
     plot_roc_curves(truth, probabilities, labels, aucs, os.path.join(out_dir, "roc_curves.png"))
 
-    lines = [f"# Evaluation report", "", f"Source: {source}", "",
+    lines = ["# Evaluation report", "", f"Source: {source}", "",
              f"- test images: {report['samples']}",
              f"- accuracy: **{report['accuracy']:.4f}**",
              f"- macro precision / recall / F1: {report['macro_precision']:.4f} / "

@@ -1,5 +1,6 @@
 #include "classify/classify_result.h"
 
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "gmock/gmock.h"
@@ -36,13 +37,31 @@ TEST(ClassifyResult, CsvQuotesFieldsWithCommasAndQuotes) {
 }
 
 TEST(ClassifyResult, JsonLinesAreOneEscapedObjectPerImage) {
-  EXPECT_EQ(
-      Write(OutputFormat::kJsonLines),
-      "{\"path\":\"parts/a,1.png\",\"status\":\"OK\",\"top_label\":\"Bag\",\"top_score\":0.750000,"
-      "\"top_k\":[{\"label\":\"Bag\",\"score\":0.750000},{\"label\":\"Coat\",\"score\":0.250000}],"
-      "\"latency_ms\":1.500}\n"
-      "{\"path\":\"parts/b.png\",\"status\":\"INVALID_ARGUMENT\",\"top_k\":[],\"latency_ms\":0.000,"
-      "\"error\":\"could not decode \\\"image\\\"\\n\"}\n");
+  std::istringstream lines(Write(OutputFormat::kJsonLines));
+  std::string text;
+  std::vector<nlohmann::json> objects;
+  while (std::getline(lines, text)) objects.push_back(nlohmann::json::parse(text));
+  ASSERT_EQ(objects.size(), 2u);
+  EXPECT_EQ(objects[0]["path"], "parts/a,1.png");
+  EXPECT_EQ(objects[0]["top_label"], "Bag");
+  EXPECT_DOUBLE_EQ(objects[0]["top_score"].get<double>(), 0.75);
+  ASSERT_EQ(objects[0]["top_k"].size(), 2u);
+  EXPECT_EQ(objects[0]["top_k"][1]["label"], "Coat");
+  EXPECT_DOUBLE_EQ(objects[0]["latency_ms"].get<double>(), 1.5);
+  EXPECT_FALSE(objects[0].contains("error"));
+  EXPECT_EQ(objects[1]["status"], "INVALID_ARGUMENT");
+  EXPECT_EQ(objects[1]["error"], "could not decode \"image\"\n");
+  EXPECT_FALSE(objects[1].contains("top_label"));
+}
+
+TEST(ClassifyResult, JsonLinesStayValidForControlCharactersAndBadUtf8) {
+  ClassifyResult odd;
+  odd.path = std::string("a\x01\tb\\\xff.png", 10);
+  odd.status_code = "OK";
+  std::ostringstream out;
+  WriteResults({odd}, OutputFormat::kJsonLines, out);
+  const nlohmann::json parsed = nlohmann::json::parse(out.str());
+  EXPECT_EQ(parsed["path"].get<std::string>(), "a\x01\tb\\\xEF\xBF\xBD.png");  // U+FFFD
 }
 
 TEST(ClassifyResult, TableShowsLabelOrReason) {
@@ -50,10 +69,6 @@ TEST(ClassifyResult, TableShowsLabelOrReason) {
   EXPECT_THAT(table, HasSubstr("TOP LABEL"));
   EXPECT_THAT(table, HasSubstr("Bag"));
   EXPECT_THAT(table, HasSubstr("INVALID_ARGUMENT"));
-}
-
-TEST(ClassifyResult, JsonQuoteEscapesControlCharacters) {
-  EXPECT_EQ(JsonQuote(std::string("a\x01\tb\\", 5)), "\"a\\u0001\\tb\\\\\"");
 }
 
 TEST(ClassifyResult, UnknownFormatIsRefused) {

@@ -153,7 +153,7 @@ class NewServerTest(unittest.TestCase):
                        "--metrics_port=-1", "--pace_fps=20", "--max_pending=1000"]
         camera = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             f'mount --bind "$0" /etc/hosts && exec "$@"', hosts_file, *camera_args],
+             'mount --bind "$0" /etc/hosts && exec "$@"', hosts_file, *camera_args],
             stdout=camera_log, stderr=subprocess.STDOUT, env=dict(os.environ, GRPC_DNS_RESOLVER="native"))
         self.addCleanup(stop_process, camera)
         wait_for(lambda: sum(requests_served(int(s.match.group(2))) for s in first) >= 20, 30,
