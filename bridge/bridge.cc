@@ -23,6 +23,11 @@ absl::StatusOr<std::unique_ptr<Bridge>> Bridge::Create(const BridgeOptions& opti
   if (!(options.max_publishes_per_second > 0)) {
     return absl::InvalidArgumentError("max_publishes_per_second must be > 0");
   }
+  if (options.retry_backoff_initial <= absl::ZeroDuration() ||
+      options.retry_backoff_max < options.retry_backoff_initial) {
+    return absl::InvalidArgumentError(
+        "retry_backoff_initial must be > 0 and retry_backoff_max at least as long");
+  }
   std::unique_ptr<Bridge> bridge(new Bridge(options, spool, cloud));
   if (registry != nullptr) bridge->BuildMetrics(*registry);
   bridge->forwarder_ = std::thread([b = bridge.get()] { b->ForwarderLoop(); });
@@ -148,7 +153,7 @@ absl::StatusOr<SpoolStats> Bridge::RefreshBacklog() {
 }
 
 void Bridge::ForwarderLoop() {
-  Backoff backoff(absl::Milliseconds(100), absl::Seconds(10));
+  Backoff backoff(options_.retry_backoff_initial, options_.retry_backoff_max);
   const absl::Duration min_gap = absl::Seconds(1.0 / options_.max_publishes_per_second);
   absl::Time next_publish = absl::InfinitePast();
   absl::Time next_limits_check = absl::InfinitePast();
@@ -174,10 +179,10 @@ void Bridge::ForwarderLoop() {
         if (stopping_) return;
       }
       const absl::Time now = absl::Now();
-      if (now < next_publish) absl::SleepFor(next_publish - now);  // pacing
+      if (now < next_publish && !PauseUnlessStopping(next_publish - now)) return;  // pacing
       next_publish = absl::Now() + min_gap;
       if (!ForwardOnce()) {
-        absl::SleepFor(backoff.Next());
+        if (!PauseUnlessStopping(backoff.Next())) return;
         std::lock_guard<std::mutex> lock(mu_);
         work_hint_ = true;  // try again
         break;
@@ -188,6 +193,12 @@ void Bridge::ForwarderLoop() {
       if (!stats.ok() || stats->messages == 0) break;
     }
   }
+}
+
+bool Bridge::PauseUnlessStopping(absl::Duration delay) {
+  std::unique_lock<std::mutex> lock(mu_);
+  wake_.wait_for(lock, absl::ToChronoMicroseconds(delay), [&] { return stopping_; });
+  return !stopping_;
 }
 
 bool Bridge::ForwardOnce() {

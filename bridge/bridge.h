@@ -53,6 +53,9 @@ struct BridgeOptions {
   int64_t batch_max_bytes = 100 * 1024;            // AWS IoT Core rejects payloads over 128 KB
   double max_publishes_per_second = 50;            // AWS IoT Core allows 100/s per connection
   absl::Duration ack_timeout = absl::Seconds(10);  // then the batch is resent
+  // After a failed publish: exponential backoff with full jitter between these.
+  absl::Duration retry_backoff_initial = absl::Milliseconds(100);
+  absl::Duration retry_backoff_max = absl::Seconds(10);
   absl::Duration housekeeping_interval = absl::Seconds(2);  // limits and gauges
 };
 
@@ -100,6 +103,8 @@ class Bridge {
   void BuildMetrics(prometheus::Registry& registry);
   void ForwarderLoop();
   // Publishes one batch and waits for its PUBACK; true when delivered.
+  // Waits `delay` unless Stop() comes first; false when stopping.
+  bool PauseUnlessStopping(absl::Duration delay);
   bool ForwardOnce();
   // Drops what is over the spool's size or age limit, counting it.
   void EnforceSpoolLimits();

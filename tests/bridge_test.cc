@@ -2,6 +2,7 @@
 #include "bridge/bridge.h"
 
 #include <filesystem>
+#include <future>
 #include <mutex>
 
 #include "absl/strings/str_split.h"
@@ -19,6 +20,10 @@ class FakeCloud final : public CloudLink {
  public:
   bool connected() const override { return connected_.load(); }
   absl::StatusOr<int> Publish(const std::string& topic, absl::string_view payload) override {
+    if (refuse_.load()) {
+      ++refused_;
+      return absl::UnavailableError("refused by the test");
+    }
     int id;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -45,6 +50,8 @@ class FakeCloud final : public CloudLink {
 
   std::atomic<bool> connected_{true};
   std::atomic<bool> ack_{true};
+  std::atomic<bool> refuse_{false};  // every Publish fails, and is counted
+  std::atomic<int> refused_{0};
   Bridge* bridge_ = nullptr;
 
  private:
@@ -206,6 +213,23 @@ TEST_F(BridgeTest, DuplicateFromTheLocalBrokerIsForwardedOnce) {
   bridge_->OnCloudConnection(true);
   ASSERT_TRUE(Eventually([&] { return spool_->Stats()->messages == 0; }));
   EXPECT_EQ(cloud_.delivered_ids().size(), 1u);
+}
+
+// A bridge waiting out a long retry backoff (the cloud refuses publishes)
+// stops at once instead of sleeping the backoff to its end.
+TEST_F(BridgeTest, StopReturnsPromptlyDuringARetryBackoff) {
+  cloud_.refuse_ = true;
+  BridgeOptions options;
+  options.retry_backoff_initial = absl::Seconds(60);
+  options.retry_backoff_max = absl::Seconds(60);
+  StartBridge(options);
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 1)).ok());
+  ASSERT_TRUE(Eventually([&] { return cloud_.refused_.load() >= 1; }));
+  absl::SleepFor(absl::Milliseconds(50));  // now in the backoff (up to 60 s, full jitter)
+  auto stopped = std::async(std::launch::async, [&] { bridge_->Stop(); });
+  EXPECT_EQ(stopped.wait_for(std::chrono::seconds(2)), std::future_status::ready);
+  stopped.wait();
+  EXPECT_EQ(cloud_.refused_.load(), 1);  // no second attempt after Stop()
 }
 
 TEST_F(BridgeTest, InvalidOptionsAreRefused) {
