@@ -127,15 +127,16 @@ void Camera::CaptureLoop() {
   absl::Status status;
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
+      const absl::Time now = absl::Now();
+      if (pace > absl::ZeroDuration() && now < next_read) {  // pacing; Stop() ends it
+        changed_.wait_for(lock, absl::ToChronoMicroseconds(next_read - now),
+                          [&] { return stopping_; });
+      }
       if (stopping_) break;
     }
     if (options_.max_frames > 0 && static_cast<int64_t>(seq) >= options_.max_frames) break;
-    if (pace > absl::ZeroDuration()) {
-      const absl::Time now = absl::Now();
-      if (now < next_read) absl::SleepFor(next_read - now);
-      next_read = std::max(next_read + pace, absl::Now() - pace);
-    }
+    if (pace > absl::ZeroDuration()) next_read = std::max(next_read + pace, absl::Now() - pace);
     absl::StatusOr<cv::Mat> frame = source_->Next();
     if (!frame.ok()) {
       if (!absl::IsOutOfRange(frame.status())) status = frame.status();
@@ -185,8 +186,11 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   const auto code = static_cast<grpc::StatusCode>(result.status().code());
   if (code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNAVAILABLE) {
     // The server was busy or draining: try the frame again, first in line.
-    std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_front(std::move(frame));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      pending_.push_front(std::move(frame));
+    }
+    changed_.notify_all();
     return;
   }
   if (code != grpc::StatusCode::OK) {
@@ -234,15 +238,24 @@ void Camera::HandleResult(const v1::FrameResult& result) {
 bool Camera::RunOneStream() {
   grpc::ClientContext context;
   auto stream = stub_->ClassifyStream(&context);
-  std::atomic<bool> broken{false};
-  std::atomic<int64_t> last_result_ms{absl::ToUnixMillis(absl::Now())};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_broken_ = false;
+    last_result_at_ = absl::Now();
+  }
   std::thread reader([&] {
     v1::FrameResult result;
     while (stream->Read(&result)) {
-      last_result_ms = absl::ToUnixMillis(absl::Now());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_result_at_ = absl::Now();
+      }
       HandleResult(result);
     }
-    broken = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stream_broken_ = true;
+    }
     changed_.notify_all();
   });
 
@@ -251,28 +264,36 @@ bool Camera::RunOneStream() {
     PendingFrame frame;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      changed_.wait_for(lock, std::chrono::milliseconds(200), [&] {
-        return stopping_ || broken.load() ||
-               (!pending_.empty() &&
-                static_cast<int>(in_flight_.size()) < options_.max_in_flight) ||
-               (capture_done_ && pending_.empty() && in_flight_.empty());
-      });
-      if (stopping_ || broken.load()) break;
-      if (capture_done_ && pending_.empty() && in_flight_.empty()) {
+      // Sleeps until there is work or an end; with frames in flight, at most
+      // until their results are overdue (frame_timeout after the last one).
+      auto can_send = [&] {
+        return !pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight;
+      };
+      auto finished = [&] { return capture_done_ && pending_.empty() && in_flight_.empty(); };
+      while (!stopping_ && !stream_broken_ && !can_send() && !finished()) {
+        if (in_flight_.empty()) {
+          changed_.wait(lock);
+          continue;
+        }
+        const absl::Time overdue = last_result_at_ + options_.frame_timeout;
+        const absl::Time now = absl::Now();
+        if (now >= overdue) break;
+        changed_.wait_for(lock, absl::ToChronoMicroseconds(overdue - now));
+      }
+      if (stopping_ || stream_broken_) break;
+      if (finished()) {
         all_done = true;
         break;
       }
-      if (!in_flight_.empty() &&
-          absl::Now() - absl::FromUnixMillis(last_result_ms.load()) > options_.frame_timeout) {
+      if (!in_flight_.empty() && absl::Now() - last_result_at_ >= options_.frame_timeout) {
         std::fprintf(stderr, "matid-camera: no result for %s; restarting the stream\n",
                      absl::FormatDuration(options_.frame_timeout).c_str());
         break;
       }
-      if (pending_.empty() || static_cast<int>(in_flight_.size()) >= options_.max_in_flight)
-        continue;
+      if (!can_send()) continue;
       frame = pending_.front();
       pending_.pop_front();
-      if (in_flight_.empty()) last_result_ms = absl::ToUnixMillis(absl::Now());
+      if (in_flight_.empty()) last_result_at_ = absl::Now();
       in_flight_[frame.seq] = frame;
     }
     v1::Frame request;

@@ -130,6 +130,8 @@ class Camera {
   bool capture_done_ = false;                   // guarded by mu_
   bool stopping_ = false;                       // guarded by mu_
   absl::Status source_status_;                  // guarded by mu_
+  bool stream_broken_ = false;                  // guarded by mu_: the current stream ended
+  absl::Time last_result_at_;                   // guarded by mu_: last result (or first send)
 
   // Plain counts for stats(); written by the capture and reader threads.
   std::atomic<int64_t> captured_{0};

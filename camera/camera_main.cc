@@ -1,8 +1,6 @@
 // matid-camera: frames from a camera, stream, file or folder -> matid-server
 // (ClassifyStream) -> one JSON result per frame on the local MQTT broker.
 #include <grpcpp/create_channel.h>
-#include <pthread.h>
-#include <signal.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -154,8 +152,7 @@ int main(int argc, char** argv) {
 
   // A signal stops the camera; the main thread runs it.
   std::thread signals([&] {
-    stop_signals.Wait();
-    camera.Stop();
+    if (stop_signals.Wait() != 0) camera.Stop();  // 0: released, the camera ended by itself
   });
   absl::Status status = camera.Run();
   const bool drained = (*publisher)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
@@ -169,8 +166,7 @@ int main(int argc, char** argv) {
       static_cast<long long>(stats.classified), static_cast<long long>(stats.dropped),
       static_cast<long long>(stats.failed));
   std::fflush(stdout);
-  // Release the signal thread.
-  pthread_kill(signals.native_handle(), SIGTERM);
+  stop_signals.Release();
   signals.join();
   if (!status.ok()) return Fail(status);
   return drained ? 0 : 3;
