@@ -17,6 +17,55 @@
 
 namespace matid {
 
+absl::Status ValidateCameraOptions(const CameraOptions& options) {
+  if (options.camera_id.empty() || options.camera_id.find_first_of("/+#") != std::string::npos) {
+    return absl::InvalidArgumentError(
+        "--camera_id must be non-empty without / + # (it is an MQTT topic level)");
+  }
+  struct AtLeastOne {
+    int value;
+    const char* flag;
+  };
+  for (const AtLeastOne& check : {AtLeastOne{options.top_k, "--top_k"},
+                                  AtLeastOne{options.max_in_flight, "--max_in_flight"},
+                                  AtLeastOne{options.max_pending, "--max_pending"},
+                                  AtLeastOne{options.every_nth_frame, "--every_nth_frame"}}) {
+    if (check.value < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(check.flag, " is ", check.value, "; it must be at least 1"));
+    }
+  }
+  if (options.max_fps < 0 || options.pace_fps < 0 || options.max_frames < 0) {
+    return absl::InvalidArgumentError("--max_fps, --pace_fps and --max_frames must be >= 0");
+  }
+  if (options.jpeg_quality < 0 || options.jpeg_quality > 100) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--jpeg_quality is ", options.jpeg_quality, "; it must be 1..100, or 0 for raw pixels"));
+  }
+  if (!(options.inspection_threshold >= 0 && options.inspection_threshold <= 1)) {
+    return absl::InvalidArgumentError("--inspection_threshold must be in 0..1");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& options,
+                                                       std::unique_ptr<FrameSource> source,
+                                                       std::shared_ptr<grpc::Channel> channel,
+                                                       Publish publish,
+                                                       prometheus::Registry* registry) {
+  absl::Status valid = ValidateCameraOptions(options);
+  if (!valid.ok()) return valid;
+  if (!options.inspection_dir.empty()) {
+    absl::Status writable = CheckInspectionDirWritable(options.inspection_dir);
+    if (!writable.ok()) return writable;
+  }
+  if (source == nullptr || channel == nullptr || !publish) {
+    return absl::InvalidArgumentError("a camera needs a frame source, a channel and a publisher");
+  }
+  return std::unique_ptr<Camera>(
+      new Camera(options, std::move(source), std::move(channel), std::move(publish), registry));
+}
+
 Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
                std::shared_ptr<grpc::Channel> channel, Publish publish,
                prometheus::Registry* registry)

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "camera/frame_source.h"
 #include "common/result_message.h"
@@ -68,14 +69,22 @@ absl::Status CheckInspectionDirWritable(const std::string& dir);
 // Writes one inspection frame; the error says which file and why.
 absl::Status WriteInspectionFrame(const std::string& path, const std::string& bytes);
 
+// OK, or INVALID_ARGUMENT naming the flag of the first option out of range.
+absl::Status ValidateCameraOptions(const CameraOptions& options);
+
 class Camera {
  public:
   // Called for every result, on the stream's reader thread.
   using Publish = std::function<void(const ResultMessage& message)>;
 
-  // `registry` may be nullptr.
-  Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
-         std::shared_ptr<grpc::Channel> channel, Publish publish, prometheus::Registry* registry);
+  // Validates the options (INVALID_ARGUMENT naming the flag, or
+  // PERMISSION_DENIED for an --inspection_dir that cannot be written), then
+  // builds a camera that has not started. `registry` may be nullptr.
+  static absl::StatusOr<std::unique_ptr<Camera>> Create(const CameraOptions& options,
+                                                        std::unique_ptr<FrameSource> source,
+                                                        std::shared_ptr<grpc::Channel> channel,
+                                                        Publish publish,
+                                                        prometheus::Registry* registry);
 
   // Captures and classifies until the source ends, max_frames, or Stop().
   // Returns OK at a clean end; the source's error otherwise.
@@ -103,6 +112,9 @@ class Camera {
     prometheus::Counter* reconnects = nullptr;
     prometheus::Histogram* latency = nullptr;
   };
+
+  Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
+         std::shared_ptr<grpc::Channel> channel, Publish publish, prometheus::Registry* registry);
 
   void CaptureLoop();
   // Runs streams until everything captured has been answered (or Stop()).

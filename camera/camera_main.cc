@@ -95,10 +95,10 @@ int main(int argc, char** argv) {
   options.camera_id = absl::GetFlag(FLAGS_camera_id);
   options.boot_id = NewBootId();
   options.top_k = absl::GetFlag(FLAGS_top_k);
-  options.max_in_flight = std::max(1, absl::GetFlag(FLAGS_max_in_flight));
-  options.max_pending = std::max(1, absl::GetFlag(FLAGS_max_pending));
+  options.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
+  options.max_pending = absl::GetFlag(FLAGS_max_pending);
   options.max_fps = absl::GetFlag(FLAGS_max_fps);
-  options.every_nth_frame = std::max(1, absl::GetFlag(FLAGS_every_nth_frame));
+  options.every_nth_frame = absl::GetFlag(FLAGS_every_nth_frame);
   options.pace_fps = absl::GetFlag(FLAGS_pace_fps);
   options.max_frames = absl::GetFlag(FLAGS_max_frames);
   options.jpeg_quality = absl::GetFlag(FLAGS_jpeg_quality);
@@ -107,13 +107,8 @@ int main(int argc, char** argv) {
   auto roi = ParseRoi(absl::GetFlag(FLAGS_roi));
   if (!roi.ok()) return Fail(roi.status());
   options.roi = *roi;
-  if (options.camera_id.empty() || options.camera_id.find_first_of("/+#") != std::string::npos) {
-    return Fail(absl::InvalidArgumentError("--camera_id must be non-empty without / + #"));
-  }
-  if (!options.inspection_dir.empty()) {
-    const absl::Status writable = matid::CheckInspectionDirWritable(options.inspection_dir);
-    if (!writable.ok()) return Fail(writable);
-  }
+  const absl::Status valid = matid::ValidateCameraOptions(options);  // before opening anything
+  if (!valid.ok()) return Fail(valid);
 
   auto source = matid::OpenFrameSource(absl::GetFlag(FLAGS_source), absl::GetFlag(FLAGS_loop));
   if (!source.ok()) return Fail(source.status());
@@ -139,10 +134,12 @@ int main(int argc, char** argv) {
   if (!credentials.ok()) return Fail(credentials.status());
   auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials);
   matid::ResultPublisher* publisher_ptr = publisher->get();
-  matid::Camera camera(
+  auto created = matid::Camera::Create(
       options, *std::move(source), channel,
       [publisher_ptr](const matid::ResultMessage& m) { publisher_ptr->Publish(m); },
       &(*metrics)->registry());
+  if (!created.ok()) return Fail(created.status());
+  matid::Camera& camera = **created;
 
   std::printf("matid-camera: %s -> %s -> mqtt://%s:%d/%s (boot %s), metrics_port=%d\n",
               source_name.c_str(), absl::GetFlag(FLAGS_server).c_str(), mqtt.host.c_str(),
