@@ -1,17 +1,11 @@
 // matid-bridge: local MQTT broker -> SQLite spool -> AWS IoT Core (MQTT over
-// mutual TLS). Parses flags, wires the pieces, runs until SIGTERM/SIGINT.
-#include <unistd.h>
-
-#include <atomic>
+// mutual TLS). Parses flags into BridgeServiceOptions, starts the service,
+// runs until SIGTERM/SIGINT, stops it.
 #include <cstdio>
 #include <string>
-#include <thread>
 
 #include "absl/flags/flag.h"
-#include "bridge/bridge.h"
-#include "bridge/spool.h"
-#include "common/metrics_endpoint.h"
-#include "common/mqtt_client.h"
+#include "bridge/bridge_service.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/result_topic.h"
@@ -56,24 +50,6 @@ ABSL_FLAG(int, metrics_port, 8082, "Prometheus /metrics port; 0 picks one; -1 tu
 
 namespace {
 
-// Publishes through an MqttClient (QoS 1).
-class MqttCloudLink final : public matid::CloudLink {
- public:
-  void set_client(matid::MqttClient* client) { client_.store(client); }
-  bool connected() const override {
-    matid::MqttClient* client = client_.load();
-    return client != nullptr && client->connected();
-  }
-  absl::StatusOr<int> Publish(const std::string& topic, absl::string_view payload) override {
-    matid::MqttClient* client = client_.load();
-    if (client == nullptr) return absl::UnavailableError("cloud client not started");
-    return client->Publish(topic, payload, 1);
-  }
-
- private:
-  std::atomic<matid::MqttClient*> client_{nullptr};
-};
-
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "matid-bridge: %s\n", status.ToString().c_str());
   return 1;
@@ -89,140 +65,42 @@ int main(int argc, char** argv) {
   matid::TurnOffMutexDeadlockDetection();
   const matid::StopSignals stop_signals;  // before any thread starts
 
-  if (absl::GetFlag(FLAGS_cloud_endpoint).empty()) {
-    return Fail(absl::InvalidArgumentError(
-        "--cloud_endpoint is required (docker compose: set MATID_CLOUD_ENDPOINT in .env)"));
-  }
-  const bool plaintext = absl::GetFlag(FLAGS_cloud_insecure_plaintext);
-  if (!plaintext &&
-      (absl::GetFlag(FLAGS_cloud_ca).empty() || absl::GetFlag(FLAGS_cloud_cert).empty() ||
-       absl::GetFlag(FLAGS_cloud_key).empty())) {
-    return Fail(absl::InvalidArgumentError(
-        "--cloud_ca, --cloud_cert and --cloud_key are required (mutual TLS, as AWS IoT Core "
-        "wants); --cloud_insecure_plaintext only for tests"));
-  }
+  matid::BridgeServiceOptions options;
+  options.spool.path = absl::GetFlag(FLAGS_spool_path);
+  options.spool.max_bytes = absl::GetFlag(FLAGS_spool_max_mb) << 20;
+  options.spool.max_age = absl::Hours(absl::GetFlag(FLAGS_spool_max_age_hours));
+  options.spool.sync_full = absl::GetFlag(FLAGS_spool_sync_full);
+  options.bridge.local_topic_filter = absl::GetFlag(FLAGS_local_topic);
+  options.bridge.cloud_topic_template = absl::GetFlag(FLAGS_cloud_topic_template);
+  options.bridge.batch_max_messages = absl::GetFlag(FLAGS_batch_max_messages);
+  options.bridge.batch_max_bytes = absl::GetFlag(FLAGS_batch_max_bytes);
+  options.bridge.max_publishes_per_second = absl::GetFlag(FLAGS_max_publishes_per_second);
+  options.local.host = absl::GetFlag(FLAGS_local_host);
+  options.local.port = absl::GetFlag(FLAGS_local_port);
+  options.local.client_id = absl::GetFlag(FLAGS_local_client_id);
+  options.local.reconnect_max = absl::Seconds(5);
+  options.local.log_prefix = "matid-bridge: local MQTT";
+  options.cloud.host = absl::GetFlag(FLAGS_cloud_endpoint);
+  options.cloud.port = absl::GetFlag(FLAGS_cloud_port);
+  options.cloud.client_id = absl::GetFlag(FLAGS_cloud_client_id);
+  options.cloud.ca_file = absl::GetFlag(FLAGS_cloud_ca);
+  options.cloud.cert_file = absl::GetFlag(FLAGS_cloud_cert);
+  options.cloud.key_file = absl::GetFlag(FLAGS_cloud_key);
+  options.cloud.log_prefix = "matid-bridge: cloud MQTT";
+  options.cloud_plaintext = absl::GetFlag(FLAGS_cloud_insecure_plaintext);
+  options.metrics_host = absl::GetFlag(FLAGS_metrics_host);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.cloud_warn_after = absl::Seconds(absl::GetFlag(FLAGS_cloud_warn_after_seconds));
 
-  matid::SpoolOptions spool_options;
-  spool_options.path = absl::GetFlag(FLAGS_spool_path);
-  spool_options.max_bytes = absl::GetFlag(FLAGS_spool_max_mb) << 20;
-  spool_options.max_age = absl::Hours(absl::GetFlag(FLAGS_spool_max_age_hours));
-  spool_options.sync_full = absl::GetFlag(FLAGS_spool_sync_full);
-  auto spool = matid::Spool::Open(spool_options);
-  if (!spool.ok()) return Fail(spool.status());
-
-  auto metrics = matid::MetricsEndpoint::Create(absl::GetFlag(FLAGS_metrics_host),
-                                                absl::GetFlag(FLAGS_metrics_port));
-  if (!metrics.ok()) return Fail(metrics.status());
-  auto& reconnects = prometheus::BuildCounter()
-                         .Name("matid_bridge_connections_total")
-                         .Help("Successful (re)connections, by broker")
-                         .Register((*metrics)->registry());
-  prometheus::Counter& local_connections = reconnects.Add({{"broker", "local"}});
-  prometheus::Counter& cloud_connections = reconnects.Add({{"broker", "cloud"}});
-
-  matid::BridgeOptions bridge_options;
-  bridge_options.local_topic_filter = absl::GetFlag(FLAGS_local_topic);
-  bridge_options.cloud_topic_template = absl::GetFlag(FLAGS_cloud_topic_template);
-  bridge_options.batch_max_messages = absl::GetFlag(FLAGS_batch_max_messages);
-  bridge_options.batch_max_bytes = absl::GetFlag(FLAGS_batch_max_bytes);
-  bridge_options.max_publishes_per_second = absl::GetFlag(FLAGS_max_publishes_per_second);
-  MqttCloudLink cloud_link;
-  auto bridge =
-      matid::Bridge::Create(bridge_options, spool->get(), &cloud_link, &(*metrics)->registry());
-  if (!bridge.ok()) return Fail(bridge.status());
-  matid::Bridge* bridge_ptr = bridge->get();
-
-  matid::MqttOptions cloud_options;
-  cloud_options.host = absl::GetFlag(FLAGS_cloud_endpoint);
-  cloud_options.port = absl::GetFlag(FLAGS_cloud_port);
-  cloud_options.client_id = absl::GetFlag(FLAGS_cloud_client_id);
-  cloud_options.clean_session = true;  // the spool, not the session, holds our backlog
-  cloud_options.log_prefix = "matid-bridge: cloud MQTT";
-  if (!plaintext) {
-    cloud_options.ca_file = absl::GetFlag(FLAGS_cloud_ca);
-    cloud_options.cert_file = absl::GetFlag(FLAGS_cloud_cert);
-    cloud_options.key_file = absl::GetFlag(FLAGS_cloud_key);
-  }
-  matid::MqttClient::Callbacks cloud_callbacks;
-  cloud_callbacks.on_connection = [&, bridge_ptr](bool up, const std::string& reason) {
-    if (up) cloud_connections.Increment();
-    std::fprintf(stderr, "matid-bridge: cloud %s:%d %s%s\n", cloud_options.host.c_str(),
-                 cloud_options.port,
-                 up ? "connected" : "not connected: ", up ? "" : reason.c_str());
-    bridge_ptr->OnCloudConnection(up);
-  };
-  cloud_callbacks.on_published = [bridge_ptr](int id) { bridge_ptr->OnCloudAck(id); };
-  auto cloud = matid::MqttClient::Create(cloud_options, cloud_callbacks);
-  if (!cloud.ok()) return Fail(cloud.status());
-  cloud_link.set_client(cloud->get());
-
-  matid::MqttOptions local_options;
-  local_options.host = absl::GetFlag(FLAGS_local_host);
-  local_options.port = absl::GetFlag(FLAGS_local_port);
-  local_options.client_id = absl::GetFlag(FLAGS_local_client_id);
-  local_options.clean_session = false;  // the broker keeps what arrives while we are away
-  local_options.reconnect_max = absl::Seconds(5);
-  local_options.log_prefix = "matid-bridge: local MQTT";
-  matid::MqttClient::Callbacks local_callbacks;
-  local_callbacks.on_connection = [&](bool up, const std::string& reason) {
-    if (up) local_connections.Increment();
-    std::fprintf(stderr, "matid-bridge: local broker %s:%d %s%s\n", local_options.host.c_str(),
-                 local_options.port,
-                 up ? "connected" : "not connected: ", up ? "" : reason.c_str());
-  };
-  local_callbacks.on_message = [bridge_ptr](const std::string& topic, absl::string_view payload) {
-    absl::Status stored = bridge_ptr->OnLocalMessage(topic, payload);
-    if (!stored.ok()) {
-      // Not stored: exit before the PUBACK is written, so the broker keeps
-      // the message for our next run. A supervisor restarts us.
-      std::fprintf(stderr, "matid-bridge: FATAL: cannot spool a message: %s\n",
-                   stored.ToString().c_str());
-      _exit(75);
-    }
-  };
-  auto local = matid::MqttClient::Create(local_options, local_callbacks);
-  if (!local.ok()) return Fail(local.status());
-  absl::Status subscribed = (*local)->Subscribe(absl::GetFlag(FLAGS_local_topic), 1);
-  if (!subscribed.ok()) return Fail(subscribed);
-
+  auto service = matid::BridgeService::Create(options);
+  if (!service.ok()) return Fail(service.status());
   std::printf("matid-bridge: %s -> spool %s -> %s:%d, metrics_port=%d\n",
-              absl::GetFlag(FLAGS_local_topic).c_str(), spool_options.path.c_str(),
-              cloud_options.host.c_str(), cloud_options.port, (*metrics)->port());
+              options.bridge.local_topic_filter.c_str(), options.spool.path.c_str(),
+              options.cloud.host.c_str(), options.cloud.port, (*service)->metrics_port());
   std::fflush(stdout);
 
-  // Watchdog: a cloud that stays unreachable gets a plain warning with what
-  // to check (a rejected client certificate often shows as a lost connection).
-  std::atomic<bool> stopping{false};
-  std::thread watchdog([&] {
-    const absl::Duration warn_after = absl::Seconds(absl::GetFlag(FLAGS_cloud_warn_after_seconds));
-    absl::Time down_since = absl::Now();
-    absl::Time next_warning = down_since + warn_after;
-    while (!stopping.load()) {
-      absl::SleepFor(absl::Milliseconds(250));
-      const absl::Time now = absl::Now();
-      if (cloud_link.connected()) {
-        down_since = now;
-        next_warning = now + warn_after;
-      } else if (now >= next_warning) {
-        std::fprintf(stderr,
-                     "matid-bridge: WARNING: cloud %s:%d unreachable for %.0f s; messages wait in "
-                     "the spool. Check the endpoint and network, that --cloud_cert/--cloud_key "
-                     "are a certificate the broker trusts (AWS IoT: registered, active, policy "
-                     "attached) and that --cloud_ca is the broker's CA.\n",
-                     cloud_options.host.c_str(), cloud_options.port,
-                     absl::ToDoubleSeconds(now - down_since));
-        next_warning = now + absl::Seconds(60);
-      }
-    }
-  });
-
   stop_signals.Wait();
-  stopping = true;
-  watchdog.join();
-  // Stop taking messages, then stop forwarding; the spool keeps the rest.
-  local->reset();
-  (*bridge)->Stop();
-  cloud->reset();
+  (*service)->Stop();
   std::printf("matid-bridge: stopped\n");
   return 0;
 }
