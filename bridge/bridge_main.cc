@@ -48,15 +48,6 @@ ABSL_FLAG(int, cloud_warn_after_seconds, 20,
 ABSL_FLAG(std::string, metrics_host, "0.0.0.0", "Address /metrics listens on.");
 ABSL_FLAG(int, metrics_port, 8082, "Prometheus /metrics port; 0 picks one; -1 turns it off.");
 
-namespace {
-
-int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "matid-bridge: %s\n", status.ToString().c_str());
-  return 1;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   matid::ParseProgramFlags(
       argc, argv,
@@ -93,7 +84,7 @@ int main(int argc, char** argv) {
   options.cloud_warn_after = absl::Seconds(absl::GetFlag(FLAGS_cloud_warn_after_seconds));
 
   auto service = matid::BridgeService::Create(options);
-  if (!service.ok()) return Fail(service.status());
+  if (!service.ok()) return matid::FailWith(service.status());
   std::printf("matid-bridge: %s -> spool %s -> %s:%d, metrics_port=%d\n",
               options.bridge.local_topic_filter.c_str(), options.spool.path.c_str(),
               options.cloud.host.c_str(), options.cloud.port, (*service)->metrics_port());

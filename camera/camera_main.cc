@@ -59,11 +59,6 @@ ABSL_FLAG(int, metrics_port, 8081, "Prometheus /metrics port; 0 picks one; -1 tu
 
 namespace {
 
-int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "matid-camera: %s\n", status.ToString().c_str());
-  return 1;
-}
-
 absl::StatusOr<cv::Rect> ParseRoi(const std::string& text) {
   if (text.empty()) return cv::Rect();
   std::vector<std::string> parts = absl::StrSplit(text, ',');
@@ -105,17 +100,17 @@ int main(int argc, char** argv) {
   options.inspection_threshold = absl::GetFlag(FLAGS_inspection_threshold);
   options.inspection_dir = absl::GetFlag(FLAGS_inspection_dir);
   auto roi = ParseRoi(absl::GetFlag(FLAGS_roi));
-  if (!roi.ok()) return Fail(roi.status());
+  if (!roi.ok()) return matid::FailWith(roi.status());
   options.roi = *roi;
   const absl::Status valid = matid::ValidateCameraOptions(options);  // before opening anything
-  if (!valid.ok()) return Fail(valid);
+  if (!valid.ok()) return matid::FailWith(valid);
 
   auto source = matid::OpenFrameSource(absl::GetFlag(FLAGS_source), absl::GetFlag(FLAGS_loop));
-  if (!source.ok()) return Fail(source.status());
+  if (!source.ok()) return matid::FailWith(source.status());
   const std::string source_name = (*source)->description();
   auto metrics = matid::MetricsEndpoint::Create(absl::GetFlag(FLAGS_metrics_host),
                                                 absl::GetFlag(FLAGS_metrics_port));
-  if (!metrics.ok()) return Fail(metrics.status());
+  if (!metrics.ok()) return matid::FailWith(metrics.status());
 
   matid::MqttOptions mqtt;
   mqtt.host = absl::GetFlag(FLAGS_mqtt_host);
@@ -127,18 +122,18 @@ int main(int argc, char** argv) {
   auto publisher = matid::ResultPublisher::Create(mqtt, absl::GetFlag(FLAGS_max_outbox),
                                                   &(*metrics)->registry(),
                                                   absl::GetFlag(FLAGS_mqtt_topic_template));
-  if (!publisher.ok()) return Fail(publisher.status());
+  if (!publisher.ok()) return matid::FailWith(publisher.status());
 
   auto credentials = matid::ChannelCredentials(
       {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
-  if (!credentials.ok()) return Fail(credentials.status());
+  if (!credentials.ok()) return matid::FailWith(credentials.status());
   auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials);
   matid::ResultPublisher* publisher_ptr = publisher->get();
   auto created = matid::Camera::Create(
       options, *std::move(source), channel,
       [publisher_ptr](const matid::ResultMessage& m) { publisher_ptr->Publish(m); },
       &(*metrics)->registry());
-  if (!created.ok()) return Fail(created.status());
+  if (!created.ok()) return matid::FailWith(created.status());
   matid::Camera& camera = **created;
 
   std::printf("matid-camera: %s -> %s -> mqtt://%s:%d/%s (boot %s), metrics_port=%d\n",
@@ -165,6 +160,6 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   stop_signals.Release();
   signals.join();
-  if (!status.ok()) return Fail(status);
+  if (!status.ok()) return matid::FailWith(status);
   return drained ? 0 : 3;
 }

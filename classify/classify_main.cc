@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "common/channel_credentials.h"
 #include "classify/classify_result.h"
 #include "classify/file_classifier.h"
@@ -38,6 +39,43 @@ ABSL_FLAG(std::string, tls_ca, "", "CA (PEM) that signed the server's certificat
 ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.");
 ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 
+namespace {
+
+// Usage errors exit with 2, as a missing server does.
+constexpr int kUsageError = 2;
+
+// The files named on the command line, or an error that says why there are none.
+absl::StatusOr<std::vector<std::string>> FilesToClassify(const std::vector<char*>& positional) {
+  std::vector<std::string> paths(positional.begin() + 1, positional.end());
+  if (paths.empty()) {
+    return absl::InvalidArgumentError("name at least one image file or directory (see --help)");
+  }
+  auto files = matid::FindImageFiles(paths);
+  if (files.ok() && files->empty()) return absl::NotFoundError("no image files found");
+  return files;
+}
+
+// A channel to the server(s) that is connected, or UNAVAILABLE in time.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectToServer() {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(64 << 20);
+  arguments.SetMaxSendMessageSize(64 << 20);
+  auto credentials = matid::ChannelCredentials(
+      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
+  if (!credentials.ok()) return credentials.status();
+  auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials, arguments);
+  const auto connect_by =
+      std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
+                                             absl::GetFlag(FLAGS_connect_timeout_seconds) * 1000));
+  if (!channel->WaitForConnected(connect_by)) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach server at ", absl::GetFlag(FLAGS_server)));
+  }
+  return channel;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::vector<char*> positional = matid::ParseProgramFlags(
       argc, argv,
@@ -45,50 +83,18 @@ int main(int argc, char** argv) {
       "Usage: matid-classify [--server=host:port] [--mode=classify|batch] "
       "[--format=table|csv|jsonl] PATH...  (files, or directories searched recursively)");
   matid::TurnOffMutexDeadlockDetection();
-  std::vector<std::string> paths(positional.begin() + 1, positional.end());
-  if (paths.empty()) {
-    std::fprintf(stderr,
-                 "matid-classify: name at least one image file or directory (see --help)\n");
-    return 2;
-  }
+  auto files = FilesToClassify(positional);
+  if (!files.ok()) return matid::FailWith(files.status(), kUsageError);
   auto format = matid::ParseOutputFormat(absl::GetFlag(FLAGS_format));
+  if (!format.ok()) return matid::FailWith(format.status(), kUsageError);
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (!format.ok() || (mode != "classify" && mode != "batch")) {
-    std::fprintf(stderr, "matid-classify: %s\n",
-                 format.ok() ? "--mode must be classify or batch"
-                             : std::string(format.status().message()).c_str());
-    return 2;
+  if (mode != "classify" && mode != "batch") {
+    return matid::FailWith(absl::InvalidArgumentError("--mode must be classify or batch"),
+                           kUsageError);
   }
-  auto files = matid::FindImageFiles(paths);
-  if (!files.ok()) {
-    std::fprintf(stderr, "matid-classify: %s\n", std::string(files.status().message()).c_str());
-    return 2;
-  }
-  if (files->empty()) {
-    std::fprintf(stderr, "matid-classify: no image files found\n");
-    return 2;
-  }
-
-  grpc::ChannelArguments arguments;
-  arguments.SetMaxReceiveMessageSize(64 << 20);
-  arguments.SetMaxSendMessageSize(64 << 20);
-  auto credentials = matid::ChannelCredentials(
-      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
-  if (!credentials.ok()) {
-    std::fprintf(stderr, "matid-classify: %s\n",
-                 std::string(credentials.status().message()).c_str());
-    return 2;
-  }
-  auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials, arguments);
-  const auto connect_by =
-      std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(
-                                             absl::GetFlag(FLAGS_connect_timeout_seconds) * 1000));
-  if (!channel->WaitForConnected(connect_by)) {
-    std::fprintf(stderr, "matid-classify: cannot reach server at %s\n",
-                 absl::GetFlag(FLAGS_server).c_str());
-    return 2;
-  }
-  auto stub = matid::v1::Classifier::NewStub(channel);
+  auto channel = ConnectToServer();
+  if (!channel.ok()) return matid::FailWith(channel.status(), kUsageError);
+  auto stub = matid::v1::Classifier::NewStub(*channel);
 
   matid::FileClassifierOptions options;
   options.use_batch_rpc = mode == "batch";
@@ -115,8 +121,8 @@ int main(int argc, char** argv) {
   } else {
     std::ofstream file(output);
     if (!file) {
-      std::fprintf(stderr, "matid-classify: cannot write %s\n", output.c_str());
-      return 2;
+      return matid::FailWith(absl::PermissionDeniedError(absl::StrCat("cannot write ", output)),
+                             kUsageError);
     }
     matid::WriteResults(results, *format, file);
   }

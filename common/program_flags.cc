@@ -1,5 +1,8 @@
 #include "common/program_flags.h"
 
+#include <cstdio>
+#include <string>
+
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -7,7 +10,20 @@
 
 namespace matid {
 
+namespace {
+// The program's name for error lines: argv[0] without its folder. Written
+// once by ParseProgramFlags before any thread starts.
+std::string& ProgramName() {
+  static std::string name = "matid";
+  return name;
+}
+}  // namespace
+
 std::vector<char*> ParseProgramFlags(int argc, char** argv, absl::string_view usage) {
+  if (argc > 0 && argv[0] != nullptr) {
+    const std::string invoked = argv[0];
+    ProgramName() = invoked.substr(invoked.find_last_of('/') + 1);
+  }
   absl::SetProgramUsageMessage(usage);
   absl::FlagsUsageConfig config;
   // Our flags, wherever they are defined; not abseil's own (--flagfile, ...).
@@ -16,6 +32,12 @@ std::vector<char*> ParseProgramFlags(int argc, char** argv, absl::string_view us
   config.contains_helpshort_flags = ours;
   absl::SetFlagsUsageConfig(config);
   return absl::ParseCommandLine(argc, argv);
+}
+
+int FailWith(const absl::Status& status, int exit_code) {
+  std::fprintf(stderr, "%s: %s\n", ProgramName().c_str(),
+               status.ToString().c_str());
+  return exit_code;
 }
 
 }  // namespace matid

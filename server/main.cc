@@ -108,11 +108,6 @@ matid::ServerOptions OptionsFromFlags() {
   return options;
 }
 
-int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "matid-server: %s\n", status.ToString().c_str());
-  return 1;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,9 +122,9 @@ int main(int argc, char** argv) {
 
   matid::ServerOptions options = OptionsFromFlags();
   absl::Status valid = matid::ValidateServerOptions(options);
-  if (!valid.ok()) return Fail(valid);
+  if (!valid.ok()) return matid::FailWith(valid);
   if (absl::GetFlag(FLAGS_model_dir).empty()) {
-    return Fail(absl::InvalidArgumentError("--model_dir is required"));
+    return matid::FailWith(absl::InvalidArgumentError("--model_dir is required"));
   }
 
   matid::TorchBackendOptions backend_options;
@@ -139,11 +134,11 @@ int main(int argc, char** argv) {
   backend_options.intra_op_threads = absl::GetFlag(FLAGS_threads);
   backend_options.warmup_batch_size = options.batcher.max_batch_size;
   auto backend = matid::CreateTorchBackend(backend_options);
-  if (!backend.ok()) return Fail(backend.status());
+  if (!backend.ok()) return matid::FailWith(backend.status());
   const matid::ModelInfo model = (*backend)->info();
 
   auto server = matid::MatidServer::Create(options, *std::move(backend));
-  if (!server.ok()) return Fail(server.status());
+  if (!server.ok()) return matid::FailWith(server.status());
   const char* security = options.tls.cert_file.empty()        ? " (plaintext)"
                          : options.tls.client_ca_file.empty() ? " (TLS)"
                                                               : " (mutual TLS)";
