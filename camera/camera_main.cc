@@ -76,16 +76,8 @@ std::string NewBootId() {
   return absl::StrFormat("%08x", random());
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  matid::ParseProgramFlags(
-      argc, argv,
-      "Streams camera frames to matid-server and publishes results to MQTT.\n"
-      "Usage: matid-camera --source=0|URL|FILE|DIR --camera_id=ID [--server=host:port]");
-  matid::TurnOffMutexDeadlockDetection();
-  const matid::StopSignals stop_signals;  // before any thread starts
-
+// The camera's options from the flags, checked before anything is opened.
+absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   matid::CameraOptions options;
   options.camera_id = absl::GetFlag(FLAGS_camera_id);
   options.boot_id = NewBootId();
@@ -100,10 +92,26 @@ int main(int argc, char** argv) {
   options.inspection_threshold = absl::GetFlag(FLAGS_inspection_threshold);
   options.inspection_dir = absl::GetFlag(FLAGS_inspection_dir);
   auto roi = ParseRoi(absl::GetFlag(FLAGS_roi));
-  if (!roi.ok()) return matid::FailWith(roi.status());
+  if (!roi.ok()) return roi.status();
   options.roi = *roi;
-  const absl::Status valid = matid::ValidateCameraOptions(options);  // before opening anything
-  if (!valid.ok()) return matid::FailWith(valid);
+
+  absl::Status valid = matid::ValidateCameraOptions(options);
+  if (!valid.ok()) return valid;
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  matid::ParseProgramFlags(
+      argc, argv,
+      "Streams camera frames to matid-server and publishes results to MQTT.\n"
+      "Usage: matid-camera --source=0|URL|FILE|DIR --camera_id=ID [--server=host:port]");
+  matid::TurnOffMutexDeadlockDetection();
+  const matid::StopSignals stop_signals;  // before any thread starts
+
+  auto options = CameraOptionsFromFlags();
+  if (!options.ok()) return matid::FailWith(options.status());
 
   auto source = matid::OpenFrameSource(absl::GetFlag(FLAGS_source), absl::GetFlag(FLAGS_loop));
   if (!source.ok()) return matid::FailWith(source.status());
@@ -115,7 +123,7 @@ int main(int argc, char** argv) {
   matid::MqttOptions mqtt;
   mqtt.host = absl::GetFlag(FLAGS_mqtt_host);
   mqtt.port = absl::GetFlag(FLAGS_mqtt_port);
-  mqtt.client_id = "matid-camera-" + options.camera_id;
+  mqtt.client_id = "matid-camera-" + options->camera_id;
   mqtt.clean_session = false;
   mqtt.reconnect_max = absl::Seconds(5);
   mqtt.log_prefix = "matid-camera: MQTT";
@@ -130,7 +138,7 @@ int main(int argc, char** argv) {
   auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials);
   matid::ResultPublisher* publisher_ptr = publisher->get();
   auto created = matid::Camera::Create(
-      options, *std::move(source), channel,
+      *options, *std::move(source), channel,
       [publisher_ptr](const matid::ResultMessage& m) { publisher_ptr->Publish(m); },
       &(*metrics)->registry());
   if (!created.ok()) return matid::FailWith(created.status());
@@ -138,8 +146,8 @@ int main(int argc, char** argv) {
 
   std::printf("matid-camera: %s -> %s -> mqtt://%s:%d/%s (boot %s), metrics_port=%d\n",
               source_name.c_str(), absl::GetFlag(FLAGS_server).c_str(), mqtt.host.c_str(),
-              mqtt.port, (*publisher)->TopicFor(options.camera_id).c_str(),
-              options.boot_id.c_str(), (*metrics)->port());
+              mqtt.port, (*publisher)->TopicFor(options->camera_id).c_str(),
+              options->boot_id.c_str(), (*metrics)->port());
   std::fflush(stdout);
 
   // A signal stops the camera; the main thread runs it.
