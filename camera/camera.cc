@@ -284,6 +284,41 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   publish_(message);
 }
 
+Camera::SendStep Camera::WaitForFrameToSend(PendingFrame* frame) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto can_send = [&] {
+    return !pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight;
+  };
+  auto finished = [&] { return capture_done_ && pending_.empty() && in_flight_.empty(); };
+  while (true) {
+    // Sleeps until there is work or an end; with frames in flight, at most
+    // until their results are overdue (frame_timeout after the last one).
+    while (!stopping_ && !stream_broken_ && !can_send() && !finished()) {
+      if (in_flight_.empty()) {
+        changed_.wait(lock);
+        continue;
+      }
+      const absl::Time overdue = last_result_at_ + options_.frame_timeout;
+      const absl::Time now = absl::Now();
+      if (now >= overdue) break;
+      changed_.wait_for(lock, absl::ToChronoMicroseconds(overdue - now));
+    }
+    if (stopping_ || stream_broken_) return SendStep::kReconnect;
+    if (finished()) return SendStep::kFinished;
+    if (!in_flight_.empty() && absl::Now() - last_result_at_ >= options_.frame_timeout) {
+      std::fprintf(stderr, "matid-camera: no result for %s; restarting the stream\n",
+                   absl::FormatDuration(options_.frame_timeout).c_str());
+      return SendStep::kReconnect;
+    }
+    if (!can_send()) continue;
+    *frame = pending_.front();
+    pending_.pop_front();
+    if (in_flight_.empty()) last_result_at_ = absl::Now();
+    in_flight_[frame->seq] = *frame;
+    return SendStep::kSend;
+  }
+}
+
 bool Camera::RunOneStream() {
   grpc::ClientContext context;
   auto stream = stub_->ClassifyStream(&context);
@@ -311,40 +346,9 @@ bool Camera::RunOneStream() {
   bool all_done = false;
   while (true) {
     PendingFrame frame;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      // Sleeps until there is work or an end; with frames in flight, at most
-      // until their results are overdue (frame_timeout after the last one).
-      auto can_send = [&] {
-        return !pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight;
-      };
-      auto finished = [&] { return capture_done_ && pending_.empty() && in_flight_.empty(); };
-      while (!stopping_ && !stream_broken_ && !can_send() && !finished()) {
-        if (in_flight_.empty()) {
-          changed_.wait(lock);
-          continue;
-        }
-        const absl::Time overdue = last_result_at_ + options_.frame_timeout;
-        const absl::Time now = absl::Now();
-        if (now >= overdue) break;
-        changed_.wait_for(lock, absl::ToChronoMicroseconds(overdue - now));
-      }
-      if (stopping_ || stream_broken_) break;
-      if (finished()) {
-        all_done = true;
-        break;
-      }
-      if (!in_flight_.empty() && absl::Now() - last_result_at_ >= options_.frame_timeout) {
-        std::fprintf(stderr, "matid-camera: no result for %s; restarting the stream\n",
-                     absl::FormatDuration(options_.frame_timeout).c_str());
-        break;
-      }
-      if (!can_send()) continue;
-      frame = pending_.front();
-      pending_.pop_front();
-      if (in_flight_.empty()) last_result_at_ = absl::Now();
-      in_flight_[frame.seq] = frame;
-    }
+    const SendStep step = WaitForFrameToSend(&frame);
+    if (step == SendStep::kFinished) all_done = true;
+    if (step != SendStep::kSend) break;
     v1::Frame request;
     request.set_seq(frame.seq);
     request.set_top_k(options_.top_k);

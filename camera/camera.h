@@ -121,6 +121,10 @@ class Camera {
   void StreamLoop();
   // One stream's life; returns true when all work is done, false to reconnect.
   bool RunOneStream();
+  // The sender's next step: a frame to send (moved to in_flight_), every
+  // frame answered, or a stream to restart (broken, stopped, results overdue).
+  enum class SendStep { kSend, kFinished, kReconnect };
+  SendStep WaitForFrameToSend(PendingFrame* frame);
   void HandleResult(const v1::FrameResult& result);
   absl::StatusOr<v1::Image> Encode(const cv::Mat& frame) const;
   static void Add(prometheus::Counter* counter) {
