@@ -66,6 +66,77 @@ void RunOnThreads(int count, const Loop& loop) {
   for (std::thread& thread : threads) thread.join();
 }
 
+// One batch size: the forward pass alone, then decode + preprocess + forward,
+// on `pipelines` threads side by side for `seconds` each.
+struct BatchFigures {
+  double forward_images_per_second = 0;
+  double pipeline_images_per_second = 0;
+  double pipeline_cpu_ms_per_image = 0;
+  bool failed = false;  // a preprocessing or inference call failed
+};
+
+BatchFigures MeasureBatch(matid::ModelBackend& backend, const matid::Preprocessor& preprocessor,
+                          const std::vector<std::string>& images, int batch, int pipelines,
+                          double seconds) {
+  const size_t tensor = backend.info().input.tensor_size();
+  // Each pipeline reports what it did when it ends; a failed call stops the bench.
+  std::vector<int64_t> forward_done(pipelines, 0), pipeline_done(pipelines, 0);
+  std::atomic<bool> failed{false};
+  auto start = Clock::now();
+  RunOnThreads(pipelines, [&](int p) {
+    std::vector<float> input(batch * tensor, 0.0f);
+    int64_t done = 0;
+    while (!failed && Since(start) < seconds) {
+      if (!backend.Infer(input, batch).ok()) failed = true;
+      done += batch;
+    }
+    forward_done[p] = done;
+  });
+  const double forward =
+      std::accumulate(forward_done.begin(), forward_done.end(), int64_t{0}) / Since(start);
+  const double cpu_before = matid::SelfCpuSeconds();
+  start = Clock::now();
+  RunOnThreads(pipelines, [&](int p) {
+    std::vector<float> input(batch * tensor, 0.0f);
+    size_t next = p;
+    int64_t done = 0;
+    while (!failed && Since(start) < seconds) {
+      for (int i = 0; i < batch; ++i) {
+        const std::string& bytes = images[next++ % images.size()];
+        if (!preprocessor.Run(matid::ImageRef::Encoded(bytes), input.data() + i * tensor).ok())
+          failed = true;
+      }
+      if (!backend.Infer(input, batch).ok()) failed = true;
+      done += batch;
+    }
+    pipeline_done[p] = done;
+  });
+  const int64_t done = std::accumulate(pipeline_done.begin(), pipeline_done.end(), int64_t{0});
+  const double pipeline = done / Since(start);
+  const double cpu_ms_per_image = 1000 * (matid::SelfCpuSeconds() - cpu_before) / done;
+  return {forward, pipeline, cpu_ms_per_image, failed.load()};
+}
+
+// Latency of the whole pipeline for one image at a time, median in ms.
+double SingleImageP50Ms(matid::ModelBackend& backend, const matid::Preprocessor& preprocessor,
+                        const std::vector<std::string>& images, double seconds) {
+  const size_t tensor = backend.info().input.tensor_size();
+  std::vector<double> latencies;
+  RunOnThreads(1, [&](int) {
+    std::vector<float> one(tensor);
+    size_t next = 0;
+    const auto start = Clock::now();
+    while (Since(start) < seconds) {
+      const auto t = Clock::now();
+      (void)preprocessor.Run(matid::ImageRef::Encoded(images[next++ % images.size()]), one.data());
+      (void)backend.Infer(one, 1);
+      latencies.push_back(1000 * Since(t));
+    }
+  });
+  std::sort(latencies.begin(), latencies.end());
+  return latencies[latencies.size() / 2];
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,7 +168,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double seconds = absl::GetFlag(FLAGS_seconds);
-  const size_t tensor = spec.tensor_size();
   const int pipelines = std::max(1, absl::GetFlag(FLAGS_pipelines));
   nlohmann::json report = {
       {"model_dir", options.model_dir},
@@ -111,41 +181,12 @@ int main(int argc, char** argv) {
               "pipeline CPU ms/img");
   double best_pipeline = 0;
   for (int batch : batch_sizes) {
-    // Each pipeline reports what it did when it ends; a failed call stops the bench.
-    std::vector<int64_t> forward_done(pipelines, 0), pipeline_done(pipelines, 0);
-    std::atomic<bool> failed{false};
-    auto start = Clock::now();
-    RunOnThreads(pipelines, [&](int p) {
-      std::vector<float> input(batch * tensor, 0.0f);
-      int64_t done = 0;
-      while (!failed && Since(start) < seconds) {
-        if (!(*backend)->Infer(input, batch).ok()) failed = true;
-        done += batch;
-      }
-      forward_done[p] = done;
-    });
-    const double forward =
-        std::accumulate(forward_done.begin(), forward_done.end(), int64_t{0}) / Since(start);
-    const double cpu_before = matid::SelfCpuSeconds();
-    start = Clock::now();
-    RunOnThreads(pipelines, [&](int p) {
-      std::vector<float> input(batch * tensor, 0.0f);
-      size_t next = p;
-      int64_t done = 0;
-      while (!failed && Since(start) < seconds) {
-        for (int i = 0; i < batch; ++i) {
-          const std::string& bytes = images[next++ % images.size()];
-          if (!preprocessor.Run(matid::ImageRef::Encoded(bytes), input.data() + i * tensor).ok())
-            failed = true;
-        }
-        if (!(*backend)->Infer(input, batch).ok()) failed = true;
-        done += batch;
-      }
-      pipeline_done[p] = done;
-    });
-    const int64_t done = std::accumulate(pipeline_done.begin(), pipeline_done.end(), int64_t{0});
-    const double pipeline = done / Since(start);
-    const double cpu_ms_per_image = 1000 * (matid::SelfCpuSeconds() - cpu_before) / done;
+    const BatchFigures figures =
+        MeasureBatch(**backend, preprocessor, images, batch, pipelines, seconds);
+    const bool failed = figures.failed;
+    const double forward = figures.forward_images_per_second;
+    const double pipeline = figures.pipeline_images_per_second;
+    const double cpu_ms_per_image = figures.pipeline_cpu_ms_per_image;
     if (failed) {
       std::fprintf(stderr, "matid-inprocess-bench: preprocessing or inference failed\n");
       return 1;
@@ -157,21 +198,7 @@ int main(int argc, char** argv) {
                                  {"pipeline_images_per_second", pipeline},
                                  {"pipeline_cpu_ms_per_image", cpu_ms_per_image}});
   }
-  // Single-image latency of the whole pipeline, one image at a time.
-  std::vector<double> latencies;
-  RunOnThreads(1, [&](int) {
-    std::vector<float> one(tensor);
-    size_t next = 0;
-    const auto start = Clock::now();
-    while (Since(start) < seconds) {
-      const auto t = Clock::now();
-      (void)preprocessor.Run(matid::ImageRef::Encoded(images[next++ % images.size()]), one.data());
-      (void)(*backend)->Infer(one, 1);
-      latencies.push_back(1000 * Since(t));
-    }
-  });
-  std::sort(latencies.begin(), latencies.end());
-  const double p50 = latencies[latencies.size() / 2];
+  const double p50 = SingleImageP50Ms(**backend, preprocessor, images, seconds);
   std::printf("single-image pipeline latency p50 %.3f ms; best pipeline %.1f img/s\n", p50,
               best_pipeline);
   report["single_image_p50_ms"] = p50;
