@@ -17,7 +17,6 @@ BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(os.path.dirname(__fil
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD_DIR, "test_model"))
-sys.path.insert(0, HERE)
 
 from edge_harness import Process  # noqa: E402
 

@@ -13,7 +13,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
-sys.path.insert(0, HERE)
 from edge_harness import Process  # noqa: E402
 
 

@@ -35,7 +35,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
-sys.path.insert(0, HERE)
 from docker_engine import COMPOSE, DOCKER, ENV, DockerEngine, docker  # noqa: E402
 from edge_harness import (Collector, free_port, make_certificates,  # noqa: E402
                           make_conveyor_video, wait_for)

@@ -32,7 +32,6 @@ MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 BIN = os.path.join(BUILD, "bin")
 SCHEMA = json.load(open(os.path.join(ROOT, "docs", "result-message.schema.json")))
 sys.path.insert(0, os.path.join(ROOT, "model_export"))
-sys.path.insert(0, HERE)
 import fashion_mnist  # noqa: E402
 from edge_harness import (Collector, Mosquitto, Process, free_port,  # noqa: E402
                           make_certificates, make_conveyor_video, result_message, wait_for)

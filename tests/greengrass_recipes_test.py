@@ -15,7 +15,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import tempfile
 import unittest
@@ -28,7 +27,6 @@ BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 RECIPES = os.path.join(ROOT, "deploy", "greengrass")
 THING = "test-thing"
-sys.path.insert(0, HERE)
 from edge_harness import (Collector, Mosquitto, free_port, make_certificates,  # noqa: E402
                           make_conveyor_video, wait_for)  # noqa: E402
 

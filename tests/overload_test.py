@@ -30,7 +30,6 @@ import urllib.request
 BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(BUILD_DIR, "python"))
-sys.path.insert(0, HERE)
 
 import cv2  # noqa: E402
 import grpc  # noqa: E402

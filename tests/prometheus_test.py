@@ -22,7 +22,6 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 PROMETHEUS_DIR = os.path.join(ROOT, "deploy", "prometheus")
-sys.path.insert(0, HERE)
 from edge_harness import Process, free_port  # noqa: E402
 
 

@@ -29,7 +29,6 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 BIN = os.path.join(BUILD, "bin")
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
-sys.path.insert(0, HERE)
 from edge_harness import Collector, Mosquitto, Process, make_conveyor_video, wait_for  # noqa: E402
 
 
