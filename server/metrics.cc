@@ -32,6 +32,7 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                  .Name("matid_images_total")
                  .Help("Images classified or refused, by gRPC status code")
                  .Register(r);
+  images_by_code_ = std::make_unique<CountersByCode>(images_, std::map<std::string, std::string>{});
   refusals_ = &BuildCounter()
                    .Name("matid_refusals_total")
                    .Help("Images and requests refused or dropped unrun, by reason")
@@ -42,6 +43,8 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
            .Help("Server-side time from receiving a request (stream: frame) to its answer")
            .Register(r);
   for (const char* rpc : {"Classify", "BatchClassify", "ClassifyStream"}) {
+    requests_by_rpc_[rpc] = std::make_unique<CountersByCode>(
+        requests_, std::map<std::string, std::string>{{"rpc", rpc}});
     request_duration_by_rpc_[rpc] =
         &request_duration_->Add({{"rpc", rpc}}, LatencyBucketsSeconds());
   }
@@ -97,9 +100,32 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                      .Register(r);
 }
 
+prometheus::Counter& ServerMetrics::CountersByCode::operator[](absl::StatusCode code) {
+  const int index = static_cast<int>(code);
+  if (index < 0 || index >= static_cast<int>(by_code_.size())) {
+    std::map<std::string, std::string> labels = labels_;
+    labels["code"] = absl::StatusCodeToString(code);
+    return family_->Add(labels);
+  }
+  prometheus::Counter* counter = by_code_[index].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    std::map<std::string, std::string> labels = labels_;
+    labels["code"] = absl::StatusCodeToString(code);
+    counter = &family_->Add(labels);
+    by_code_[index].store(counter, std::memory_order_release);
+  }
+  return *counter;
+}
+
 void ServerMetrics::RecordRequest(absl::string_view rpc, absl::StatusCode code,
                                   absl::Duration elapsed) {
-  requests_->Add({{"rpc", std::string(rpc)}, {"code", absl::StatusCodeToString(code)}}).Increment();
+  auto by_code = requests_by_rpc_.find(rpc);
+  if (by_code != requests_by_rpc_.end()) {
+    (*by_code->second)[code].Increment();
+  } else {
+    requests_->Add({{"rpc", std::string(rpc)}, {"code", absl::StatusCodeToString(code)}})
+        .Increment();
+  }
   auto histogram = request_duration_by_rpc_.find(rpc);
   if (histogram != request_duration_by_rpc_.end()) {
     histogram->second->Observe(Seconds(elapsed));
@@ -110,7 +136,7 @@ void ServerMetrics::RecordRequest(absl::string_view rpc, absl::StatusCode code,
 }
 
 void ServerMetrics::RecordImage(const absl::Status& status) {
-  images_->Add({{"code", absl::StatusCodeToString(status.code())}}).Increment();
+  (*images_by_code_)[status.code()].Increment();
   if (!status.ok()) RecordRefusal(status);
 }
 

@@ -4,6 +4,8 @@
 #ifndef MATID_SERVER_METRICS_H_
 #define MATID_SERVER_METRICS_H_
 
+#include <array>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -61,8 +63,28 @@ class ServerMetrics {
   // Constant after construction (families and handles are thread-safe).
   std::unique_ptr<MetricsEndpoint> endpoint_;
 
+  // Counters of one family for each status code, looked up once: the hot
+  // path loads a pointer instead of hashing labels under the family's mutex.
+  // Family::Add returns the same counter for the same labels, so two threads
+  // filling one slot at once store the same pointer.
+  class CountersByCode {
+   public:
+    CountersByCode(prometheus::Family<prometheus::Counter>* family,
+                   std::map<std::string, std::string> labels)
+        : family_(family), labels_(std::move(labels)) {}
+    prometheus::Counter& operator[](absl::StatusCode code);
+
+   private:
+    prometheus::Family<prometheus::Counter>* const family_;
+    const std::map<std::string, std::string> labels_;
+    std::array<std::atomic<prometheus::Counter*>, 17> by_code_{};  // canonical codes 0..16
+  };
+
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* images_;
+  // matid_requests_total by code for the three RPCs; matid_images_total by code.
+  std::map<std::string, std::unique_ptr<CountersByCode>, std::less<>> requests_by_rpc_;
+  std::unique_ptr<CountersByCode> images_by_code_;
   prometheus::Family<prometheus::Counter>* refusals_;
   prometheus::Family<prometheus::Histogram>* request_duration_;
   // The three RPCs' duration histograms, made once so the hot path does not
