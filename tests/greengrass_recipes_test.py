@@ -90,13 +90,19 @@ class Component:
         """Shutdown script if there is one, then SIGTERM, as the nucleus does."""
         if self.process is None:
             return 0
-        if "Shutdown" in self.lifecycle:
-            self.run_step("Shutdown")
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
-        self.log.close()
-        self.process = None
+        try:
+            if "Shutdown" in self.lifecycle:
+                self.run_step("Shutdown")
+        finally:  # whatever the Shutdown script did, the process ends here
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                code = self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code = self.process.wait(timeout=10)
+            self.log.close()
+            self.process = None
         return code
 
 
