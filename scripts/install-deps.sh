@@ -24,12 +24,26 @@ packages=(
   dataset-fashion-mnist prometheus openssl curl
 )
 
+# The Kubernetes schema validator for the deploy tests (npm registry; where
+# node/npm are installed). Quick when already there.
+install_k8s_validator() {
+  local dir="deploy/k8s/validate"
+  [ -d "$dir/node_modules/kubernetes-models" ] && return 0
+  if command -v npm >/dev/null; then
+    (cd "$(dirname "$0")/../$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+      echo "install-deps: npm ci in $dir failed; Kubernetes schema checks will be skipped" >&2
+  else
+    echo "install-deps: no npm: Kubernetes schema checks will be skipped (structural checks still run)"
+  fi
+}
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  install_k8s_validator
   exit 0
 fi
 
@@ -39,3 +53,4 @@ echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_k8s_validator

@@ -110,6 +110,12 @@ RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral"
                       "persistentVolumeClaim", "projected", "secret"}
 
 
+def validate_against_schemas(objects: list) -> subprocess.CompletedProcess:
+    """deploy/k8s/validate: the Kubernetes API schemas of npm's kubernetes-models."""
+    return subprocess.run(["node", os.path.join(K8S, "validate", "validate.js")],
+                          input=json.dumps(objects), capture_output=True, text=True, timeout=60)
+
+
 class KubernetesTest(unittest.TestCase):
     """The kustomize base and the mutual-TLS overlay, read as kustomize would
     (resources + namespace + images), checked structurally; rendered by
@@ -236,6 +242,26 @@ class KubernetesTest(unittest.TestCase):
         rewritten = re.sub("^(?:" + address["regex"] + ")$",
                            address["replacement"].replace("$", "\\"), "10.1.2.3:50051;8080")
         self.assertEqual(rewritten, "10.1.2.3:8080")
+
+    @unittest.skipUnless(shutil.which("node") and os.path.isdir(
+        os.path.join(K8S, "validate", "node_modules", "kubernetes-models")),
+        "no node or no kubernetes-models (scripts/install-deps.sh installs it with npm)")
+    def test_every_manifest_matches_the_kubernetes_api_schemas(self) -> None:
+        documents = {"base": list(self.objects.values())}
+        if shutil.which("kubectl"):  # the overlay as kustomize renders it
+            rendered = subprocess.run(["kubectl", "kustomize", os.path.join(K8S, "overlays", "mtls")],
+                                      capture_output=True, text=True, timeout=60)
+            self.assertEqual(rendered.returncode, 0, rendered.stderr)
+            documents["mtls"] = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+        for name, objects in documents.items():
+            checked = validate_against_schemas(objects)
+            self.assertEqual(checked.returncode, 0, f"{name}: {checked.stdout}{checked.stderr}")
+            self.assertEqual(checked.stdout.count("ok "), len(objects), checked.stdout)
+        broken = json.loads(json.dumps(self.deployment))
+        broken["spec"]["replicas"] = "two"
+        checked = validate_against_schemas([broken])  # the validator does catch a wrong type
+        self.assertNotEqual(checked.returncode, 0)
+        self.assertIn("replicas must be integer", checked.stdout)
 
     @unittest.skipUnless(shutil.which("kubectl"), "no kubectl: kustomize rendering not checked")
     def test_kustomize_renders_base_and_overlay(self) -> None:
