@@ -7,8 +7,8 @@ three in one target (ipv4:a,b,c) with round_robin.
     lost (every frame has a result at the broker; the camera's stream moves
     to a server that is up);
   - a DNS name (dns:///matid-pool:P) that gains an address while the camera
-    runs: the server started there receives frames within the servers'
-    maximum connection age (plus the client's 5 s between resolutions). The
+    runs: the server started there receives frames within a few of the
+    servers' connection ages (plus the client's 5 s between resolutions). The
     name lives in a private /etc/hosts, bind-mounted for the camera alone in
     its own mount namespace (unshare, root); the servers listen on
     127.0.0.1, .2 and .3.
@@ -133,7 +133,7 @@ class NewServerTest(unittest.TestCase):
         self.addCleanup(server.stop)
         return server
 
-    def test_server_added_to_the_name_gets_traffic_within_the_connection_age(self) -> None:
+    def test_server_added_to_the_name_gets_traffic_within_a_few_connection_ages(self) -> None:
         hosts = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
         port = next(p for p in range(47000, 48000) if port_free_on(p, hosts))
         first = [self.server(h, port, f"server{i}") for i, h in enumerate(hosts[:2])]
@@ -141,7 +141,7 @@ class NewServerTest(unittest.TestCase):
         with open(hosts_file, "w") as f:
             f.write("127.0.0.1 localhost\n127.0.0.1 matid-pool\n127.0.0.2 matid-pool\n")
         video = os.path.join(self.tmp, "line.avi")
-        frames = 600
+        frames = 1800  # 90 s: the camera outlives the wait below
         make_conveyor_video(video, frames, fps=20)
         broker = Mosquitto(self.tmp, "local")
         self.addCleanup(broker.stop)
@@ -162,7 +162,10 @@ class NewServerTest(unittest.TestCase):
         with open(hosts_file, "a") as f:  # in place: the bind mount sees the same file
             f.write("127.0.0.3 matid-pool\n")
         added = time.monotonic()
-        wait_for(lambda: requests_served(int(late.match.group(2))) > 0, 3 + 1 + 5 + 10,
+        # The camera's stream moves on every 3-4 s (connection age + grace +
+        # reconnect), the name is resolved again at most every 5 s, and
+        # round_robin may pick the two old servers first: a few cycles.
+        wait_for(lambda: requests_served(int(late.match.group(2))) > 0, 60,
                  "frames at the server added to the name")
         print(f"scale-out: the added server got its first frame {time.monotonic() - added:.1f} s "
               "after it joined the name", flush=True)
