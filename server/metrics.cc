@@ -101,17 +101,16 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
 }
 
 prometheus::Counter& ServerMetrics::CountersByCode::operator[](absl::StatusCode code) {
-  const int index = static_cast<int>(code);
-  if (index < 0 || index >= static_cast<int>(by_code_.size())) {
+  auto look_up = [&]() -> prometheus::Counter& {
     std::map<std::string, std::string> labels = labels_;
     labels["code"] = absl::StatusCodeToString(code);
     return family_->Add(labels);
-  }
+  };
+  const int index = static_cast<int>(code);
+  if (index < 0 || index >= static_cast<int>(by_code_.size())) return look_up();
   prometheus::Counter* counter = by_code_[index].load(std::memory_order_acquire);
   if (counter == nullptr) {
-    std::map<std::string, std::string> labels = labels_;
-    labels["code"] = absl::StatusCodeToString(code);
-    counter = &family_->Add(labels);
+    counter = &look_up();
     by_code_[index].store(counter, std::memory_order_release);
   }
   return *counter;
