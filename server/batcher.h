@@ -1,75 +1,27 @@
-// Dynamic batcher: one bounded queue of preprocessed images and worker
-// threads (one by default) that run them through the model in batches of up
-// to max_batch_size. Work-conserving: when the model is idle a batch starts at
-// once with whatever is waiting; with max_queue_delay_us > 0 a worker
-// waits up to that long for a fuller batch. Expired or cancelled tasks are
-// answered before inference and never run. A full queue refuses at once
-// (RESOURCE_EXHAUSTED): load is shed, the queue never grows unbounded.
+// Dynamic batcher: runs the batches a BatchScheduler forms through the
+// model. Per batch it answers expired or cancelled tasks without running
+// them, copies the live inputs into the worker's batch buffer, runs one
+// forward pass and hands each caller its scores. Queueing, batch forming
+// and load shedding are BatchScheduler's (see batch_scheduler.h).
 //
-// Thread-safety: Submit*, queue_depth and in_flight may be called from any
-// thread. Shutdown() may be called from any thread except a worker (that
-// is, not from a task's done callback).
+// Thread-safety: Submit*, CheckRoom, queue_depth and in_flight may be called
+// from any thread. Shutdown() may be called from any thread except a worker
+// (that is, not from a task's done callback).
 #ifndef MATID_SERVER_BATCHER_H_
 #define MATID_SERVER_BATCHER_H_
 
-#include <condition_variable>
-#include <cstdint>
-#include <deque>
-#include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/time/time.h"
+#include "server/batch_scheduler.h"
+#include "server/inference_task.h"
 #include "server/model_backend.h"
 
 namespace matid {
 
 class ServerMetrics;
-
-struct BatcherOptions {
-  // Most images in one forward pass. 1 switches batching off.
-  int max_batch_size = 8;
-  // How long the oldest queued image may wait for a fuller batch, in
-  // microseconds. 0 (default) never waits while the model is idle: lowest
-  // latency; larger values trade latency for throughput under light load.
-  int64_t max_queue_delay_us = 0;
-  // Most images waiting (not yet running). Beyond it Submit refuses with
-  // RESOURCE_EXHAUSTED. Bounds memory: each waiting image holds one tensor.
-  int max_queue_size = 128;
-  // Threads running batches side by side, each taking the next batch from
-  // the one queue (like model instances sharing one loaded model). 1 keeps
-  // one batch at a time; 2 lets a small model use both cores of a 2-core
-  // box with one LibTorch thread each, instead of one batch on two threads.
-  int workers = 1;
-};
-
-absl::Status ValidateBatcherOptions(const BatcherOptions& options);
-
-struct InferenceTiming {
-  absl::Duration queue_wait;  // from Submit to the start of its batch
-  absl::Duration inference;   // the batch's forward pass
-  int batch_size = 0;
-};
-
-struct InferenceResult {
-  std::vector<float> scores;  // one probability per label
-  InferenceTiming timing;
-};
-
-using InferenceDone = std::function<void(absl::StatusOr<InferenceResult>)>;
-
-struct InferenceTask {
-  std::vector<float> input;                      // one preprocessed image, tensor_size() floats
-  absl::Time deadline = absl::InfiniteFuture();  // not run after this
-  std::function<bool()> is_cancelled;            // or empty if the caller cannot leave
-  // Called exactly once, from the worker thread, once the task is accepted.
-  // Gets DEADLINE_EXCEEDED or CANCELLED when the task was dropped unrun.
-  InferenceDone done;
-};
 
 class Batcher {
  public:
@@ -96,51 +48,34 @@ class Batcher {
   // Whether `images` more tasks would be accepted now, with the refusal
   // Submit would give (RESOURCE_EXHAUSTED, UNAVAILABLE). A hint: the queue
   // may change before Submit. Lets callers shed load before preprocessing.
-  absl::Status CheckRoom(size_t images) const;
+  absl::Status CheckRoom(size_t images) const { return scheduler_->CheckRoom(images); }
 
-  // Refuses new tasks, runs every queued one, then joins the worker.
+  // Refuses new tasks, runs every queued one, then joins the workers.
   // Idempotent.
-  void Shutdown();
+  void Shutdown() { scheduler_->Shutdown(); }
 
-  int queue_depth() const;  // waiting, not yet running
-  int in_flight() const;    // waiting plus running
+  int queue_depth() const { return scheduler_->queue_depth(); }  // waiting, not yet running
+  int in_flight() const { return scheduler_->in_flight(); }      // waiting plus running
 
-  const BatcherOptions& options() const { return options_; }
+  const BatcherOptions& options() const { return scheduler_->options(); }
 
  private:
-  struct QueuedTask {
-    InferenceTask task;
-    absl::Time enqueued_at;
-  };
+  Batcher(ModelBackend* backend, ServerMetrics* metrics);
 
-  Batcher(const BatcherOptions& options, ModelBackend* backend, ServerMetrics* metrics);
-
-  void WorkerLoop();
-  // Blocks until a batch is due; returns empty when shut down and drained.
-  // `finished`: size of the caller's previous batch, now done.
-  std::vector<QueuedTask> NextBatch(int finished);
-  // `input`: the calling worker's reusable batch buffer.
-  void RunBatch(std::vector<QueuedTask> batch, std::vector<float>* input);
+  // Runs on a scheduler worker.
+  void RunBatch(std::vector<QueuedTask> batch);
+  // Answers the tasks that are out of time or whose caller left; returns
+  // the others.
+  static std::vector<QueuedTask> AnswerExpired(std::vector<QueuedTask> batch, absl::Time now);
   absl::Status CheckInput(const InferenceTask& task) const;
-  void UpdateQueueGauge();                       // mu_ must be held
-  absl::Status RoomLocked(size_t images) const;  // mu_ must be held
 
   // Constant after construction.
-  const BatcherOptions options_;
   ModelBackend* const backend_;
   ServerMetrics* const metrics_;  // or nullptr if not recorded
   const size_t tensor_size_;
 
-  // std::mutex rather than absl::Mutex: Debian's absl is not built for
-  // ThreadSanitizer, which then cannot see absl::Mutex's ordering.
-  mutable std::mutex mu_;
-  std::condition_variable work_available_;
-  std::deque<QueuedTask> queue_;  // guarded by mu_
-  int running_ = 0;               // guarded by mu_: images in the workers' batches
-  bool stopping_ = false;         // guarded by mu_
-
-  std::vector<std::thread> workers_;  // joined by Shutdown()
-  std::mutex shutdown_mu_;            // serialises Shutdown() callers
+  // Declared last: destroyed (drained, workers joined) first.
+  std::unique_ptr<BatchScheduler> scheduler_;
 };
 
 }  // namespace matid

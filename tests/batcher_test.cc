@@ -258,6 +258,31 @@ TEST(Batcher, ExpiredAndCancelledRequestCountsAsExpired) {
   EXPECT_EQ(RefusalReason(status), "deadline_expired");
 }
 
+// The forward-pass time a caller gets back covers the model only: not the
+// answers to the batch's expired tasks (here one that takes a second).
+TEST(Batcher, ForwardPassTimeExcludesAnsweringExpiredTasks) {
+  FakeBackend backend;
+  auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
+  auto running = HoldTheModelWithOneTask(backend, *batcher);
+  InferenceTask slow_to_answer;
+  slow_to_answer.input.assign(backend.info().input.tensor_size(), 0.0f);
+  slow_to_answer.deadline = absl::Now() + absl::Milliseconds(10);
+  slow_to_answer.done = [](absl::StatusOr<InferenceResult> result) {
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
+    absl::SleepFor(absl::Seconds(1));
+  };
+  ASSERT_TRUE(batcher->Submit(std::move(slow_to_answer)).ok());
+  auto live = std::make_shared<Outcome>();
+  ASSERT_TRUE(batcher->Submit(TaskWithTag(backend, 2, live)).ok());
+  absl::SleepFor(absl::Milliseconds(30));  // the first one's deadline passes while queued
+  backend.Release();
+  ASSERT_EQ(live->future.wait_for(kBound), std::future_status::ready);
+  auto result = live->future.get();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->timing.batch_size, 1);
+  EXPECT_LT(result->timing.inference, absl::Seconds(1));
+}
+
 TEST(Batcher, BackendFailureFailsEveryTaskOfThatBatchOnly) {
   FakeBackend backend;
   auto batcher = MakeBatcher(&backend, {.max_batch_size = 8});
