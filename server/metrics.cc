@@ -37,6 +37,9 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                    .Name("matid_refusals_total")
                    .Help("Images and requests refused or dropped unrun, by reason")
                    .Register(r);
+  for (absl::string_view reason : kRefusalReasons) {
+    refusals_by_reason_.emplace(reason, &refusals_->Add({{"reason", std::string(reason)}}));
+  }
   request_duration_ =
       &BuildHistogram()
            .Name("matid_request_duration_seconds")
@@ -140,7 +143,13 @@ void ServerMetrics::RecordImage(const absl::Status& status) {
 }
 
 void ServerMetrics::RecordRefusal(const absl::Status& status) {
-  refusals_->Add({{"reason", RefusalReason(status)}}).Increment();
+  const std::string reason = RefusalReason(status);
+  auto counter = refusals_by_reason_.find(reason);
+  if (counter != refusals_by_reason_.end()) {
+    counter->second->Increment();
+  } else {
+    refusals_->Add({{"reason", reason}}).Increment();
+  }
 }
 
 void ServerMetrics::RecordPreprocess(absl::Duration elapsed) {

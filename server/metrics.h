@@ -86,6 +86,8 @@ class ServerMetrics {
   std::map<std::string, std::unique_ptr<CountersByCode>, std::less<>> requests_by_rpc_;
   std::unique_ptr<CountersByCode> images_by_code_;
   prometheus::Family<prometheus::Counter>* refusals_;
+  // matid_refusals_total for each reason of kRefusalReasons.
+  std::map<std::string, prometheus::Counter*, std::less<>> refusals_by_reason_;
   prometheus::Family<prometheus::Histogram>* request_duration_;
   // The three RPCs' duration histograms, made once so the hot path does not
   // build bucket lists or look families up.

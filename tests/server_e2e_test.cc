@@ -18,6 +18,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "matid/v1/matid.grpc.pb.h"
+#include "server/refusal.h"
 #include "tests/server_process.h"
 #include "tests/test_paths.h"
 
@@ -338,6 +339,9 @@ TEST_F(ServerEndToEnd, MetricsEndpointExposesRequestsAndLatencyHistograms) {
   }
   EXPECT_GE(s.at("matid_inference_duration_seconds_count"), 5.0);
   EXPECT_GE(s.at("matid_refusals_total{reason=\"undecodable\"}"), 1.0);
+  for (absl::string_view reason : kRefusalReasons) {  // exported before the first refusal
+    EXPECT_THAT(s, Contains(Key(absl::StrCat("matid_refusals_total{reason=\"", reason, "\"}"))));
+  }
   EXPECT_EQ(s.at("matid_serving"), 1.0);
   double predictions = 0;
   for (const auto& [series, value] : s) {
