@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "camera/camera.h"
 #include "common/channel_credentials.h"
+#include "common/client_tls_flags.h"
 #include "camera/result_publisher.h"
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
@@ -29,9 +30,6 @@ ABSL_FLAG(std::string, camera_id, "camera-1", "Camera id: in every message and t
 ABSL_FLAG(std::string, server, "localhost:50051",
           "matid-server address: host:port, dns:///name:port (every address it resolves to) or "
           "ipv4:a:port,b:port; calls spread round-robin over the servers that are up.");
-ABSL_FLAG(std::string, tls_ca, "", "CA (PEM) that signed the server's certificate: use TLS.");
-ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.");
-ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 ABSL_FLAG(std::string, mqtt_host, "127.0.0.1", "Local MQTT broker host.");
 ABSL_FLAG(int, mqtt_port, 1883, "Local MQTT broker port.");
 ABSL_FLAG(std::string, mqtt_topic_template, std::string(matid::kDefaultResultTopicTemplate),
@@ -132,8 +130,7 @@ int main(int argc, char** argv) {
                                                   absl::GetFlag(FLAGS_mqtt_topic_template));
   if (!publisher.ok()) return matid::FailWith(publisher.status());
 
-  auto credentials = matid::ChannelCredentials(
-      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
+  auto credentials = matid::ChannelCredentialsFromFlags();
   if (!credentials.ok()) return matid::FailWith(credentials.status());
   auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials);
   matid::ResultPublisher* publisher_ptr = publisher->get();

@@ -16,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "common/channel_credentials.h"
+#include "common/client_tls_flags.h"
 #include "classify/classify_result.h"
 #include "classify/file_classifier.h"
 #include "common/image_files.h"
@@ -35,9 +36,6 @@ ABSL_FLAG(std::string, output, "-", "Output file; - for standard output.");
 ABSL_FLAG(double, timeout_seconds, 30, "Deadline of each call.");
 ABSL_FLAG(double, connect_timeout_seconds, 10, "How long to wait for the server to be reachable.");
 ABSL_FLAG(bool, progress, false, "Print progress to standard error.");
-ABSL_FLAG(std::string, tls_ca, "", "CA (PEM) that signed the server's certificate: use TLS.");
-ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.");
-ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 
 namespace {
 
@@ -60,8 +58,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectToServer() {
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(64 << 20);
   arguments.SetMaxSendMessageSize(64 << 20);
-  auto credentials = matid::ChannelCredentials(
-      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
+  auto credentials = matid::ChannelCredentialsFromFlags();
   if (!credentials.ok()) return credentials.status();
   auto channel = matid::CreateServerChannel(absl::GetFlag(FLAGS_server), *credentials, arguments);
   const auto connect_by =

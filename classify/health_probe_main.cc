@@ -8,29 +8,21 @@
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "common/channel_credentials.h"
+#include "common/client_tls_flags.h"
 #include "common/program_flags.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "Server address.");
 ABSL_FLAG(std::string, service, "", "Service name to check (empty: the whole server).");
 ABSL_FLAG(double, timeout_seconds, 3, "Deadline of the check.");
-ABSL_FLAG(std::string, tls_ca, "", "CA (PEM) that signed the server's certificate: use TLS.");
-ABSL_FLAG(std::string, tls_cert, "", "Client certificate (PEM) for mutual TLS.");
-ABSL_FLAG(std::string, tls_key, "", "Client private key (PEM) for mutual TLS.");
 
 int main(int argc, char** argv) {
   matid::ParseProgramFlags(
       argc, argv,
       "Checks a matid-server with grpc.health.v1; exit 0 when SERVING.\n"
       "Usage: matid-health-probe --server=host:port [--service=NAME]");
-  auto credentials = matid::ChannelCredentials(
-      {absl::GetFlag(FLAGS_tls_ca), absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key)});
-  if (!credentials.ok()) {
-    std::fprintf(stderr, "matid-health-probe: %s\n",
-                 std::string(credentials.status().message()).c_str());
-    return 1;
-  }
+  auto credentials = matid::ChannelCredentialsFromFlags();
+  if (!credentials.ok()) return matid::FailWith(credentials.status());
   auto stub = grpc::health::v1::Health::NewStub(
       grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials));
   grpc::health::v1::HealthCheckRequest request;
