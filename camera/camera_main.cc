@@ -11,12 +11,14 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "camera/camera.h"
+#include "camera/publish_link.h"
+#include "camera/result_publisher.h"
 #include "common/channel_credentials.h"
 #include "common/client_tls_flags.h"
-#include "camera/result_publisher.h"
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
@@ -125,9 +127,12 @@ int main(int argc, char** argv) {
   mqtt.clean_session = false;
   mqtt.reconnect_max = absl::Seconds(5);
   mqtt.log_prefix = "matid-camera: MQTT";
-  auto publisher = matid::ResultPublisher::Create(mqtt, absl::GetFlag(FLAGS_max_outbox),
-                                                  &(*metrics)->registry(),
-                                                  absl::GetFlag(FLAGS_mqtt_topic_template));
+  const matid::ResultPublisherOptions publishing{
+      .max_outbox = absl::GetFlag(FLAGS_max_outbox),
+      .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template),
+      .destination = absl::StrCat("MQTT broker ", mqtt.host, ":", mqtt.port)};
+  auto publisher = matid::ResultPublisher::Create(
+      publishing, matid::MqttPublishLinkFactory(mqtt), &(*metrics)->registry());
   if (!publisher.ok()) return matid::FailWith(publisher.status());
 
   auto credentials = matid::ChannelCredentialsFromFlags();

@@ -2,15 +2,28 @@
 
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
+
 namespace matid {
 
+absl::Status ValidateResultPublisherOptions(const ResultPublisherOptions& options) {
+  if (options.max_outbox < 1 || options.max_outbox > 10'000'000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_outbox is ", options.max_outbox, "; must be in 1..10000000"));
+  }
+  absl::Status topic = ValidateResultTopicTemplate(options.topic_template);
+  if (!topic.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--mqtt_topic_template: ", topic.message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<ResultPublisher>> ResultPublisher::Create(
-    const MqttOptions& options, int max_outbox, prometheus::Registry* registry,
-    std::string topic_template) {
-  absl::Status valid = ValidateResultTopicTemplate(topic_template);
+    const ResultPublisherOptions& options, const PublishLinkFactory& make_link,
+    prometheus::Registry* registry) {
+  absl::Status valid = ValidateResultPublisherOptions(options);
   if (!valid.ok()) return valid;
-  std::unique_ptr<ResultPublisher> publisher(
-      new ResultPublisher(std::max(1, max_outbox), std::move(topic_template)));
+  std::unique_ptr<ResultPublisher> publisher(new ResultPublisher(options));
   if (registry != nullptr) {
     auto counter = [&](const char* name, const char* help) {
       return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
@@ -28,16 +41,15 @@ absl::StatusOr<std::unique_ptr<ResultPublisher>> ResultPublisher::Create(
                                .Add({});
   }
   ResultPublisher* self = publisher.get();
-  MqttClient::Callbacks callbacks;
-  callbacks.on_published = [self](int id) { self->OnAck(id); };
-  callbacks.on_connection = [self, options](bool up, const std::string& reason) {
-    std::fprintf(stderr, "matid-camera: MQTT broker %s:%d %s%s\n", options.host.c_str(),
-                 options.port, up ? "connected" : "not connected: ", up ? "" : reason.c_str());
-    self->changed_.notify_all();
-  };
-  auto client = MqttClient::Create(options, callbacks);
-  if (!client.ok()) return client.status();
-  publisher->client_ = *std::move(client);
+  auto link = make_link({.on_acked = [self](int id) { self->OnAck(id); },
+                         .on_connection = [self](bool up, const std::string& reason) {
+                           self->OnConnection(up, reason);
+                         }});
+  if (!link.ok()) return link.status();
+  {
+    std::lock_guard<std::mutex> lock(publisher->mu_);
+    publisher->link_ = *std::move(link);
+  }
   publisher->retry_ = std::thread([self] { self->RetryLoop(); });
   return publisher;
 }
@@ -49,13 +61,13 @@ ResultPublisher::~ResultPublisher() {
   }
   changed_.notify_all();
   if (retry_.joinable()) retry_.join();
-  client_.reset();
+  link_.reset();  // its callbacks stop before the members they touch go
 }
 
 void ResultPublisher::Publish(const ResultMessage& message) {
   std::lock_guard<std::mutex> lock(mu_);
   outbox_.emplace_back(TopicFor(message.camera_id), ToJson(message));
-  if (static_cast<int>(outbox_.size()) > max_outbox_) {
+  if (static_cast<int>(outbox_.size()) > options_.max_outbox) {
     outbox_.pop_front();
     if (dropped_ != nullptr) dropped_->Increment();
   }
@@ -64,10 +76,10 @@ void ResultPublisher::Publish(const ResultMessage& message) {
 
 void ResultPublisher::FlushLocked() {
   while (!outbox_.empty()) {
-    absl::StatusOr<int> id = client_->Publish(outbox_.front().first, outbox_.front().second, 1);
+    absl::StatusOr<int> id = link_->Publish(outbox_.front().first, outbox_.front().second);
     if (!id.ok()) {
       if (failures_ != nullptr) failures_->Increment();
-      break;  // the retry loop tries again
+      break;  // the retry loop sends it again
     }
     outbox_.pop_front();
     if (early_acks_.erase(*id) == 0) {
@@ -92,11 +104,27 @@ void ResultPublisher::OnAck(int id) {
   changed_.notify_all();
 }
 
+void ResultPublisher::OnConnection(bool up, const std::string& reason) {
+  std::fprintf(stderr, "matid-camera: %s %s%s\n", options_.destination.c_str(),
+               up ? "connected" : "not connected: ", up ? "" : reason.c_str());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    link_up_ = up;
+  }
+  changed_.notify_all();
+}
+
 void ResultPublisher::RetryLoop() {
   std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_) {
-    changed_.wait_for(lock, std::chrono::milliseconds(200));
-    if (!outbox_.empty() && client_->connected()) FlushLocked();
+  while (true) {
+    changed_.wait(lock, [this] { return stopping_ || (link_up_ && !outbox_.empty()); });
+    if (stopping_) return;
+    FlushLocked();
+    if (!outbox_.empty()) {
+      // Refused although the link said it was up (it is going down, or its
+      // own queue is full): try again shortly rather than spin.
+      changed_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
+    }
   }
 }
 
