@@ -10,7 +10,7 @@
    to a second mosquitto; messages/s = 10,000 / drain time.
 
 Prints figures and writes bench/results/edge-throughput.json.
-    /usr/bin/python3 bench/edge_throughput.py [--frames 2000] [--messages 10000]
+    /usr/bin/python3 -m bench.edge_throughput [--frames 2000] [--messages 10000]
 """
 import argparse
 import datetime
@@ -19,15 +19,12 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.join(ROOT, "model_export"))
-import fashion_mnist  # noqa: E402
-from edge_harness import (Collector, Mosquitto, Process, make_certificates,  # noqa: E402
+from model_export import fashion_mnist  # noqa: E402
+from tests.edge_harness import (Collector, Mosquitto, Process, make_certificates,  # noqa: E402
                           result_message, wait_for)
 
 BIN = os.path.join(ROOT, "build", "bin")

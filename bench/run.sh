@@ -24,9 +24,9 @@ rounds=${MATID_BENCH_ROUNDS:-3}
 rm -f "$results"/run-*.json
 
 [ -f models/fashion-mnist/metadata.json ] || /usr/bin/python3 -m model_export all --quick --out models/fashion-mnist
-[ -f "$out/resnet18/metadata.json" ] || /usr/bin/python3 model_export/make_resnet18.py --out "$out/resnet18"
+[ -f "$out/resnet18/metadata.json" ] || /usr/bin/python3 -m model_export.make_resnet18 --out "$out/resnet18"
 if [ ! -d "$out/images-fmnist" ]; then
-  /usr/bin/python3 model_export/fashion_mnist.py --split test --count 1000 --out "$out/images-fmnist" >/dev/null
+  /usr/bin/python3 -m model_export.fashion_mnist --split test --count 1000 --out "$out/images-fmnist" >/dev/null
 fi
 
 # serve NAME MODEL_DIR SERVER_FLAGS... -- BENCH_FLAGS...

@@ -13,7 +13,7 @@ file descriptors. The verdict compares the first samples after warm-up with
 the last ones: growth beyond noise, or any status code outside those each
 kind of call may get, fails the run (exit code 1).
 
-    /usr/bin/python3 bench/soak.py --minutes 10 [--model DIR] [--json FILE]
+    /usr/bin/python3 -m bench.soak --minutes 10 [--model DIR] [--json FILE]
 """
 import argparse
 import json
@@ -32,14 +32,12 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "model_export"))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-import debian_python  # noqa: E402
+from model_export import debian_python  # noqa: E402
 
 debian_python.ensure()
 
 import cv2  # noqa: E402
-from edge_harness import Process  # noqa: E402  (matid programs waited on until they start)
+from tests.edge_harness import Process  # noqa: E402  (matid programs waited on until they start)
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -199,8 +197,8 @@ def main() -> int:
     model = args.model
     if model is None:
         model = os.path.join(workdir, "model")
-        subprocess.run([sys.executable, os.path.join(ROOT, "model_export", "make_test_model.py"),
-                        "--out", model], check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "model_export.make_test_model", "--out", model],
+                       cwd=ROOT, check=True, capture_output=True)
     log_path = os.path.join(workdir, "server.log")
     started_server = Process(
         [os.path.join(args.build_dir, "bin", "matid-server"), f"--model_dir={model}",

@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from dataset import Sample, folder_name, load_image, write_jsonl, write_lst
+from .dataset import Sample, folder_name, load_image, write_jsonl, write_lst
 
 CHANNEL_INDEX = {"red": 0, "green": 1, "blue": 2}  # RGB order
 

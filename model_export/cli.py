@@ -16,18 +16,17 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import debian_python  # noqa: E402
+from . import debian_python  # noqa: E402
 
 debian_python.ensure()
 
 import numpy as np  # noqa: E402
 
-import augment as augment_lib  # noqa: E402
-import dataset  # noqa: E402
-import evaluate as evaluate_lib  # noqa: E402
-import export as export_lib  # noqa: E402
-import train as train_lib  # noqa: E402
+from . import augment as augment_lib  # noqa: E402
+from . import dataset  # noqa: E402
+from . import evaluate as evaluate_lib  # noqa: E402
+from . import export as export_lib  # noqa: E402
+from . import train as train_lib  # noqa: E402
 
 # What --quick changes: a usable model in a few minutes on 2 cores.
 QUICK_PROFILE = {

@@ -15,4 +15,7 @@ def ensure() -> None:
         return
     if not os.path.exists(DEBIAN_PYTHON):
         return
-    os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
+    # Started with -m (python3 -m model_export ...): start the same module.
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    program = ["-m", spec.name] if spec is not None else [sys.argv[0]]
+    os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + program + sys.argv[1:])

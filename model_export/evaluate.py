@@ -15,9 +15,9 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from dataset import Sample
-from metrics import classification_report, roc_curve
-from train import evaluate_logits
+from .dataset import Sample
+from .metrics import classification_report, roc_curve
+from .train import evaluate_logits
 
 SCORE_TOLERANCE = 1e-3  # server vs offline probabilities considered equal
 

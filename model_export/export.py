@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from train import evaluate_logits, to_tensor
+from .train import evaluate_logits, to_tensor
 
 FP32_TOLERANCE = 1e-3  # max |logit difference| between eager and exported fp32
 QENGINE = "onednn"

@@ -4,17 +4,15 @@
 The IDX files live in /usr/share/datasets/fashion-mnist/ (gzip-compressed).
 As a script it writes images as PNG files, one folder per class:
 
-    /usr/bin/python3 model_export/fashion_mnist.py --split test --count 200 --out DIR
+    /usr/bin/python3 -m model_export.fashion_mnist --split test --count 200 --out DIR
 """
 import argparse
 import gzip
 import os
 import struct
-import sys
 from typing import Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import debian_python  # noqa: E402
+from . import debian_python  # noqa: E402
 
 debian_python.ensure()
 

@@ -3,14 +3,11 @@
 ImageNet mean/std, center crop) with fp32 and int8 (oneDNN) variants, for
 speed benchmarks only: its predictions mean nothing.
 
-    /usr/bin/python3 model_export/make_resnet18.py --out out/bench/resnet18
+    /usr/bin/python3 -m model_export.make_resnet18 --out out/bench/resnet18
 """
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import debian_python  # noqa: E402
+from . import debian_python  # noqa: E402
 
 debian_python.ensure()
 
@@ -18,8 +15,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-import export  # noqa: E402
-from fashion_mnist import LABELS  # noqa: E402
+from . import export  # noqa: E402
+from .fashion_mnist import LABELS  # noqa: E402
 
 
 def main() -> None:

@@ -6,16 +6,14 @@ model.pt (frozen TorchScript fp32), optionally model_int8.pt (oneDNN static
 quantization) and metadata.json. The weights are random with a fixed seed, so
 predictions are deterministic but meaningless: never ship this model.
 
-    /usr/bin/python3 model_export/make_test_model.py --out /tmp/model
+    /usr/bin/python3 -m model_export.make_test_model --out /tmp/model
 """
 import argparse
 import datetime
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import debian_python  # noqa: E402
+from . import debian_python  # noqa: E402
 
 debian_python.ensure()
 

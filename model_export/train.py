@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from model import ResNet
+from .model import ResNet
 
 
 @dataclass

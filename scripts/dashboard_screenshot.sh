@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$work"' EXIT
 model=${MATID_MODEL_DIR:-models/fashion-mnist}
-/usr/bin/python3 model_export/fashion_mnist.py --split test --count 2000 --out "$work/images" >/dev/null
+/usr/bin/python3 -m model_export.fashion_mnist --split test --count 2000 --out "$work/images" >/dev/null
 build/bin/matid-server --model_dir="$model" --host=127.0.0.1 --port=50061 --metrics_host=127.0.0.1 \
   --metrics_port=18061 --threads=1 > "$work/server.log" 2>&1 &
 cat > "$work/prometheus.yml" <<YAML

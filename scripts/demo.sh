@@ -22,4 +22,4 @@ if [ ! -f "$model_dir/metadata.json" ]; then
   /usr/bin/python3 -m model_export all --quick --out "$model_dir"
 fi
 
-exec /usr/bin/python3 scripts/edge_demo.py --model_dir "$model_dir" "$@"
+exec /usr/bin/python3 -m scripts.edge_demo --model_dir "$model_dir" "$@"

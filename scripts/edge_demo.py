@@ -5,7 +5,7 @@ a second mosquitto with mutual TLS standing in for AWS IoT Core, watched by
 Prometheus when it is installed. Shows live progress and a summary, then
 stops everything (Ctrl-C too). Run by scripts/demo.sh after the build.
 
-    /usr/bin/python3 scripts/edge_demo.py --model_dir models/fashion-mnist [--frames 600]
+    /usr/bin/python3 -m scripts.edge_demo --model_dir models/fashion-mnist [--frames 600]
 """
 import argparse
 import json
@@ -18,17 +18,15 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-sys.path.insert(0, os.path.join(ROOT, "model_export"))
-import debian_python  # noqa: E402
+from model_export import debian_python  # noqa: E402
 
 debian_python.ensure()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-import fashion_mnist  # noqa: E402
-from edge_harness import (Collector, Mosquitto, Process, free_port, make_certificates,  # noqa: E402
+from model_export import fashion_mnist  # noqa: E402
+from tests.edge_harness import (Collector, Mosquitto, Process, free_port, make_certificates,  # noqa: E402
                           port_is_free, wait_for)
 
 BIN = os.environ.get("MATID_BIN_DIR", os.path.join(ROOT, "build", "bin"))

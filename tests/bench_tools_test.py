@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD_DIR, "test_model"))
 
-from edge_harness import Process  # noqa: E402
+from tests.edge_harness import Process  # noqa: E402
 
 STEP = ["--step_seconds=0.5", "--warmup_seconds=0.1", "--max_requests=300"]
 

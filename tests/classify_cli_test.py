@@ -13,7 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
-from edge_harness import Process  # noqa: E402
+from tests.edge_harness import Process  # noqa: E402
 
 
 class ClassifyOutputTest(unittest.TestCase):
@@ -25,9 +25,9 @@ class ClassifyOutputTest(unittest.TestCase):
                          r"serving grpc_port=(\d+)", os.path.join(tmp, "server.log"))
         self.addCleanup(server.stop)
         images = os.path.join(tmp, "images")
-        subprocess.run([sys.executable, os.path.join(ROOT, "model_export", "fashion_mnist.py"),
+        subprocess.run([sys.executable, "-m", "model_export.fashion_mnist",
                         "--split", "test", "--count", "150", "--out", images],
-                       check=True, capture_output=True)
+                       cwd=ROOT, check=True, capture_output=True)
         bad = 0
         for folder, _, files in os.walk(images):  # some broken files among the good ones
             for name in sorted(files)[:3]:

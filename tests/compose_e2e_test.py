@@ -35,8 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
-from docker_engine import COMPOSE, DOCKER, ENV, DockerEngine, docker  # noqa: E402
-from edge_harness import (Collector, free_port, make_certificates,  # noqa: E402
+from tests.docker_engine import COMPOSE, DOCKER, ENV, DockerEngine, docker  # noqa: E402
+from tests.edge_harness import (Collector, free_port, make_certificates,  # noqa: E402
                           make_conveyor_video, wait_for)
 
 FRAMES = 600
@@ -266,9 +266,9 @@ class ComposeBoxTest(unittest.TestCase):
         """Every query of deploy/grafana's dashboard returns data from the
         box's Prometheus, after some plant-software traffic (matid-classify)."""
         images = os.path.join(self.tmp, "images")
-        subprocess.run([sys.executable, os.path.join(ROOT, "model_export", "fashion_mnist.py"),
+        subprocess.run([sys.executable, "-m", "model_export.fashion_mnist",
                         "--split", "test", "--count", "20", "--out", images],
-                       check=True, capture_output=True)
+                       cwd=ROOT, check=True, capture_output=True)
         with open(os.path.join(ROOT, "deploy", "grafana", "matid-edge-box.json")) as f:
             dashboard = json.load(f)
         queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]

@@ -25,10 +25,10 @@ class DemoKeepRunningTest(unittest.TestCase):
         log_path = os.path.join(out, "..", os.path.basename(out) + ".log")
         self.addCleanup(lambda: os.path.exists(log_path) and os.remove(log_path))
         with open(log_path, "w") as log:
-            demo = subprocess.Popen(["/usr/bin/python3", os.path.join(ROOT, "scripts", "edge_demo.py"),
+            demo = subprocess.Popen(["/usr/bin/python3", "-m", "scripts.edge_demo",
                                      "--model_dir", MODEL, "--frames", "20", "--out", out,
                                      "--keep_running"],
-                                    stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                     env=dict(os.environ, MATID_BIN_DIR=os.path.join(BUILD, "bin")))
         self.addCleanup(lambda: demo.poll() is None and demo.kill())
 

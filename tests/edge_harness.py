@@ -10,7 +10,6 @@ import re
 import shutil
 import signal
 import socket
-import sys
 import subprocess
 import threading
 import time
@@ -182,9 +181,7 @@ def make_conveyor_video(path: str, frames: int, fps: float, size: int = 56) -> N
     """An MJPG video of the first `frames` Fashion-MNIST test images, one per
     frame, size x size, for camera tests."""
     import cv2
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    "model_export"))
-    import fashion_mnist
+    from model_export import fashion_mnist
     images, _ = fashion_mnist.load("test")
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
     for i in range(frames):

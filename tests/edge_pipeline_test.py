@@ -31,9 +31,8 @@ BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 BIN = os.path.join(BUILD, "bin")
 SCHEMA = json.load(open(os.path.join(ROOT, "docs", "result-message.schema.json")))
-sys.path.insert(0, os.path.join(ROOT, "model_export"))
-import fashion_mnist  # noqa: E402
-from edge_harness import (Collector, Mosquitto, Process, free_port,  # noqa: E402
+from model_export import fashion_mnist  # noqa: E402
+from tests.edge_harness import (Collector, Mosquitto, Process, free_port,  # noqa: E402
                           make_certificates, make_conveyor_video, result_message, wait_for)
 
 

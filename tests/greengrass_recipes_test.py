@@ -27,7 +27,7 @@ BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 RECIPES = os.path.join(ROOT, "deploy", "greengrass")
 THING = "test-thing"
-from edge_harness import (Collector, Mosquitto, free_port, make_certificates,  # noqa: E402
+from tests.edge_harness import (Collector, Mosquitto, free_port, make_certificates,  # noqa: E402
                           make_conveyor_video, wait_for)  # noqa: E402
 
 VARIABLE = re.compile(r"\{(\w+):([^}]*)\}")

@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -22,13 +21,12 @@ import cv2
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "model_export"))
 
-import augment  # noqa: E402
-import dataset  # noqa: E402
-import metrics  # noqa: E402
-import train  # noqa: E402
-from cli import main as cli_main  # noqa: E402
+from model_export import augment  # noqa: E402
+from model_export import dataset  # noqa: E402
+from model_export import metrics  # noqa: E402
+from model_export import train  # noqa: E402
+from model_export.cli import main as cli_main  # noqa: E402
 
 BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(HERE, "..", "build"))
 

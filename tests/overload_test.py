@@ -36,7 +36,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import health_pb2  # noqa: E402
 import health_pb2_grpc  # noqa: E402
-from edge_harness import Process, wait_for  # noqa: E402
+from tests.edge_harness import Process, wait_for  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 
 QUEUE_SIZE = 8
@@ -123,10 +123,10 @@ class OverloadTest(unittest.TestCase):
     def setUpClass(cls) -> None:
         cls.dir = tempfile.mkdtemp(prefix="matid-overload-")
         cls.model = os.path.join(cls.dir, "slow_model")
-        subprocess.run([sys.executable, os.path.join(HERE, "..", "model_export",
-                                                     "make_test_model.py"),
+        subprocess.run([sys.executable, "-m", "model_export.make_test_model",
                         "--out", cls.model, "--width", "640", "--height", "640",
-                        "--color", "rgb"], check=True, capture_output=True)
+                        "--color", "rgb"], cwd=os.path.dirname(HERE), check=True,
+                       capture_output=True)
 
     def setUp(self) -> None:
         self.server = Server(self.model, os.path.join(self.dir, f"{self.id()}.log"))

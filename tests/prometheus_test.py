@@ -22,7 +22,7 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 PROMETHEUS_DIR = os.path.join(ROOT, "deploy", "prometheus")
-from edge_harness import Process, free_port  # noqa: E402
+from tests.edge_harness import Process, free_port  # noqa: E402
 
 
 def query(port: int, expression: str):
@@ -97,9 +97,9 @@ scrape_configs:
                                    os.path.join(tmp, "prometheus.log")))
             # Traffic for the histograms: matid-classify over a few images, a few rounds.
             images = os.path.join(tmp, "images")
-            subprocess.run([sys.executable, os.path.join(ROOT, "model_export", "fashion_mnist.py"),
+            subprocess.run([sys.executable, "-m", "model_export.fashion_mnist",
                             "--split", "test", "--count", "40", "--out", images],
-                           check=True, capture_output=True)
+                           cwd=ROOT, check=True, capture_output=True)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 subprocess.run([os.path.join(BUILD, "bin", "matid-classify"),

@@ -29,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 BIN = os.path.join(BUILD, "bin")
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
-from edge_harness import Collector, Mosquitto, Process, make_conveyor_video, wait_for  # noqa: E402
+from tests.edge_harness import Collector, Mosquitto, Process, make_conveyor_video, wait_for  # noqa: E402
 
 
 def requests_served(metrics_port: int) -> float:
@@ -56,9 +56,9 @@ class ScaleOutTest(unittest.TestCase):
 
     def test_calls_spread_over_every_server(self) -> None:
         images = os.path.join(self.tmp, "images")
-        subprocess.run([sys.executable, os.path.join(ROOT, "model_export", "fashion_mnist.py"),
+        subprocess.run([sys.executable, "-m", "model_export.fashion_mnist",
                         "--split", "test", "--count", "300", "--out", images],
-                       check=True, capture_output=True)
+                       cwd=ROOT, check=True, capture_output=True)
         done = subprocess.run([os.path.join(BIN, "matid-classify"), f"--server={self.target}",
                                "--format=csv", "--concurrency=6", images],
                               capture_output=True, text=True, timeout=120)

@@ -18,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(HERE, "..", "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 sys.path.insert(0, os.path.join(BUILD, "python"))
-from edge_harness import Mosquitto, Process, make_certificates  # noqa: E402
+from tests.edge_harness import Mosquitto, Process, make_certificates  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 
 PNG = cv2.imencode(".png", np.zeros((28, 28), np.uint8))[1].tobytes()
