@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from typing import Any, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -48,7 +49,7 @@ THREADS_NOISE = 2
 FDS_NOISE = 4
 
 
-def load_stubs(build_dir: str):
+def load_stubs(build_dir: str) -> tuple:
     sys.path.insert(0, os.path.join(build_dir, "python"))
     from matid.v1 import matid_pb2, matid_pb2_grpc
     import health_pb2
@@ -69,7 +70,8 @@ def proc_sample(pid: int) -> dict:
 class Load:
     """The mixed clients; counts every call's outcome by kind and code."""
 
-    def __init__(self, pb, pb_grpc, health_pb2, health_grpc, port: int, metrics_port: int,
+    def __init__(self, pb: Any, pb_grpc: Any, health_pb2: Any, health_grpc: Any, port: int,
+                 metrics_port: int,
                  stop: threading.Event) -> None:
         self.pb = pb
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -96,14 +98,14 @@ class Load:
             pb.Image(),
         ]
 
-    def count(self, kind: str, code: grpc.StatusCode, allowed) -> None:
+    def count(self, kind: str, code: grpc.StatusCode, allowed: set) -> None:
         with self.lock:
             key = (kind, code.name)
             self.outcomes[key] = self.outcomes.get(key, 0) + 1
             if code not in allowed and len(self.unexpected) < 20:
                 self.unexpected.append(key)
 
-    def call(self, kind: str, allowed, fn) -> None:
+    def call(self, kind: str, allowed: set, fn: Callable[[], Any]) -> None:
         try:
             fn()
             code = grpc.StatusCode.OK
@@ -111,10 +113,10 @@ class Load:
             code = error.code()
         self.count(kind, code, allowed)
 
-    def good_image(self):
+    def good_image(self) -> Any:
         return self.pb.Image(encoded=random.choice(self.good))
 
-    def loop(self, kind: str, allowed, fn) -> None:
+    def loop(self, kind: str, allowed: set, fn: Callable[[], Any]) -> None:
         while not self.stop.is_set():
             self.call(kind, allowed, fn)
 
@@ -163,7 +165,7 @@ class Load:
             response.read()
         time.sleep(0.2)
 
-    def threads(self):
+    def threads(self) -> list[threading.Thread]:
         ok = {grpc.StatusCode.OK}
         busy = {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
         kinds = [
@@ -177,7 +179,7 @@ class Load:
         return [threading.Thread(target=self.loop, args=kind, daemon=True) for kind in kinds]
 
 
-def window_median(samples, key: str, start: int, end: int) -> float:
+def window_median(samples: list[dict], key: str, start: int, end: int) -> float:
     return statistics.median(s[key] for s in samples[start:end])
 
 

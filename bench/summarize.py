@@ -14,9 +14,10 @@ import os
 import platform
 import statistics
 import sys
+from typing import Optional
 
 
-def load(directory: str, kind: str, name: str):
+def load(directory: str, kind: str, name: str) -> Optional[dict]:
     path = os.path.join(directory, f"run-{kind}-{name}.json")
     if not os.path.exists(path):
         return None
@@ -24,11 +25,11 @@ def load(directory: str, kind: str, name: str):
         return json.load(f)
 
 
-def best_served(run) -> float:
+def best_served(run: dict) -> float:
     return max(s["images_per_second"] for s in run["steps"])
 
 
-def c1_p50(run) -> float:
+def c1_p50(run: dict) -> float:
     return next(s["p50_ms"] for s in run["steps"] if s["concurrency"] == 1)
 
 
@@ -42,12 +43,12 @@ def runs(directory: str, kind: str, prefix: str) -> dict:
     return found
 
 
-def best_inprocess_cpu(run) -> float:
+def best_inprocess_cpu(run: dict) -> float:
     best = max(run["batches"], key=lambda b: b["pipeline_images_per_second"])
     return best.get("pipeline_cpu_ms_per_image", 0)
 
 
-def best_step(run):
+def best_step(run: dict) -> dict:
     return max(run["steps"], key=lambda s: s["images_per_second"])
 
 
@@ -62,7 +63,7 @@ ROUND_CONFIGS = {
 }
 
 
-def interleaved_rounds(directory: str, model: str):
+def interleaved_rounds(directory: str, model: str) -> list[dict]:
     """Ratio and c=1 gap of each complete round, in order."""
     inproc_names, throughput_name, latency_name, batch_rpc_name = ROUND_CONFIGS[model]
     found = []

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from typing import List, Optional, Tuple
 
 from . import debian_python  # noqa: E402
 
@@ -43,7 +44,7 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def int_list(text: str):
+def int_list(text: str) -> List[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
@@ -113,7 +114,8 @@ def resolve_profile(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def image_size(args: argparse.Namespace, prepared: dataset.PreparedDataset):
+def image_size(args: argparse.Namespace,
+               prepared: dataset.PreparedDataset) -> Tuple[int, int]:
     if args.image_size > 0:
         return args.image_size, args.image_size
     first = dataset.load_image(os.path.join(prepared.data_dir, prepared.splits["train"][0].path),
@@ -121,7 +123,7 @@ def image_size(args: argparse.Namespace, prepared: dataset.PreparedDataset):
     return first.shape[1], first.shape[0]
 
 
-def stage_prepare(args):
+def stage_prepare(args: argparse.Namespace) -> None:
     started = time.monotonic()
     prepared = dataset.prepare(args.work, args.source, args.validation_fraction, args.seed,
                                args.limit_per_class, args.test_source)
@@ -130,7 +132,7 @@ def stage_prepare(args):
           f"in {time.monotonic() - started:.1f}s; manifests in {args.work}/manifests")
 
 
-def stage_augment(args):
+def stage_augment(args: argparse.Namespace) -> None:
     prepared = dataset.load_prepared(args.work)
     options = augment_lib.AugmentOptions(
         fraction=args.augment_fraction, size=args.image_size, rotate45=args.rotate45,
@@ -145,12 +147,13 @@ def stage_augment(args):
           f"(train_augmented.lst / .jsonl)")
 
 
-def training_samples(args, prepared):
+def training_samples(args: argparse.Namespace,
+                     prepared: dataset.PreparedDataset) -> List[dataset.Sample]:
     path = os.path.join(args.work, "manifests", "train_augmented.lst")
     return dataset.read_lst(path) if os.path.exists(path) else prepared.splits["train"]
 
 
-def stage_train(args):
+def stage_train(args: argparse.Namespace) -> None:
     prepared = dataset.load_prepared(args.work)
     size = image_size(args, prepared)
     started = time.monotonic()
@@ -172,7 +175,7 @@ def stage_train(args):
                     os.path.join(args.work, "checkpoints"))
 
 
-def stage_export(args):
+def stage_export(args: argparse.Namespace) -> None:
     prepared = dataset.load_prepared(args.work)
     size = image_size(args, prepared)
     model, info = train_lib.load_checkpoint(os.path.join(args.work, "checkpoints", "best.pt"))
@@ -192,7 +195,7 @@ def stage_export(args):
     print(f"export: wrote {args.out} (model.pt{', model_int8.pt' if args.int8 else ''}, metadata.json)")
 
 
-def stage_evaluate(args):
+def stage_evaluate(args: argparse.Namespace) -> None:
     prepared = dataset.load_prepared(args.work)
     metadata = export_lib.read_metadata(args.out)
     size = (metadata["input"]["width"], metadata["input"]["height"])
@@ -241,7 +244,7 @@ STAGES = {"prepare": stage_prepare, "augment": stage_augment, "train": stage_tra
           "export": stage_export, "evaluate": stage_evaluate}
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     args = resolve_profile(build_parser().parse_args(argv))
     stages = list(STAGES) if args.stage == "all" else [args.stage]
     started = time.monotonic()

@@ -13,7 +13,7 @@ import copy
 import datetime
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ def export_model(model: nn.Module, out_dir: str, labels: List[str], color: str,
                  calibration_images: np.ndarray, check_images: np.ndarray,
                  name: str = "fashion-mnist-resnet", version: Optional[str] = None,
                  extra_metrics: Optional[Dict[str, float]] = None,
-                 int8: bool = True, log=print) -> Dict:
+                 int8: bool = True, log: Callable[[str], None] = print) -> Dict:
     """Writes the model directory and returns the export checks."""
     os.makedirs(out_dir, exist_ok=True)
     model = model.eval()

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -113,7 +113,7 @@ class EarlyStopping:
 
 def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
           val_labels: np.ndarray, classes: int, hp: Hyperparameters, out_dir: str,
-          log=print) -> Tuple[nn.Module, TrainResult]:
+          log: Callable[[str], None] = print) -> Tuple[nn.Module, TrainResult]:
     """Trains, logs each epoch to the console and out_dir/training_log.csv,
     keeps the best model (by validation accuracy) in out_dir/best.pt."""
     torch.manual_seed(hp.seed)

@@ -68,7 +68,7 @@ def scrape(port: int) -> dict:
     return values
 
 
-def percentile(values, q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 

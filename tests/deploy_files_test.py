@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 
 
-def load_all(path):
+def load_all(path: str) -> list:
     with open(path) as f:
         return [doc for doc in yaml.safe_load_all(f) if doc]
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
@@ -32,7 +33,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
+             interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -46,7 +48,7 @@ def run(*command: str) -> None:
     subprocess.run(command, check=True, capture_output=True)
 
 
-def make_certificates(directory: str, server_names=("localhost",)) -> dict:
+def make_certificates(directory: str, server_names: Sequence[str] = ("localhost",)) -> dict:
     """A CA, a server certificate for 127.0.0.1 and `server_names` (DNS), a
     client certificate, and a client certificate from another (untrusted) CA.
     Keys are readable by every user: containers running as non-root read them."""
@@ -113,7 +115,7 @@ class Mosquitto:
 class Process:
     """A matid program; waits for its start-up line."""
 
-    def __init__(self, args, ready: str, log_path: str) -> None:
+    def __init__(self, args: Sequence[str], ready: str, log_path: str) -> None:
         self.log_path = log_path
         self.log = open(log_path, "a")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -124,7 +126,7 @@ class Process:
         with open(self.log_path) as f:
             return f.read()
 
-    def stop(self, sig=signal.SIGTERM) -> int:
+    def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         code = self.process.wait(timeout=30)
@@ -160,7 +162,7 @@ class Collector:
                 self.ids.append(record["message_id"])
                 self.payloads.append(record)
 
-    def seen(self):
+    def seen(self) -> list[str]:
         with self.lock:
             return list(self.ids)
 

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import unittest
+from typing import Any
 
 import jsonschema
 import paho.mqtt.client as mqtt
@@ -58,7 +59,7 @@ class EdgePipelineTest(unittest.TestCase):
             except Exception:  # noqa: BLE001 - best effort: never leave processes behind
                 pass
 
-    def start(self, thing):
+    def start(self, thing: Any) -> Any:
         self.cleanup.append(thing.stop if hasattr(thing, "stop") else thing.close)
         return thing
 
@@ -109,7 +110,7 @@ class EdgePipelineTest(unittest.TestCase):
         self.assertTrue(all(p["needs_inspection"] for p in collector.payloads))
         self.assertEqual(len(os.listdir(inspection)), frames)
 
-    def start_camera_on_images(self, frames: int, *camera_flags: str):
+    def start_camera_on_images(self, frames: int, *camera_flags: str) -> tuple:
         """Fashion-MNIST test images in a folder, a local broker with a
         collector, and matid-camera reading the folder towards a server port
         that the test brings up itself. Returns (camera, collector, port, log)."""

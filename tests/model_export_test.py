@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import unittest
+from typing import Any
 
 import cv2
 import numpy as np
@@ -51,7 +52,7 @@ def make_shapes_dataset(root: str, per_class: int = 50, size: int = 20, seed: in
             cv2.imwrite(os.path.join(root, name, f"{name}_{i:03d}.png"), image)
 
 
-def read_json(path: str):
+def read_json(path: str) -> Any:
     with open(path) as f:
         return json.load(f)
 
@@ -269,7 +270,7 @@ class BadDatasetTest(TempDirTest):
         self.source = os.path.join(self.tmp, "source")
         make_shapes_dataset(self.source, per_class=10)
 
-    def assert_prepare_fails(self, says: str, **kwargs) -> None:
+    def assert_prepare_fails(self, says: str, **kwargs: Any) -> None:
         with self.assertRaises(dataset.DatasetError) as caught:
             dataset.prepare(os.path.join(self.tmp, "work"), self.source, **kwargs)
         self.assertIn(says, str(caught.exception))

@@ -104,7 +104,7 @@ class Server:
         wait_for(lambda: self.queue_depth() == 0 and scrape(self.metrics_port).get(
             "matid_in_flight_requests", 0) == 0, 30, "the server to go idle")
 
-    def fill_queue(self, images: int, timeout: float = 60):
+    def fill_queue(self, images: int, timeout: float = 60) -> grpc.Future:
         """One BatchClassify of `images` items (queued all or none): a
         future holding the queue busy for images x ~20 ms."""
         batch = matid_pb2.BatchClassifyRequest(items=[request(f"fill-{i}") for i in range(images)])

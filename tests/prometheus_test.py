@@ -25,7 +25,7 @@ PROMETHEUS_DIR = os.path.join(ROOT, "deploy", "prometheus")
 from tests.edge_harness import Process, free_port  # noqa: E402
 
 
-def query(port: int, expression: str):
+def query(port: int, expression: str) -> list:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expression})
     answer = json.load(urllib.request.urlopen(url, timeout=5))
     return answer["data"]["result"] if answer["status"] == "success" else []

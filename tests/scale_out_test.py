@@ -23,6 +23,7 @@ import socket
 import time
 import unittest
 import urllib.request
+from typing import Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -106,7 +107,7 @@ def stop_process(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
-def port_free_on(port: int, hosts) -> bool:
+def port_free_on(port: int, hosts: Sequence[str]) -> bool:
     for host in hosts:
         with socket.socket() as s:
             try:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+from typing import Any, Optional
 
 import cv2
 import grpc
@@ -49,7 +50,8 @@ class ServerTlsTest(unittest.TestCase):
         self.addCleanup(server.stop)
         return f"127.0.0.1:{server.match.group(1)}"
 
-    def classify(self, address: str, client: str = None, secure: bool = True):
+    def classify(self, address: str, client: Optional[str] = None,
+                 secure: bool = True) -> Any:
         if secure:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=read(self.certs["ca.crt"]),
@@ -63,7 +65,7 @@ class ServerTlsTest(unittest.TestCase):
             return stub.Classify(matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG)),
                                  timeout=10)
 
-    def assert_refused(self, code, *args, **kwargs) -> str:
+    def assert_refused(self, code: grpc.StatusCode, *args: Any, **kwargs: Any) -> str:
         with self.assertRaises(grpc.RpcError) as caught:
             self.classify(*args, **kwargs)
         self.assertEqual(caught.exception.code(), code, caught.exception.details())
