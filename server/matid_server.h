@@ -81,7 +81,7 @@ class MatidServer {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 
-  std::mutex shutdown_mu_;  // std::mutex: visible to ThreadSanitizer (see batcher.h)
+  std::mutex shutdown_mu_;  // std::mutex: visible to ThreadSanitizer (see batch_scheduler.h)
   bool shut_down_ = false;  // guarded by shutdown_mu_
 };
 

@@ -2,13 +2,13 @@
 // with no model behind it.
 #include "server/batch_scheduler.h"
 
-#include <condition_variable>
 #include <mutex>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/refusal.h"
+#include "tests/hold_gate.h"
 
 namespace matid {
 namespace {
@@ -20,36 +20,26 @@ using ::testing::ElementsAre;
 class RecordingCallback {
  public:
   void Run(std::vector<QueuedTask> batch) {
-    std::unique_lock<std::mutex> lock(mu_);
-    std::vector<int> tags;
-    for (const QueuedTask& queued : batch) tags.push_back(static_cast<int>(queued.task.input[0]));
-    batches_.push_back(tags);
-    changed_.notify_all();
-    changed_.wait(lock, [this] { return !held_; });
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::vector<int> tags;
+      for (const QueuedTask& queued : batch) tags.push_back(static_cast<int>(queued.task.input[0]));
+      batches_.push_back(tags);
+    }
+    gate_.Pass();
   }
-  void Hold() {
-    std::lock_guard<std::mutex> lock(mu_);
-    held_ = true;
-  }
-  void Release() {
-    std::lock_guard<std::mutex> lock(mu_);
-    held_ = false;
-    changed_.notify_all();
-  }
-  void WaitForBatches(size_t count) {
-    std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait_for(lock, std::chrono::seconds(10), [&] { return batches_.size() >= count; });
-  }
+  void Hold() { gate_.Close(); }
+  void Release() { gate_.Open(); }
+  void WaitForBatches(int count) { gate_.WaitForArrivals(count); }
   std::vector<std::vector<int>> batches() const {
     std::lock_guard<std::mutex> lock(mu_);
     return batches_;
   }
 
  private:
+  HoldGate gate_;
   mutable std::mutex mu_;
-  std::condition_variable changed_;
-  bool held_ = false;
-  std::vector<std::vector<int>> batches_;
+  std::vector<std::vector<int>> batches_;  // guarded by mu_
 };
 
 std::vector<InferenceTask> Tasks(std::initializer_list<int> tags) {

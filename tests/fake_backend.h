@@ -5,7 +5,6 @@
 #define MATID_TESTS_FAKE_BACKEND_H_
 
 #include <cmath>
-#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -13,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "server/model_backend.h"
+#include "tests/hold_gate.h"
 
 namespace matid {
 
@@ -45,11 +45,9 @@ class FakeBackend final : public ModelBackend {
   absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input, int batch_size) override {
     absl::Duration delay;
     absl::Status failure;
+    gate_.Pass();
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      ++entered_;
-      changed_.notify_all();
-      changed_.wait(lock, [this] { return !held_; });
+      std::lock_guard<std::mutex> lock(mu_);
       batch_sizes_.push_back(batch_size);
       delay = delay_;
       failure = failure_;
@@ -67,22 +65,10 @@ class FakeBackend final : public ModelBackend {
   }
 
   // While held, Infer() blocks after counting itself as entered.
-  void Hold() {
-    std::lock_guard<std::mutex> lock(mu_);
-    held_ = true;
-  }
-  void Release() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      held_ = false;
-    }
-    changed_.notify_all();
-  }
+  void Hold() { gate_.Close(); }
+  void Release() { gate_.Open(); }
   // Blocks until Infer() has been entered `count` times in all.
-  void WaitForEntered(int count) {
-    std::unique_lock<std::mutex> lock(mu_);
-    changed_.wait(lock, [this, count] { return entered_ >= count; });
-  }
+  void WaitForEntered(int count) { gate_.WaitForArrivals(count); }
   void set_delay(absl::Duration delay) {
     std::lock_guard<std::mutex> lock(mu_);
     delay_ = delay;
@@ -104,12 +90,10 @@ class FakeBackend final : public ModelBackend {
 
  private:
   const ModelInfo info_;
-  // std::mutex: visible to ThreadSanitizer (see server/batcher.h).
+  HoldGate gate_;  // Infer() passes it on entry
+  // std::mutex: visible to ThreadSanitizer (see server/batch_scheduler.h).
   mutable std::mutex mu_;
-  std::condition_variable changed_;  // held_ or entered_ changed
-  bool held_ = false;                // guarded by mu_, like every field below
-  int entered_ = 0;
-  absl::Duration delay_;
+  absl::Duration delay_;  // guarded by mu_, like every field below
   absl::Status failure_;
   std::vector<int> batch_sizes_;
 };

@@ -1,0 +1,49 @@
+// A gate tests put in a worker's path to reach queueing states without
+// sleeping: while closed, Pass() blocks; every Pass() is counted on
+// arrival, so a test can wait until a worker stands at the gate.
+// Thread-safe.
+#ifndef MATID_TESTS_HOLD_GATE_H_
+#define MATID_TESTS_HOLD_GATE_H_
+
+#include <condition_variable>
+#include <mutex>
+
+namespace matid {
+
+class HoldGate {
+ public:
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  void Open() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      closed_ = false;
+    }
+    changed_.notify_all();
+  }
+  // Counts the arrival, then waits while the gate is closed.
+  void Pass() {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++arrivals_;
+    changed_.notify_all();
+    changed_.wait(lock, [this] { return !closed_; });
+  }
+  // Blocks until Pass() has been reached `count` times in all.
+  void WaitForArrivals(int count) {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [this, count] { return arrivals_ >= count; });
+  }
+
+ private:
+  // std::mutex: visible to ThreadSanitizer (see server/batch_scheduler.h).
+  std::mutex mu_;
+  std::condition_variable changed_;  // closed_ or arrivals_ changed
+  bool closed_ = false;              // guarded by mu_
+  int arrivals_ = 0;                 // guarded by mu_
+};
+
+}  // namespace matid
+
+#endif  // MATID_TESTS_HOLD_GATE_H_
