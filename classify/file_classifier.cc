@@ -50,6 +50,65 @@ void Fail(ClassifyResult* result, const std::string& code, const std::string& er
   result->error = error;
 }
 
+double MillisecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+// One image through Classify.
+void ClassifyOne(v1::Classifier::StubInterface* stub, const FileClassifierOptions& options,
+                 std::string bytes, ClassifyResult* result) {
+  const auto start = std::chrono::steady_clock::now();
+  v1::ClassifyRequest request;
+  request.mutable_image()->set_encoded(std::move(bytes));
+  request.set_top_k(options.top_k);
+  request.set_request_id(result->path);
+  v1::ClassifyResponse response;
+  grpc::Status status = CallWithRetry(
+      options, [&](grpc::ClientContext* c) { return stub->Classify(c, request, &response); });
+  result->latency_ms = MillisecondsSince(start);
+  if (status.ok()) {
+    FillTop(response.predictions(), result);
+  } else {
+    Fail(result, CodeName(status.error_code()), status.error_message());
+  }
+}
+
+// Several images through one BatchClassify; each keeps its own status.
+void ClassifyBatch(v1::Classifier::StubInterface* stub, const FileClassifierOptions& options,
+                   std::vector<std::string> bytes, const std::vector<ClassifyResult*>& results) {
+  const auto start = std::chrono::steady_clock::now();
+  v1::BatchClassifyRequest request;
+  for (size_t j = 0; j < results.size(); ++j) {
+    v1::ClassifyRequest* item = request.add_items();
+    item->mutable_image()->set_encoded(std::move(bytes[j]));
+    item->set_top_k(options.top_k);
+    item->set_request_id(results[j]->path);
+  }
+  v1::BatchClassifyResponse response;
+  grpc::Status status = CallWithRetry(options, [&](grpc::ClientContext* c) {
+    return stub->BatchClassify(c, request, &response);
+  });
+  const double latency = MillisecondsSince(start);
+  for (size_t j = 0; j < results.size(); ++j) {
+    ClassifyResult& result = *results[j];
+    result.latency_ms = latency;
+    if (!status.ok()) {
+      Fail(&result, CodeName(status.error_code()), status.error_message());
+    } else if (static_cast<int>(j) >= response.results_size()) {
+      Fail(&result, "INTERNAL", "server returned fewer results than items");
+    } else {
+      const v1::BatchItemResult& item = response.results(static_cast<int>(j));
+      if (item.status().code() == 0) {
+        FillTop(item.response().predictions(), &result);
+      } else {
+        Fail(&result, absl::StatusCodeToString(static_cast<absl::StatusCode>(item.status().code())),
+             item.status().message());
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<ClassifyResult> ClassifyFiles(v1::Classifier::StubInterface* stub,
@@ -67,72 +126,23 @@ std::vector<ClassifyResult> ClassifyFiles(v1::Classifier::StubInterface* stub,
       const size_t begin = next.fetch_add(unit);
       if (begin >= files.size()) return;
       const size_t end = std::min(files.size(), begin + unit);
-
-      // Read this unit's files; unreadable ones fail locally.
-      std::vector<std::string> bytes(end - begin);
-      std::vector<size_t> readable;
+      // Read this unit's files; unreadable ones fail locally, unsent.
+      std::vector<std::string> bytes;
+      std::vector<ClassifyResult*> readable;
       for (size_t i = begin; i < end; ++i) {
         results[i].path = files[i];
         absl::StatusOr<std::string> content = ReadFileContents(files[i]);
         if (content.ok()) {
-          bytes[i - begin] = *std::move(content);
-          readable.push_back(i);
+          bytes.push_back(*std::move(content));
+          readable.push_back(&results[i]);
         } else {
           Fail(&results[i], "NOT_FOUND", "cannot read file");
         }
       }
-      const auto start = std::chrono::steady_clock::now();
-      auto elapsed_ms = [&start] {
-        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-            .count();
-      };
-
       if (!options.use_batch_rpc && !readable.empty()) {
-        const size_t i = readable.front();
-        v1::ClassifyRequest request;
-        request.mutable_image()->set_encoded(std::move(bytes[i - begin]));
-        request.set_top_k(options.top_k);
-        request.set_request_id(files[i]);
-        v1::ClassifyResponse response;
-        grpc::Status status = CallWithRetry(
-            options, [&](grpc::ClientContext* c) { return stub->Classify(c, request, &response); });
-        results[i].latency_ms = elapsed_ms();
-        if (status.ok()) {
-          FillTop(response.predictions(), &results[i]);
-        } else {
-          Fail(&results[i], CodeName(status.error_code()), status.error_message());
-        }
+        ClassifyOne(stub, options, std::move(bytes.front()), readable.front());
       } else if (!readable.empty()) {
-        v1::BatchClassifyRequest request;
-        for (size_t i : readable) {
-          v1::ClassifyRequest* item = request.add_items();
-          item->mutable_image()->set_encoded(std::move(bytes[i - begin]));
-          item->set_top_k(options.top_k);
-          item->set_request_id(files[i]);
-        }
-        v1::BatchClassifyResponse response;
-        grpc::Status status = CallWithRetry(options, [&](grpc::ClientContext* c) {
-          return stub->BatchClassify(c, request, &response);
-        });
-        const double latency = elapsed_ms();
-        for (size_t j = 0; j < readable.size(); ++j) {
-          ClassifyResult& result = results[readable[j]];
-          result.latency_ms = latency;
-          if (!status.ok()) {
-            Fail(&result, CodeName(status.error_code()), status.error_message());
-          } else if (static_cast<int>(j) >= response.results_size()) {
-            Fail(&result, "INTERNAL", "server returned fewer results than items");
-          } else {
-            const v1::BatchItemResult& item = response.results(static_cast<int>(j));
-            if (item.status().code() == 0) {
-              FillTop(item.response().predictions(), &result);
-            } else {
-              Fail(&result,
-                   absl::StatusCodeToString(static_cast<absl::StatusCode>(item.status().code())),
-                   item.status().message());
-            }
-          }
-        }
+        ClassifyBatch(stub, options, std::move(bytes), readable);
       }
       if (progress) {
         std::lock_guard<std::mutex> lock(progress_mu);
