@@ -20,9 +20,7 @@ absl::StatusOr<ColorMode> ParseColor(const std::string& color) {
 }
 
 absl::StatusOr<ResizeMode> ParseResize(const std::string& resize) {
-  if (resize.empty() || resize == "stretch") return ResizeMode::kStretch;
-  if (resize == "center_crop") return ResizeMode::kCenterCrop;
-  if (resize == "letterbox") return ResizeMode::kLetterbox;
+  if (auto mode = ParseResizeMode(resize)) return *mode;
   return absl::InvalidArgumentError(
       absl::StrCat("metadata input.resize is \"", resize,
                    "\"; expected \"stretch\", \"center_crop\" or \"letterbox\""));
@@ -47,17 +45,6 @@ absl::string_view ColorModeName(ColorMode mode) {
   return mode == ColorMode::kGray ? "gray" : "rgb";
 }
 
-absl::string_view ResizeModeName(ResizeMode mode) {
-  switch (mode) {
-    case ResizeMode::kStretch:
-      return "stretch";
-    case ResizeMode::kCenterCrop:
-      return "center_crop";
-    case ResizeMode::kLetterbox:
-      return "letterbox";
-  }
-  return "stretch";
-}
 
 absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   v1::ModelMetadata metadata;

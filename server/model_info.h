@@ -9,11 +9,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/model_input_fit.h"
 
 namespace matid {
 
 enum class ColorMode { kGray, kRgb };
-enum class ResizeMode { kStretch, kCenterCrop, kLetterbox };
 
 struct InputSpec {
   int width = 0;
@@ -39,7 +39,6 @@ struct ModelInfo {
 };
 
 absl::string_view ColorModeName(ColorMode mode);
-absl::string_view ResizeModeName(ResizeMode mode);
 
 // Parses and validates metadata.json text (the JSON form of
 // matid.v1.ModelMetadata). Unknown fields are ignored so newer exporters

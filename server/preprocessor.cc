@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/model_input_fit.h"
 #include "server/image_header.h"
 #include "server/refusal.h"
 
@@ -123,45 +124,6 @@ absl::StatusOr<cv::Mat> ConvertRaw(const RawPixels& raw, ColorMode color,
   return converted;
 }
 
-cv::Mat ResizeTo(const cv::Mat& src, int width, int height) {
-  if (src.cols == width && src.rows == height) return src;
-  // INTER_AREA averages when shrinking (no aliasing); bilinear otherwise.
-  const int interpolation =
-      (src.cols >= width && src.rows >= height) ? cv::INTER_AREA : cv::INTER_LINEAR;
-  cv::Mat resized;
-  cv::resize(src, resized, cv::Size(width, height), 0, 0, interpolation);
-  return resized;
-}
-
-cv::Mat Fit(const cv::Mat& src, const InputSpec& spec) {
-  const int w = spec.width;
-  const int h = spec.height;
-  switch (spec.resize) {
-    case ResizeMode::kStretch:
-      return ResizeTo(src, w, h);
-    case ResizeMode::kCenterCrop: {
-      // Scale so the image covers the target, then cut the middle out.
-      const double scale =
-          std::max(static_cast<double>(w) / src.cols, static_cast<double>(h) / src.rows);
-      const int sw = std::max(w, static_cast<int>(std::lround(src.cols * scale)));
-      const int sh = std::max(h, static_cast<int>(std::lround(src.rows * scale)));
-      const cv::Mat scaled = ResizeTo(src, sw, sh);
-      return scaled(cv::Rect((sw - w) / 2, (sh - h) / 2, w, h));
-    }
-    case ResizeMode::kLetterbox: {
-      // Scale so the image fits inside the target, pad the rest with black.
-      const double scale =
-          std::min(static_cast<double>(w) / src.cols, static_cast<double>(h) / src.rows);
-      const int sw = std::clamp(static_cast<int>(std::lround(src.cols * scale)), 1, w);
-      const int sh = std::clamp(static_cast<int>(std::lround(src.rows * scale)), 1, h);
-      cv::Mat canvas = cv::Mat::zeros(h, w, src.type());
-      ResizeTo(src, sw, sh).copyTo(canvas(cv::Rect((w - sw) / 2, (h - sh) / 2, sw, sh)));
-      return canvas;
-    }
-  }
-  return ResizeTo(src, w, h);
-}
-
 }  // namespace
 
 Preprocessor::Preprocessor(const InputSpec& spec, const PreprocessOptions& options)
@@ -179,7 +141,7 @@ absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
                                          ? DecodeEncoded(image.encoded, spec_.color, options_)
                                          : ConvertRaw(image.raw, spec_.color, options_);
     if (!pixels.ok()) return pixels.status();
-    const cv::Mat fitted = Fit(*pixels, spec_);
+    const cv::Mat fitted = FitToModel(*pixels, spec_.width, spec_.height, spec_.resize);
 
     // HWC uint8 (BGR for colour) -> CHW float (RGB for colour).
     const int channels = spec_.channels();
