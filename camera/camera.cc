@@ -138,13 +138,17 @@ void Camera::Stop() {
   changed_.notify_all();
 }
 
-absl::StatusOr<v1::Image> Camera::Encode(const cv::Mat& frame) const {
-  cv::Mat view = frame;
-  if (!options_.roi.empty()) {
-    const cv::Rect roi = options_.roi & cv::Rect(0, 0, frame.cols, frame.rows);
-    if (roi.empty()) return absl::InvalidArgumentError("region of interest is outside the frame");
-    view = frame(roi);
-  }
+absl::StatusOr<cv::Mat> Camera::RegionOfInterest(const cv::Mat& frame) const {
+  if (options_.roi.empty()) return frame;
+  const cv::Rect roi = options_.roi & cv::Rect(0, 0, frame.cols, frame.rows);
+  if (roi.empty()) return absl::InvalidArgumentError("region of interest is outside the frame");
+  return frame(roi);
+}
+
+absl::StatusOr<v1::Image> Camera::Encode(const cv::Mat& roi_view,
+                                         const std::optional<ModelFit>& fit) const try {
+  const cv::Mat view =
+      fit ? ShrinkForModel(roi_view, fit->width, fit->height, fit->mode) : roi_view;
   v1::Image image;
   if (options_.jpeg_quality > 0) {
     std::vector<uint8_t> bytes;
@@ -152,16 +156,48 @@ absl::StatusOr<v1::Image> Camera::Encode(const cv::Mat& frame) const {
       return absl::InternalError("JPEG encoding failed");
     }
     image.set_encoded(std::string(bytes.begin(), bytes.end()));
+    return image;
+  }
+  // Raw BGR: written once, straight into the message's buffer.
+  v1::RawImage* raw = image.mutable_raw();
+  raw->set_width(view.cols);
+  raw->set_height(view.rows);
+  raw->set_format(v1::PIXEL_FORMAT_BGR8);
+  std::string* pixels = raw->mutable_pixels();
+  pixels->resize(view.total() * 3);
+  cv::Mat into(view.rows, view.cols, CV_8UC3, pixels->data());
+  if (view.channels() == 3) {
+    view.copyTo(into);
   } else {
-    cv::Mat bgr = view.channels() == 3 ? view.clone() : cv::Mat();
-    if (bgr.empty()) cv::cvtColor(view, bgr, cv::COLOR_GRAY2BGR);
-    v1::RawImage* raw = image.mutable_raw();
-    raw->set_width(bgr.cols);
-    raw->set_height(bgr.rows);
-    raw->set_format(v1::PIXEL_FORMAT_BGR8);
-    raw->set_pixels(std::string(reinterpret_cast<const char*>(bgr.data), bgr.total() * 3));
+    cv::cvtColor(view, into, cv::COLOR_GRAY2BGR);
   }
   return image;
+} catch (const cv::Exception& e) {
+  return absl::InternalError(absl::StrCat("frame could not be encoded: ", e.what()));
+}
+
+void Camera::LearnModelFit() {
+  if (!options_.shrink_to_model) return;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::HealthResponse health;
+  const grpc::Status status = stub_->Health(&context, v1::HealthRequest(), &health);
+  const v1::InputSpec& input = health.model().input();
+  const std::optional<ResizeMode> mode = ParseResizeMode(input.resize());
+  if (!status.ok() || input.width() == 0 || input.height() == 0 || !mode) {
+    // Frames go as they are until a later connection learns the size.
+    std::fprintf(stderr, "matid-camera: model input size unknown (%s); sending whole frames\n",
+                 status.ok() ? "Health has no input size" : status.error_message().c_str());
+    return;
+  }
+  const ModelFit fit{static_cast<int>(input.width()), static_cast<int>(input.height()), *mode};
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!model_fit_ || model_fit_->width != fit.width || model_fit_->height != fit.height ||
+      model_fit_->mode != fit.mode) {
+    std::fprintf(stderr, "matid-camera: frames shrunk to the model input %dx%d (%s)\n", fit.width,
+                 fit.height, std::string(ResizeModeName(fit.mode)).c_str());
+  }
+  model_fit_ = fit;
 }
 
 void Camera::CaptureLoop() {
@@ -195,16 +231,27 @@ void Camera::CaptureLoop() {
     if (read_count++ % std::max(1, options_.every_nth_frame) != 0) continue;
     if (captured_at - last_kept < min_gap) continue;
     last_kept = captured_at;
-    absl::StatusOr<v1::Image> image = Encode(*frame);
+    absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(*frame);
+    if (!roi_view.ok()) {
+      status = roi_view.status();
+      break;
+    }
+    std::optional<ModelFit> fit;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fit = model_fit_;
+    }
+    absl::StatusOr<v1::Image> image = Encode(*roi_view, fit);
     if (!image.ok()) {
       status = image.status();
       break;
     }
     Add(metrics_.captured);
     ++captured_;
+    cv::Mat full_frame = options_.inspection_dir.empty() ? cv::Mat() : *roi_view;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_back({seq++, captured_at, *std::move(image)});
+      pending_.push_back({seq++, captured_at, *std::move(image), std::move(full_frame)});
       if (static_cast<int>(pending_.size()) > options_.max_pending) {
         pending_.pop_front();  // never block capture on a slow server
         Add(metrics_.dropped_queue_full);
@@ -270,18 +317,29 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   if (message.needs_inspection) Add(metrics_.needs_inspection);
   message.latency_ms = absl::ToDoubleMilliseconds(now - frame.captured_at);
   if (message.needs_inspection && !options_.inspection_dir.empty()) {
-    const std::string path = absl::StrCat(options_.inspection_dir, "/", message.message_id,
-                                          frame.image.has_encoded() ? ".jpg" : ".bgr");
-    const std::string& bytes =
-        frame.image.has_encoded() ? frame.image.encoded() : frame.image.raw().pixels();
-    const absl::Status written = WriteInspectionFrame(path, bytes);
-    if (!written.ok()) {
-      Add(metrics_.inspection_write_failures);
-      std::fprintf(stderr, "matid-camera: ERROR inspection frame not saved: %s\n",
-                   written.ToString().c_str());
-    }
+    SaveInspectionFrame(frame, message.message_id);
   }
   publish_(message);
+}
+
+void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id) {
+  // The whole ROI at full resolution, not the shrunk frame the model saw:
+  // a person labels it.
+  const std::string path = absl::StrCat(options_.inspection_dir, "/", message_id, ".jpg");
+  std::vector<uint8_t> bytes;
+  absl::Status written = absl::InternalError("JPEG encoding failed");
+  try {
+    if (cv::imencode(".jpg", frame.full_frame, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
+      written = WriteInspectionFrame(path, std::string(bytes.begin(), bytes.end()));
+    }
+  } catch (const cv::Exception& e) {
+    written = absl::InternalError(absl::StrCat("JPEG encoding failed: ", e.what()));
+  }
+  if (!written.ok()) {
+    Add(metrics_.inspection_write_failures);
+    std::fprintf(stderr, "matid-camera: ERROR inspection frame not saved: %s\n",
+                 written.ToString().c_str());
+  }
 }
 
 Camera::SendStep Camera::WaitForFrameToSend(PendingFrame* frame) {
@@ -385,7 +443,10 @@ void Camera::StreamLoop() {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return;
     }
-    if (!first) Add(metrics_.reconnects);
+    if (!first) {
+      Add(metrics_.reconnects);
+      LearnModelFit();  // the server may be another one now, with another model
+    }
     first = false;
     const absl::Time started = absl::Now();
     if (RunOneStream()) return;
@@ -397,6 +458,7 @@ void Camera::StreamLoop() {
 }
 
 absl::Status Camera::Run() {
+  LearnModelFit();  // before the first frame is encoded
   std::thread capture([this] { CaptureLoop(); });
   StreamLoop();
   Stop();  // a stream loop that ended stops the capture too

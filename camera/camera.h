@@ -1,5 +1,7 @@
-// The camera client's engine: reads frames from a FrameSource, streams them
-// to matid-server over ClassifyStream (a bounded number in flight), and
+// The camera client's engine: reads frames from a FrameSource, crops the
+// ROI, shrinks it to the model's input size (learned from the server's
+// Health, so the server decodes and resizes far fewer pixels), streams the
+// frames to matid-server over ClassifyStream (a bounded number in flight), and
 // hands one result message per classified frame to a publish function.
 // Capture never waits for the server: frames wait in a bounded queue and
 // the oldest unsent one is dropped (and counted) when it is full. When the
@@ -20,12 +22,14 @@
 #include <memory>
 #include <mutex>
 #include <opencv2/core.hpp>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "camera/frame_source.h"
+#include "common/model_input_fit.h"
 #include "common/result_message.h"
 #include "matid/v1/matid.grpc.pb.h"
 #include "prometheus/counter.h"
@@ -45,6 +49,10 @@ struct CameraOptions {
   double pace_fps = 0;                // read the source no faster than this (files: real time)
   int64_t max_frames = 0;             // stop after this many captured frames (0: no limit)
   cv::Rect roi;                       // crop before sending (empty: whole frame)
+  // Shrink each frame (after the ROI) to the model's input size before
+  // encoding, as the server would fit it; the size and resize mode come
+  // from the server's Health, asked at every (re)connection.
+  bool shrink_to_model = true;
   int jpeg_quality = 90;              // re-encode as JPEG (0: send raw BGR pixels)
   double inspection_threshold = 0.6;  // top score under this: needs_inspection
   std::string inspection_dir;         // save frames needing inspection here (empty: don't)
@@ -100,6 +108,13 @@ class Camera {
     uint64_t seq = 0;
     absl::Time captured_at;
     v1::Image image;
+    cv::Mat full_frame;  // the whole ROI, kept only for inspection images
+  };
+  // The model input the server fits images to, from its Health.
+  struct ModelFit {
+    int width = 0;
+    int height = 0;
+    ResizeMode mode = ResizeMode::kStretch;
   };
   struct Metrics {
     prometheus::Counter* captured = nullptr;
@@ -126,7 +141,13 @@ class Camera {
   enum class SendStep { kSend, kFinished, kReconnect };
   SendStep WaitForFrameToSend(PendingFrame* frame);
   void HandleResult(const v1::FrameResult& result);
-  absl::StatusOr<v1::Image> Encode(const cv::Mat& frame) const;
+  // Asks the server's Health for its model input (when shrinking).
+  void LearnModelFit();
+  // The ROI of `frame`, shrunk to `fit` when known, as JPEG or raw pixels.
+  absl::StatusOr<v1::Image> Encode(const cv::Mat& roi_view,
+                                   const std::optional<ModelFit>& fit) const;
+  absl::StatusOr<cv::Mat> RegionOfInterest(const cv::Mat& frame) const;
+  void SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id);
   static void Add(prometheus::Counter* counter) {
     if (counter != nullptr) counter->Increment();
   }
@@ -148,6 +169,7 @@ class Camera {
   absl::Status source_status_;                  // guarded by mu_
   bool stream_broken_ = false;                  // guarded by mu_: the current stream ended
   absl::Time last_result_at_;                   // guarded by mu_: last result (or first send)
+  std::optional<ModelFit> model_fit_;           // guarded by mu_: unknown until Health answers
 
   // Plain counts for stats(); written by the capture and reader threads.
   std::atomic<int64_t> captured_{0};

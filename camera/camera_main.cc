@@ -47,6 +47,10 @@ ABSL_FLAG(double, pace_fps, 0,
           "Read the source no faster than this (0: as fast as it gives frames).");
 ABSL_FLAG(int64_t, max_frames, 0, "Stop after this many frames (0: no limit).");
 ABSL_FLAG(std::string, roi, "", "Region of interest x,y,width,height (empty: whole frame).");
+ABSL_FLAG(bool, shrink_frames, true,
+          "Shrink each frame (after --roi) to the model's input size, learned from the server's "
+          "Health, before encoding: the server then decodes and resizes far fewer pixels. "
+          "Inspection images keep the whole ROI.");
 ABSL_FLAG(int, jpeg_quality, 90, "JPEG quality for frames sent to the server (0: raw pixels).");
 ABSL_FLAG(double, inspection_threshold, 0.6,
           "Top score under this marks the result needs_inspection.");
@@ -89,6 +93,7 @@ absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   options.pace_fps = absl::GetFlag(FLAGS_pace_fps);
   options.max_frames = absl::GetFlag(FLAGS_max_frames);
   options.jpeg_quality = absl::GetFlag(FLAGS_jpeg_quality);
+  options.shrink_to_model = absl::GetFlag(FLAGS_shrink_frames);
   options.inspection_threshold = absl::GetFlag(FLAGS_inspection_threshold);
   options.inspection_dir = absl::GetFlag(FLAGS_inspection_dir);
   auto roi = ParseRoi(absl::GetFlag(FLAGS_roi));

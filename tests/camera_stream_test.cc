@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <opencv2/imgcodecs.hpp>
@@ -65,6 +66,21 @@ class FakeClassifier final : public v1::Classifier::Service {
   std::set<uint64_t> busy_once;  // answered RESOURCE_EXHAUSTED the first time
   std::set<uint64_t> refused;    // answered INVALID_ARGUMENT
   absl::Duration answer_delay = absl::ZeroDuration();
+  // What Health says of the model input; width 0: Health fails.
+  int input_width = 0;
+  int input_height = 0;
+  std::string input_resize = "stretch";
+
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*,
+                      v1::HealthResponse* response) override {
+    if (input_width == 0) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "fake: no health");
+    response->set_state(v1::HealthResponse::SERVING);
+    v1::InputSpec* input = response->mutable_model()->mutable_input();
+    input->set_width(input_width);
+    input->set_height(input_height);
+    input->set_resize(input_resize);
+    return grpc::Status::OK;
+  }
 
   grpc::Status ClassifyStream(
       grpc::ServerContext* context,
@@ -308,6 +324,73 @@ TEST_F(CameraStreamTest, ServerSeesTheRegionOfInterestAsJpeg) {
     EXPECT_EQ(seen.width, 100);
     EXPECT_EQ(seen.height, 60);
   }
+}
+
+TEST_F(CameraStreamTest, FramesAreShrunkToTheModelInputAfterTheRegionOfInterest) {
+  fake_.input_width = 28;
+  fake_.input_height = 28;
+  CameraOptions options;
+  options.roi = cv::Rect(100, 50, 400, 300);
+  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(4, 1920, 1080));
+  ASSERT_NE(camera, nullptr);
+  ASSERT_TRUE(camera->Run().ok());
+  ASSERT_EQ(fake_.seen().size(), 4u);
+  for (const SeenFrame& seen : fake_.seen()) {
+    EXPECT_EQ(seen.width, 28);
+    EXPECT_EQ(seen.height, 28);
+  }
+}
+
+TEST_F(CameraStreamTest, LetterboxModelGetsTheScaledFrameWithoutBorderAsRawPixels) {
+  fake_.input_width = 224;
+  fake_.input_height = 224;
+  fake_.input_resize = "letterbox";
+  CameraOptions options;
+  options.jpeg_quality = 0;
+  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(2, 1920, 1080));
+  ASSERT_NE(camera, nullptr);
+  ASSERT_TRUE(camera->Run().ok());
+  ASSERT_EQ(fake_.seen().size(), 2u);
+  EXPECT_FALSE(fake_.seen()[0].encoded);
+  EXPECT_EQ(fake_.seen()[0].width, 224);
+  EXPECT_EQ(fake_.seen()[0].height, 126);
+}
+
+TEST_F(CameraStreamTest, WithoutShrinkingOrWithoutHealthTheWholeFrameIsSent) {
+  fake_.input_width = 28;
+  fake_.input_height = 28;
+  CameraOptions options;
+  options.shrink_to_model = false;
+  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(2, 640, 360));
+  ASSERT_NE(camera, nullptr);
+  ASSERT_TRUE(camera->Run().ok());
+  ASSERT_EQ(fake_.seen().size(), 2u);
+  EXPECT_EQ(fake_.seen()[1].width, 640);
+  EXPECT_EQ(fake_.seen()[1].height, 360);
+}
+
+TEST_F(CameraStreamTest, InspectionImagesKeepTheWholeRegionOfInterest) {
+  fake_.input_width = 28;
+  fake_.input_height = 28;
+  const std::filesystem::path inspect = std::filesystem::path(::testing::TempDir()) / "inspect";
+  std::filesystem::remove_all(inspect);
+  CameraOptions options;
+  options.roi = cv::Rect(0, 0, 320, 200);
+  options.inspection_threshold = 0.95;  // the fake's 0.9 needs inspection
+  options.inspection_dir = inspect.string();
+  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(2, 640, 360));
+  ASSERT_NE(camera, nullptr);
+  ASSERT_TRUE(camera->Run().ok());
+  EXPECT_EQ(fake_.seen()[0].width, 28);
+  int saved = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(inspect)) {
+    const cv::Mat image = cv::imread(entry.path().string());
+    EXPECT_EQ(image.cols, 320) << entry.path();
+    EXPECT_EQ(image.rows, 200) << entry.path();
+    ++saved;
+  }
+  EXPECT_EQ(saved, 2);
+  std::filesystem::remove_all(inspect);
 }
 
 TEST_F(CameraStreamTest, JpegQualityZeroSendsRawPixelsOfTheFrame) {
