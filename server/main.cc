@@ -51,6 +51,10 @@ ABSL_FLAG(bool, decode_unchecked_formats, false,
           "Also decode formats whose size cannot be read before decoding (TIFF, WebP, PxM, ...). "
           "OpenCV then allocates what the file claims (up to OPENCV_IO_MAX_IMAGE_PIXELS, default "
           "2^30) before --max_image_pixels is checked: set that variable too.");
+ABSL_FLAG(bool, reduced_jpeg_decode, false,
+          "Decode a JPEG at least twice the model input at 1/2, 1/4 or 1/8 scale (still at least "
+          "the model input), then fit it: several times cheaper for camera-resolution frames; "
+          "pixels differ slightly from a full decode (see bench/RESULTS.md).");
 ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC request accepted, in bytes.");
 ABSL_FLAG(int, max_batch_items, 0,
           "Most images in one BatchClassify request, at most --max_queue_size; 0: 64, or "
@@ -89,6 +93,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.preprocess.max_image_pixels = absl::GetFlag(FLAGS_max_image_pixels);
   options.preprocess.max_encoded_bytes = absl::GetFlag(FLAGS_max_encoded_bytes);
   options.preprocess.decode_unchecked_formats = absl::GetFlag(FLAGS_decode_unchecked_formats);
+  options.preprocess.reduced_jpeg_decode = absl::GetFlag(FLAGS_reduced_jpeg_decode);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
   if (options.limits.max_batch_items == 0) {

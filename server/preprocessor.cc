@@ -30,7 +30,21 @@ absl::Status CheckPixelCount(int64_t width, int64_t height, int64_t limit, absl:
   return absl::OkStatus();
 }
 
-absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
+int ImreadFlags(ColorMode color, int reduce_factor) {
+  const bool gray = color == ColorMode::kGray;
+  switch (reduce_factor) {
+    case 2:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_2 : cv::IMREAD_REDUCED_COLOR_2;
+    case 4:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_4 : cv::IMREAD_REDUCED_COLOR_4;
+    case 8:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_8 : cv::IMREAD_REDUCED_COLOR_8;
+    default:
+      return gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
+  }
+}
+
+absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, const InputSpec& spec,
                                       const PreprocessOptions& options) {
   if (bytes.empty()) {
     return Refusal(absl::InvalidArgumentError("image is empty (0 bytes)"), "empty_image");
@@ -42,8 +56,12 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
         "encoded_too_large");
   }
   absl::string_view format = "unknown format";
+  int reduce_factor = 1;
   if (auto header = ReadImageDimensions(bytes)) {
     format = header->format;
+    if (options.reduced_jpeg_decode && format == "jpeg") {
+      reduce_factor = ReducedDecodeFactor(header->width, header->height, spec.width, spec.height);
+    }
     auto checked = CheckPixelCount(header->width, header->height, options.max_image_pixels,
                                    absl::StrCat(format, " image"));
     if (!checked.ok()) return checked;
@@ -59,8 +77,7 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, ColorMode color,
         "unchecked_format");
   }
   const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
-  const int flags = color == ColorMode::kGray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
-  cv::Mat decoded = cv::imdecode(buffer, flags);
+  cv::Mat decoded = cv::imdecode(buffer, ImreadFlags(spec.color, reduce_factor));
   if (decoded.empty() && format == "gif") {
     // Debian 12's OpenCV (4.6) has no GIF decoder: a valid GIF fails here too.
     return Refusal(absl::InvalidArgumentError(absl::StrCat(
@@ -126,6 +143,13 @@ absl::StatusOr<cv::Mat> ConvertRaw(const RawPixels& raw, ColorMode color,
 
 }  // namespace
 
+int ReducedDecodeFactor(int64_t width, int64_t height, int input_width, int input_height) {
+  for (int factor : {8, 4, 2}) {
+    if (width / factor >= input_width && height / factor >= input_height) return factor;
+  }
+  return 1;
+}
+
 Preprocessor::Preprocessor(const InputSpec& spec, const PreprocessOptions& options)
     : spec_(spec), options_(options), normalised_(spec.channels()) {
   for (int c = 0; c < spec.channels(); ++c) {
@@ -138,7 +162,7 @@ Preprocessor::Preprocessor(const InputSpec& spec, const PreprocessOptions& optio
 absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
   try {
     absl::StatusOr<cv::Mat> pixels = image.kind == ImageRef::Kind::kEncoded
-                                         ? DecodeEncoded(image.encoded, spec_.color, options_)
+                                         ? DecodeEncoded(image.encoded, spec_, options_)
                                          : ConvertRaw(image.raw, spec_.color, options_);
     if (!pixels.ok()) return pixels.status();
     const cv::Mat fitted = FitToModel(*pixels, spec_.width, spec_.height, spec_.resize);

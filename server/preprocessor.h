@@ -28,7 +28,18 @@ struct PreprocessOptions {
   // allocates whatever the file claims, up to 2^30 pixels, before the
   // decoded size is checked. PNG, JPEG and BMP are always size-checked first.
   bool decode_unchecked_formats = false;
+  // A JPEG at least twice the model input in both dimensions is decoded at
+  // 1/2, 1/4 or 1/8 scale (libjpeg's scaled DCT: the largest factor that
+  // still leaves at least the model input), then fitted as usual. Much
+  // cheaper for camera-resolution frames; pixels differ slightly from a
+  // full decode (agreement measured in bench/RESULTS.md).
+  bool reduced_jpeg_decode = false;
 };
+
+// The JPEG scale-down factor (1, 2, 4 or 8) for an image of
+// `width` x `height` and a model input of `input_width` x `input_height`:
+// the largest that keeps at least the model input in both dimensions.
+int ReducedDecodeFactor(int64_t width, int64_t height, int input_width, int input_height);
 
 class Preprocessor {
  public:

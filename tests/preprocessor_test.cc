@@ -155,6 +155,63 @@ TEST(Preprocessor, RawPixelsMatchTheSameImageEncodedLosslessly) {
   EXPECT_EQ(*from_rgb, *from_png);
 }
 
+TEST(Preprocessor, ReducedDecodeFactorKeepsAtLeastTheModelInput) {
+  EXPECT_EQ(ReducedDecodeFactor(1920, 1080, 224, 224), 4);
+  EXPECT_EQ(ReducedDecodeFactor(1920, 1080, 28, 28), 8);
+  EXPECT_EQ(ReducedDecodeFactor(448, 448, 224, 224), 2);
+  EXPECT_EQ(ReducedDecodeFactor(447, 1000, 224, 224), 1);
+  EXPECT_EQ(ReducedDecodeFactor(224, 224, 224, 224), 1);
+}
+
+// Mean and largest difference between two tensors, in 8-bit pixel steps.
+std::pair<double, double> PixelDifference(const std::vector<float>& a, const std::vector<float>& b,
+                                          const InputSpec& spec) {
+  const size_t plane = static_cast<size_t>(spec.width) * spec.height;
+  double sum = 0, largest = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double steps = std::abs(a[i] - b[i]) * spec.std[i / plane] * 255.0;
+    sum += steps;
+    largest = std::max(largest, steps);
+  }
+  return {sum / a.size(), largest};
+}
+
+TEST(Preprocessor, ReducedDecodeLeavesSmallJpegsAndOtherFormatsAlone) {
+  const InputSpec spec = Spec(224, 224, ColorMode::kRgb, ResizeMode::kStretch);
+  Preprocessor full(spec, {});
+  Preprocessor reduced(spec, {.reduced_jpeg_decode = true});
+  for (const std::string& bytes : {Encode(TestPicture(400, 300, 3, 21), ".jpg"),
+                                   Encode(TestPicture(1920, 1080, 3, 22), ".png")}) {
+    auto expected = full.Run(ImageRef::Encoded(bytes));
+    auto actual = reduced.Run(ImageRef::Encoded(bytes));
+    ASSERT_TRUE(expected.ok() && actual.ok());
+    EXPECT_EQ(*actual, *expected);
+  }
+}
+
+// A 1080p JPEG decoded at 1/4 (colour, 224x224 model) or 1/8 (gray, 28x28)
+// scale, then fitted, stays close to the full decode. Measured on this
+// picture, whose per-pixel noise is the worst case for a scaled DCT: colour
+// mean 1.90 / max 34 steps, gray mean 0.19 / max 1 (OpenCV 4.6,
+// libjpeg-turbo 2.1); the bounds are those figures with about 50% margin.
+TEST(Preprocessor, ReducedDecodeStaysWithinTheMeasuredBound) {
+  for (ColorMode color : {ColorMode::kRgb, ColorMode::kGray}) {
+    const InputSpec spec = color == ColorMode::kRgb
+                               ? Spec(224, 224, color, ResizeMode::kStretch)
+                               : Spec(28, 28, color, ResizeMode::kStretch);
+    const std::string jpeg = Encode(TestPicture(1920, 1080, 3, 23), ".jpg");
+    auto expected = Preprocessor(spec, {}).Run(ImageRef::Encoded(jpeg));
+    auto actual = Preprocessor(spec, {.reduced_jpeg_decode = true}).Run(ImageRef::Encoded(jpeg));
+    ASSERT_TRUE(expected.ok() && actual.ok());
+    const auto [mean, largest] = PixelDifference(*expected, *actual, spec);
+    std::printf("reduced decode, %s: mean %.2f, max %.1f pixel steps\n",
+                std::string(ColorModeName(color)).c_str(), mean, largest);
+    EXPECT_GT(mean, 0.0) << "the reduced path was not taken";
+    EXPECT_LT(mean, color == ColorMode::kRgb ? 3.0 : 0.3);
+    EXPECT_LT(largest, color == ColorMode::kRgb ? 50.0 : 2.0);
+  }
+}
+
 TEST(Preprocessor, NormalisesWithMeanAndStd) {
   InputSpec spec = Spec(2, 2, ColorMode::kGray, ResizeMode::kStretch);
   spec.mean = {0.5f};
