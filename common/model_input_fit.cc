@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 namespace matid {
@@ -83,6 +84,26 @@ cv::Mat FitToModel(const cv::Mat& src, int width, int height, ResizeMode mode) {
   scaled.copyTo(canvas(cv::Rect((width - scaled.cols) / 2, (height - scaled.rows) / 2,
                                 scaled.cols, scaled.rows)));
   return canvas;
+}
+
+int ReducedDecodeFactor(int64_t width, int64_t height, int input_width, int input_height) {
+  for (int factor : {8, 4, 2}) {
+    if (width / factor >= input_width && height / factor >= input_height) return factor;
+  }
+  return 1;
+}
+
+int ImreadFlags(bool gray, int factor) {
+  switch (factor) {
+    case 2:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_2 : cv::IMREAD_REDUCED_COLOR_2;
+    case 4:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_4 : cv::IMREAD_REDUCED_COLOR_4;
+    case 8:
+      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_8 : cv::IMREAD_REDUCED_COLOR_8;
+    default:
+      return gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
+  }
 }
 
 cv::Mat ShrinkForModel(const cv::Mat& src, int width, int height, ResizeMode mode) {

@@ -7,6 +7,7 @@
 #ifndef MATID_COMMON_MODEL_INPUT_FIT_H_
 #define MATID_COMMON_MODEL_INPUT_FIT_H_
 
+#include <cstdint>
 #include <opencv2/core.hpp>
 #include <optional>
 
@@ -31,6 +32,15 @@ cv::Mat ScaleForModel(const cv::Mat& src, int width, int height, ResizeMode mode
 
 // ScaleForModel plus letterbox's black border: always width x height.
 cv::Mat FitToModel(const cv::Mat& src, int width, int height, ResizeMode mode);
+
+// The JPEG scale-down factor (1, 2, 4 or 8) for an image of `width` x
+// `height` and a model input of `input_width` x `input_height`: the largest
+// that keeps at least the model input in both dimensions, so the fit still
+// only shrinks. libjpeg decodes at that scale several times faster.
+int ReducedDecodeFactor(int64_t width, int64_t height, int input_width, int input_height);
+
+// cv::imread/imdecode flags for gray or BGR at 1/`factor` scale (1, 2, 4, 8).
+int ImreadFlags(bool gray, int factor);
 
 // What a client sends so that the server's fit is the identity: the
 // ScaleForModel image when it is smaller than `src`; `src` itself when

@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/model_input_fit.h"
-#include "server/image_header.h"
+#include "common/image_header.h"
 #include "server/refusal.h"
 
 namespace matid {
@@ -28,20 +28,6 @@ absl::Status CheckPixelCount(int64_t width, int64_t height, int64_t limit, absl:
                    "too_many_pixels");
   }
   return absl::OkStatus();
-}
-
-int ImreadFlags(ColorMode color, int reduce_factor) {
-  const bool gray = color == ColorMode::kGray;
-  switch (reduce_factor) {
-    case 2:
-      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_2 : cv::IMREAD_REDUCED_COLOR_2;
-    case 4:
-      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_4 : cv::IMREAD_REDUCED_COLOR_4;
-    case 8:
-      return gray ? cv::IMREAD_REDUCED_GRAYSCALE_8 : cv::IMREAD_REDUCED_COLOR_8;
-    default:
-      return gray ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR;
-  }
 }
 
 absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, const InputSpec& spec,
@@ -77,7 +63,7 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, const InputSpec& 
         "unchecked_format");
   }
   const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
-  cv::Mat decoded = cv::imdecode(buffer, ImreadFlags(spec.color, reduce_factor));
+  cv::Mat decoded = cv::imdecode(buffer, ImreadFlags(spec.color == ColorMode::kGray, reduce_factor));
   if (decoded.empty() && format == "gif") {
     // Debian 12's OpenCV (4.6) has no GIF decoder: a valid GIF fails here too.
     return Refusal(absl::InvalidArgumentError(absl::StrCat(
@@ -142,13 +128,6 @@ absl::StatusOr<cv::Mat> ConvertRaw(const RawPixels& raw, ColorMode color,
 }
 
 }  // namespace
-
-int ReducedDecodeFactor(int64_t width, int64_t height, int input_width, int input_height) {
-  for (int factor : {8, 4, 2}) {
-    if (width / factor >= input_width && height / factor >= input_height) return factor;
-  }
-  return 1;
-}
 
 Preprocessor::Preprocessor(const InputSpec& spec, const PreprocessOptions& options)
     : spec_(spec), options_(options), normalised_(spec.channels()) {

@@ -36,10 +36,6 @@ struct PreprocessOptions {
   bool reduced_jpeg_decode = false;
 };
 
-// The JPEG scale-down factor (1, 2, 4 or 8) for an image of
-// `width` x `height` and a model input of `input_width` x `input_height`:
-// the largest that keeps at least the model input in both dimensions.
-int ReducedDecodeFactor(int64_t width, int64_t height, int input_width, int input_height);
 
 class Preprocessor {
  public:

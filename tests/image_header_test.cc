@@ -1,4 +1,4 @@
-#include "server/image_header.h"
+#include "common/image_header.h"
 
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>

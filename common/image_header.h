@@ -2,8 +2,8 @@
 // decoding it, so a decompression bomb (a tiny file that claims a huge
 // image) is refused before any pixel memory is allocated. Pure function,
 // safe from any thread.
-#ifndef MATID_SERVER_IMAGE_HEADER_H_
-#define MATID_SERVER_IMAGE_HEADER_H_
+#ifndef MATID_COMMON_IMAGE_HEADER_H_
+#define MATID_COMMON_IMAGE_HEADER_H_
 
 #include <cstdint>
 #include <optional>
@@ -25,4 +25,4 @@ std::optional<ImageDimensions> ReadImageDimensions(absl::string_view bytes);
 
 }  // namespace matid
 
-#endif  // MATID_SERVER_IMAGE_HEADER_H_
+#endif  // MATID_COMMON_IMAGE_HEADER_H_
