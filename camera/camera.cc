@@ -138,11 +138,23 @@ void Camera::Stop() {
   changed_.notify_all();
 }
 
-absl::StatusOr<cv::Mat> Camera::RegionOfInterest(const cv::Mat& frame) const {
+absl::StatusOr<cv::Mat> Camera::RegionOfInterest(const cv::Mat& frame, int scale) const {
   if (options_.roi.empty()) return frame;
-  const cv::Rect roi = options_.roi & cv::Rect(0, 0, frame.cols, frame.rows);
+  const cv::Rect scaled(options_.roi.x / scale, options_.roi.y / scale,
+                        std::max(1, options_.roi.width / scale),
+                        std::max(1, options_.roi.height / scale));
+  const cv::Rect roi = scaled & cv::Rect(0, 0, frame.cols, frame.rows);
   if (roi.empty()) return absl::InvalidArgumentError("region of interest is outside the frame");
   return frame(roi);
+}
+
+DecodeScale Camera::DecodeScaleFor(const std::optional<ModelFit>& fit) const {
+  if (!fit) return nullptr;
+  return [fit, roi = options_.roi](int width, int height) {
+    const cv::Rect frame(0, 0, width, height);
+    const cv::Rect region = roi.empty() ? frame : (roi & frame);
+    return ReducedDecodeFactor(region.width, region.height, fit->width, fit->height);
+  };
 }
 
 absl::StatusOr<v1::Image> Camera::Encode(const cv::Mat& roi_view,
@@ -222,7 +234,12 @@ void Camera::CaptureLoop() {
     }
     if (options_.max_frames > 0 && static_cast<int64_t>(seq) >= options_.max_frames) break;
     if (pace > absl::ZeroDuration()) next_read = std::max(next_read + pace, absl::Now() - pace);
-    absl::StatusOr<cv::Mat> frame = source_->Next();
+    std::optional<ModelFit> fit;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      fit = model_fit_;
+    }
+    absl::StatusOr<Frame> frame = source_->Next(DecodeScaleFor(fit));
     if (!frame.ok()) {
       if (!absl::IsOutOfRange(frame.status())) status = frame.status();
       break;
@@ -231,15 +248,10 @@ void Camera::CaptureLoop() {
     if (read_count++ % std::max(1, options_.every_nth_frame) != 0) continue;
     if (captured_at - last_kept < min_gap) continue;
     last_kept = captured_at;
-    absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(*frame);
+    absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(frame->pixels, frame->scale);
     if (!roi_view.ok()) {
       status = roi_view.status();
       break;
-    }
-    std::optional<ModelFit> fit;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      fit = model_fit_;
     }
     absl::StatusOr<v1::Image> image = Encode(*roi_view, fit);
     if (!image.ok()) {
@@ -248,10 +260,17 @@ void Camera::CaptureLoop() {
     }
     Add(metrics_.captured);
     ++captured_;
-    cv::Mat full_frame = options_.inspection_dir.empty() ? cv::Mat() : *roi_view;
+    PendingFrame pending{seq++, captured_at, *std::move(image)};
+    if (!options_.inspection_dir.empty()) {  // kept for a full-resolution inspection image
+      if (frame->scale == 1) {
+        pending.full_frame = *roi_view;
+      } else {
+        pending.full_jpeg = std::move(frame->jpeg);
+      }
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_back({seq++, captured_at, *std::move(image), std::move(full_frame)});
+      pending_.push_back(std::move(pending));
       if (static_cast<int>(pending_.size()) > options_.max_pending) {
         pending_.pop_front();  // never block capture on a slow server
         Add(metrics_.dropped_queue_full);
@@ -329,8 +348,20 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
   std::vector<uint8_t> bytes;
   absl::Status written = absl::InternalError("JPEG encoding failed");
   try {
-    if (cv::imencode(".jpg", frame.full_frame, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
-      written = WriteInspectionFrame(path, std::string(bytes.begin(), bytes.end()));
+    if (!frame.full_jpeg.empty() && options_.roi.empty()) {
+      written = WriteInspectionFrame(path, frame.full_jpeg);  // the frame as the camera sent it
+    } else {
+      cv::Mat full = frame.full_frame;
+      if (!frame.full_jpeg.empty()) {  // decoded at reduced scale: decode it whole now
+        absl::StatusOr<Frame> whole = DecodeJpegFrame(frame.full_jpeg, nullptr);
+        absl::StatusOr<cv::Mat> roi = whole.ok() ? RegionOfInterest(whole->pixels, 1)
+                                                 : absl::StatusOr<cv::Mat>(whole.status());
+        if (roi.ok()) full = *roi;
+      }
+      if (!full.empty() &&
+          cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
+        written = WriteInspectionFrame(path, std::string(bytes.begin(), bytes.end()));
+      }
     }
   } catch (const cv::Exception& e) {
     written = absl::InternalError(absl::StrCat("JPEG encoding failed: ", e.what()));

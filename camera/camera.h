@@ -108,7 +108,10 @@ class Camera {
     uint64_t seq = 0;
     absl::Time captured_at;
     v1::Image image;
-    cv::Mat full_frame;  // the whole ROI, kept only for inspection images
+    // For inspection images only: the whole ROI at full resolution, or the
+    // frame's JPEG when it was decoded at reduced scale.
+    cv::Mat full_frame;
+    std::string full_jpeg;
   };
   // The model input the server fits images to, from its Health.
   struct ModelFit {
@@ -146,7 +149,10 @@ class Camera {
   // The ROI of `frame`, shrunk to `fit` when known, as JPEG or raw pixels.
   absl::StatusOr<v1::Image> Encode(const cv::Mat& roi_view,
                                    const std::optional<ModelFit>& fit) const;
-  absl::StatusOr<cv::Mat> RegionOfInterest(const cv::Mat& frame) const;
+  // The ROI of a frame decoded at 1/`scale`.
+  absl::StatusOr<cv::Mat> RegionOfInterest(const cv::Mat& frame, int scale) const;
+  // Decode JPEG frames as small as the model input allows (no fit: whole).
+  DecodeScale DecodeScaleFor(const std::optional<ModelFit>& fit) const;
   void SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id);
   static void Add(prometheus::Counter* counter) {
     if (counter != nullptr) counter->Increment();

@@ -29,23 +29,34 @@ namespace {
 
 using ::testing::ElementsAreArray;
 
-// `count` frames of width x height (endless when count < 0), then the end.
+// `count` frames of width x height (endless when count < 0), then the end;
+// as pixels, or as JPEGs decoded at the scale the camera asks for (as an
+// MJPEG source does). Remembers the last scale asked for.
 class SyntheticSource final : public FrameSource {
  public:
-  SyntheticSource(int count, int width, int height)
-      : count_(count), width_(width), height_(height) {}
-  absl::StatusOr<cv::Mat> Next() override {
+  SyntheticSource(int count, int width, int height, bool jpeg = false)
+      : count_(count), width_(width), height_(height), jpeg_(jpeg) {}
+  absl::StatusOr<Frame> Next(const DecodeScale& scale_for) override {
     if (count_ >= 0 && produced_ >= count_) return absl::OutOfRangeError("end of frames");
     ++produced_;
-    return cv::Mat(height_, width_, CV_8UC3, cv::Scalar(produced_ % 256, 80, 160));
+    cv::Mat pixels(height_, width_, CV_8UC3, cv::Scalar(produced_ % 256, 80, 160));
+    if (!jpeg_) return Frame{pixels, 1, ""};
+    std::vector<uint8_t> bytes;
+    cv::imencode(".jpg", pixels, bytes);
+    auto frame = DecodeJpegFrame(std::string(bytes.begin(), bytes.end()), scale_for);
+    if (frame.ok()) last_scale_ = frame->scale;
+    return frame;
   }
   std::string description() const override { return "synthetic"; }
+  int last_scale() const { return last_scale_; }
 
  private:
   const int count_;
   const int width_;
   const int height_;
+  const bool jpeg_;
   int produced_ = 0;
+  int last_scale_ = 0;
 };
 
 // What the fake server saw of one frame.
@@ -341,6 +352,22 @@ TEST_F(CameraStreamTest, FramesAreShrunkToTheModelInputAfterTheRegionOfInterest)
   }
 }
 
+TEST_F(CameraStreamTest, JpegFramesAreDecodedAtReducedScaleAndStillShrunkExactly) {
+  fake_.input_width = 28;
+  fake_.input_height = 28;
+  CameraOptions options;
+  options.roi = cv::Rect(0, 0, 960, 540);  // 960x540 at 1/8 is 120x67: still >= 28x28
+  auto source = std::make_unique<SyntheticSource>(3, 1920, 1080, /*jpeg=*/true);
+  SyntheticSource* synthetic = source.get();
+  auto camera = MakeCamera(options, std::move(source));
+  ASSERT_NE(camera, nullptr);
+  ASSERT_TRUE(camera->Run().ok());
+  EXPECT_EQ(synthetic->last_scale(), 8);
+  ASSERT_EQ(fake_.seen().size(), 3u);
+  EXPECT_EQ(fake_.seen()[2].width, 28);
+  EXPECT_EQ(fake_.seen()[2].height, 28);
+}
+
 TEST_F(CameraStreamTest, LetterboxModelGetsTheScaledFrameWithoutBorderAsRawPixels) {
   fake_.input_width = 224;
   fake_.input_height = 224;
@@ -378,7 +405,8 @@ TEST_F(CameraStreamTest, InspectionImagesKeepTheWholeRegionOfInterest) {
   options.roi = cv::Rect(0, 0, 320, 200);
   options.inspection_threshold = 0.95;  // the fake's 0.9 needs inspection
   options.inspection_dir = inspect.string();
-  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(2, 640, 360));
+  // JPEG frames, decoded at 1/4 for the model: the saved image is still whole.
+  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(2, 640, 360, true));
   ASSERT_NE(camera, nullptr);
   ASSERT_TRUE(camera->Run().ok());
   EXPECT_EQ(fake_.seen()[0].width, 28);

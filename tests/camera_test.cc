@@ -17,7 +17,9 @@ using ::testing::HasSubstr;
 
 class EmptySource final : public FrameSource {
  public:
-  absl::StatusOr<cv::Mat> Next() override { return absl::OutOfRangeError("no frames"); }
+  absl::StatusOr<Frame> Next(const DecodeScale&) override {
+    return absl::OutOfRangeError("no frames");
+  }
   std::string description() const override { return "empty"; }
 };
 
