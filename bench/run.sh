@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The speed suite (issue 6), in one go, under 15 minutes on 2 cores (about
-# 12): for the trained Fashion-MNIST model and a random ResNet-18 at
+# The speed suite (issues 6 and 12), in one go, about 18 minutes on 2 cores
+# (the issue-6 part about 12): for the trained Fashion-MNIST model and a random ResNet-18 at
 # 224x224, the in-process ceiling (matid-inprocess-bench: one pipeline with
 # 1 or 2 LibTorch threads, or two pipelines side by side) and matid-server
 # under a closed-loop concurrency sweep (matid-bench), with dynamic batching
@@ -12,7 +12,8 @@
 # ceiling right before the best served configuration, since this VM's speed
 # drifts by tens of percent within minutes; the summary reports the median
 # of the rounds. Writes bench/results/run-*.json, prints the ratios against
-# the targets and appends them to bench/RESULTS.md (date, machine).
+# the targets and appends them to bench/RESULTS.md (date, machine). Then the
+# camera-resolution step (bench/camera_resolution.py). About 18 minutes in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
@@ -110,4 +111,10 @@ for r in $(seq 1 "$rounds"); do
     "${r18_images[@]}" --concurrency=16 --step_seconds=4
 done
 
-/usr/bin/python3 bench/summarize.py "$results" bench/RESULTS.md
+/usr/bin/python3 -m bench.summarize "$results" bench/RESULTS.md
+
+# Camera-resolution frames (issue 12): 1080p JPEGs through the server with
+# full and reduced decoding, and a 1080p video through the whole box, before
+# and after the camera shrinks frames; interleaved rounds, medians printed
+# and written to bench/results/camera-resolution.json (about 2 minutes a round).
+/usr/bin/python3 -m bench.camera_resolution --rounds "$rounds"

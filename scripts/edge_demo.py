@@ -111,7 +111,7 @@ def main() -> int:
         server = start(Process(
             [os.path.join(BIN, "matid-server"), f"--model_dir={args.model_dir}", "--host=127.0.0.1",
              f"--port={ports['grpc']}", "--metrics_host=127.0.0.1",
-             f"--metrics_port={ports['server_metrics']}"],
+             f"--metrics_port={ports['server_metrics']}", "--threads=1", "--inference_workers=2"],
             r"serving grpc_port=(\d+)", os.path.join(out, "server.log")))
         bridge = start(Process(
             [os.path.join(BIN, "matid-bridge"), f"--local_port={local.port}",
