@@ -27,7 +27,7 @@
 #include "bench/bench_images.h"
 #include "bench/cpu_time.h"
 #include "common/program_flags.h"
-#include "server/malloc_tuning.h"
+#include "common/malloc_tuning.h"
 #include "server/preprocessor.h"
 #include "server/torch_backend.h"
 
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
       argc, argv,
       "The in-process ceiling: decode + preprocess + forward with the server's own backend, no gRPC.\n"
       "Usage: matid-inprocess-bench --model_dir=DIR [--pipelines=N]");
-  matid::TuneMallocForInference();  // as matid-server does
+  matid::TuneMallocForLargeBuffers();  // as matid-server does
   matid::TorchBackendOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
   options.int8 = absl::GetFlag(FLAGS_int8);

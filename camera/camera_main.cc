@@ -19,6 +19,7 @@
 #include "camera/result_publisher.h"
 #include "common/channel_credentials.h"
 #include "common/client_tls_flags.h"
+#include "common/malloc_tuning.h"
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
       "Streams camera frames to matid-server and publishes results to MQTT.\n"
       "Usage: matid-camera --source=0|URL|FILE|DIR --camera_id=ID [--server=host:port]");
   matid::TurnOffMutexDeadlockDetection();
+  matid::TuneMallocForLargeBuffers();  // frames of hundreds of KiB, every frame
   const matid::StopSignals stop_signals;  // before any thread starts
 
   auto options = CameraOptionsFromFlags();

@@ -10,7 +10,7 @@
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/stop_signals.h"
-#include "server/malloc_tuning.h"
+#include "common/malloc_tuning.h"
 #include "server/matid_server.h"
 #include "server/torch_backend.h"
 
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
   matid::TurnOffMutexDeadlockDetection();
 
   const matid::StopSignals stop_signals;  // before any thread starts
-  matid::TuneMallocForInference();
+  matid::TuneMallocForLargeBuffers();
 
   matid::ServerOptions options = OptionsFromFlags();
   absl::Status valid = matid::ValidateServerOptions(options);

@@ -143,6 +143,7 @@ class Collector:
                  subscribe: bool = True) -> None:
         self.ids = []
         self.payloads = []
+        self.arrival_times = []  # time.monotonic() of each record
         self.lock = threading.Lock()
         self.client = mqtt.Client(client_id=client_id, clean_session=False)
         if tls:
@@ -161,6 +162,7 @@ class Collector:
                 record = json.loads(line)
                 self.ids.append(record["message_id"])
                 self.payloads.append(record)
+                self.arrival_times.append(time.monotonic())
 
     def seen(self) -> list[str]:
         with self.lock:
