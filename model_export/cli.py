@@ -1,14 +1,17 @@
 """matid training pipeline: python3 -m model_export STAGE [options]
 (model_export/__main__.py calls main() here.)
 
-Stages: prepare, augment, train, export, evaluate, and all (in that order).
+Stages: prepare, augment, train, export, evaluate, and all (in that order);
+publish copies a model directory into a versioned repository (repository.py).
 Work files go to --work (default out/train); the model directory the server
-loads goes to --out (default models/fashion-mnist).
+loads goes to --out (default models/fashion-mnist). With --repository,
+export and all also publish --out there as the next version.
 
     /usr/bin/python3 -m model_export all --quick            # ~4 minutes, accuracy >= 0.88
     /usr/bin/python3 -m model_export all                    # full profile
     /usr/bin/python3 -m model_export prepare --source DIR   # any folder-per-class dataset
     /usr/bin/python3 -m model_export evaluate --predictions preds.jsonl
+    /usr/bin/python3 -m model_export publish --model_dir SRC --repository DIR --name NAME
 """
 import argparse
 import json
@@ -27,6 +30,7 @@ from . import augment as augment_lib  # noqa: E402
 from . import dataset  # noqa: E402
 from . import evaluate as evaluate_lib  # noqa: E402
 from . import export as export_lib  # noqa: E402
+from . import repository as repository_lib  # noqa: E402
 from . import train as train_lib  # noqa: E402
 
 # What --quick changes: a usable model in a few minutes on 2 cores.
@@ -51,7 +55,8 @@ def int_list(text: str) -> List[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python3 -m model_export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["prepare", "augment", "train", "export", "evaluate", "all"])
+    parser.add_argument("stage", choices=["prepare", "augment", "train", "export", "evaluate", "all",
+                                          "publish"])
     parser.add_argument("--work", default="out/train", help="work directory (data, manifests, checkpoints)")
     parser.add_argument("--out", default="models/fashion-mnist", help="model directory to write/evaluate")
     parser.add_argument("--quick", action="store_true", help="quick profile: " + json.dumps(QUICK_PROFILE))
@@ -100,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--calibration_images", type=int, default=512)
     g.add_argument("--predictions", help="matid-classify --format=jsonl output to evaluate")
     g.add_argument("--report_dir", default=None, help="default: WORK/evaluation")
+
+    g = parser.add_argument_group("publish (versioned model repository)")
+    g.add_argument("--repository", default=None,
+                   help="repository folder: publish into REPOSITORY/NAME/<next version>/")
+    g.add_argument("--model_dir", default=None, help="model directory to publish (default: --out)")
     return parser
 
 
@@ -240,6 +250,16 @@ def stage_evaluate(args: argparse.Namespace) -> None:
     export_lib.write_metadata(args.out, metadata)
 
 
+def stage_publish(args: argparse.Namespace) -> None:
+    if not args.repository:
+        raise ValueError("publish needs --repository")
+    model_dir = args.model_dir or args.out
+    version = repository_lib.publish(model_dir, args.repository, args.name)
+    print(f"publish: {model_dir} -> {os.path.join(args.repository, args.name, str(version))}",
+          file=sys.stderr)
+    print(version)
+
+
 STAGES = {"prepare": stage_prepare, "augment": stage_augment, "train": stage_train,
           "export": stage_export, "evaluate": stage_evaluate}
 
@@ -247,10 +267,12 @@ STAGES = {"prepare": stage_prepare, "augment": stage_augment, "train": stage_tra
 def main(argv: Optional[List[str]] = None) -> int:
     args = resolve_profile(build_parser().parse_args(argv))
     stages = list(STAGES) if args.stage == "all" else [args.stage]
+    if args.repository and args.stage in ("export", "all"):
+        stages.append("publish")  # the finished model directory, as the next version
     started = time.monotonic()
     try:
         for stage in stages:
-            STAGES[stage](args)
+            STAGES.get(stage, stage_publish)(args)
     except (dataset.DatasetError, FileNotFoundError, ValueError) as error:
         print(f"model_export {args.stage}: error: {error}", file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import unittest
 from typing import Any
@@ -26,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 from model_export import augment  # noqa: E402
 from model_export import dataset  # noqa: E402
 from model_export import metrics  # noqa: E402
+from model_export import repository  # noqa: E402
 from model_export import train  # noqa: E402
 from model_export.cli import main as cli_main  # noqa: E402
 
@@ -79,8 +81,12 @@ class EndToEndTest(TempDirTest):
         code = run_cli("all", "--source", source, "--work", work, "--out", out,
                        "--epochs", "8", "--lr_scheduler_step", "6", "--early_stopping", "false",
                        "--widths", "8,16", "--blocks", "1,1", "--calibration_images", "32",
-                       "--augment_fraction", "0.2", "--rotate90", "true", "--name", "shapes")
+                       "--augment_fraction", "0.2", "--rotate90", "true", "--name", "shapes",
+                       "--repository", os.path.join(self.tmp, "repository"))
         self.assertEqual(code, 0)
+        # `all --repository` published the finished model as version 1.
+        published = os.path.join(self.tmp, "repository", "shapes", "1")
+        self.assertEqual(repository.verify(published), [])
 
         manifests = os.path.join(work, "manifests")
         train_samples = dataset.read_lst(os.path.join(manifests, "train.lst"))
@@ -110,15 +116,15 @@ class EndToEndTest(TempDirTest):
         for name in ("report.md", "metrics.json", "confusion_matrix.png", "roc_curves.png"):
             self.assertTrue(os.path.exists(os.path.join(evaluation, name)), name)
 
-        self.check_served_predictions_agree(work, out)
+        self.check_served_predictions_agree(work, out, published)
 
-    def check_served_predictions_agree(self, work: str, out: str) -> None:
+    def check_served_predictions_agree(self, work: str, out: str, served_dir: str) -> None:
         server_binary = os.path.join(BUILD_DIR, "bin", "matid-server")
         classify_binary = os.path.join(BUILD_DIR, "bin", "matid-classify")
         if not (os.path.exists(server_binary) and os.path.exists(classify_binary)):
             self.skipTest("matid-server not built")
         server = subprocess.Popen(
-            [server_binary, f"--model_dir={out}", "--host=127.0.0.1", "--port=0",
+            [server_binary, f"--model_dir={served_dir}", "--host=127.0.0.1", "--port=0",
              "--metrics_port=-1", "--threads=1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
@@ -144,6 +150,71 @@ class EndToEndTest(TempDirTest):
         self.assertTrue(served["agrees_with_offline_model"], served)
         offline = read_json(os.path.join(report_dir, "metrics.json"))
         self.assertEqual(served["accuracy"], offline["accuracy"])
+
+
+class RepositoryTest(TempDirTest):
+    """`publish` and `verify` on a model directory of small stand-in files."""
+
+    def make_model_dir(self, with_int8: bool = True) -> str:
+        model_dir = tempfile.mkdtemp(prefix="model-", dir=self.tmp)
+        with open(os.path.join(model_dir, "metadata.json"), "w") as f:
+            json.dump({"name": "parts", "labels": ["a", "b"]}, f)
+        for name in ["model.pt"] + (["model_int8.pt"] if with_int8 else []):
+            with open(os.path.join(model_dir, name), "wb") as f:
+                f.write(os.urandom(3000))
+        return model_dir
+
+    def publish_with_cli(self, model_dir: str, name: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "model_export", "publish", "--model_dir", model_dir,
+             "--repository", os.path.join(self.tmp, "repo"), "--name", name],
+            cwd=os.path.dirname(HERE), capture_output=True, text=True, timeout=120)
+
+    def test_each_publish_is_the_next_version_with_digests_and_nothing_half_copied(self) -> None:
+        model_dir = self.make_model_dir()
+        repo = os.path.join(self.tmp, "repo")
+        os.makedirs(os.path.join(repo, "parts", "notes"))  # not a version: ignored
+        first = self.publish_with_cli(model_dir, "parts")
+        self.assertEqual((first.returncode, first.stdout), (0, "1\n"), first.stderr)
+        self.assertEqual(repository.publish(model_dir, repo, "parts"), 2)
+        self.assertEqual(repository.versions(repo, "parts"), [1, 2])
+        self.assertEqual(sorted(os.listdir(os.path.join(repo, "parts"))), ["1", "2", "notes"])
+        version = os.path.join(repo, "parts", "2")
+        metadata = read_json(os.path.join(version, "metadata.json"))
+        self.assertEqual(metadata["labels"], ["a", "b"])
+        for name in ("model.pt", "model_int8.pt"):
+            self.assertEqual(metadata["sha256"][name],
+                             repository.sha256_of(os.path.join(model_dir, name)))
+        self.assertEqual(repository.verify(version), [])
+
+    def test_verify_names_a_truncated_or_missing_file(self) -> None:
+        repo = os.path.join(self.tmp, "repo")
+        version = os.path.join(repo, "parts", str(repository.publish(self.make_model_dir(), repo,
+                                                                     "parts")))
+        with open(os.path.join(version, "model.pt"), "r+b") as f:
+            f.truncate(1000)
+        os.remove(os.path.join(version, "model_int8.pt"))
+        self.assertEqual(repository.verify(version),
+                         ["model.pt does not match its sha256 (truncated or changed)",
+                          "model_int8.pt is missing"])
+        os.remove(os.path.join(version, "metadata.json"))
+        self.assertEqual(repository.verify(version), ["metadata.json is missing"])
+
+    def test_bad_sources_and_names_are_refused_and_leave_nothing(self) -> None:
+        not_a_model = os.path.join(self.tmp, "empty")
+        os.makedirs(not_a_model)
+        refused = self.publish_with_cli(not_a_model, "parts")
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("not a model directory", refused.stderr)
+        for name in ("../escape", ".hidden", "a/b", ""):
+            with self.assertRaises(repository.RepositoryError, msg=name):
+                repository.publish(self.make_model_dir(), os.path.join(self.tmp, "repo"), name)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "repo")))
+        # Without int8, only model.pt is recorded.
+        version = repository.publish(self.make_model_dir(with_int8=False),
+                                     os.path.join(self.tmp, "repo"), "solo")
+        metadata = read_json(os.path.join(self.tmp, "repo", "solo", str(version), "metadata.json"))
+        self.assertEqual(list(metadata["sha256"]), ["model.pt"])
 
 
 class AugmentTest(unittest.TestCase):

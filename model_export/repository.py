@@ -1,0 +1,117 @@
+"""A versioned model repository on disk: REPOSITORY/NAME/VERSION/, VERSION a
+positive integer, each holding metadata.json, model.pt and model_int8.pt
+when there is one (the model directory matid-server reads).
+
+publish() copies a model directory in as the next version: the sha256 of
+every model file goes into its metadata.json ("sha256": {file: digest}), the
+copy is written into a temporary directory beside the versions, flushed to
+disk (fsync of every file and of the directory), then renamed into place,
+so a reader never sees a half-copied version. verify() says what is wrong
+with a version, or nothing.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Dict, List
+
+MODEL_FILES = ("model.pt", "model_int8.pt")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class RepositoryError(ValueError):
+    """A repository, model name or model directory that cannot be used."""
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def versions(repository: str, name: str) -> List[int]:
+    """The published versions of NAME, lowest first (other entries ignored)."""
+    folder = os.path.join(repository, name)
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(entry) for entry in os.listdir(folder)
+                  if entry.isdigit() and not entry.startswith("0"))
+
+
+def _fsync(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def publish(model_dir: str, repository: str, name: str) -> int:
+    """Copies `model_dir` into `repository`/`name` as the next version and
+    returns that version."""
+    if not NAME_PATTERN.match(name):
+        raise RepositoryError(f"model name {name!r} must be letters, digits, '.', '_' or '-' "
+                              "(at most 128, not starting with '.', '_' or '-')")
+    metadata_path = os.path.join(model_dir, "metadata.json")
+    if not os.path.isfile(metadata_path) or not os.path.isfile(os.path.join(model_dir, "model.pt")):
+        raise RepositoryError(f"{model_dir} is not a model directory (needs metadata.json and "
+                              "model.pt)")
+    with open(metadata_path) as f:
+        metadata = json.load(f)
+    files = [file for file in MODEL_FILES if os.path.isfile(os.path.join(model_dir, file))]
+    folder = os.path.join(repository, name)
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".publishing-", dir=folder)
+    try:
+        digests: Dict[str, str] = {}
+        for file in files:
+            target = os.path.join(staging, file)
+            shutil.copyfile(os.path.join(model_dir, file), target)
+            digests[file] = sha256_of(target)
+            _fsync(target)
+        metadata["sha256"] = digests
+        with open(os.path.join(staging, "metadata.json"), "w") as f:
+            json.dump(metadata, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(staging, 0o755)
+        _fsync(staging)
+        while True:  # another publisher may take a number first: take the next
+            version = (versions(repository, name) or [0])[-1] + 1
+            try:
+                os.rename(staging, os.path.join(folder, str(version)))
+                break
+            except OSError:
+                if not os.path.exists(os.path.join(folder, str(version))):
+                    raise
+        _fsync(folder)
+        return version
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+
+
+def verify(version_dir: str) -> List[str]:
+    """What is wrong with a published version; empty when it is whole."""
+    metadata_path = os.path.join(version_dir, "metadata.json")
+    if not os.path.isfile(metadata_path):
+        return ["metadata.json is missing"]
+    try:
+        with open(metadata_path) as f:
+            digests = json.load(f).get("sha256")
+    except json.JSONDecodeError as error:
+        return [f"metadata.json is not JSON: {error}"]
+    if not isinstance(digests, dict) or "model.pt" not in digests:
+        return ["metadata.json records no sha256 for model.pt"]
+    problems = []
+    for file, expected in sorted(digests.items()):
+        path = os.path.join(version_dir, file)
+        if not os.path.isfile(path):
+            problems.append(f"{file} is missing")
+        elif sha256_of(path) != expected:
+            problems.append(f"{file} does not match its sha256 (truncated or changed)")
+    return problems
