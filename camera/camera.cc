@@ -260,7 +260,7 @@ void Camera::CaptureLoop() {
     }
     Add(metrics_.captured);
     ++captured_;
-    PendingFrame pending{seq++, captured_at, *std::move(image)};
+    PendingFrame pending{seq++, captured_at, *std::move(image), cv::Mat(), std::string()};
     if (!options_.inspection_dir.empty()) {  // kept for a full-resolution inspection image
       if (frame->scale == 1) {
         pending.full_frame = *roi_view;

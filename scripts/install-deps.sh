@@ -21,7 +21,7 @@ packages=(
   # debootstrap for the base image where Docker Hub is out of reach
   docker.io docker-compose debootstrap
   # data and tooling used by the demo and tests
-  dataset-fashion-mnist prometheus openssl curl
+  dataset-fashion-mnist prometheus openssl libssl-dev curl
 )
 
 # The Kubernetes schema validator for the deploy tests (npm registry; where

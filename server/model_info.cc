@@ -98,6 +98,7 @@ absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   info.input.mean = *std::move(mean);
   info.input.std = *std::move(std);
   if (!metadata.qengine().empty()) info.qengine = metadata.qengine();
+  info.file_sha256.insert(metadata.sha256().begin(), metadata.sha256().end());
   if (metadata.output() == "probabilities") {
     info.outputs_probabilities = true;
   } else if (!metadata.output().empty() && metadata.output() != "logits") {

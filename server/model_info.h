@@ -4,6 +4,7 @@
 #ifndef MATID_SERVER_MODEL_INFO_H_
 #define MATID_SERVER_MODEL_INFO_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@ struct ModelInfo {
   InputSpec input;
   std::string qengine = "onednn";      // for the int8 model
   bool outputs_probabilities = false;  // false: logits, softmax applied
+  // metadata "sha256": file name -> hex digest (empty: not recorded).
+  std::map<std::string, std::string> file_sha256;
 };
 
 absl::string_view ColorModeName(ColorMode mode);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "server/model_files.h"
 
 namespace matid {
 namespace {
@@ -140,6 +141,8 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
     const TorchBackendOptions& options) {
   auto info = LoadModelMetadata(options.model_dir);
   if (!info.ok()) return info.status();
+  absl::Status whole = VerifyModelFiles(options.model_dir, *info);
+  if (!whole.ok()) return whole;
   info->variant = options.int8 ? "int8" : "fp32";
   const std::string path =
       absl::StrCat(options.model_dir, "/", options.int8 ? "model_int8.pt" : "model.pt");

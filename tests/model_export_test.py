@@ -200,6 +200,21 @@ class RepositoryTest(TempDirTest):
         os.remove(os.path.join(version, "metadata.json"))
         self.assertEqual(repository.verify(version), ["metadata.json is missing"])
 
+    def test_server_refuses_a_version_whose_file_was_truncated(self) -> None:
+        server_binary = os.path.join(BUILD_DIR, "bin", "matid-server")
+        test_model = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD_DIR, "test_model"))
+        if not (os.path.exists(server_binary) and os.path.isdir(test_model)):
+            self.skipTest("matid-server or the test model not built")
+        repo = os.path.join(self.tmp, "repo")
+        version = os.path.join(repo, "tiny", str(repository.publish(test_model, repo, "tiny")))
+        with open(os.path.join(version, "model.pt"), "r+b") as f:
+            f.truncate(os.path.getsize(f.name) // 2)
+        started = subprocess.run([server_binary, f"--model_dir={version}", "--host=127.0.0.1",
+                                  "--port=0", "--metrics_port=-1"],
+                                 capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(started.returncode, 0)
+        self.assertIn("model.pt does not match the sha256", started.stderr + started.stdout)
+
     def test_bad_sources_and_names_are_refused_and_leave_nothing(self) -> None:
         not_a_model = os.path.join(self.tmp, "empty")
         os.makedirs(not_a_model)
