@@ -58,6 +58,19 @@ def gaussian_noise(image: np.ndarray, sigma: float, rng: np.random.Generator) ->
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+def random_crop(images: np.ndarray, padding: int, rng: np.random.Generator) -> np.ndarray:
+    """A batch of uint8 NHWC images, each zero-padded by `padding` pixels on
+    every side and cut back to its size at a random offset (online, during
+    training; the usual augmentation for Fashion-MNIST and CIFAR)."""
+    count, height, width = images.shape[:3]
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    dy = rng.integers(0, 2 * padding + 1, count)
+    dx = rng.integers(0, 2 * padding + 1, count)
+    rows = (dy[:, None] + np.arange(height))[:, :, None]
+    cols = (dx[:, None] + np.arange(width))[:, None, :]
+    return padded[np.arange(count)[:, None, None], rows, cols]
+
+
 @dataclass
 class AugmentOptions:
     """Which augmentations run, and on how much of the training set."""

@@ -179,7 +179,7 @@ def prepare(work_dir: str, source: str = "fashion-mnist", validation_fraction: f
     manifest_dir = os.path.join(work_dir, "manifests")
     os.makedirs(manifest_dir, exist_ok=True)
     if source == "fashion-mnist":
-        import fashion_mnist
+        from . import fashion_mnist
         labels = list(fashion_mnist.LABELS)
         color = "gray"
         train_images, train_labels = fashion_mnist.load("train")

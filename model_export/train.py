@@ -6,12 +6,17 @@ factor), early_stopping, early_stopping_patience, early_stopping_tolerance
 (relative: an epoch improves when (acc - best) / best >= tolerance),
 early_stopping_min_epochs, momentum, weight_decay: same meanings and defaults
 as SageMaker's algorithm. Optimiser: SGD with momentum.
+
+Not SageMaker's: architecture (widths, blocks), the online augmentations
+(horizontal flip, random crop after zero padding), label smoothing, a time
+budget, and speed: channels_last memory format and bf16 autocast with fp32
+master weights where the CPU computes bf16 natively (avx512_bf16/amx_bf16).
+Validation and the exported model are fp32.
 """
 import csv
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -20,7 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import random_crop
 from .model import ResNet
+from .progress import EpochProgress
 
 
 @dataclass
@@ -36,11 +43,15 @@ class Hyperparameters:
     early_stopping_min_epochs: int = 10
     momentum: float = 0.9
     weight_decay: float = 0.0001
-    # Not SageMaker's: architecture, budget and the online horizontal flip.
+    # Not SageMaker's: architecture, budget, online augmentation and speed.
     widths: List[int] = field(default_factory=lambda: [16, 32, 64])
     blocks: List[int] = field(default_factory=lambda: [2, 2, 2])
     max_minutes: float = 0.0  # 0: no time budget
     online_flip: bool = True
+    crop_padding: int = 2  # random crop after zero padding by this many pixels (0: off)
+    label_smoothing: float = 0.1
+    bf16: str = "auto"  # auto: bf16 autocast when the CPU has native bf16; true; false
+    channels_last: bool = True
     threads: int = 2
     seed: int = 42
 
@@ -57,6 +68,21 @@ class TrainResult:
     seconds: float
     mean: List[float]
     std: List[float]
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(setting: str) -> bool:
+    if setting not in ("auto", "true", "false"):
+        raise ValueError(f"bf16 must be auto, true or false, got {setting!r}")
+    return setting == "true" or (setting == "auto" and cpu_has_native_bf16())
 
 
 def channel_stats(images: np.ndarray) -> Tuple[List[float], List[float]]:
@@ -123,20 +149,26 @@ def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.nda
     mean, std = channel_stats(train_images)
     channels = train_images.shape[-1]
     size = min(train_images.shape[1], train_images.shape[2])
-    model = ResNet(channels, classes, size, hp.widths, hp.blocks)
+    bf16 = use_bf16(hp.bf16)
+    memory_format = torch.channels_last if hp.channels_last else torch.contiguous_format
+    model = ResNet(channels, classes, size, hp.widths, hp.blocks).to(memory_format=memory_format)
+    log(f"train: widths {hp.widths}, blocks {hp.blocks}, bf16 autocast "
+        f"{'on' if bf16 else 'off'} (--bf16={hp.bf16}), channels_last "
+        f"{'on' if hp.channels_last else 'off'}, random crop padding {hp.crop_padding}, "
+        f"label smoothing {hp.label_smoothing:g}")
     optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=hp.momentum,
                                 weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, hp.milestones(),
                                                      gamma=hp.lr_scheduler_factor)
     stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance,
                             hp.early_stopping_min_epochs)
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+    val_loss_fn = nn.CrossEntropyLoss()
     log_path = os.path.join(out_dir, "training_log.csv")
     best_path = os.path.join(out_dir, "best.pt")
     with open(os.path.join(out_dir, "hyperparameters.json"), "w") as f:
         json.dump(asdict(hp), f, indent=1)
 
-    show_progress = sys.stdout.isatty()
     started = time.monotonic()
     best_accuracy, best_epoch, epoch = -1.0, 0, 0
     stop_reason = f"completed {hp.epochs} epochs"
@@ -151,28 +183,32 @@ def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.nda
             model.train()
             order = rng.permutation(len(train_images))
             total_loss, correct = 0.0, 0
+            progress = EpochProgress(epoch, hp.epochs, len(train_images))
             for b in range(batches):
                 index = order[b * hp.mini_batch_size:(b + 1) * hp.mini_batch_size]
-                x = to_tensor(train_images[index], mean, std)
+                images = train_images[index]
+                if hp.crop_padding > 0:
+                    images = random_crop(images, hp.crop_padding, rng)
+                x = to_tensor(images, mean, std)
                 if hp.online_flip:
                     flip = torch.from_numpy(rng.random(len(index)) < 0.5)
                     x[flip] = x[flip].flip(-1)
+                x = x.contiguous(memory_format=memory_format)
                 y = torch.from_numpy(train_labels[index])
                 optimizer.zero_grad()
-                logits = model(x)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(x).float()
                 loss = loss_fn(logits, y)
                 loss.backward()
                 optimizer.step()
                 total_loss += loss.item() * len(index)
                 correct += int((logits.argmax(1) == y).sum())
-                if show_progress and ((b + 1) % 50 == 0 or b + 1 == batches):
-                    print(f"\r  epoch {epoch}: batch {b + 1}/{batches}", end="", flush=True)
-            if show_progress:
-                print("\r" + " " * 40 + "\r", end="")
+                progress.advance(len(index))
+            progress.finish()
             scheduler.step()
             val_logits = evaluate_logits(model, val_images, mean, std)
             val_y = torch.from_numpy(val_labels)
-            val_loss = float(loss_fn(val_logits, val_y))
+            val_loss = float(val_loss_fn(val_logits, val_y))
             val_accuracy = float((val_logits.argmax(1) == val_y).float().mean())
             train_accuracy = correct / len(train_images)
             seconds = time.monotonic() - epoch_start

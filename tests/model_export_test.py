@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 from model_export import augment  # noqa: E402
 from model_export import dataset  # noqa: E402
 from model_export import metrics  # noqa: E402
+from model_export import progress  # noqa: E402
 from model_export import repository  # noqa: E402
 from model_export import train  # noqa: E402
 from model_export.cli import main as cli_main  # noqa: E402
@@ -285,6 +286,55 @@ class AugmentTest(unittest.TestCase):
         np.testing.assert_array_equal(self.rgb, before)
 
 
+    def test_random_crop_shifts_each_image_within_the_padding(self) -> None:
+        images = np.random.default_rng(0).integers(1, 256, (64, 6, 5, 1), dtype=np.uint8)
+        before = images.copy()
+        cropped = augment.random_crop(images, 2, np.random.default_rng(1))
+        self.assertEqual(cropped.shape, images.shape)
+        np.testing.assert_array_equal(images, before)
+        offsets = set()
+        for original, out in zip(images, cropped):
+            padded = np.pad(original, ((2, 2), (2, 2), (0, 0)))
+            matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                       if np.array_equal(padded[dy:dy + 6, dx:dx + 5], out)]
+            self.assertEqual(len(matches), 1)
+            offsets.add(matches[0])
+        self.assertGreater(len(offsets), 10)  # not one shift for the whole batch
+
+
+class ProgressTest(unittest.TestCase):
+    def make(self, is_terminal: bool) -> tuple[progress.EpochProgress, io.StringIO, list[float]]:
+        now = [100.0]
+        stream = io.StringIO()
+        bar = progress.EpochProgress(3, 30, 1000, stream, is_terminal, interval_seconds=15,
+                                     clock=lambda: now[0])
+        return bar, stream, now
+
+    def test_plain_lines_every_interval_with_rate_and_time_left(self) -> None:
+        bar, stream, now = self.make(is_terminal=False)
+        for _ in range(4):
+            now[0] += 5
+            bar.advance(100)  # 20 images/s
+        lines = stream.getvalue().splitlines()
+        self.assertEqual(lines, ["  epoch 3/30: 300/1000 images, 20 images/s, 35s left in this epoch"])
+        now[0] += 60
+        bar.advance(600)
+        bar.finish()
+        self.assertEqual(len(stream.getvalue().splitlines()), 1)  # the epoch's end is the summary's
+
+    def test_a_terminal_gets_one_rewritten_line(self) -> None:
+        bar, stream, now = self.make(is_terminal=True)
+        for _ in range(3):
+            now[0] += 1
+            bar.advance(100)
+        bar.finish()
+        text = stream.getvalue()
+        self.assertNotIn("\n", text)
+        self.assertEqual(text.count("\r"), 4)
+        self.assertTrue(text.endswith("\r\033[K"))
+        self.assertEqual(progress.format_duration(125), "2m05s")
+
+
 class MetricsTest(unittest.TestCase):
     def setUp(self) -> None:
         rng = np.random.default_rng(3)
@@ -396,6 +446,16 @@ class BadDatasetTest(TempDirTest):
     def test_cli_reports_the_error_and_exits_2(self) -> None:
         self.assertEqual(run_cli("prepare", "--source", os.path.join(self.tmp, "nowhere"),
                                  "--work", os.path.join(self.tmp, "work")), 2)
+
+
+class FashionMnistTest(TempDirTest):
+    def test_prepares_from_the_debian_package(self) -> None:
+        prepared = dataset.prepare(os.path.join(self.tmp, "work"), "fashion-mnist",
+                                   limit_per_class=3)
+        self.assertEqual(len(prepared.labels), 10)
+        self.assertEqual(prepared.color, "gray")
+        self.assertEqual(len(prepared.splits["test"]), 10000)
+        self.assertEqual(len(prepared.splits["train"]) + len(prepared.splits["val"]), 30)
 
 
 class EarlyStoppingTest(unittest.TestCase):

@@ -43,6 +43,24 @@ def unannotated(function: ast.FunctionDef) -> list[str]:
     return missing
 
 
+def absolute_sibling_imports(tree: ast.Module, path: str) -> list[tuple[int, str]]:
+    """`import X` / `from X import` anywhere in the file (also inside
+    functions), where X.py sits beside it: inside a package that only works
+    when the folder happens to be on sys.path."""
+    folder = os.path.dirname(path)
+    siblings = {os.path.splitext(os.path.basename(p))[0]
+                for p in glob.glob(os.path.join(folder, "*.py"))}
+    found = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module.split(".")[0]]
+        found += [(node.lineno, name) for name in names if name in siblings]
+    return sorted(found)
+
+
 class PythonStyleTest(unittest.TestCase):
     def test_public_functions_are_annotated(self) -> None:
         problems = []
@@ -67,6 +85,15 @@ class PythonStyleTest(unittest.TestCase):
                         problems.append(f"{os.path.relpath(path, ROOT)}:{number}: {line.strip()}")
         self.assertEqual(problems, [], "import through the package instead")
 
+    def test_packages_import_their_own_modules_relatively(self) -> None:
+        problems = []
+        for path in sources():
+            with open(path) as f:
+                tree = ast.parse(f.read(), path)
+            for line, name in absolute_sibling_imports(tree, path):
+                problems.append(f"{os.path.relpath(path, ROOT)}:{line}: import {name}")
+        self.assertEqual(problems, [], "a package module imports its sibling as 'from . import X'")
+
     def test_the_checks_see_what_they_look_for(self) -> None:
         tree = ast.parse("def f(a, b: int):\n    pass\nclass C:\n    def g(self) -> int:\n"
                          "        return 1\n    def _h(self):\n        pass\n")
@@ -74,6 +101,11 @@ class PythonStyleTest(unittest.TestCase):
         self.assertEqual([f.name for f in functions], ["f", "g"])
         self.assertEqual(unannotated(functions[0]), ["a", "return"])
         self.assertEqual(unannotated(functions[1]), [])
+        nested = ast.parse("def f():\n    import dataset\n    from train import x\n"
+                           "    from . import dataset\n    import os\n")
+        self.assertEqual(absolute_sibling_imports(
+            nested, os.path.join(ROOT, "model_export", "cli.py")),
+            [(2, "dataset"), (3, "train")])
 
 
 if __name__ == "__main__":
