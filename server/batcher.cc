@@ -20,7 +20,11 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const BatcherOptions& o
   std::unique_ptr<Batcher> batcher(new Batcher(backend, metrics));
   BatchScheduler::QueueDepthCallback queue_depth_changed;
   if (metrics != nullptr) {
-    queue_depth_changed = [metrics](int depth) { metrics->SetQueueDepth(depth); };
+    // The gauge sums every loaded version's queue (two batchers during a
+    // model swap): each adds the change since its last report.
+    queue_depth_changed = [metrics, b = batcher.get()](int depth) {
+      metrics->AddQueueDepth(depth - b->reported_queue_depth_.exchange(depth));
+    };
   }
   auto scheduler = BatchScheduler::Create(
       options, [b = batcher.get()](std::vector<QueuedTask> batch) { b->RunBatch(std::move(batch)); },

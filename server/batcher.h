@@ -10,6 +10,7 @@
 #ifndef MATID_SERVER_BATCHER_H_
 #define MATID_SERVER_BATCHER_H_
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -73,6 +74,7 @@ class Batcher {
   ModelBackend* const backend_;
   ServerMetrics* const metrics_;  // or nullptr if not recorded
   const size_t tensor_size_;
+  std::atomic<int> reported_queue_depth_{0};  // last depth added to the metrics
 
   // Declared last: destroyed (drained, workers joined) first.
   std::unique_ptr<BatchScheduler> scheduler_;

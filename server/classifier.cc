@@ -14,13 +14,14 @@ Classifier::Classifier(const ModelInfo& model, const PreprocessOptions& preproce
       preprocessor_(model.input, preprocess),
       default_top_k_(default_top_k),
       batcher_(batcher),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      predictions_(metrics != nullptr ? metrics->PredictionCounters(model) : LabelCounters()) {}
 
 void Classifier::Finish(const ClassifyDone& done, absl::StatusOr<Classification> result) const {
   if (metrics_ != nullptr) {
     metrics_->RecordImage(result.status());
     if (result.ok() && !result->top.empty()) {
-      metrics_->RecordPrediction(result->top.front().index);
+      predictions_.Increment(result->top.front().index);
     }
   }
   done(std::move(result));

@@ -13,12 +13,11 @@
 #include "absl/time/time.h"
 #include "server/batcher.h"
 #include "server/image.h"
+#include "server/metrics.h"
 #include "server/model_info.h"
 #include "server/preprocessor.h"
 
 namespace matid {
-
-class ServerMetrics;
 
 struct ScoredLabel {
   int index = 0;
@@ -71,6 +70,7 @@ class Classifier {
   const int default_top_k_;
   Batcher* const batcher_;
   ServerMetrics* const metrics_;  // or nullptr if not recorded
+  const LabelCounters predictions_;
 };
 
 }  // namespace matid

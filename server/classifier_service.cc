@@ -4,6 +4,7 @@
 #include <chrono>
 #include <deque>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 
@@ -49,6 +50,34 @@ void FillPredictions(const Classification& result, const ModelInfo& model,
   }
 }
 
+void FillModelRef(const ModelIdentity& identity, v1::ModelRef* ref) {
+  ref->set_name(identity.name);
+  ref->set_version(identity.version);
+  ref->set_variant(identity.variant);
+  ref->set_sha256(identity.sha256);
+}
+
+// Predictions and provenance: what every successful answer carries.
+template <typename Answer>
+void FillAnswer(const Classification& result, const ServingModel& model, Answer* out) {
+  FillPredictions(result, model.info(), out->mutable_predictions());
+  FillModelRef(model.identity(), out->mutable_model());
+}
+
+v1::ModelVersionStatus::State ToProtoState(ModelVersionState state) {
+  switch (state) {
+    case ModelVersionState::kLoading:
+      return v1::ModelVersionStatus::LOADING;
+    case ModelVersionState::kAvailable:
+      return v1::ModelVersionStatus::AVAILABLE;
+    case ModelVersionState::kUnloading:
+      return v1::ModelVersionStatus::UNLOADING;
+    case ModelVersionState::kFailed:
+      return v1::ModelVersionStatus::FAILED;
+  }
+  return v1::ModelVersionStatus::STATE_UNSPECIFIED;
+}
+
 void FillTimings(const Classification& result, absl::Duration total, v1::Timings* timings) {
   timings->set_preprocess_us(Micros(result.preprocess));
   timings->set_queue_us(Micros(result.timing.queue_wait));
@@ -70,16 +99,19 @@ std::function<bool()> CancelledCheck(grpc::CallbackServerContext* context) {
 
 }  // namespace
 
-ClassifierService::ClassifierService(const Classifier* classifier, const Batcher* batcher,
+ClassifierService::ClassifierService(const ModelManager* models, const BatcherOptions& batcher,
                                      ServerMetrics* metrics, const ServiceLimits& limits)
-    : classifier_(classifier),
-      batcher_(batcher),
+    : models_(models),
+      batcher_options_(batcher),
       metrics_(metrics),
       limits_(limits),
-      started_at_(absl::Now()) {
-  model_ref_.set_name(classifier->model().name);
-  model_ref_.set_version(classifier->model().version);
-  model_ref_.set_variant(classifier->model().variant);
+      started_at_(absl::Now()) {}
+
+absl::StatusOr<std::shared_ptr<const ServingModel>> ClassifierService::Resolve(
+    const std::string& model, int64_t version) const {
+  auto resolved = models_->Resolve(model, version);
+  if (!resolved.ok() && metrics_ != nullptr) metrics_->RecordImage(resolved.status());
+  return resolved;
 }
 
 ClassifierService::Answer ClassifierService::StartUnary(grpc::ServerUnaryReactor* reactor,
@@ -115,14 +147,20 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
     finish(image.status());
     return reactor;
   }
+  auto model = Resolve(request->model(), request->model_version());
+  if (!model.ok()) {
+    finish(model.status());
+    return reactor;
+  }
   response->set_request_id(request->request_id());
   *response->mutable_tags() = request->tags();
   ClassifyCall call{*image, TopKOf(request->top_k()), DeadlineOf(context), CancelledCheck(context)};
-  classifier_->Classify(
-      call, [this, response, start, finish](absl::StatusOr<Classification> result) {
+  // The callback holds the version that admitted the request: it finishes
+  // there even if a newer version takes over meanwhile.
+  (*model)->classifier().Classify(
+      call, [model = *model, response, start, finish](absl::StatusOr<Classification> result) {
         if (result.ok()) {
-          FillPredictions(*result, classifier_->model(), response->mutable_predictions());
-          *response->mutable_model() = model_ref_;
+          FillAnswer(*result, *model, response);
           FillTimings(*result, absl::Now() - start, response->mutable_timings());
         }
         finish(result.status());
@@ -159,21 +197,26 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
   for (int i = 0; i < items; ++i) response->add_results();
   // Shared by the item callbacks; the last one to finish answers the RPC.
   auto remaining = std::make_shared<std::atomic<int>>(items);
-  auto item_done = [this, response, start, remaining, finish](
-                       size_t i, absl::StatusOr<Classification> result) {
+  auto item_done = [response, start, remaining, finish](size_t i,
+                                                         absl::StatusOr<Classification> result,
+                                                         const ServingModel* model) {
     v1::BatchItemResult* item = response->mutable_results(static_cast<int>(i));
     *item->mutable_status() = ToItemStatus(result.status());
     if (result.ok()) {
       v1::ClassifyResponse* out = item->mutable_response();
-      FillPredictions(*result, classifier_->model(), out->mutable_predictions());
-      *out->mutable_model() = model_ref_;
+      FillAnswer(*result, *model, out);
       FillTimings(*result, absl::Now() - start, out->mutable_timings());
     }
     if (remaining->fetch_sub(1) == 1) finish(absl::OkStatus());
   };
 
-  std::vector<ClassifyCall> calls;
-  std::vector<size_t> call_items;  // calls[j] is item call_items[j]
+  // Items may name different models: each model's items are queued together.
+  struct Group {
+    std::shared_ptr<const ServingModel> model;
+    std::vector<ClassifyCall> calls;
+    std::vector<size_t> items;  // calls[j] is item items[j]
+  };
+  std::map<const ServingModel*, Group> groups;
   for (int i = 0; i < items; ++i) {
     const v1::ClassifyRequest& item = request->items(i);
     v1::ClassifyResponse* out = response->mutable_results(i)->mutable_response();
@@ -182,17 +225,26 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
     absl::StatusOr<ImageRef> image = ToImageRef(item.image());
     if (!image.ok()) {
       if (metrics_ != nullptr) metrics_->RecordImage(image.status());
-      item_done(i, image.status());
+      item_done(i, image.status(), nullptr);
       continue;
     }
-    calls.push_back({*image, TopKOf(item.top_k()), DeadlineOf(context), CancelledCheck(context)});
-    call_items.push_back(i);
+    auto model = Resolve(item.model(), item.model_version());
+    if (!model.ok()) {
+      item_done(i, model.status(), nullptr);
+      continue;
+    }
+    Group& group = groups[model->get()];
+    group.model = *model;
+    group.calls.push_back(
+        {*image, TopKOf(item.top_k()), DeadlineOf(context), CancelledCheck(context)});
+    group.items.push_back(i);
   }
-  if (!calls.empty()) {
-    classifier_->ClassifyMany(calls,
-                              [item_done, call_items](size_t j, absl::StatusOr<Classification> r) {
-                                item_done(call_items[j], std::move(r));
-                              });
+  for (auto& [key, group] : groups) {
+    group.model->classifier().ClassifyMany(
+        group.calls, [item_done, items = group.items, model = group.model](
+                         size_t j, absl::StatusOr<Classification> r) {
+          item_done(items[j], std::move(r), model.get());
+        });
   }
   return reactor;
 }
@@ -238,17 +290,22 @@ class ClassifierService::StreamReactor final
     if (service_->metrics_ != nullptr) service_->metrics_->AddInFlight(1);
 
     absl::StatusOr<ImageRef> image = ToImageRef(frame_.image());
+    absl::StatusOr<std::shared_ptr<const ServingModel>> model =
+        absl::UnknownError("not resolved");
     if (!image.ok()) {
       if (service_->metrics_ != nullptr) {
         service_->metrics_->RecordImage(image.status());
       }
-      OnFrameDone(slot, image.status());
+      OnFrameDone(slot, image.status(), nullptr);
+    } else if (model = service_->Resolve(frame_.model(), frame_.model_version()); !model.ok()) {
+      OnFrameDone(slot, model.status(), nullptr);
     } else {
       ClassifyCall call{*image, TopKOf(frame_.top_k()), DeadlineOf(context_),
                         CancelledCheck(context_)};
-      service_->classifier_->Classify(call, [this, slot](absl::StatusOr<Classification> result) {
-        OnFrameDone(slot, std::move(result));
-      });
+      (*model)->classifier().Classify(
+          call, [this, slot, model = *model](absl::StatusOr<Classification> result) {
+            OnFrameDone(slot, std::move(result), model.get());
+          });
     }
     // frame_ is free again: the classifier copied what it needed.
     std::lock_guard<std::mutex> lock(mu_);
@@ -280,11 +337,12 @@ class ClassifierService::StreamReactor final
     bool done = false;
   };
 
-  void OnFrameDone(const std::shared_ptr<Slot>& slot, absl::StatusOr<Classification> result) {
+  // `model` answered the frame (nullptr when it was refused before).
+  void OnFrameDone(const std::shared_ptr<Slot>& slot, absl::StatusOr<Classification> result,
+                   const ServingModel* model) {
     const absl::Duration elapsed = absl::Now() - slot->start;
     if (result.ok()) {
-      FillPredictions(*result, service_->classifier_->model(), slot->result.mutable_predictions());
-      *slot->result.mutable_model() = service_->model_ref_;
+      FillAnswer(*result, *model, &slot->result);
       FillTimings(*result, elapsed, slot->result.mutable_timings());
     }
     *slot->result.mutable_status() = ToItemStatus(result.status());
@@ -352,27 +410,39 @@ grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>* ClassifierService::Classify
 grpc::ServerUnaryReactor* ClassifierService::Health(grpc::CallbackServerContext* context,
                                                     const v1::HealthRequest* request,
                                                     v1::HealthResponse* response) {
-  const ModelInfo& model = classifier_->model();
   response->set_state(serving_.load() ? v1::HealthResponse::SERVING
                                       : v1::HealthResponse::NOT_SERVING);
-  v1::ModelInfo* info = response->mutable_model();
-  info->set_name(model.name);
-  info->set_version(model.version);
-  info->set_variant(model.variant);
-  for (const auto& label : model.labels) info->add_labels(label);
-  v1::InputSpec* input = info->mutable_input();
-  input->set_width(model.input.width);
-  input->set_height(model.input.height);
-  input->set_channels(model.input.channels());
-  input->set_color(std::string(ColorModeName(model.input.color)));
-  input->set_resize(std::string(ResizeModeName(model.input.resize)));
-  for (float m : model.input.mean) input->add_mean(m);
-  for (float s : model.input.std) input->add_std(s);
+  if (const auto serving = models_->DefaultModel()) {
+    const ModelInfo& model = serving->info();
+    v1::ModelInfo* info = response->mutable_model();
+    info->set_name(model.name);
+    info->set_version(serving->identity().version);
+    info->set_variant(model.variant);
+    for (const auto& label : model.labels) info->add_labels(label);
+    v1::InputSpec* input = info->mutable_input();
+    input->set_width(model.input.width);
+    input->set_height(model.input.height);
+    input->set_channels(model.input.channels());
+    input->set_color(std::string(ColorModeName(model.input.color)));
+    input->set_resize(std::string(ResizeModeName(model.input.resize)));
+    for (float m : model.input.mean) input->add_mean(m);
+    for (float s : model.input.std) input->add_std(s);
+  }
+  for (const ModelVersionStatus& status : models_->Statuses()) {
+    v1::ModelVersionStatus* out = response->add_models();
+    out->set_name(status.model);
+    out->set_version(status.version);
+    out->set_state(ToProtoState(status.state));
+    out->set_reason(status.reason);
+    out->set_is_default(status.is_default);
+    out->set_variant(status.identity.variant);
+    out->set_sha256(status.identity.sha256);
+  }
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_at_));
-  response->set_queue_depth(batcher_->queue_depth());
-  response->set_in_flight(batcher_->in_flight());
-  response->set_max_queue_size(batcher_->options().max_queue_size);
-  response->set_max_batch_size(batcher_->options().max_batch_size);
+  response->set_queue_depth(models_->queue_depth());
+  response->set_in_flight(models_->in_flight());
+  response->set_max_queue_size(batcher_options_.max_queue_size);
+  response->set_max_batch_size(batcher_options_.max_batch_size);
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;

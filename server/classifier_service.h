@@ -15,6 +15,7 @@
 #include "matid/v1/matid.grpc.pb.h"
 #include "server/batcher.h"
 #include "server/classifier.h"
+#include "server/model_manager.h"
 
 namespace matid {
 
@@ -28,8 +29,9 @@ struct ServiceLimits {
 class ClassifierService final : public v1::Classifier::CallbackService {
  public:
   // All pointers must outlive the service; `metrics` may be nullptr.
-  ClassifierService(const Classifier* classifier, const Batcher* batcher, ServerMetrics* metrics,
-                    const ServiceLimits& limits);
+  // `batcher` gives the per-version queue limits Health reports.
+  ClassifierService(const ModelManager* models, const BatcherOptions& batcher,
+                    ServerMetrics* metrics, const ServiceLimits& limits);
 
   // While not serving, new RPCs get UNAVAILABLE and Health says NOT_SERVING.
   void SetServing(bool serving) { serving_.store(serving); }
@@ -58,14 +60,16 @@ class ClassifierService final : public v1::Classifier::CallbackService {
   // Answers UNAVAILABLE (counted as a refusal) and returns true when the
   // server is not serving.
   bool RefusedAsNotServing(const Answer& answer) const;
+  // The version serving `model`/`version`; records the refusal otherwise.
+  absl::StatusOr<std::shared_ptr<const ServingModel>> Resolve(const std::string& model,
+                                                              int64_t version) const;
 
   // Constant after construction.
-  const Classifier* const classifier_;
-  const Batcher* const batcher_;
+  const ModelManager* const models_;
+  const BatcherOptions batcher_options_;
   ServerMetrics* const metrics_;  // or nullptr if not recorded
   const ServiceLimits limits_;
   const absl::Time started_at_;
-  v1::ModelRef model_ref_;
 
   std::atomic<bool> serving_{false};
 };

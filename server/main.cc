@@ -15,7 +15,19 @@
 #include "server/torch_backend.h"
 
 ABSL_FLAG(std::string, model_dir, "",
-          "Model directory: metadata.json plus model.pt (and model_int8.pt for --int8). Required.");
+          "Model directory: metadata.json plus model.pt (and model_int8.pt for --int8). One "
+          "model; give this or --model_repository.");
+ABSL_FLAG(std::string, model_repository, "",
+          "Model repository: REPOSITORY/<model>/<version>/ (versions published by `python3 -m "
+          "model_export publish`, each with digests), and an optional "
+          "REPOSITORY/<model>/version_policy.json. New versions are loaded beside the serving "
+          "one and swapped in without failing requests; rescanned on SIGHUP and every "
+          "--repository_poll_seconds.");
+ABSL_FLAG(std::string, default_model, "",
+          "With --model_repository: the model that serves requests naming none (empty: the only "
+          "model).");
+ABSL_FLAG(int, repository_poll_seconds, 0,
+          "With --model_repository: rescan it this often; 0: only on SIGHUP.");
 ABSL_FLAG(std::string, host, "0.0.0.0",
           "Address gRPC listens on (127.0.0.1 for this machine only).");
 ABSL_FLAG(int, port, 50051, "gRPC port; 0 picks a free port and prints it.");
@@ -110,7 +122,47 @@ matid::ServerOptions OptionsFromFlags() {
       max_age_ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(max_age_ms);
   options.max_connection_age_grace =
       max_age_grace_ms == -1 ? absl::InfiniteDuration() : absl::Milliseconds(max_age_grace_ms);
+  options.default_model = absl::GetFlag(FLAGS_default_model);
+  options.repository_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_repository_poll_seconds));
   return options;
+}
+
+matid::TorchBackendOptions BackendOptionsFromFlags(int warmup_batch_size) {
+  matid::TorchBackendOptions backend;
+  backend.int8 = absl::GetFlag(FLAGS_int8);
+  backend.optimize = absl::GetFlag(FLAGS_optimize);
+  backend.intra_op_threads = absl::GetFlag(FLAGS_threads);
+  backend.warmup_batch_size = warmup_batch_size;
+  return backend;
+}
+
+// The one model of --model_dir, or the repository's models.
+absl::StatusOr<std::unique_ptr<matid::MatidServer>> CreateServer(
+    const matid::ServerOptions& options) {
+  const std::string model_dir = absl::GetFlag(FLAGS_model_dir);
+  const std::string repository = absl::GetFlag(FLAGS_model_repository);
+  if (model_dir.empty() == repository.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --model_dir (one model) and --model_repository (versioned models)");
+  }
+  if (!repository.empty()) {
+    matid::TorchBackendOptions backend = BackendOptionsFromFlags(options.batcher.max_batch_size);
+    backend.require_sha256 = true;
+    return matid::MatidServer::CreateWithRepository(
+        options, repository, [backend](const std::string& version_dir) mutable {
+          backend.model_dir = version_dir;
+          return matid::CreateTorchBackend(backend);
+        });
+  }
+  if (!options.default_model.empty() || options.repository_poll_interval != absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--default_model and --repository_poll_seconds need --model_repository");
+  }
+  matid::TorchBackendOptions backend = BackendOptionsFromFlags(options.batcher.max_batch_size);
+  backend.model_dir = model_dir;
+  auto loaded = matid::CreateTorchBackend(backend);
+  if (!loaded.ok()) return loaded.status();
+  return matid::MatidServer::Create(options, *std::move(loaded));
 }
 
 }  // namespace
@@ -119,43 +171,42 @@ int main(int argc, char** argv) {
   matid::ParseProgramFlags(
       argc, argv,
       "LibTorch image classification server (gRPC matid.v1).\n"
-      "Usage: matid-server --model_dir=DIR [--port=50051] [--metrics_port=8080]");
+      "Usage: matid-server --model_dir=DIR | --model_repository=DIR [--port=50051] "
+      "[--metrics_port=8080]");
   matid::TurnOffMutexDeadlockDetection();
 
-  const matid::StopSignals stop_signals;  // before any thread starts
+  const matid::StopSignals signals(/*also_sighup=*/true);  // before any thread starts
   matid::TuneMallocForLargeBuffers();
 
   matid::ServerOptions options = OptionsFromFlags();
   absl::Status valid = matid::ValidateServerOptions(options);
   if (!valid.ok()) return matid::FailWith(valid);
-  if (absl::GetFlag(FLAGS_model_dir).empty()) {
-    return matid::FailWith(absl::InvalidArgumentError("--model_dir is required"));
+  if (absl::GetFlag(FLAGS_repository_poll_seconds) < 0) {
+    return matid::FailWith(absl::InvalidArgumentError(
+        "--repository_poll_seconds must be >= 0 (0: rescan only on SIGHUP)"));
   }
-
-  matid::TorchBackendOptions backend_options;
-  backend_options.model_dir = absl::GetFlag(FLAGS_model_dir);
-  backend_options.int8 = absl::GetFlag(FLAGS_int8);
-  backend_options.optimize = absl::GetFlag(FLAGS_optimize);
-  backend_options.intra_op_threads = absl::GetFlag(FLAGS_threads);
-  backend_options.warmup_batch_size = options.batcher.max_batch_size;
-  auto backend = matid::CreateTorchBackend(backend_options);
-  if (!backend.ok()) return matid::FailWith(backend.status());
-  const matid::ModelInfo model = (*backend)->info();
-
-  auto server = matid::MatidServer::Create(options, *std::move(backend));
+  auto server = CreateServer(options);
   if (!server.ok()) return matid::FailWith(server.status());
+  for (const matid::ModelVersionStatus& status : (*server)->models().Statuses()) {
+    if (status.state != matid::ModelVersionState::kAvailable) continue;
+    std::printf("matid-server: model %s version %s (%s, sha256 %s)%s\n", status.model.c_str(),
+                status.version.c_str(), status.identity.variant.c_str(),
+                status.identity.sha256.c_str(), status.is_default ? " (default)" : "");
+  }
   const char* security = options.tls.cert_file.empty()        ? " (plaintext)"
                          : options.tls.client_ca_file.empty() ? " (TLS)"
                                                               : " (mutual TLS)";
-  std::printf(
-      "matid-server: model %s version %s (%s, %dx%dx%d, %zu labels) from %s\n"
-      "matid-server: serving grpc_port=%d metrics_port=%d%s\n",
-      model.name.c_str(), model.version.c_str(), model.variant.c_str(), model.input.width,
-      model.input.height, model.input.channels(), model.labels.size(),
-      backend_options.model_dir.c_str(), (*server)->port(), (*server)->metrics_port(), security);
+  std::printf("matid-server: serving grpc_port=%d metrics_port=%d%s\n", (*server)->port(),
+              (*server)->metrics_port(), security);
   std::fflush(stdout);
 
-  const int signal_number = stop_signals.Wait();
+  int signal_number = signals.Wait();
+  while (signal_number == SIGHUP) {
+    std::printf("matid-server: SIGHUP received, rescanning the model repository\n");
+    std::fflush(stdout);
+    (*server)->Reload();
+    signal_number = signals.Wait();
+  }
   std::printf("matid-server: %s received, draining (grace %ds)\n",
               matid::StopSignals::Name(signal_number), absl::GetFlag(FLAGS_drain_grace_seconds));
   std::fflush(stdout);

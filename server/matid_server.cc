@@ -12,6 +12,17 @@
 #include "absl/strings/str_cat.h"
 
 namespace matid {
+namespace {
+
+ServingOptions ServingOptionsOf(const ServerOptions& options) {
+  ServingOptions serving;
+  serving.batcher = options.batcher;
+  serving.preprocess = options.preprocess;
+  serving.default_top_k = options.default_top_k;
+  return serving;
+}
+
+}  // namespace
 
 absl::Status ValidateServerOptions(const ServerOptions& options) {
   absl::Status batcher = ValidateBatcherOptions(options.batcher);
@@ -61,26 +72,42 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
 
 absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
     const ServerOptions& options, std::unique_ptr<ModelBackend> backend) {
+  auto shared_backend = std::make_shared<std::unique_ptr<ModelBackend>>(std::move(backend));
+  return CreateWith(options, [&](ServerMetrics* metrics) {
+    return ModelManager::CreateFixed(ServingOptionsOf(options), std::move(*shared_backend),
+                                     metrics);
+  });
+}
+
+absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWithRepository(
+    const ServerOptions& options, const std::string& repository, BackendLoader loader) {
+  ModelManagerOptions manager;
+  manager.repository = repository;
+  manager.default_model = options.default_model;
+  manager.serving = ServingOptionsOf(options);
+  manager.poll_interval = options.repository_poll_interval;
+  return CreateWith(options, [&](ServerMetrics* metrics) {
+    return ModelManager::CreateFromRepository(manager, std::move(loader), metrics);
+  });
+}
+
+absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
+    const ServerOptions& options, const ModelsFactory& models) {
   absl::Status valid = ValidateServerOptions(options);
   if (!valid.ok()) return valid;
   std::unique_ptr<MatidServer> server(new MatidServer());
   server->options_ = options;
-  server->backend_ = std::move(backend);
 
   auto metrics = ServerMetrics::Create(options.metrics);
   if (!metrics.ok()) return metrics.status();
   server->metrics_ = *std::move(metrics);
-  server->metrics_->SetModel(server->backend_->info());
   server->metrics_->SetQueueCapacity(options.batcher.max_queue_size);
 
-  auto batcher = Batcher::Create(options.batcher, server->backend_.get(), server->metrics_.get());
-  if (!batcher.ok()) return batcher.status();
-  server->batcher_ = *std::move(batcher);
-  server->classifier_ = std::make_unique<Classifier>(server->backend_->info(), options.preprocess,
-                                                     options.default_top_k, server->batcher_.get(),
-                                                     server->metrics_.get());
+  auto manager = models(server->metrics_.get());
+  if (!manager.ok()) return manager.status();
+  server->models_ = *std::move(manager);
   server->service_ = std::make_unique<ClassifierService>(
-      server->classifier_.get(), server->batcher_.get(), server->metrics_.get(), options.limits);
+      server->models_.get(), options.batcher, server->metrics_.get(), options.limits);
 
   auto credentials = MakeServerCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();
@@ -113,8 +140,29 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::Create(
   server->server_->GetHealthCheckService()->SetServingStatus(true);
   server->server_->GetHealthCheckService()->SetServingStatus(v1::Classifier::service_full_name(),
                                                              true);
+  server->UpdateModelHealth();
+  server->models_->SetChangeListener([s = server.get()] { s->UpdateModelHealth(); });
   server->metrics_->SetServing(true);
   return server;
+}
+
+void MatidServer::UpdateModelHealth() {
+  std::set<std::string> healthy;
+  std::set<std::string> known;
+  for (const ModelVersionStatus& status : models_->Statuses()) {
+    known.insert(status.model);
+    if (status.is_default && status.state == ModelVersionState::kAvailable) {
+      healthy.insert(status.model);
+    }
+  }
+  std::lock_guard<std::mutex> lock(health_mu_);
+  if (stopping_.load()) return;  // everything is NOT_SERVING for good
+  auto* health = server_->GetHealthCheckService();
+  for (const std::string& name : known) health->SetServingStatus(name, healthy.count(name) > 0);
+  for (const std::string& name : healthy_models_) {
+    if (known.count(name) == 0) health->SetServingStatus(name, false);
+  }
+  healthy_models_ = std::move(healthy);
 }
 
 MatidServer::~MatidServer() { Shutdown(); }
@@ -123,6 +171,7 @@ void MatidServer::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  stopping_.store(true);
   if (server_ != nullptr) {
     // Order: tell probes and clients first, then stop taking calls and let
     // the running ones finish (the batcher is still working for them), then
@@ -135,7 +184,8 @@ void MatidServer::Shutdown() {
                       absl::ToChronoSeconds(options_.drain_grace));
     server_->Wait();
   }
-  if (batcher_ != nullptr) batcher_->Shutdown();
+  // Runs whatever is still queued, then stops the models' workers.
+  if (models_ != nullptr) models_->Shutdown();
 }
 
 }  // namespace matid

@@ -7,17 +7,20 @@
 
 #include <grpcpp/server.h>
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/batcher.h"
-#include "server/classifier.h"
 #include "server/classifier_service.h"
 #include "server/metrics.h"
 #include "server/model_backend.h"
+#include "server/model_manager.h"
 #include "server/preprocessor.h"
 #include "server/server_credentials.h"
 
@@ -46,21 +49,34 @@ struct ServerOptions {
   // max_connection_age_grace to finish before the connection is closed.
   absl::Duration max_connection_age = absl::InfiniteDuration();
   absl::Duration max_connection_age_grace = absl::InfiniteDuration();
+  // With a model repository (CreateWithRepository): the model that serves
+  // requests naming none (empty: the only one) and how often the
+  // repository is rescanned (zero: only on Reload()).
+  std::string default_model;
+  absl::Duration repository_poll_interval = absl::ZeroDuration();
 };
 
 absl::Status ValidateServerOptions(const ServerOptions& options);
 
 class MatidServer {
  public:
-  // Starts serving at once (health SERVING). The backend is moved in.
+  // Serves one loaded model (--model_dir). Starts serving at once (health
+  // SERVING). The backend is moved in.
   static absl::StatusOr<std::unique_ptr<MatidServer>> Create(const ServerOptions& options,
                                                              std::unique_ptr<ModelBackend> backend);
+
+  // Serves a model repository: loads it (see ModelManager) before serving,
+  // then follows it. `loader` turns a version folder into a backend.
+  static absl::StatusOr<std::unique_ptr<MatidServer>> CreateWithRepository(
+      const ServerOptions& options, const std::string& repository, BackendLoader loader);
 
   ~MatidServer();
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_->port(); }
-  const ModelInfo& model() const { return backend_->info(); }
+  const ModelManager& models() const { return *models_; }
+  // Rescans the model repository (SIGHUP); returns at once.
+  void Reload() { models_->RequestReload(); }
 
   // Graceful drain: health goes NOT_SERVING and new RPCs get UNAVAILABLE for
   // lame_duck; then the listener closes, in-flight RPCs (and every queued
@@ -69,20 +85,28 @@ class MatidServer {
   void Shutdown();
 
  private:
+  using ModelsFactory =
+      std::function<absl::StatusOr<std::unique_ptr<ModelManager>>(ServerMetrics* metrics)>;
+
   MatidServer() = default;
+  static absl::StatusOr<std::unique_ptr<MatidServer>> CreateWith(const ServerOptions& options,
+                                                                 const ModelsFactory& models);
+  // grpc.health.v1 per model: SERVING while the model has a default version.
+  void UpdateModelHealth();
 
   ServerOptions options_;
-  // Destroyed in reverse order: server before service before core.
-  std::unique_ptr<ModelBackend> backend_;
+  // Destroyed in reverse order: server before service before models.
   std::unique_ptr<ServerMetrics> metrics_;
-  std::unique_ptr<Batcher> batcher_;
-  std::unique_ptr<Classifier> classifier_;
+  std::unique_ptr<ModelManager> models_;
   std::unique_ptr<ClassifierService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 
   std::mutex shutdown_mu_;  // std::mutex: visible to ThreadSanitizer (see batch_scheduler.h)
   bool shut_down_ = false;  // guarded by shutdown_mu_
+  std::atomic<bool> stopping_{false};  // Shutdown() has begun
+  std::mutex health_mu_;    // serializes UpdateModelHealth
+  std::set<std::string> healthy_models_;  // guarded by health_mu_
 };
 
 }  // namespace matid

@@ -99,8 +99,17 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                       .Register(r);
   model_info_ = &BuildGauge()
                      .Name("matid_model_info")
-                     .Help("The loaded model (value is always 1)")
+                     .Help("Each loaded model version (value is always 1)")
                      .Register(r);
+  model_loads_ = &BuildCounter()
+                      .Name("matid_model_loads_total")
+                      .Help("Model version loads by model, version and result (ok, failed)")
+                      .Register(r);
+  model_version_state_ = &BuildGauge()
+                              .Name("matid_model_version_state")
+                              .Help("1 for the state each model version is in (LOADING, "
+                                    "AVAILABLE, UNLOADING, FAILED), 0 for the others")
+                              .Register(r);
 }
 
 prometheus::Counter& ServerMetrics::CountersByCode::operator[](absl::StatusCode code) {
@@ -166,24 +175,48 @@ void ServerMetrics::RecordBatch(int batch_size, absl::Duration inference) {
   batches_->Increment();
 }
 
-void ServerMetrics::RecordPrediction(int label_index) {
-  if (label_index >= 0 && label_index < static_cast<int>(predictions_by_label_.size())) {
-    predictions_by_label_[label_index]->Increment();
+LabelCounters ServerMetrics::PredictionCounters(const ModelInfo& model) {
+  std::vector<prometheus::Counter*> counters;
+  for (const auto& label : model.labels) {
+    counters.push_back(&predictions_->Add({{"model", model.name}, {"label", label}}));
   }
+  return LabelCounters(std::move(counters));
 }
 
-void ServerMetrics::SetQueueDepth(int depth) { queue_depth_->Set(depth); }
+void ServerMetrics::AddQueueDepth(int delta) { queue_depth_->Increment(delta); }
 
 void ServerMetrics::SetQueueCapacity(int capacity) { queue_capacity_->Set(capacity); }
 
 void ServerMetrics::AddInFlight(int delta) { in_flight_->Increment(delta); }
 
-void ServerMetrics::SetModel(const ModelInfo& model) {
-  model_info_->Add({{"name", model.name}, {"version", model.version}, {"variant", model.variant}})
-      .Set(1);
-  predictions_by_label_.clear();
-  for (const auto& label : model.labels) {
-    predictions_by_label_.push_back(&predictions_->Add({{"label", label}}));
+void ServerMetrics::SetModelLoaded(const ModelIdentity& model, bool loaded) {
+  prometheus::Gauge& gauge = model_info_->Add({{"name", model.name},
+                                               {"version", model.version},
+                                               {"variant", model.variant},
+                                               {"sha256", model.sha256}});
+  if (loaded) {
+    gauge.Set(1);
+  } else {
+    model_info_->Remove(&gauge);
+  }
+}
+
+void ServerMetrics::RecordModelLoad(const std::string& model, const std::string& version,
+                                    bool ok) {
+  model_loads_->Add({{"model", model}, {"version", version}, {"result", ok ? "ok" : "failed"}})
+      .Increment();
+}
+
+void ServerMetrics::SetModelVersionState(const std::string& model, const std::string& version,
+                                         absl::string_view state) {
+  for (absl::string_view name : kModelVersionStates) {
+    prometheus::Gauge& gauge = model_version_state_->Add(
+        {{"model", model}, {"version", version}, {"state", std::string(name)}});
+    if (state.empty()) {
+      model_version_state_->Remove(&gauge);
+    } else {
+      gauge.Set(name == state ? 1 : 0);
+    }
   }
 }
 

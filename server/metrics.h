@@ -22,6 +22,7 @@
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "server/model_info.h"
+#include "server/model_version_state.h"
 
 namespace matid {
 
@@ -30,6 +31,21 @@ struct MetricsOptions {
   // negative port serves no endpoint (metrics still recorded, for tests).
   std::string bind_address = "0.0.0.0";
   int port = 8080;
+};
+
+// Top-1 prediction counters of one model, one per label, made once so the
+// hot path increments a handle. Copyable; Increment is safe from any thread.
+class LabelCounters {
+ public:
+  LabelCounters() = default;
+  explicit LabelCounters(std::vector<prometheus::Counter*> counters)
+      : counters_(std::move(counters)) {}
+  void Increment(int index) const {
+    if (index >= 0 && index < static_cast<int>(counters_.size())) counters_[index]->Increment();
+  }
+
+ private:
+  std::vector<prometheus::Counter*> counters_;
 };
 
 class ServerMetrics {
@@ -50,11 +66,20 @@ class ServerMetrics {
   void RecordPreprocess(absl::Duration elapsed);
   void RecordQueueWait(absl::Duration waited);
   void RecordBatch(int batch_size, absl::Duration inference);
-  void RecordPrediction(int label_index);
-  void SetQueueDepth(int depth);
+  // matid_predictions_total{model, label} handles for one model's labels.
+  LabelCounters PredictionCounters(const ModelInfo& model);
+  // Adds `delta` to the queue depth summed over every loaded version.
+  void AddQueueDepth(int delta);
   void SetQueueCapacity(int capacity);
   void AddInFlight(int delta);
-  void SetModel(const ModelInfo& model);
+  // matid_model_info for a loaded version: set while loaded, removed after.
+  void SetModelLoaded(const ModelIdentity& model, bool loaded);
+  // matid_model_loads_total{model, version, result="ok"|"failed"}.
+  void RecordModelLoad(const std::string& model, const std::string& version, bool ok);
+  // matid_model_version_state{model, version, state}: 1 for `state`, 0 for
+  // the other states; an empty `state` removes the version's series.
+  void SetModelVersionState(const std::string& model, const std::string& version,
+                            absl::string_view state);
   void SetServing(bool serving);
 
  private:
@@ -103,8 +128,8 @@ class ServerMetrics {
   prometheus::Gauge* serving_;
   prometheus::Family<prometheus::Counter>* predictions_;
   prometheus::Family<prometheus::Gauge>* model_info_;
-  // Set once by SetModel() before serving starts; read-only afterwards.
-  std::vector<prometheus::Counter*> predictions_by_label_;
+  prometheus::Family<prometheus::Counter>* model_loads_;
+  prometheus::Family<prometheus::Gauge>* model_version_state_;
 };
 
 }  // namespace matid

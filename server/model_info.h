@@ -39,6 +39,16 @@ struct ModelInfo {
   bool outputs_probabilities = false;  // false: logits, softmax applied
   // metadata "sha256": file name -> hex digest (empty: not recorded).
   std::map<std::string, std::string> file_sha256;
+  // sha256 of the model file actually loaded (set by the backend).
+  std::string loaded_sha256;
+};
+
+// Which model answered: what every response, result and log line names.
+struct ModelIdentity {
+  std::string name;
+  std::string version;  // repository version, or metadata's with --model_dir
+  std::string variant;  // "fp32" or "int8"
+  std::string sha256;   // first 12 hex digits of the loaded file's digest
 };
 
 absl::string_view ColorModeName(ColorMode mode);

@@ -144,12 +144,24 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
   absl::Status whole = VerifyModelFiles(options.model_dir, *info);
   if (!whole.ok()) return whole;
   info->variant = options.int8 ? "int8" : "fp32";
-  const std::string path =
-      absl::StrCat(options.model_dir, "/", options.int8 ? "model_int8.pt" : "model.pt");
+  const std::string file = options.int8 ? "model_int8.pt" : "model.pt";
+  const std::string path = absl::StrCat(options.model_dir, "/", file);
   if (!FileExists(path)) {
     return absl::NotFoundError(
         absl::StrCat("model file ", path, " does not exist",
                      options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
+  }
+  const auto recorded = info->file_sha256.find(file);
+  if (recorded != info->file_sha256.end()) {
+    info->loaded_sha256 = recorded->second;  // verified above
+  } else if (options.require_sha256) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        options.model_dir, "/metadata.json records no sha256 for ", file,
+        ": put versions into a repository with `python3 -m model_export publish`"));
+  } else {
+    auto digest = FileSha256(path);
+    if (!digest.ok()) return digest.status();
+    info->loaded_sha256 = *std::move(digest);
   }
   // Loading, optimize_for_inference and the warm-up run LibTorch parallel
   // regions. On the caller's (main) thread they would leave an OpenMP team

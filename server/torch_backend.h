@@ -22,6 +22,9 @@ struct TorchBackendOptions {
   bool optimize = true;
   int warmup_batch_size = 1;  // warm-up also runs at this size (e.g. max batch)
   int warmup_runs = 3;
+  // Refuse a directory whose metadata.json records no sha256 for the model
+  // file (a model repository's versions are published with digests).
+  bool require_sha256 = false;
 };
 
 // Loads, optimises and warms the model up. Fails with NOT_FOUND for missing

@@ -18,6 +18,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "matid/v1/matid.grpc.pb.h"
+#include "server/model_files.h"
 #include "server/refusal.h"
 #include "tests/server_process.h"
 #include "tests/test_paths.h"
@@ -110,6 +111,8 @@ TEST_F(ServerEndToEnd, ClassifyReturnsTopKLabelsOfTheModel) {
   }
   EXPECT_EQ(response.model().name(), "matid-test-model");
   EXPECT_EQ(response.model().variant(), "fp32");
+  EXPECT_EQ(response.model().version(), "random-seed7");
+  EXPECT_EQ(response.model().sha256().size(), 12u);
   EXPECT_EQ(response.timings().batch_size(), 1u);
   EXPECT_GT(response.timings().total_us(), 0);
   EXPECT_GE(response.timings().total_us(), response.timings().inference_us());
@@ -333,10 +336,19 @@ TEST_F(ServerEndToEnd, MetricsEndpointExposesRequestsAndLatencyHistograms) {
         "matid_inference_duration_seconds_sum", "matid_batch_size_bucket{le=\"1\"}",
         "matid_batches_total", "matid_queue_depth", "matid_queue_capacity",
         "matid_in_flight_requests", "matid_serving", "matid_images_total{code=\"OK\"}",
-        "matid_predictions_total{label=\"Ankle boot\"}",
-        "matid_model_info{name=\"matid-test-model\",variant=\"fp32\",version=\"random-seed7\"}"}) {
+        "matid_predictions_total{label=\"Ankle boot\",model=\"matid-test-model\"}",
+        "matid_model_version_state{model=\"matid-test-model\",state=\"AVAILABLE\","
+        "version=\"random-seed7\"}",
+        "matid_model_loads_total{model=\"matid-test-model\",result=\"ok\","
+        "version=\"random-seed7\"}"}) {
     EXPECT_THAT(s, Contains(Key(series))) << series;
   }
+  // The loaded file's digest names exactly what ran.
+  auto digest = FileSha256(absl::StrCat(kTestModelDir, "/model.pt"));
+  ASSERT_TRUE(digest.ok()) << digest.status();
+  EXPECT_THAT(s, Contains(Key(absl::StrCat("matid_model_info{name=\"matid-test-model\",sha256=\"",
+                                           digest->substr(0, 12),
+                                           "\",variant=\"fp32\",version=\"random-seed7\"}"))));
   EXPECT_GE(s.at("matid_inference_duration_seconds_count"), 5.0);
   EXPECT_GE(s.at("matid_refusals_total{reason=\"undecodable\"}"), 1.0);
   for (absl::string_view reason : kRefusalReasons) {  // exported before the first refusal

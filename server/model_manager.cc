@@ -1,0 +1,507 @@
+#include "server/model_manager.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/refusal.h"
+
+namespace matid {
+namespace {
+
+void Log(const std::string& line) {
+  std::fprintf(stderr, "matid-server: %s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+bool Contains(const std::vector<int64_t>& versions, int64_t version) {
+  return std::find(versions.begin(), versions.end(), version) != versions.end();
+}
+
+// Loading and warming a model up is heavy CPU work; serving must keep its
+// cores meanwhile. Nice applies per thread on Linux and is inherited by the
+// threads LibTorch starts from this one.
+void LowerThisThreadsPriority() { setpriority(PRIO_PROCESS, syscall(SYS_gettid), 10); }
+
+}  // namespace
+
+absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options) {
+  if (options.repository.empty()) {
+    return absl::InvalidArgumentError("--model_repository is empty");
+  }
+  if (options.poll_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--repository_poll_seconds must be >= 0 (0: no polling)");
+  }
+  return absl::OkStatus();
+}
+
+ModelManager::ModelManager(const ModelManagerOptions& options, BackendLoader loader,
+                           ServerMetrics* metrics)
+    : options_(options), loader_(std::move(loader)), metrics_(metrics) {}
+
+absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFixed(
+    const ServingOptions& options, std::unique_ptr<ModelBackend> backend, ServerMetrics* metrics) {
+  ModelManagerOptions manager_options;
+  manager_options.serving = options;
+  std::unique_ptr<ModelManager> manager(new ModelManager(manager_options, nullptr, metrics));
+  auto serving = ServingModel::Create(options, std::move(backend), "", "", metrics);
+  if (!serving.ok()) return serving.status();
+  const ModelIdentity identity = (*serving)->identity();
+  Entry& entry = manager->models_[identity.name];
+  Slot& slot = entry.versions[1];
+  slot.state = ModelVersionState::kAvailable;
+  slot.model = std::shared_ptr<ServingModel>(*std::move(serving));
+  entry.default_version = 1;
+  if (metrics != nullptr) {
+    metrics->RecordModelLoad(identity.name, identity.version, true);
+    metrics->SetModelVersionState(identity.name, identity.version, "AVAILABLE");
+  }
+  return manager;
+}
+
+absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository(
+    const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics) {
+  absl::Status valid = ValidateModelManagerOptions(options);
+  if (!valid.ok()) return valid;
+  auto scan = ScanModelRepository(options.repository);
+  if (!scan.ok()) return scan.status();
+  if (scan->empty()) {
+    return absl::NotFoundError(absl::StrCat("model repository ", options.repository,
+                                            " has no model folders (expected NAME/VERSION/)"));
+  }
+  std::unique_ptr<ModelManager> manager(new ModelManager(options, std::move(loader), metrics));
+  manager->fixed_ = false;
+  manager->Reconcile();
+  std::vector<std::string> problems;
+  bool any_available = false;
+  for (const ModelVersionStatus& status : manager->Statuses()) {
+    if (status.state == ModelVersionState::kAvailable) any_available = true;
+    if (status.state == ModelVersionState::kFailed) {
+      problems.push_back(absl::StrCat(status.model, "/", status.version, ": ", status.reason));
+    }
+  }
+  if (!any_available) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("no model version in ", options.repository, " could be loaded",
+                     problems.empty() ? " (no version folders)" : ": ",
+                     absl::StrJoin(problems, "; ")));
+  }
+  if (!options.default_model.empty() && manager->Resolve("", 0).status().code() ==
+                                            absl::StatusCode::kNotFound) {
+    return absl::NotFoundError(absl::StrCat("--default_model=", options.default_model,
+                                            " is not a model of ", options.repository));
+  }
+  manager->thread_ = std::thread([m = manager.get()] { m->Run(); });
+  return manager;
+}
+
+ModelManager::~ModelManager() { Shutdown(); }
+
+void ModelManager::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  reload_done_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  // Queued requests hold references to their version, and the last one
+  // must not be dropped on that version's own batcher worker (it would join
+  // itself): drain every version while this manager still holds it.
+  std::vector<std::shared_ptr<ServingModel>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, entry] : models_) {
+      for (auto& [version, slot] : entry.versions) {
+        if (slot.model != nullptr) all.push_back(slot.model);
+      }
+    }
+    for (Retired& retired : retired_) all.push_back(retired.serving);
+  }
+  for (auto& model : all) model->Drain();
+}
+
+absl::StatusOr<std::shared_ptr<const ServingModel>> ModelManager::Resolve(absl::string_view model,
+                                                                          int64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto names = [this] {
+    std::vector<std::string> served;
+    for (const auto& [name, entry] : models_) {
+      if (entry.default_version != 0) served.push_back(name);
+    }
+    return absl::StrJoin(served, ", ");
+  };
+  absl::string_view name = model;
+  if (name.empty()) {
+    if (!options_.default_model.empty()) {
+      name = options_.default_model;
+    } else if (models_.size() == 1) {
+      name = models_.begin()->first;
+    } else {
+      return Refusal(absl::InvalidArgumentError(absl::StrCat(
+                         "several models are served (", names(),
+                         "): name one in the request's model field, or start the server with "
+                         "--default_model")),
+                     "model_not_named");
+    }
+  }
+  auto found = models_.find(name);
+  if (found == models_.end()) {
+    return Refusal(absl::NotFoundError(
+                       absl::StrCat("model '", name, "' is not served; models: ", names())),
+                   "model_not_found");
+  }
+  const Entry& entry = found->second;
+  if (version == 0) {
+    if (entry.default_version == 0) {
+      return Refusal(absl::UnavailableError(absl::StrCat(
+                         "model '", name, "' has no available version (see Health)")),
+                     "model_unavailable");
+    }
+    return entry.versions.at(entry.default_version).model;
+  }
+  auto slot = entry.versions.find(version);
+  if (fixed_ || slot == entry.versions.end() ||
+      slot->second.state != ModelVersionState::kAvailable) {
+    std::vector<std::string> available;
+    for (const auto& [number, candidate] : entry.versions) {
+      if (candidate.state == ModelVersionState::kAvailable) {
+        available.push_back(candidate.model->identity().version);
+      }
+    }
+    return Refusal(
+        absl::NotFoundError(absl::StrCat(
+            "model '", name, "' has no available version ", version, "; available: ",
+            absl::StrJoin(available, ", "),
+            fixed_ ? " (served from --model_dir: pin versions with --model_repository)" : "")),
+        "model_not_found");
+  }
+  return slot->second.model;
+}
+
+std::shared_ptr<const ServingModel> ModelManager::DefaultModel() const {
+  auto model = Resolve("", 0);
+  return model.ok() ? *std::move(model) : nullptr;
+}
+
+std::vector<ModelVersionStatus> ModelManager::Statuses() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<ModelVersionStatus> statuses;
+  for (const auto& [name, entry] : models_) {
+    for (const auto& [version, slot] : entry.versions) {
+      ModelVersionStatus status;
+      status.model = name;
+      status.version = absl::StrCat(version);
+      status.state = slot.state;
+      status.reason = slot.reason;
+      status.is_default = version == entry.default_version;
+      if (slot.model != nullptr) {
+        status.identity = slot.model->identity();
+        status.version = status.identity.version;
+      }
+      statuses.push_back(std::move(status));
+    }
+  }
+  for (const Retired& retired : retired_) {
+    const auto entry = models_.find(retired.model);
+    if (entry != models_.end() && entry->second.versions.count(retired.version) > 0) continue;
+    ModelVersionStatus status;
+    status.model = retired.model;
+    status.identity = retired.serving->identity();
+    status.version = status.identity.version;
+    status.state = ModelVersionState::kUnloading;
+    statuses.push_back(std::move(status));
+  }
+  return statuses;
+}
+
+void ModelManager::RequestReload() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++reloads_requested_;
+  }
+  wake_.notify_all();
+}
+
+void ModelManager::ReloadAndWait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (fixed_) return;
+  const uint64_t wanted = ++reloads_requested_;
+  wake_.notify_all();
+  reload_done_.wait(lock, [&] { return reloads_done_ >= wanted || stop_; });
+}
+
+void ModelManager::SetChangeListener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  listener_ = std::move(listener);
+}
+
+int ModelManager::queue_depth() const {
+  int depth = 0;
+  for (const auto& model : Loaded()) depth += model->batcher().queue_depth();
+  return depth;
+}
+
+int ModelManager::in_flight() const {
+  int count = 0;
+  for (const auto& model : Loaded()) count += model->batcher().in_flight();
+  return count;
+}
+
+std::vector<std::shared_ptr<const ServingModel>> ModelManager::Loaded() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<const ServingModel>> loaded;
+  for (const auto& [name, entry] : models_) {
+    for (const auto& [version, slot] : entry.versions) {
+      if (slot.model != nullptr) loaded.push_back(slot.model);
+    }
+  }
+  for (const Retired& retired : retired_) loaded.push_back(retired.serving);
+  return loaded;
+}
+
+void ModelManager::Run() {
+  LowerThisThreadsPriority();
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool polling = options_.poll_interval > absl::ZeroDuration();
+  absl::Time next_poll = polling ? absl::Now() + options_.poll_interval : absl::InfiniteFuture();
+  while (!stop_) {
+    if (reloads_requested_ > reloads_started_ || absl::Now() >= next_poll) {
+      const uint64_t started = reloads_requested_;
+      reloads_started_ = started;
+      lock.unlock();
+      Reconcile();
+      ReleaseUnused();
+      lock.lock();
+      reloads_done_ = started;
+      reload_done_.notify_all();
+      if (polling) next_poll = absl::Now() + options_.poll_interval;
+      continue;
+    }
+    // Retired versions are released as soon as their last request is done.
+    const absl::Time wake_at =
+        retired_.empty() ? next_poll : std::min(next_poll, absl::Now() + absl::Milliseconds(20));
+    if (wake_at == absl::InfiniteFuture()) {
+      wake_.wait(lock);
+    } else {
+      wake_.wait_for(lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(),
+                                                              wake_at - absl::Now())));
+    }
+    if (!retired_.empty()) {
+      lock.unlock();
+      ReleaseUnused();
+      lock.lock();
+    }
+  }
+}
+
+void ModelManager::Reconcile() {
+  auto scan = ScanModelRepository(options_.repository);
+  if (!scan.ok()) {
+    Log(absl::StrCat("cannot rescan: ", scan.status().message(), "; serving what is loaded"));
+    return;
+  }
+  std::set<std::string> present;
+  for (const RepositoryModel& model : *scan) {
+    present.insert(model.name);
+    ReconcileModel(model);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, entry] : models_) {
+      if (present.count(name) > 0) continue;
+      if (entry.default_version != 0) Log(absl::StrCat("model ", name, " left the repository"));
+      entry.default_version = 0;
+      std::vector<int64_t> versions;
+      for (const auto& [version, slot] : entry.versions) versions.push_back(version);
+      for (int64_t version : versions) RetireLocked(name, version);
+    }
+  }
+  NotifyChanged();
+}
+
+void ModelManager::ReconcileModel(const RepositoryModel& model) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& entry = models_[model.name];
+    if (!model.policy_status.ok()) {
+      const std::string problem(model.policy_status.message());
+      if (entry.policy_error != problem) {
+        Log(absl::StrCat(problem, "; model ", model.name, " keeps its versions"));
+      }
+      entry.policy_error = problem;
+      return;
+    }
+    entry.policy_error.clear();
+    std::vector<int64_t> gone;
+    for (const auto& [version, slot] : entry.versions) {
+      if (!Contains(model.versions, version)) gone.push_back(version);
+    }
+    for (int64_t version : gone) RetireLocked(model.name, version);
+  }
+
+  std::vector<int64_t> wanted;
+  if (model.policy.latest()) {
+    for (auto version = model.versions.rbegin(); version != model.versions.rend(); ++version) {
+      if (EnsureLoaded(model.name, *version)) {
+        wanted.push_back(*version);
+        break;
+      }
+    }
+  } else {
+    for (int64_t version : model.policy.versions) {
+      if (!Contains(model.versions, version)) {
+        SetState(model.name, version, ModelVersionState::kFailed,
+                 absl::StrCat("version_policy.json names version ", version, " but ",
+                              VersionDir(options_.repository, model.name, version),
+                              " does not exist"));
+      } else if (EnsureLoaded(model.name, version)) {
+        wanted.push_back(version);
+      }
+    }
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& entry = models_[model.name];
+  if (wanted.empty() && entry.default_version != 0 &&
+      Contains(model.versions, entry.default_version)) {
+    wanted.push_back(entry.default_version);  // nothing wanted loads: the old one keeps serving
+  }
+  const int64_t new_default = wanted.empty() ? 0 : *std::max_element(wanted.begin(), wanted.end());
+  if (new_default != entry.default_version) {
+    Log(absl::StrCat("model ", model.name, ": version ", new_default, " serves new requests",
+                     entry.default_version != 0 ? absl::StrCat(" (was ", entry.default_version, ")")
+                                                : ""));
+    entry.default_version = new_default;
+  }
+  std::vector<int64_t> unwanted;
+  for (const auto& [version, slot] : entry.versions) {
+    if (slot.state == ModelVersionState::kAvailable && !Contains(wanted, version)) {
+      unwanted.push_back(version);
+    }
+  }
+  for (int64_t version : unwanted) RetireLocked(model.name, version);
+}
+
+bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
+  const std::string dir = VersionDir(options_.repository, model, version);
+  const std::string stamp = VersionDirStamp(dir);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Slot& slot = models_[model].versions[version];
+    if (slot.state == ModelVersionState::kAvailable) return true;
+    if (slot.state == ModelVersionState::kFailed && slot.stamp == stamp) return false;
+    slot.stamp = stamp;
+  }
+  SetState(model, version, ModelVersionState::kLoading, "");
+  NotifyChanged();
+  Log(absl::StrCat("model ", model, " version ", version, ": loading ", dir));
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<ServingModel>> serving = absl::UnknownError("not loaded");
+  {
+    absl::StatusOr<std::unique_ptr<ModelBackend>> backend = loader_(dir);
+    serving = backend.ok() ? ServingModel::Create(options_.serving, *std::move(backend), model,
+                                                  absl::StrCat(version), metrics_)
+                           : backend.status();
+  }
+  if (metrics_ != nullptr) metrics_->RecordModelLoad(model, absl::StrCat(version), serving.ok());
+  if (!serving.ok()) {
+    Log(absl::StrCat("model ", model, " version ", version, " FAILED: ",
+                     serving.status().message()));
+    SetState(model, version, ModelVersionState::kFailed, std::string(serving.status().message()));
+    return false;
+  }
+  Log(absl::StrCat("model ", model, " version ", version, ": AVAILABLE (",
+                   (*serving)->identity().variant, ", sha256 ", (*serving)->identity().sha256,
+                   ") after ", absl::FormatDuration(absl::Now() - start)));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    models_[model].versions[version].model = std::shared_ptr<ServingModel>(*std::move(serving));
+  }
+  SetState(model, version, ModelVersionState::kAvailable, "");
+  return true;
+}
+
+void ModelManager::SetState(const std::string& model, int64_t version, ModelVersionState state,
+                            const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Slot& slot = models_[model].versions[version];
+    slot.state = state;
+    slot.reason = reason;
+  }
+  if (metrics_ != nullptr) {
+    metrics_->SetModelVersionState(model, absl::StrCat(version), ModelVersionStateName(state));
+  }
+}
+
+void ModelManager::RetireLocked(const std::string& model, int64_t version) {
+  Entry& entry = models_[model];
+  auto slot = entry.versions.find(version);
+  if (slot == entry.versions.end()) return;
+  if (entry.default_version == version) entry.default_version = 0;
+  if (slot->second.model == nullptr) {  // FAILED or never loaded: nothing to release
+    entry.versions.erase(slot);
+    if (metrics_ != nullptr) metrics_->SetModelVersionState(model, absl::StrCat(version), "");
+    return;
+  }
+  Log(absl::StrCat("model ", model, " version ", version,
+                   ": UNLOADING (released when its last request is done)"));
+  retired_.push_back({model, version, std::move(slot->second.model)});
+  entry.versions.erase(slot);
+  if (metrics_ != nullptr) {
+    metrics_->SetModelVersionState(model, absl::StrCat(version), "UNLOADING");
+  }
+}
+
+void ModelManager::ReleaseUnused() {
+  std::vector<Retired> released;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      // Only this list holds it, and nothing can take a new reference (it
+      // is out of routing): its last request is done.
+      if (it->serving.use_count() == 1) {
+        released.push_back(std::move(*it));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = models_.begin(); it != models_.end();) {
+      it = it->second.versions.empty() && it->second.default_version == 0 ? models_.erase(it)
+                                                                          : std::next(it);
+    }
+  }
+  if (released.empty()) return;
+  for (Retired& retired : released) {
+    retired.serving.reset();  // drains (nothing is queued) and frees the model
+    Log(absl::StrCat("model ", retired.model, " version ", retired.version, ": released"));
+    if (metrics_ != nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto entry = models_.find(retired.model);
+      const bool reloaded =
+          entry != models_.end() && entry->second.versions.count(retired.version) > 0;
+      if (!reloaded) metrics_->SetModelVersionState(retired.model, absl::StrCat(retired.version), "");
+    }
+  }
+  NotifyChanged();
+}
+
+void ModelManager::NotifyChanged() {
+  std::function<void()> listener;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    listener = listener_;
+  }
+  if (listener) listener();
+}
+
+}  // namespace matid

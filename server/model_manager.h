@@ -1,0 +1,171 @@
+// The models a server serves and their versions: routes each request to a
+// loaded version, and (with a repository) keeps what is loaded in line with
+// REPOSITORY/<model>/<version>/ and each model's version policy.
+//
+// A reload (poll, SIGHUP, RequestReload) rescans the repository on the
+// manager's own thread. A new version is loaded, warmed up and checked
+// beside the serving one (the loading thread runs at lower CPU priority so
+// serving keeps its cores); then new requests go to it atomically. Requests
+// already admitted hold the old version and finish on it; the old version is
+// released (its queue drained, its memory freed) when the last of them is
+// done. A version that fails to load, warm up or pass its smoke check is
+// FAILED with the reason, logged and counted, and is tried again only when
+// its folder changes; the previous version keeps serving.
+//
+// Thread-safety: every public method may be called from any thread.
+// Resolve() is on the request path: one uncontended mutex and a shared_ptr
+// copy.
+#ifndef MATID_SERVER_MODEL_MANAGER_H_
+#define MATID_SERVER_MODEL_MANAGER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/metrics.h"
+#include "server/model_backend.h"
+#include "server/model_repository.h"
+#include "server/model_version_state.h"
+#include "server/serving_model.h"
+
+namespace matid {
+
+struct ModelManagerOptions {
+  std::string repository;     // REPOSITORY/<model>/<version>/
+  std::string default_model;  // serves requests naming no model; empty: the only model
+  ServingOptions serving;
+  // How often the repository is rescanned; zero: only on RequestReload().
+  absl::Duration poll_interval = absl::ZeroDuration();
+};
+
+absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);
+
+// Loads one version folder into a backend (the torch backend in the server,
+// fakes in tests). Called on the manager's thread only.
+using BackendLoader =
+    std::function<absl::StatusOr<std::unique_ptr<ModelBackend>>(const std::string& version_dir)>;
+
+struct ModelVersionStatus {
+  std::string model;
+  std::string version;
+  ModelVersionState state = ModelVersionState::kLoading;
+  std::string reason;  // why FAILED
+  bool is_default = false;
+  ModelIdentity identity;  // variant and sha256 once loaded
+};
+
+class ModelManager {
+ public:
+  // Serves one model that is loaded already (--model_dir): no repository,
+  // nothing reloads.
+  static absl::StatusOr<std::unique_ptr<ModelManager>> CreateFixed(
+      const ServingOptions& options, std::unique_ptr<ModelBackend> backend,
+      ServerMetrics* metrics);
+
+  // Scans and loads the repository before returning; fails when no model
+  // version could be loaded (naming each failure), otherwise serves what
+  // loaded and keeps watching. `metrics` may be nullptr.
+  static absl::StatusOr<std::unique_ptr<ModelManager>> CreateFromRepository(
+      const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
+
+  // Shutdown(), then releases every version.
+  ~ModelManager();
+
+  // Stops watching the repository and drains every version: queued images
+  // run, later requests get UNAVAILABLE. Idempotent.
+  void Shutdown();
+
+  ModelManager(const ModelManager&) = delete;
+  ModelManager& operator=(const ModelManager&) = delete;
+
+  // The version that serves a request for `model` ("" = the default model)
+  // at `version` (0 = the model's default version). NOT_FOUND naming the
+  // models (or the model's available versions) when there is none.
+  absl::StatusOr<std::shared_ptr<const ServingModel>> Resolve(absl::string_view model,
+                                                              int64_t version) const;
+
+  // The default model's default version, or nullptr.
+  std::shared_ptr<const ServingModel> DefaultModel() const;
+
+  // Every model version the manager knows, by model then version.
+  std::vector<ModelVersionStatus> Statuses() const;
+
+  // Rescans the repository soon, on the manager's thread; returns at once.
+  void RequestReload();
+  // Rescans and returns when a rescan that started after this call is done.
+  void ReloadAndWait();
+
+  // Called on the manager's thread after versions changed state (for the
+  // grpc.health.v1 per-model status). Set before changes matter.
+  void SetChangeListener(std::function<void()> listener);
+
+  // Queue depth and in-flight images summed over every loaded version.
+  int queue_depth() const;
+  int in_flight() const;
+
+ private:
+  struct Slot {
+    ModelVersionState state = ModelVersionState::kLoading;
+    std::string reason;
+    std::string stamp;                    // VersionDirStamp when it was last tried
+    std::shared_ptr<ServingModel> model;  // set while AVAILABLE
+  };
+  struct Entry {
+    std::map<int64_t, Slot> versions;
+    int64_t default_version = 0;  // 0: none available
+    std::string policy_error;     // last version_policy.json problem
+  };
+  struct Retired {
+    std::string model;
+    int64_t version = 0;
+    std::shared_ptr<ServingModel> serving;
+  };
+
+  ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
+
+  void Run();  // the manager thread
+  void Reconcile();
+  void ReconcileModel(const RepositoryModel& model);
+  // Loads one version unless it is loaded or FAILED with an unchanged
+  // folder. Returns true when it is AVAILABLE afterwards.
+  bool EnsureLoaded(const std::string& model, int64_t version);
+  void SetState(const std::string& model, int64_t version, ModelVersionState state,
+                const std::string& reason);
+  // Takes a version out of routing; released once its last request is done.
+  void RetireLocked(const std::string& model, int64_t version);
+  void ReleaseUnused();
+  void NotifyChanged();
+  // Every loaded version, serving or retired.
+  std::vector<std::shared_ptr<const ServingModel>> Loaded() const;
+
+  const ModelManagerOptions options_;
+  const BackendLoader loader_;
+  ServerMetrics* const metrics_;  // or nullptr
+  bool fixed_ = true;             // --model_dir: one model, no repository; set before serving
+
+  mutable std::mutex mu_;  // std::mutex: visible to ThreadSanitizer
+  std::map<std::string, Entry, std::less<>> models_;  // guarded by mu_
+  std::vector<Retired> retired_;                       // guarded by mu_
+  std::function<void()> listener_;                     // guarded by mu_
+  std::condition_variable wake_;
+  bool stop_ = false;               // guarded by mu_
+  uint64_t reloads_requested_ = 0;  // guarded by mu_
+  uint64_t reloads_started_ = 0;    // guarded by mu_
+  uint64_t reloads_done_ = 0;       // guarded by mu_
+  std::condition_variable reload_done_;
+
+  std::thread thread_;  // last: started after everything above exists
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_MODEL_MANAGER_H_

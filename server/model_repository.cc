@@ -1,0 +1,131 @@
+#include "server/model_repository.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_contents.h"
+#include "google/protobuf/util/json_util.h"
+#include "matid/v1/model_metadata.pb.h"
+
+namespace matid {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "12" -> 12; "012", "0", "-3", "3a", ".publishing-x" -> not a version.
+bool ParseVersion(const std::string& name, int64_t* version) {
+  if (name.empty() || name[0] == '0') return false;
+  for (char c : name) {
+    if (c < '0' || c > '9') return false;
+  }
+  return absl::SimpleAtoi(name, version) && *version > 0;
+}
+
+bool IsDirectory(const fs::path& path) {
+  std::error_code error;
+  return fs::is_directory(path, error);
+}
+
+RepositoryModel ScanModel(const fs::path& folder) {
+  RepositoryModel model;
+  model.name = folder.filename().string();
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder, error)) {
+    int64_t version = 0;
+    if (ParseVersion(entry.path().filename().string(), &version) && IsDirectory(entry.path())) {
+      model.versions.push_back(version);
+    }
+  }
+  std::sort(model.versions.begin(), model.versions.end());
+  const std::string policy_path = (folder / kVersionPolicyFile).string();
+  if (fs::exists(policy_path, error)) {
+    absl::StatusOr<std::string> text = ReadFileContents(policy_path);
+    absl::StatusOr<VersionPolicy> policy =
+        text.ok() ? ParseVersionPolicy(*text) : absl::StatusOr<VersionPolicy>(text.status());
+    if (policy.ok()) {
+      model.policy = *std::move(policy);
+    } else {
+      model.policy_status = absl::Status(policy.status().code(),
+                                         absl::StrCat(policy_path, ": ", policy.status().message()));
+    }
+  }
+  return model;
+}
+
+}  // namespace
+
+absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
+  v1::VersionPolicy parsed;
+  auto status = google::protobuf::util::JsonStringToMessage(std::string(json), &parsed);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("not a version policy: ", status.ToString()));
+  }
+  VersionPolicy policy;
+  if (parsed.policy().empty() || parsed.policy() == "latest") {
+    if (parsed.versions_size() > 0) {
+      return absl::InvalidArgumentError(
+          "\"versions\" needs \"policy\": \"specific\" (\"latest\" serves the highest version)");
+    }
+    return policy;
+  }
+  if (parsed.policy() != "specific") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"policy\" is \"", parsed.policy(), "\"; expected \"latest\" or \"specific\""));
+  }
+  if (parsed.versions_size() == 0) {
+    return absl::InvalidArgumentError("\"policy\": \"specific\" needs a non-empty \"versions\"");
+  }
+  for (int64_t version : parsed.versions()) {
+    if (version <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("version ", version, " in \"versions\": versions are positive integers"));
+    }
+    policy.versions.push_back(version);
+  }
+  std::sort(policy.versions.begin(), policy.versions.end());
+  policy.versions.erase(std::unique(policy.versions.begin(), policy.versions.end()),
+                        policy.versions.end());
+  return policy;
+}
+
+absl::StatusOr<std::vector<RepositoryModel>> ScanModelRepository(const std::string& root) {
+  std::error_code error;
+  fs::directory_iterator entries(root, error);
+  if (error) {
+    return absl::NotFoundError(
+        absl::StrCat("model repository ", root, " is not a readable folder: ", error.message()));
+  }
+  std::vector<RepositoryModel> models;
+  for (const fs::directory_entry& entry : entries) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.' || !IsDirectory(entry.path())) continue;
+    models.push_back(ScanModel(entry.path()));
+  }
+  std::sort(models.begin(), models.end(),
+            [](const RepositoryModel& a, const RepositoryModel& b) { return a.name < b.name; });
+  return models;
+}
+
+std::string VersionDir(const std::string& root, absl::string_view model, int64_t version) {
+  return absl::StrCat(root, "/", model, "/", version);
+}
+
+std::string VersionDirStamp(const std::string& version_dir) {
+  std::vector<std::string> lines;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(version_dir, error)) {
+    std::error_code ignored;
+    const auto size = entry.is_regular_file(ignored) ? entry.file_size(ignored) : 0;
+    const auto modified = entry.last_write_time(ignored).time_since_epoch().count();
+    lines.push_back(absl::StrCat(entry.path().filename().string(), " ", size, " ", modified));
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string stamp;
+  for (const std::string& line : lines) absl::StrAppend(&stamp, line, "\n");
+  return stamp;
+}
+
+}  // namespace matid

@@ -1,0 +1,381 @@
+// The model repository and its manager, in-process with real gRPC over
+// loopback and fake models: which versions serve (latest, pinned), swaps
+// that let admitted requests finish on their version, FAILED versions that
+// leave the old one serving, per-model routing and health, and the files'
+// layout rules.
+#include "server/model_manager.h"
+
+#include <grpcpp/create_channel.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_contents.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "matid/v1/matid.grpc.pb.h"
+#include "server/matid_server.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/fake_backend.h"
+
+namespace matid {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::Image TaggedImage(int tag) {
+  v1::Image image;
+  v1::RawImage* raw = image.mutable_raw();
+  raw->set_width(4);
+  raw->set_height(4);
+  raw->set_format(v1::PIXEL_FORMAT_GRAY8);
+  raw->set_pixels(std::string(16, static_cast<char>(tag)));
+  return image;
+}
+
+// A repository on disk whose version folders hold one file, fake.txt: "ok"
+// loads a FakeBackend, anything else fails to load with that text.
+class FakeRepository {
+ public:
+  FakeRepository() {
+    root_ = fs::temp_directory_path() / absl::StrCat("matid-repo-", getpid(), "-", counter_++);
+    fs::create_directories(root_);
+  }
+  ~FakeRepository() { fs::remove_all(root_); }
+
+  std::string root() const { return root_.string(); }
+
+  void Put(const std::string& model, int version, const std::string& content = "ok") {
+    const fs::path dir = root_ / model / std::to_string(version);
+    fs::create_directories(dir);
+    std::ofstream(dir / "fake.txt") << content;
+  }
+  void Policy(const std::string& model, const std::string& json) {
+    fs::create_directories(root_ / model);
+    std::ofstream(root_ / model / kVersionPolicyFile) << json;
+  }
+  void Remove(const std::string& relative) { fs::remove_all(root_ / relative); }
+
+  // Runs on the manager's thread.
+  absl::StatusOr<std::unique_ptr<ModelBackend>> Load(const std::string& dir) {
+    auto content = ReadFileContents(dir + "/fake.txt");
+    std::lock_guard<std::mutex> lock(mu_);
+    ++loads_[dir];
+    if (!content.ok()) return content.status();
+    if (*content != "ok") return absl::InvalidArgumentError(*content);
+    auto backend = std::make_unique<FakeBackend>();
+    backends_[dir] = backend.get();
+    return backend;
+  }
+  BackendLoader Loader() {
+    return [this](const std::string& dir) { return Load(dir); };
+  }
+  int loads(const std::string& model, int version) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return loads_[VersionDir(root(), model, version)];
+  }
+  FakeBackend* backend(const std::string& model, int version) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return backends_[VersionDir(root(), model, version)];
+  }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path root_;
+  std::mutex mu_;
+  std::map<std::string, int> loads_;                 // guarded by mu_
+  std::map<std::string, FakeBackend*> backends_;     // guarded by mu_; owned by the server
+};
+
+class ModelRepositoryServer : public ::testing::Test {
+ protected:
+  absl::Status Start(ServerOptions options = {}) {
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.metrics.port = -1;
+    options.lame_duck = absl::ZeroDuration();
+    auto server = MatidServer::CreateWithRepository(options, repo_.root(), repo_.Loader());
+    if (!server.ok()) return server.status();
+    server_ = *std::move(server);
+    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                       grpc::InsecureChannelCredentials());
+    stub_ = v1::Classifier::NewStub(channel);
+    health_ = grpc::health::v1::Health::NewStub(channel);
+    return absl::OkStatus();
+  }
+
+  // Rescans and waits for it (what SIGHUP and polling trigger).
+  void Reload() { const_cast<ModelManager&>(server_->models()).ReloadAndWait(); }
+
+  grpc::Status Classify(const std::string& model, int64_t version, v1::ClassifyResponse* response,
+                        int tag = 3) {
+    v1::ClassifyRequest request;
+    *request.mutable_image() = TaggedImage(tag);
+    request.set_model(model);
+    request.set_model_version(version);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    return stub_->Classify(&context, request, response);
+  }
+  std::string VersionServing(const std::string& model = "") {
+    v1::ClassifyResponse response;
+    grpc::Status status = Classify(model, 0, &response);
+    return status.ok() ? response.model().version() : status.error_message();
+  }
+
+  // "model/version STATE" for every version Health reports.
+  std::vector<std::string> States() {
+    v1::HealthResponse health;
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub_->Health(&context, v1::HealthRequest(), &health).ok());
+    std::vector<std::string> states;
+    for (const auto& model : health.models()) {
+      states.push_back(absl::StrCat(model.name(), "/", model.version(), " ",
+                                    v1::ModelVersionStatus::State_Name(model.state()),
+                                    model.is_default() ? " default" : ""));
+    }
+    return states;
+  }
+  bool WaitForStates(const std::vector<std::string>& wanted) {
+    for (int i = 0; i < 500; ++i) {
+      if (States() == wanted) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+  grpc::health::v1::HealthCheckResponse::ServingStatus ModelHealth(const std::string& model) {
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(model);
+    grpc::health::v1::HealthCheckResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = health_->Check(&context, request, &response);
+    return status.ok() ? response.status() : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
+  }
+
+  FakeRepository repo_;
+  std::unique_ptr<MatidServer> server_;
+  std::unique_ptr<v1::Classifier::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+TEST_F(ModelRepositoryServer, ServesTheHighestVersionThatLoadsAndSaysWhyOthersFailed) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2);
+  repo_.Put("parts", 3, "weights are corrupt");
+  ASSERT_TRUE(Start().ok());
+  EXPECT_EQ(VersionServing(), "2");
+  EXPECT_EQ(repo_.loads("parts", 1), 0);  // latest: older versions are not loaded
+  v1::HealthResponse health;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Health(&context, v1::HealthRequest(), &health).ok());
+  EXPECT_EQ(health.model().name(), "parts");
+  EXPECT_EQ(health.model().version(), "2");
+  ASSERT_EQ(health.models_size(), 2);
+  EXPECT_EQ(health.models(0).state(), v1::ModelVersionStatus::AVAILABLE);
+  EXPECT_EQ(health.models(1).version(), "3");
+  EXPECT_EQ(health.models(1).state(), v1::ModelVersionStatus::FAILED);
+  EXPECT_THAT(health.models(1).reason(), HasSubstr("weights are corrupt"));
+}
+
+TEST_F(ModelRepositoryServer, EveryResponseNamesTheVersionAndDigestThatRanIt) {
+  repo_.Put("parts", 4);
+  ASSERT_TRUE(Start().ok());
+  v1::ClassifyResponse response;
+  ASSERT_TRUE(Classify("parts", 0, &response).ok());
+  EXPECT_EQ(response.model().name(), "parts");  // the folder names the model
+  EXPECT_EQ(response.model().version(), "4");
+  EXPECT_EQ(response.model().variant(), "fp32");
+  EXPECT_EQ(response.predictions(0).index(), 3);
+}
+
+TEST_F(ModelRepositoryServer, NewVersionTakesNewRequestsWhileAdmittedOnesFinishOnTheOld) {
+  repo_.Put("parts", 1);
+  ASSERT_TRUE(Start().ok());
+  FakeBackend* old_backend = repo_.backend("parts", 1);
+  old_backend->Hold();
+  auto admitted = std::async(std::launch::async, [this] {
+    v1::ClassifyResponse response;
+    grpc::Status status = Classify("", 0, &response);
+    return std::make_pair(status, response.model().version());
+  });
+  old_backend->WaitForEntered(1);
+
+  repo_.Put("parts", 2);
+  Reload();
+  EXPECT_EQ(VersionServing(), "2");  // new requests: the new version, at once
+  EXPECT_THAT(States(), ElementsAre("parts/2 AVAILABLE default", "parts/1 UNLOADING"));
+
+  old_backend->Release();
+  auto [status, version] = admitted.get();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(version, "1");  // finished on the version that admitted it
+  EXPECT_TRUE(WaitForStates({"parts/2 AVAILABLE default"}));  // then released
+}
+
+TEST_F(ModelRepositoryServer, FailedVersionLeavesTheOldServingAndIsRetriedOnlyWhenItChanges) {
+  repo_.Put("parts", 1);
+  ASSERT_TRUE(Start().ok());
+  repo_.Put("parts", 2, "half copied");
+  Reload();
+  EXPECT_EQ(VersionServing(), "1");
+  EXPECT_THAT(States(), ElementsAre("parts/1 AVAILABLE default", "parts/2 FAILED"));
+  Reload();
+  EXPECT_EQ(repo_.loads("parts", 2), 1);  // unchanged folder: not tried again
+
+  absl::SleepFor(absl::Milliseconds(20));  // a distinct modification time
+  repo_.Put("parts", 2, "ok");             // the copy finished
+  Reload();
+  EXPECT_EQ(repo_.loads("parts", 2), 2);
+  EXPECT_EQ(VersionServing(), "2");
+  EXPECT_TRUE(WaitForStates({"parts/2 AVAILABLE default"}));
+}
+
+TEST_F(ModelRepositoryServer, SpecificPolicyServesExactlyThePinnedVersions) {
+  for (int version : {1, 2, 3}) repo_.Put("parts", version);
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [2, 1]})");
+  ASSERT_TRUE(Start().ok());
+  EXPECT_EQ(VersionServing(), "2");  // the highest pinned one is the default
+  v1::ClassifyResponse response;
+  ASSERT_TRUE(Classify("parts", 1, &response).ok());
+  EXPECT_EQ(response.model().version(), "1");
+  grpc::Status status = Classify("parts", 3, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("available: 1, 2"));
+
+  repo_.Policy("parts", R"({"policy": "latest"})");
+  Reload();
+  EXPECT_EQ(VersionServing(), "3");
+  EXPECT_TRUE(WaitForStates({"parts/3 AVAILABLE default"}));
+}
+
+TEST_F(ModelRepositoryServer, MalformedPolicyKeepsWhatServes) {
+  repo_.Put("parts", 1);
+  ASSERT_TRUE(Start().ok());
+  repo_.Put("parts", 2);
+  repo_.Policy("parts", R"({"policy": "newest"})");
+  Reload();
+  EXPECT_EQ(VersionServing(), "1");
+}
+
+TEST_F(ModelRepositoryServer, RequestsNameTheirModelAndUnknownOnesListTheModels) {
+  repo_.Put("gears", 1);
+  repo_.Put("parts", 5);
+  ServerOptions options;
+  options.default_model = "parts";
+  ASSERT_TRUE(Start(options).ok());
+  EXPECT_EQ(VersionServing(), "5");
+  v1::ClassifyResponse response;
+  ASSERT_TRUE(Classify("gears", 0, &response).ok());
+  EXPECT_EQ(response.model().name(), "gears");
+  grpc::Status status = Classify("bolts", 0, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(status.error_message(), HasSubstr("models: gears, parts"));
+  EXPECT_EQ(ModelHealth("gears"), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(ModelHealth("bolts"), grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN);
+
+  // Batch items and stream frames route by their own model field.
+  v1::BatchClassifyRequest batch;
+  for (const char* model : {"gears", "parts", "bolts"}) {
+    v1::ClassifyRequest* item = batch.add_items();
+    *item->mutable_image() = TaggedImage(2);
+    item->set_model(model);
+  }
+  v1::BatchClassifyResponse answers;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->BatchClassify(&context, batch, &answers).ok());
+  EXPECT_EQ(answers.results(0).response().model().name(), "gears");
+  EXPECT_EQ(answers.results(1).response().model().name(), "parts");
+  EXPECT_EQ(answers.results(2).status().code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ModelRepositoryServer, SeveralModelsWithoutADefaultNeedTheirNameInEachRequest) {
+  repo_.Put("gears", 1);
+  repo_.Put("parts", 1);
+  ASSERT_TRUE(Start().ok());
+  v1::ClassifyResponse response;
+  grpc::Status status = Classify("", 0, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("--default_model"));
+  EXPECT_TRUE(Classify("parts", 0, &response).ok());
+}
+
+TEST_F(ModelRepositoryServer, RemovedVersionsAndModelsAreUnloaded) {
+  repo_.Put("gears", 1);
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2);
+  ServerOptions options;
+  options.default_model = "parts";
+  ASSERT_TRUE(Start(options).ok());
+  repo_.Remove("parts/2");  // a bad version taken back: the previous one serves again
+  repo_.Remove("gears");
+  Reload();
+  EXPECT_EQ(VersionServing(), "1");
+  EXPECT_TRUE(WaitForStates({"parts/1 AVAILABLE default"}));
+  EXPECT_EQ(ModelHealth("gears"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+TEST_F(ModelRepositoryServer, PollingPicksUpANewVersion) {
+  repo_.Put("parts", 1);
+  ServerOptions options;
+  options.repository_poll_interval = absl::Milliseconds(50);
+  ASSERT_TRUE(Start(options).ok());
+  repo_.Put("parts", 2);
+  std::string serving;
+  for (int i = 0; i < 500 && serving != "2"; ++i) {
+    serving = VersionServing();
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(serving, "2");
+}
+
+TEST_F(ModelRepositoryServer, StartFailsNamingEachVersionWhenNothingLoads) {
+  repo_.Put("parts", 1, "truncated model.pt");
+  absl::Status started = Start();
+  EXPECT_EQ(started.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(started.message(), HasSubstr("parts/1: truncated model.pt"));
+  EXPECT_EQ(Start().code(), absl::StatusCode::kFailedPrecondition);
+  FakeRepository empty;
+  EXPECT_EQ(MatidServer::CreateWithRepository({}, empty.root(), empty.Loader()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(VersionPolicy, ParsesLatestAndSpecificAndNamesMistakes) {
+  EXPECT_TRUE(ParseVersionPolicy("{}")->latest());
+  EXPECT_TRUE(ParseVersionPolicy(R"({"policy": "latest"})")->latest());
+  EXPECT_THAT(ParseVersionPolicy(R"({"policy": "specific", "versions": [3, 1, 3]})")->versions,
+              ElementsAre(1, 3));
+  for (const char* bad : {R"({"policy": "newest"})", R"({"versions": [2]})",
+                          R"({"policy": "specific"})", R"({"policy": "specific", "versions": [0]})",
+                          "not json"}) {
+    EXPECT_EQ(ParseVersionPolicy(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(ScanModelRepository, SeesPositiveIntegerVersionFoldersOnly) {
+  FakeRepository repo;
+  repo.Put("parts", 10);
+  repo.Put("parts", 9);
+  for (const char* other : {"parts/.publishing-3", "parts/007", "parts/0", "parts/v2"}) {
+    fs::create_directories(fs::path(repo.root()) / other);
+  }
+  repo.Put("gears", 1);
+  repo.Policy("gears", "{\"policy\": 7}");
+  auto models = ScanModelRepository(repo.root());
+  ASSERT_TRUE(models.ok()) << models.status();
+  ASSERT_EQ(models->size(), 2u);
+  EXPECT_EQ((*models)[0].name, "gears");
+  EXPECT_FALSE((*models)[0].policy_status.ok());
+  EXPECT_THAT((*models)[0].policy_status.message(), HasSubstr("version_policy.json"));
+  EXPECT_EQ((*models)[1].name, "parts");
+  EXPECT_THAT((*models)[1].versions, ElementsAre(9, 10));
+  EXPECT_EQ(ScanModelRepository(repo.root() + "/nowhere").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace matid
