@@ -327,6 +327,8 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   message.timestamp = Rfc3339Millis(frame.captured_at);
   message.model_name = result.model().name();
   message.model_version = result.model().version();
+  message.model_variant = result.model().variant();
+  message.model_sha256 = result.model().sha256();
   for (const auto& p : result.predictions()) message.predictions.push_back({p.label(), p.score()});
   if (!message.predictions.empty()) {
     message.top_label = message.predictions.front().label;

@@ -24,7 +24,11 @@ std::string ToJson(const ResultMessage& m) {
       {"timestamp", m.timestamp},
       {"camera_id", m.camera_id},
       {"frame_seq", m.frame_seq},
-      {"model", {{"name", m.model_name}, {"version", m.model_version}}},
+      {"model",
+       {{"name", m.model_name},
+        {"version", m.model_version},
+        {"variant", m.model_variant},
+        {"sha256", m.model_sha256}}},
       {"predictions", predictions},
       {"top_label", m.top_label},
       {"top_score", m.top_score},
@@ -82,8 +86,10 @@ absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
     return Invalid("model must be an object with a string name");
   }
   m.model_name = (*model)["name"].get<std::string>();
-  if (model->contains("version") && (*model)["version"].is_string()) {
-    m.model_version = (*model)["version"].get<std::string>();
+  for (auto [name, out] : {std::pair{"version", &m.model_version},
+                           {"variant", &m.model_variant},
+                           {"sha256", &m.model_sha256}}) {
+    if (model->contains(name) && (*model)[name].is_string()) *out = (*model)[name].get<std::string>();
   }
   auto predictions = json.find("predictions");
   if (predictions == json.end() || !predictions->is_array()) {

@@ -20,7 +20,9 @@ struct ResultMessage {
   std::string camera_id;
   uint64_t frame_seq = 0;
   std::string model_name;
-  std::string model_version;
+  std::string model_version;  // the repository version that classified the frame
+  std::string model_variant;  // "fp32" or "int8"
+  std::string model_sha256;   // first 12 hex digits of the model file's sha256
   struct Prediction {
     std::string label;
     double score = 0;

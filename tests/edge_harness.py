@@ -176,7 +176,7 @@ class Collector:
 def result_message(camera: str, seq: int) -> str:
     return json.dumps({
         "message_id": f"{camera}-testboot-{seq}", "timestamp": "2026-11-25T06:00:00.000Z",
-        "camera_id": camera, "frame_seq": seq, "model": {"name": "m", "version": "1"},
+        "camera_id": camera, "frame_seq": seq, "model": {"name": "m", "version": "1", "variant": "fp32", "sha256": "0123456789ab"},
         "predictions": [{"label": "Bag", "score": 0.9}], "top_label": "Bag", "top_score": 0.9,
         "needs_inspection": False, "latency_ms": 5.0})
 

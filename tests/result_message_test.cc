@@ -18,6 +18,8 @@ ResultMessage Example() {
   m.timestamp = Rfc3339Millis(absl::FromUnixMillis(1'764'050'704'123));
   m.model_name = "fashion-mnist-resnet";
   m.model_version = "7";
+  m.model_variant = "int8";
+  m.model_sha256 = "0123456789ab";
   m.predictions = {{"Bag", 0.75}, {"Coat", 0.25}};
   m.top_label = "Bag";
   m.top_score = 0.75;
@@ -39,6 +41,9 @@ TEST(ResultMessage, JsonRoundTrip) {
   EXPECT_EQ(parsed->frame_seq, 42u);
   EXPECT_EQ(parsed->timestamp, original.timestamp);
   EXPECT_EQ(parsed->model_name, original.model_name);
+  EXPECT_EQ(parsed->model_version, original.model_version);
+  EXPECT_EQ(parsed->model_variant, original.model_variant);
+  EXPECT_EQ(parsed->model_sha256, original.model_sha256);
   ASSERT_EQ(parsed->predictions.size(), 2u);
   EXPECT_EQ(parsed->predictions[1].label, "Coat");
   EXPECT_DOUBLE_EQ(parsed->top_score, 0.75);
