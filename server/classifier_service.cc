@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/metrics.h"
+#include "server/model_status_proto.h"
 #include "server/refusal.h"
 #include "server/request_image.h"
 
@@ -62,20 +63,6 @@ template <typename Answer>
 void FillAnswer(const Classification& result, const ServingModel& model, Answer* out) {
   FillPredictions(result, model.info(), out->mutable_predictions());
   FillModelRef(model.identity(), out->mutable_model());
-}
-
-v1::ModelVersionStatus::State ToProtoState(ModelVersionState state) {
-  switch (state) {
-    case ModelVersionState::kLoading:
-      return v1::ModelVersionStatus::LOADING;
-    case ModelVersionState::kAvailable:
-      return v1::ModelVersionStatus::AVAILABLE;
-    case ModelVersionState::kUnloading:
-      return v1::ModelVersionStatus::UNLOADING;
-    case ModelVersionState::kFailed:
-      return v1::ModelVersionStatus::FAILED;
-  }
-  return v1::ModelVersionStatus::STATE_UNSPECIFIED;
 }
 
 void FillTimings(const Classification& result, absl::Duration total, v1::Timings* timings) {
@@ -429,14 +416,7 @@ grpc::ServerUnaryReactor* ClassifierService::Health(grpc::CallbackServerContext*
     for (float s : model.input.std) input->add_std(s);
   }
   for (const ModelVersionStatus& status : models_->Statuses()) {
-    v1::ModelVersionStatus* out = response->add_models();
-    out->set_name(status.model);
-    out->set_version(status.version);
-    out->set_state(ToProtoState(status.state));
-    out->set_reason(status.reason);
-    out->set_is_default(status.is_default);
-    out->set_variant(status.identity.variant);
-    out->set_sha256(status.identity.sha256);
+    ToProto(status, response->add_models());
   }
   response->set_uptime_seconds(absl::ToDoubleSeconds(absl::Now() - started_at_));
   response->set_queue_depth(models_->queue_depth());

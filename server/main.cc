@@ -26,6 +26,10 @@ ABSL_FLAG(std::string, model_repository, "",
 ABSL_FLAG(std::string, default_model, "",
           "With --model_repository: the model that serves requests naming none (empty: the only "
           "model).");
+ABSL_FLAG(std::vector<std::string>, admin_client_subjects, {},
+          "Besides callers on loopback, client certificate subjects (full subject or CN, "
+          "comma-separated, mutual TLS) allowed to use matid.v1.ModelAdmin (matid-admin). "
+          "Separate from --allowed_client_subjects, which every caller must also pass when set.");
 ABSL_FLAG(int, repository_poll_seconds, 0,
           "With --model_repository: rescan it this often; 0: only on SIGHUP.");
 ABSL_FLAG(std::string, host, "0.0.0.0",
@@ -123,6 +127,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.max_connection_age_grace =
       max_age_grace_ms == -1 ? absl::InfiniteDuration() : absl::Milliseconds(max_age_grace_ms);
   options.default_model = absl::GetFlag(FLAGS_default_model);
+  options.admin_client_subjects = absl::GetFlag(FLAGS_admin_client_subjects);
   options.repository_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_repository_poll_seconds));
   return options;
 }

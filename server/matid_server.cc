@@ -108,6 +108,8 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
   server->models_ = *std::move(manager);
   server->service_ = std::make_unique<ClassifierService>(
       server->models_.get(), options.batcher, server->metrics_.get(), options.limits);
+  server->admin_ =
+      std::make_unique<AdminService>(server->models_.get(), options.admin_client_subjects);
 
   auto credentials = MakeServerCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();
@@ -130,6 +132,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
         static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_age_grace)));
   }
   builder.RegisterService(server->service_.get());
+  builder.RegisterService(server->admin_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

@@ -13,9 +13,11 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/admin_service.h"
 #include "server/batcher.h"
 #include "server/classifier_service.h"
 #include "server/metrics.h"
@@ -54,6 +56,9 @@ struct ServerOptions {
   // repository is rescanned (zero: only on Reload()).
   std::string default_model;
   absl::Duration repository_poll_interval = absl::ZeroDuration();
+  // Who may use matid.v1.ModelAdmin besides callers on loopback: client
+  // certificate subjects or CNs (mutual TLS).
+  std::vector<std::string> admin_client_subjects;
 };
 
 absl::Status ValidateServerOptions(const ServerOptions& options);
@@ -99,6 +104,7 @@ class MatidServer {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<ClassifierService> service_;
+  std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 

@@ -1,5 +1,6 @@
 #include "server/model_manager.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -236,6 +237,110 @@ void ModelManager::ReloadAndWait() {
   const uint64_t wanted = ++reloads_requested_;
   wake_.notify_all();
   reload_done_.wait(lock, [&] { return reloads_done_ >= wanted || stop_; });
+}
+
+absl::StatusOr<RepositoryModel> ModelManager::ScanOne(const std::string& model) const {
+  if (fixed_) {
+    return absl::FailedPreconditionError(
+        "the server serves one model from --model_dir: start it with --model_repository");
+  }
+  auto scan = ScanModelRepository(options_.repository);
+  if (!scan.ok()) return scan.status();
+  std::vector<std::string> names;
+  for (RepositoryModel& candidate : *scan) {
+    if (candidate.name == model) return std::move(candidate);
+    names.push_back(candidate.name);
+  }
+  return absl::NotFoundError(absl::StrCat("model '", model, "' is not in ", options_.repository,
+                                          "; models: ", absl::StrJoin(names, ", ")));
+}
+
+absl::Status ModelManager::WritePolicy(const std::string& model,
+                                       const VersionPolicy& policy) const {
+  const std::string path = absl::StrCat(options_.repository, "/", model, "/", kVersionPolicyFile);
+  const std::string text =
+      policy.latest() ? std::string("{\"policy\": \"latest\"}\n")
+                      : absl::StrCat("{\"policy\": \"specific\", \"versions\": [",
+                                     absl::StrJoin(policy.versions, ", "), "]}\n");
+  const std::string staging = absl::StrCat(path, ".tmp-", getpid());
+  const int fd = open(staging.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::PermissionDeniedError(absl::StrCat("cannot write ", staging));
+  const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+                       fsync(fd) == 0;
+  close(fd);
+  if (!written || rename(staging.c_str(), path.c_str()) != 0) {
+    unlink(staging.c_str());
+    return absl::InternalError(absl::StrCat("cannot write ", path));
+  }
+  Log(absl::StrCat("model ", model, ": ", path, " now says ", text.substr(0, text.size() - 1)));
+  return absl::OkStatus();
+}
+
+int64_t ModelManager::DefaultVersion(const std::string& model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto entry = models_.find(model);
+  return entry == models_.end() ? 0 : entry->second.default_version;
+}
+
+absl::Status ModelManager::Pin(const std::string& model, std::vector<int64_t> versions) {
+  auto scanned = ScanOne(model);
+  if (!scanned.ok()) return scanned.status();
+  for (int64_t version : versions) {
+    if (!Contains(scanned->versions, version)) {
+      return absl::NotFoundError(absl::StrCat("model '", model, "' has no version folder ",
+                                              version, "; versions: ",
+                                              absl::StrJoin(scanned->versions, ", ")));
+    }
+  }
+  std::sort(versions.begin(), versions.end());
+  versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
+  absl::Status written = WritePolicy(model, VersionPolicy{versions});
+  if (!written.ok()) return written;
+  ReloadAndWait();
+  // Back to latest always succeeds: it serves the highest version that loads.
+  for (const ModelVersionStatus& status : Statuses()) {
+    if (status.model == model && status.state == ModelVersionState::kFailed &&
+        Contains(versions, std::stoll(status.version))) {
+      // Put the policy back, so the file says what serves.
+      if (scanned->policy_status.ok() && WritePolicy(model, scanned->policy).ok()) {
+        ReloadAndWait();
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", model, "' version ", status.version, " FAILED: ", status.reason,
+                       " (version_policy.json left as it was)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelManager::Load(const std::string& model, int64_t version) {
+  auto scanned = ScanOne(model);
+  if (!scanned.ok()) return scanned.status();
+  std::vector<int64_t> versions = scanned->policy.versions;
+  if (scanned->policy.latest() && DefaultVersion(model) != 0) {
+    versions.push_back(DefaultVersion(model));
+  }
+  versions.push_back(version);
+  return Pin(model, std::move(versions));
+}
+
+absl::Status ModelManager::Unload(const std::string& model, int64_t version) {
+  auto scanned = ScanOne(model);
+  if (!scanned.ok()) return scanned.status();
+  if (scanned->policy.latest()) {
+    if (DefaultVersion(model) != version) return absl::OkStatus();  // not served
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", model, "' serves its latest version ", version,
+                     " by policy: pin the versions to serve instead (matid-admin pin)"));
+  }
+  std::vector<int64_t> versions = scanned->policy.versions;
+  versions.erase(std::remove(versions.begin(), versions.end(), version), versions.end());
+  if (versions.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "version ", version, " is the only one model '", model,
+        "' serves: pin another first, or go back to the latest (matid-admin pin ", model, ")"));
+  }
+  return Pin(model, std::move(versions));
 }
 
 void ModelManager::SetChangeListener(std::function<void()> listener) {

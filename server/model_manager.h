@@ -104,6 +104,19 @@ class ModelManager {
   // Rescans and returns when a rescan that started after this call is done.
   void ReloadAndWait();
 
+  // Operator changes (the admin service), with a repository only
+  // (FAILED_PRECONDITION otherwise). Each writes the model's
+  // version_policy.json atomically (so it survives a restart), rescans and
+  // waits. NOT_FOUND for an unknown model or version folder;
+  // FAILED_PRECONDITION when a named version ends FAILED (with its reason,
+  // the serving version stays) or the change would leave nothing to serve.
+  // Pin: serve exactly `versions` (empty: back to latest).
+  absl::Status Pin(const std::string& model, std::vector<int64_t> versions);
+  // Load: serve `version` beside what serves now.
+  absl::Status Load(const std::string& model, int64_t version);
+  // Unload: stop serving `version`; its admitted requests finish first.
+  absl::Status Unload(const std::string& model, int64_t version);
+
   // Called on the manager's thread after versions changed state (for the
   // grpc.health.v1 per-model status). Set before changes matter.
   void SetChangeListener(std::function<void()> listener);
@@ -133,6 +146,9 @@ class ModelManager {
   ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
 
   void Run();  // the manager thread
+  absl::StatusOr<RepositoryModel> ScanOne(const std::string& model) const;
+  absl::Status WritePolicy(const std::string& model, const VersionPolicy& policy) const;
+  int64_t DefaultVersion(const std::string& model) const;
   void Reconcile();
   void ReconcileModel(const RepositoryModel& model);
   // Loads one version unless it is loaded or FAILED with an unchanged

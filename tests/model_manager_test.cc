@@ -16,7 +16,9 @@
 #include "common/file_contents.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "matid/v1/admin.grpc.pb.h"
 #include "matid/v1/matid.grpc.pb.h"
+#include "server/admin_access.h"
 #include "server/matid_server.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/fake_backend.h"
@@ -105,6 +107,7 @@ class ModelRepositoryServer : public ::testing::Test {
     auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                        grpc::InsecureChannelCredentials());
     stub_ = v1::Classifier::NewStub(channel);
+    admin_ = v1::ModelAdmin::NewStub(channel);
     health_ = grpc::health::v1::Health::NewStub(channel);
     return absl::OkStatus();
   }
@@ -161,6 +164,7 @@ class ModelRepositoryServer : public ::testing::Test {
   std::unique_ptr<MatidServer> server_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::unique_ptr<v1::ModelAdmin::Stub> admin_;
 };
 
 TEST_F(ModelRepositoryServer, ServesTheHighestVersionThatLoadsAndSaysWhyOthersFailed) {
@@ -342,6 +346,88 @@ TEST_F(ModelRepositoryServer, StartFailsNamingEachVersionWhenNothingLoads) {
   FakeRepository empty;
   EXPECT_EQ(MatidServer::CreateWithRepository({}, empty.root(), empty.Loader()).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+TEST_F(ModelRepositoryServer, AdminPinsLoadsAndUnloadsThroughThePolicyFile) {
+  for (int version : {1, 2, 3}) repo_.Put("parts", version);
+  repo_.Put("parts", 4, "bad weights");
+  ASSERT_TRUE(Start().ok());
+  EXPECT_EQ(VersionServing(), "3");
+  auto call = [this](auto method, const auto& request) {
+    v1::ListModelsResponse response;
+    grpc::ClientContext context;
+    grpc::Status status = ((*admin_).*method)(&context, request, &response);
+    return std::make_pair(status, response);
+  };
+  v1::PinRequest pin;
+  pin.set_model("parts");
+  pin.add_versions(1);
+  auto [pinned, listed] = call(&v1::ModelAdmin::Stub::Pin, pin);
+  ASSERT_TRUE(pinned.ok()) << pinned.error_message();
+  EXPECT_EQ(VersionServing(), "1");
+  EXPECT_EQ(*ReadFileContents(repo_.root() + "/parts/version_policy.json"),
+            "{\"policy\": \"specific\", \"versions\": [1]}\n");
+
+  v1::VersionRequest load;
+  load.set_model("parts");
+  load.set_version(2);
+  ASSERT_TRUE(call(&v1::ModelAdmin::Stub::Load, load).first.ok());
+  EXPECT_EQ(VersionServing(), "2");
+  v1::ClassifyResponse response;
+  EXPECT_TRUE(Classify("parts", 1, &response).ok());  // 1 still pinned beside it
+
+  load.set_version(4);
+  auto [failed, after_failure] = call(&v1::ModelAdmin::Stub::Load, load);
+  EXPECT_EQ(failed.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(failed.error_message(), HasSubstr("bad weights"));
+  EXPECT_EQ(VersionServing(), "2");  // the serving version stays, and so does the policy
+  EXPECT_EQ(*ReadFileContents(repo_.root() + "/parts/version_policy.json"),
+            "{\"policy\": \"specific\", \"versions\": [1, 2]}\n");
+
+  v1::VersionRequest unload;
+  unload.set_model("parts");
+  unload.set_version(2);
+  ASSERT_TRUE(call(&v1::ModelAdmin::Stub::Unload, unload).first.ok());
+  EXPECT_EQ(VersionServing(), "1");
+  unload.set_version(3);  // not served: nothing to do
+  ASSERT_TRUE(call(&v1::ModelAdmin::Stub::Unload, unload).first.ok());
+  unload.set_version(1);
+  auto [last, unused] = call(&v1::ModelAdmin::Stub::Unload, unload);
+  EXPECT_EQ(last.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(last.error_message(), HasSubstr("only one"));
+
+  v1::PinRequest unpin;
+  unpin.set_model("parts");
+  ASSERT_TRUE(call(&v1::ModelAdmin::Stub::Pin, unpin).first.ok());
+  EXPECT_EQ(VersionServing(), "3");  // latest again: 4 is FAILED
+
+  pin.set_model("bolts");
+  EXPECT_EQ(call(&v1::ModelAdmin::Stub::Pin, pin).first.error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  pin.set_model("parts");
+  pin.add_versions(9);
+  auto [missing, unused2] = call(&v1::ModelAdmin::Stub::Pin, pin);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(missing.error_message(), HasSubstr("versions: 1, 2, 3, 4"));
+  auto [list, models] = call(&v1::ModelAdmin::Stub::ListModels, v1::ListModelsRequest());
+  ASSERT_TRUE(list.ok());
+  EXPECT_GE(models.models_size(), 1);
+}
+
+TEST(AdminAccess, LoopbackOrAListedCertificateOnly) {
+  const std::vector<std::string> admins = {"CN=ops", "ops-laptop"};
+  for (const char* peer : {"ipv4:127.0.0.1:5000", "ipv4:127.0.0.2:1", "ipv6:[::1]:5000",
+                           "ipv6:[::ffff:127.0.0.1]:80", "unix:/run/matid.sock"}) {
+    EXPECT_TRUE(CheckAdminAccess(peer, {}, admins).ok()) << peer;
+  }
+  EXPECT_TRUE(CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=ops"}, admins).ok());
+  EXPECT_TRUE(CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=x,O=y", "ops-laptop"}, admins).ok());
+  absl::Status refused = CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=camera-1"}, admins);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("--admin_client_subjects"));
+  EXPECT_THAT(refused.message(), HasSubstr("CN=camera-1"));
+  EXPECT_FALSE(CheckAdminAccess("ipv6:[2001:db8::1]:5000", {}, admins).ok());
+  EXPECT_FALSE(CheckAdminAccess("ipv4:128.0.0.1:5000", {}, {}).ok());
 }
 
 TEST(VersionPolicy, ParsesLatestAndSpecificAndNamesMistakes) {

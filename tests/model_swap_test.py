@@ -228,6 +228,31 @@ class ModelSwapTest(unittest.TestCase):
             shutil.rmtree(os.path.join(self.repo, MODEL, version))
         self.assertEqual(self.swap(), 2)
 
+    def admin(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([os.path.join(BUILD_DIR, "bin", "matid-admin"),
+                               f"--server=127.0.0.1:{self.port}", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    def test_matid_admin_lists_reloads_pins_and_explains_refusals(self) -> None:
+        listed = self.admin("list")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertRegex(listed.stdout, rf"{MODEL}\s+1\s+AVAILABLE\s+yes\s+fp32\s+[0-9a-f]{{12}}")
+        self.publish()
+        self.assertEqual(self.admin("reload").returncode, 0)
+        self.assertEqual(self.serving_version(), "2")
+        pinned = self.admin("pin", MODEL, "1")
+        self.assertEqual(pinned.returncode, 0, pinned.stderr)
+        self.assertEqual(self.serving_version(), "1")
+        with open(os.path.join(self.repo, MODEL, "version_policy.json")) as f:
+            self.assertEqual(json.load(f), {"policy": "specific", "versions": [1]})
+        missing = self.admin("load", MODEL, "9")
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("no version folder 9", missing.stderr)
+        self.assertEqual(self.admin("pin", MODEL).returncode, 0)  # latest again
+        self.assertEqual(self.serving_version(), "2")
+        for wrong in (["load", MODEL], ["pin", MODEL, "x"], ["drop"]):
+            self.assertEqual(self.admin(*wrong).returncode, 2, wrong)
+
     def test_memory_stays_flat_over_50_swaps(self) -> None:
         self.swap()
         after_first = rss_kib(self.server.process.pid)

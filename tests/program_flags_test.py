@@ -21,6 +21,7 @@ PROGRAMS = {
     "matid-bridge": ["bridge/bridge_main.cc"],
     "matid-classify": ["classify/classify_main.cc", CLIENT_TLS],
     "matid-health-probe": ["classify/health_probe_main.cc", CLIENT_TLS],
+    "matid-admin": ["admin/matid_admin_main.cc", CLIENT_TLS],
     "matid-bench": ["bench/matid_bench.cc"],
     "matid-inprocess-bench": ["bench/inprocess_bench.cc"],
 }

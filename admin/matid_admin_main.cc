@@ -1,0 +1,108 @@
+// matid-admin: the model repository's lifecycle on a running matid-server
+// (matid.v1.ModelAdmin): list versions and their states, rescan, pin, load
+// and unload versions. Prints the model versions after each change; exit 0
+// when it succeeded, 1 with the server's reason otherwise.
+#include <grpcpp/create_channel.h>
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/client_tls_flags.h"
+#include "common/program_flags.h"
+#include "matid/v1/admin.grpc.pb.h"
+
+ABSL_FLAG(std::string, server, "localhost:50051",
+          "Server address. The server takes admin calls from loopback, or from clients whose "
+          "certificate is in its --admin_client_subjects.");
+ABSL_FLAG(double, timeout_seconds, 300, "Deadline of the call (a load may take minutes).");
+
+namespace {
+
+constexpr char kUsage[] =
+    "Manages the model versions a matid-server serves from --model_repository.\n"
+    "Usage: matid-admin [--server=host:port] COMMAND\n"
+    "  list                      every model version and its state\n"
+    "  reload                    rescan the repository now (as SIGHUP does)\n"
+    "  pin MODEL [VERSION...]    serve exactly these versions; none: the latest again\n"
+    "  load MODEL VERSION        serve VERSION too\n"
+    "  unload MODEL VERSION      stop serving VERSION (its requests finish first)\n"
+    "Pin, load and unload write REPOSITORY/MODEL/version_policy.json, so they last.";
+
+absl::StatusOr<int64_t> ParseVersion(const char* text) {
+  int64_t version = 0;
+  if (!absl::SimpleAtoi(text, &version) || version <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a version (a positive integer)"));
+  }
+  return version;
+}
+
+void Print(const matid::v1::ListModelsResponse& response) {
+  std::printf("%-24s %-8s %-10s %-7s %-6s %-12s %s\n", "MODEL", "VERSION", "STATE", "DEFAULT",
+              "VARIANT", "SHA256", "REASON");
+  for (const auto& m : response.models()) {
+    std::printf("%-24s %-8s %-10s %-7s %-6s %-12s %s\n", m.name().c_str(), m.version().c_str(),
+                matid::v1::ModelVersionStatus::State_Name(m.state()).c_str(),
+                m.is_default() ? "yes" : "", m.variant().c_str(), m.sha256().c_str(),
+                m.reason().c_str());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<char*> args = matid::ParseProgramFlags(argc, argv, kUsage);
+  auto credentials = matid::ChannelCredentialsFromFlags();
+  if (!credentials.ok()) return matid::FailWith(credentials.status());
+  if (args.size() < 2) return matid::FailWith(absl::InvalidArgumentError(kUsage), 2);
+  const std::string command = args[1];
+  auto stub = matid::v1::ModelAdmin::NewStub(
+      grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials));
+  grpc::ClientContext context;
+  context.set_deadline(
+      std::chrono::system_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_timeout_seconds) * 1000)));
+  matid::v1::ListModelsResponse response;
+  grpc::Status status;
+  const size_t operands = args.size() - 2;
+  if (command == "list" && operands == 0) {
+    status = stub->ListModels(&context, matid::v1::ListModelsRequest(), &response);
+  } else if (command == "reload" && operands == 0) {
+    status = stub->Reload(&context, matid::v1::ReloadRequest(), &response);
+  } else if (command == "pin" && operands >= 1) {
+    matid::v1::PinRequest request;
+    request.set_model(args[2]);
+    for (size_t i = 3; i < args.size(); ++i) {
+      auto version = ParseVersion(args[i]);
+      if (!version.ok()) return matid::FailWith(version.status(), 2);
+      request.add_versions(*version);
+    }
+    status = stub->Pin(&context, request, &response);
+  } else if ((command == "load" || command == "unload") && operands == 2) {
+    auto version = ParseVersion(args[3]);
+    if (!version.ok()) return matid::FailWith(version.status(), 2);
+    matid::v1::VersionRequest request;
+    request.set_model(args[2]);
+    request.set_version(*version);
+    status = command == "load" ? stub->Load(&context, request, &response)
+                               : stub->Unload(&context, request, &response);
+  } else {
+    return matid::FailWith(
+        absl::InvalidArgumentError(absl::StrCat("unknown command or wrong operands: ", command,
+                                                "\n", kUsage)),
+        2);
+  }
+  if (response.models_size() > 0) Print(response);
+  if (!status.ok()) {
+    std::fprintf(stderr, "matid-admin: %s: %s\n", absl::GetFlag(FLAGS_server).c_str(),
+                 status.error_message().c_str());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,15 @@
+// A model version's status in its protobuf form, for Health and the admin
+// service. Pure function; safe from any thread.
+#ifndef MATID_SERVER_MODEL_STATUS_PROTO_H_
+#define MATID_SERVER_MODEL_STATUS_PROTO_H_
+
+#include "matid/v1/matid.pb.h"
+#include "server/model_manager.h"
+
+namespace matid {
+
+void ToProto(const ModelVersionStatus& status, v1::ModelVersionStatus* out);
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_MODEL_STATUS_PROTO_H_
