@@ -16,11 +16,11 @@ class HoldGate {
     std::lock_guard<std::mutex> lock(mu_);
     closed_ = true;
   }
+  // Notifies under the lock: a released worker may finish and destroy the
+  // gate's owner (a model being swapped out) as soon as Open() unlocks.
   void Open() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      closed_ = false;
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = false;
     changed_.notify_all();
   }
   // Counts the arrival, then waits while the gate is closed.
