@@ -286,7 +286,10 @@ class GreengrassTest(unittest.TestCase):
             recipes[recipe["ComponentName"]] = recipe
             self.assertEqual(os.path.basename(path), recipe["ComponentName"] + ".yaml")
         self.assertEqual(set(recipes), {"com.matid.Server", "com.matid.Camera", "com.matid.Bridge",
-                                        "com.matid.Mosquitto"})
+                                        "com.matid.Mosquitto", "com.matid.Model"})
+        # A new model version must not restart the server.
+        self.assertEqual(recipes["com.matid.Server"]["ComponentDependencies"]["com.matid.Model"]
+                         ["DependencyType"], "SOFT")
         for name, recipe in recipes.items():
             defaults = recipe["ComponentConfiguration"]["DefaultConfiguration"]
             defined = set(defaults)
@@ -298,7 +301,9 @@ class GreengrassTest(unittest.TestCase):
                 text = json.dumps(manifest["Lifecycle"])
                 used = set(re.findall(r"\{configuration:/(\w+)\}", text))
                 self.assertLessEqual(used, defined, name)
-                self.assertIn("Run", manifest["Lifecycle"])
+                # Every program runs; the model component only installs files.
+                step = "Install" if name == "com.matid.Model" else "Run"
+                self.assertIn(step, manifest["Lifecycle"], name)
             for dependency in recipe.get("ComponentDependencies", {}):
                 self.assertIn(dependency, recipes)
 

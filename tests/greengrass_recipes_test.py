@@ -27,6 +27,7 @@ BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 RECIPES = os.path.join(ROOT, "deploy", "greengrass")
 THING = "test-thing"
+from model_export import repository  # noqa: E402
 from tests.edge_harness import (Collector, Mosquitto, free_port, make_certificates,  # noqa: E402
                           make_conveyor_video, wait_for)  # noqa: E402
 
@@ -129,9 +130,17 @@ class GreengrassLifecycleTest(unittest.TestCase):
         self.addCleanup(collector.close)
         wait_for(lambda: collector.client.is_connected(), 20, "the consumer at the cloud stand-in")
 
-        model_tar = os.path.join(self.tmp, "model.tar.gz")
-        with tarfile.open(model_tar, "w:gz") as tar:
-            tar.add(MODEL, arcname="test")
+        # Two model versions, as `model_export publish` writes them, each
+        # packed as a com.matid.Model artifact.
+        published = os.path.join(self.tmp, "published")
+        model_tars = []
+        for _ in range(2):
+            version = repository.publish(MODEL, published, "test")
+            model_tar = os.path.join(self.tmp, f"model-version-{version}.tar.gz")
+            with tarfile.open(model_tar, "w:gz") as tar:
+                tar.add(os.path.join(published, "test", str(version)), arcname=".")
+            model_tars.append(model_tar)
+        models_dir = os.path.join(self.tmp, "var-lib-matid-models")
         frames = 30
         video = os.path.join(self.tmp, "line.avi")
         make_conveyor_video(video, frames, fps=10)
@@ -140,10 +149,15 @@ class GreengrassLifecycleTest(unittest.TestCase):
         bin_dir = os.path.join(BUILD, "bin")
         broker = self.component("com.matid.Mosquitto",
                                 {"Port": str(mqtt_port), "DisableSystemService": "false"}, {})
+        model = self.component("com.matid.Model",
+                               {"Repository": models_dir, "ModelName": "test", "Version": "1"},
+                               {"model-version.tar.gz": model_tars[0]})
         server = self.component(
             "com.matid.Server",
-            {"Model": "test", "Port": str(grpc_port), "MetricsPort": str(free_port()), "Threads": "1"},
-            {"matid-server": os.path.join(bin_dir, "matid-server"), "model.tar.gz": model_tar})
+            {"Repository": models_dir, "PollSeconds": "1", "Port": str(grpc_port),
+             "MetricsPort": str(free_port()), "Threads": "1"},
+            {"matid-server": os.path.join(bin_dir, "matid-server"),
+             "matid-admin": os.path.join(bin_dir, "matid-admin")})
         bridge = self.component(
             "com.matid.Bridge",
             {"CloudEndpoint": "127.0.0.1", "CloudPort": str(cloud.port), "RootCa": tls["ca.crt"],
@@ -156,14 +170,15 @@ class GreengrassLifecycleTest(unittest.TestCase):
              "MqttPort": str(mqtt_port), "MetricsPort": str(free_port()),
              "VideoUser": "matid-no-such-user"},
             {"matid-camera": os.path.join(bin_dir, "matid-camera")})
-        ordered = [broker, server, bridge, camera]
+        ordered = [model, broker, server, bridge, camera]
 
         # Every artifact a script names is one the recipe lists.
         for component in ordered:
             recipe = self.recipes[component.name]
             listed = {uri["URI"].rsplit("/", 1)[1] for uri in recipe["Manifests"][0].get("Artifacts", [])}
             used = set(re.findall(r"\{artifacts:path\}/([\w.\-]+)", yaml.safe_dump(component.lifecycle)))
-            self.assertEqual(used, listed, component.name)
+            tools = {"matid-admin"} if component.name == "com.matid.Server" else set()  # for operators
+            self.assertEqual(used | tools, listed, component.name)
 
         for attempt in (1, 2):  # the second run finds everything in place
             for component in ordered:
@@ -187,6 +202,24 @@ class GreengrassLifecycleTest(unittest.TestCase):
         self.assertEqual(camera.process.wait(timeout=60), 0, camera.output())
         # The bridge is a client of its own at the cloud: thing name + suffix.
         self.assertIn(f"as {THING}-matid-bridge", cloud_log(cloud))
+
+        # A new model version deployed: com.matid.Model's next version installs
+        # it, and the running server (not restarted: SOFT dependency) swaps
+        # it in by polling.
+        self.assertEqual(sorted(os.listdir(os.path.join(models_dir, "test"))), ["1"])
+        server_pid = server.process.pid
+        model_v2 = self.component("com.matid.Model",
+                                  {"Repository": models_dir, "ModelName": "test", "Version": "2"},
+                                  {"model-version.tar.gz": model_tars[1]})
+        done = model_v2.run_step("Install")
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        listed = lambda: subprocess.run(  # noqa: E731
+            [os.path.join(bin_dir, "matid-admin"), f"--server=127.0.0.1:{grpc_port}", "list"],
+            capture_output=True, text=True, timeout=30).stdout
+        wait_for(lambda: re.search(r"test\s+2\s+AVAILABLE\s+yes", listed()) and
+                 not re.search(r"test\s+1\s", listed()), 30, "version 2 to serve alone")
+        self.assertEqual(server.process.pid, server_pid)
+        self.assertIn("model test version 2: AVAILABLE", server.output())
 
         self.assertEqual(server.stop(), 0, server.output())
         self.assertIn("received, draining", server.output())
