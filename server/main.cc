@@ -30,6 +30,14 @@ ABSL_FLAG(std::vector<std::string>, admin_client_subjects, {},
           "Besides callers on loopback, client certificate subjects (full subject or CN, "
           "comma-separated, mutual TLS) allowed to use matid.v1.ModelAdmin (matid-admin). "
           "Separate from --allowed_client_subjects, which every caller must also pass when set.");
+ABSL_FLAG(int64_t, max_model_memory_mb, 0,
+          "With --model_repository: memory budget for loaded model versions, each estimated by "
+          "its model file's size (its weights); a new version that would not fit beside the "
+          "serving one is refused (FAILED, retried on each rescan). 0: no budget.");
+ABSL_FLAG(bool, unload_first_over_memory, false,
+          "With --max_model_memory_mb: when a new version does not fit beside the serving one, "
+          "unload the serving one first (its requests finish; new ones get UNAVAILABLE until "
+          "the new version is loaded) instead of refusing the new version.");
 ABSL_FLAG(int, repository_poll_seconds, 0,
           "With --model_repository: rescan it this often; 0: only on SIGHUP.");
 ABSL_FLAG(std::string, host, "0.0.0.0",
@@ -128,6 +136,9 @@ matid::ServerOptions OptionsFromFlags() {
       max_age_grace_ms == -1 ? absl::InfiniteDuration() : absl::Milliseconds(max_age_grace_ms);
   options.default_model = absl::GetFlag(FLAGS_default_model);
   options.admin_client_subjects = absl::GetFlag(FLAGS_admin_client_subjects);
+  options.max_model_memory_bytes = absl::GetFlag(FLAGS_max_model_memory_mb) << 20;
+  options.unload_first_over_memory = absl::GetFlag(FLAGS_unload_first_over_memory);
+  options.model_file = absl::GetFlag(FLAGS_int8) ? "model_int8.pt" : "model.pt";
   options.repository_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_repository_poll_seconds));
   return options;
 }
@@ -159,9 +170,11 @@ absl::StatusOr<std::unique_ptr<matid::MatidServer>> CreateServer(
           return matid::CreateTorchBackend(backend);
         });
   }
-  if (!options.default_model.empty() || options.repository_poll_interval != absl::ZeroDuration()) {
+  if (!options.default_model.empty() || options.repository_poll_interval != absl::ZeroDuration() ||
+      options.max_model_memory_bytes != 0 || options.unload_first_over_memory) {
     return absl::InvalidArgumentError(
-        "--default_model and --repository_poll_seconds need --model_repository");
+        "--default_model, --repository_poll_seconds, --max_model_memory_mb and "
+        "--unload_first_over_memory need --model_repository");
   }
   matid::TorchBackendOptions backend = BackendOptionsFromFlags(options.batcher.max_batch_size);
   backend.model_dir = model_dir;

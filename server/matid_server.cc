@@ -86,6 +86,9 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWithRepository(
   manager.default_model = options.default_model;
   manager.serving = ServingOptionsOf(options);
   manager.poll_interval = options.repository_poll_interval;
+  manager.max_model_memory_bytes = options.max_model_memory_bytes;
+  manager.unload_first_over_memory = options.unload_first_over_memory;
+  manager.model_file = options.model_file;
   return CreateWith(options, [&](ServerMetrics* metrics) {
     return ModelManager::CreateFromRepository(manager, std::move(loader), metrics);
   });

@@ -59,6 +59,11 @@ struct ServerOptions {
   // Who may use matid.v1.ModelAdmin besides callers on loopback: client
   // certificate subjects or CNs (mutual TLS).
   std::vector<std::string> admin_client_subjects;
+  // Memory budget of loaded model versions (see ModelManagerOptions); the
+  // file whose size estimates a version's memory.
+  int64_t max_model_memory_bytes = 0;
+  bool unload_first_over_memory = false;
+  std::string model_file = "model.pt";
 };
 
 absl::Status ValidateServerOptions(const ServerOptions& options);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 #include <utility>
 
@@ -36,6 +37,9 @@ void LowerThisThreadsPriority() { setpriority(PRIO_PROCESS, syscall(SYS_gettid),
 absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options) {
   if (options.repository.empty()) {
     return absl::InvalidArgumentError("--model_repository is empty");
+  }
+  if (options.max_model_memory_bytes < 0) {
+    return absl::InvalidArgumentError("--max_model_memory_mb must be >= 0 (0: no budget)");
   }
   if (options.poll_interval < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--repository_poll_seconds must be >= 0 (0: no polling)");
@@ -505,6 +509,21 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
     if (slot.state == ModelVersionState::kFailed && slot.stamp == stamp) return false;
     slot.stamp = stamp;
   }
+  std::error_code ignored;
+  const int64_t bytes = static_cast<int64_t>(
+      std::filesystem::file_size(dir + "/" + options_.model_file, ignored));
+  if (absl::Status room = MakeRoom(model, ignored ? 0 : bytes); !room.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Slot& slot = models_[model].versions[version];
+      if (slot.reason != room.message()) {
+        Log(absl::StrCat("model ", model, " version ", version, " ", room.message()));
+      }
+      slot.stamp.clear();  // memory may free up: try again on the next rescan
+    }
+    SetState(model, version, ModelVersionState::kFailed, std::string(room.message()));
+    return false;
+  }
   SetState(model, version, ModelVersionState::kLoading, "");
   NotifyChanged();
   Log(absl::StrCat("model ", model, " version ", version, ": loading ", dir));
@@ -528,7 +547,9 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
                    ") after ", absl::FormatDuration(absl::Now() - start)));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    models_[model].versions[version].model = std::shared_ptr<ServingModel>(*std::move(serving));
+    Slot& slot = models_[model].versions[version];
+    slot.model = std::shared_ptr<ServingModel>(*std::move(serving));
+    slot.bytes = ignored ? 0 : bytes;
   }
   SetState(model, version, ModelVersionState::kAvailable, "");
   return true;
@@ -559,7 +580,7 @@ void ModelManager::RetireLocked(const std::string& model, int64_t version) {
   }
   Log(absl::StrCat("model ", model, " version ", version,
                    ": UNLOADING (released when its last request is done)"));
-  retired_.push_back({model, version, std::move(slot->second.model)});
+  retired_.push_back({model, version, std::move(slot->second.model), slot->second.bytes});
   entry.versions.erase(slot);
   if (metrics_ != nullptr) {
     metrics_->SetModelVersionState(model, absl::StrCat(version), "UNLOADING");
@@ -598,6 +619,55 @@ void ModelManager::ReleaseUnused() {
     }
   }
   NotifyChanged();
+}
+
+int64_t ModelManager::LoadedBytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  int64_t total = 0;
+  for (const auto& [name, entry] : models_) {
+    for (const auto& [version, slot] : entry.versions) {
+      if (slot.model != nullptr) total += slot.bytes;
+    }
+  }
+  for (const Retired& retired : retired_) total += retired.bytes;
+  return total;
+}
+
+absl::Status ModelManager::MakeRoom(const std::string& model, int64_t needed) {
+  const int64_t limit = options_.max_model_memory_bytes;
+  auto over = [&] { return limit > 0 && LoadedBytes() + needed > limit; };
+  auto refusal = [&](absl::string_view why) {
+    constexpr int64_t kMiB = 1 << 20;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "not loaded: its ", (needed + kMiB - 1) / kMiB, " MiB ", why,
+        " would exceed --max_model_memory_mb=", limit / kMiB));
+  };
+  if (!over()) return absl::OkStatus();
+  if (!options_.unload_first_over_memory) {
+    return refusal(absl::StrCat(
+        "beside the ", LoadedBytes() >> 20,
+        " MiB loaded (--unload_first_over_memory unloads the serving version first, answering "
+        "UNAVAILABLE meanwhile)"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& entry = models_[model];
+    std::vector<int64_t> loaded;
+    for (const auto& [version, slot] : entry.versions) {
+      if (slot.model != nullptr) loaded.push_back(version);
+    }
+    Log(absl::StrCat("model ", model, ": unloading ", absl::StrJoin(loaded, ", "),
+                     " first to make room (--unload_first_over_memory)"));
+    for (int64_t version : loaded) RetireLocked(model, version);
+  }
+  NotifyChanged();
+  // Their admitted requests finish, then they are released.
+  for (int i = 0; i < 6000 && over(); ++i) {
+    ReleaseUnused();
+    if (!over()) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return over() ? refusal("even with the model's other versions unloaded") : absl::OkStatus();
 }
 
 void ModelManager::NotifyChanged() {

@@ -45,6 +45,15 @@ struct ModelManagerOptions {
   ServingOptions serving;
   // How often the repository is rescanned; zero: only on RequestReload().
   absl::Duration poll_interval = absl::ZeroDuration();
+  // Memory budget for loaded versions, estimated by the size of each
+  // version's `model_file` (its weights; activations come on top); 0: none.
+  // A version that would not fit beside the loaded ones is refused (FAILED,
+  // retried on every rescan) unless unload_first_over_memory: then the
+  // model's serving versions are unloaded first (their requests finish) and
+  // requests for the model get UNAVAILABLE until the new one is loaded.
+  int64_t max_model_memory_bytes = 0;
+  bool unload_first_over_memory = false;
+  std::string model_file = "model.pt";
 };
 
 absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);
@@ -131,6 +140,7 @@ class ModelManager {
     std::string reason;
     std::string stamp;                    // VersionDirStamp when it was last tried
     std::shared_ptr<ServingModel> model;  // set while AVAILABLE
+    int64_t bytes = 0;                    // memory estimate while loaded
   };
   struct Entry {
     std::map<int64_t, Slot> versions;
@@ -141,6 +151,7 @@ class ModelManager {
     std::string model;
     int64_t version = 0;
     std::shared_ptr<ServingModel> serving;
+    int64_t bytes = 0;
   };
 
   ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
@@ -160,6 +171,10 @@ class ModelManager {
   void RetireLocked(const std::string& model, int64_t version);
   void ReleaseUnused();
   void NotifyChanged();
+  // Makes room for `needed` bytes under the memory budget, unloading the
+  // model's versions first when allowed; the refusal otherwise.
+  absl::Status MakeRoom(const std::string& model, int64_t needed);
+  int64_t LoadedBytes() const;
   // Every loaded version, serving or retired.
   std::vector<std::shared_ptr<const ServingModel>> Loaded() const;
 

@@ -69,7 +69,7 @@ class FakeRepository {
     std::lock_guard<std::mutex> lock(mu_);
     ++loads_[dir];
     if (!content.ok()) return content.status();
-    if (*content != "ok") return absl::InvalidArgumentError(*content);
+    if (content->substr(0, 2) != "ok") return absl::InvalidArgumentError(*content);
     auto backend = std::make_unique<FakeBackend>();
     backends_[dir] = backend.get();
     return backend;
@@ -321,6 +321,33 @@ TEST_F(ModelRepositoryServer, RemovedVersionsAndModelsAreUnloaded) {
   EXPECT_EQ(VersionServing(), "1");
   EXPECT_TRUE(WaitForStates({"parts/1 AVAILABLE default"}));
   EXPECT_EQ(ModelHealth("gears"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+TEST_F(ModelRepositoryServer, VersionThatDoesNotFitTheMemoryBudgetIsRefusedOrSwappedUnloadFirst) {
+  const std::string weights = "ok" + std::string(98, 'w');  // 100 bytes
+  repo_.Put("parts", 1, weights);
+  ServerOptions options;
+  options.model_file = "fake.txt";
+  options.max_model_memory_bytes = 150;
+  ASSERT_TRUE(Start(options).ok());
+  repo_.Put("parts", 2, weights);
+  Reload();
+  EXPECT_EQ(VersionServing(), "1");
+  v1::HealthResponse health;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Health(&context, v1::HealthRequest(), &health).ok());
+  ASSERT_EQ(health.models_size(), 2);
+  EXPECT_EQ(health.models(1).state(), v1::ModelVersionStatus::FAILED);
+  EXPECT_THAT(health.models(1).reason(), HasSubstr("--max_model_memory_mb"));
+  EXPECT_EQ(repo_.loads("parts", 2), 0);  // refused before loading anything
+  server_->Shutdown();
+
+  options.unload_first_over_memory = true;
+  ASSERT_TRUE(Start(options).ok());  // loads 2 (latest) at start
+  repo_.Put("parts", 3, weights);
+  Reload();
+  EXPECT_EQ(VersionServing(), "3");
+  EXPECT_TRUE(WaitForStates({"parts/3 AVAILABLE default"}));
 }
 
 TEST_F(ModelRepositoryServer, PollingPicksUpANewVersion) {
