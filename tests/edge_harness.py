@@ -13,12 +13,31 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
 # Debian installs the broker in /usr/sbin, which is not on every user's PATH.
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Every sample of a /metrics endpoint on loopback as {'name{labels}': value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
 
 def port_is_free(port: int) -> bool:

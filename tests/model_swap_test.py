@@ -17,7 +17,6 @@ version and sending SIGHUP. Checked:
 """
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,6 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
 TEST_MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD_DIR, "test_model"))
@@ -36,29 +34,13 @@ import cv2  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from model_export import repository  # noqa: E402
-from tests.edge_harness import Process, wait_for  # noqa: E402
+from tests.edge_harness import Process, rss_kib, scrape, wait_for  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 
 MODEL = "parts"
 PNG = cv2.imencode(".png", np.full((28, 28), 90, np.uint8))[1].tobytes()
 AVAILABLE = matid_pb2.ModelVersionStatus.AVAILABLE
 FAILED = matid_pb2.ModelVersionStatus.FAILED
-
-
-def scrape(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, value = line.rsplit(" ", 1)
-            samples[series] = float(value)
-    return samples
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
 class LoadClient(threading.Thread):

@@ -17,7 +17,6 @@ of 8, so a handful of clients is enough to fill it. Checked:
   and the server exits 0 within its grace period.
 """
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -25,7 +24,6 @@ import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,7 +34,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import health_pb2  # noqa: E402
 import health_pb2_grpc  # noqa: E402
-from tests.edge_harness import Process, wait_for  # noqa: E402
+from tests.edge_harness import Process, rss_kib, scrape, wait_for  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 
 QUEUE_SIZE = 8
@@ -49,23 +47,6 @@ PNG = cv2.imencode(".png", np.full((32, 32), 128, np.uint8))[1].tobytes()
 
 def request(request_id: str = "") -> matid_pb2.ClassifyRequest:
     return matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG), request_id=request_id)
-
-
-def scrape(port: int) -> dict:
-    """Every sample of /metrics as {'name{labels}': value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
-    return samples
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
 
 class Server:

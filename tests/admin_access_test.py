@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""matid.v1.ModelAdmin refuses callers that are neither on loopback nor
+listed in --admin_client_subjects, against the real server over mutual TLS.
+
+A caller from loopback cannot show that, so the test gives this machine an
+address of its own (on a veth pair the test creates and deletes,
+10.213.0.0/16; root and iproute2 needed) and serves there only. The
+classifying client (certificate CN matid-edge-test) may classify but not
+administer; the operator (CN matid-ops, listed) may administer.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
+TEST_MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD_DIR, "test_model"))
+sys.path.insert(0, os.path.join(BUILD_DIR, "python"))
+
+import cv2  # noqa: E402
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+from model_export import repository  # noqa: E402
+from tests.edge_harness import Process, free_port, make_certificates, run  # noqa: E402
+from matid.v1 import admin_pb2, admin_pb2_grpc, matid_pb2, matid_pb2_grpc  # noqa: E402
+
+PNG = cv2.imencode(".png", np.full((28, 28), 90, np.uint8))[1].tobytes()
+
+
+def make_client_certificate(certs: dict, directory: str, name: str, cn: str) -> tuple[str, str]:
+    key, csr, crt = (os.path.join(directory, f"{name}.{ext}") for ext in ("key", "csr", "crt"))
+    run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-subj", f"/CN={cn}", "-keyout", key, "-out", csr)
+    run("openssl", "x509", "-req", "-in", csr, "-CA", certs["ca.crt"], "-CAkey", certs["ca.key"],
+        "-CAcreateserial", "-days", "2", "-out", crt)
+    return crt, key
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("ip"),
+                     "needs root and iproute2 to give the machine a non-loopback test address")
+class AdminAccessTest(unittest.TestCase):
+    def setUp(self) -> None:
+        if not os.path.isdir(TEST_MODEL):
+            self.skipTest("the test model is not built")
+        self.tmp = tempfile.mkdtemp(prefix="matid-admin-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.certs = make_certificates(self.tmp)
+        self.ops = make_client_certificate(self.certs, self.tmp, "ops", "matid-ops")
+        link = f"matidadm{os.getpid() % 100000}"
+        self.address = f"10.213.{os.getpid() % 250}.{1 + os.getpid() // 250 % 250}"
+        run("ip", "link", "add", link, "type", "veth", "peer", "name", link + "p")
+        self.addCleanup(subprocess.run, ["ip", "link", "delete", link], check=False)
+        run("ip", "addr", "add", f"{self.address}/32", "dev", link)
+        run("ip", "link", "set", link, "up")
+        repo = os.path.join(self.tmp, "repo")
+        repository.publish(TEST_MODEL, repo, "parts")
+        port = free_port()
+        self.server = Process(
+            [os.path.join(BUILD_DIR, "bin", "matid-server"), f"--model_repository={repo}",
+             f"--host={self.address}", f"--port={port}", "--metrics_port=-1",
+             f"--tls_cert={self.certs['server.crt']}", f"--tls_key={self.certs['server.key']}",
+             f"--tls_client_ca={self.certs['ca.crt']}", "--admin_client_subjects=matid-ops"],
+            r"serving grpc_port=(\d+)", os.path.join(self.tmp, "server.log"))
+        self.addCleanup(self.server.stop)
+        self.target = f"{self.address}:{port}"
+
+    def channel(self, cert: str, key: str) -> grpc.Channel:
+        def read(path: str) -> bytes:
+            with open(path, "rb") as f:
+                return f.read()
+        credentials = grpc.ssl_channel_credentials(read(self.certs["ca.crt"]), read(key), read(cert))
+        # The server's certificate names 127.0.0.1 and localhost, not the test address.
+        channel = grpc.secure_channel(self.target, credentials,
+                                      options=[("grpc.ssl_target_name_override", "localhost")])
+        self.addCleanup(channel.close)
+        return channel
+
+    def test_only_listed_certificates_administer_from_off_loopback(self) -> None:
+        camera = self.channel(self.certs["client.crt"], self.certs["client.key"])
+        request = matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG))
+        answer = matid_pb2_grpc.ClassifierStub(camera).Classify(request, timeout=10)
+        self.assertEqual(answer.model.version, "1")  # a caller, not an administrator:
+        with self.assertRaises(grpc.RpcError) as refused:
+            admin_pb2_grpc.ModelAdminStub(camera).Pin(
+                admin_pb2.PinRequest(model="parts", versions=[1]), timeout=10)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("--admin_client_subjects", refused.exception.details())
+        self.assertIn("matid-edge-test", refused.exception.details())
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "repo", "parts",
+                                                     "version_policy.json")))
+
+        operator = self.channel(*self.ops)
+        listed = admin_pb2_grpc.ModelAdminStub(operator).ListModels(
+            admin_pb2.ListModelsRequest(), timeout=10)
+        self.assertEqual([(m.name, m.version) for m in listed.models], [("parts", "1")])
+        admin_pb2_grpc.ModelAdminStub(operator).Pin(
+            admin_pb2.PinRequest(model="parts", versions=[1]), timeout=30)
+        self.assertTrue(os.path.exists(os.path.join(self.tmp, "repo", "parts",
+                                                    "version_policy.json")))
+
+
+if __name__ == "__main__":
+    unittest.main()
