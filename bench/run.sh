@@ -13,7 +13,8 @@
 # drifts by tens of percent within minutes; the summary reports the median
 # of the rounds. Writes bench/results/run-*.json, prints the ratios against
 # the targets and appends them to bench/RESULTS.md (date, machine). Then the
-# camera-resolution step (bench/camera_resolution.py). About 18 minutes in all.
+# camera-resolution step (bench/camera_resolution.py) and a model swap under
+# load (bench/model_swap.py). About 21 minutes in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
@@ -118,3 +119,7 @@ done
 # and after the camera shrinks frames; interleaved rounds, medians printed
 # and written to bench/results/camera-resolution.json (about 2 minutes a round).
 /usr/bin/python3 -m bench.camera_resolution --rounds "$rounds"
+
+# Model swap under steady load (issue 13): ResNet-18 fp32 and int8, p50/p99
+# before, during and after, time to swap (about 1 minute a round).
+/usr/bin/python3 -m bench.model_swap --rounds "$rounds"

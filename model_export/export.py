@@ -15,6 +15,7 @@ import json
 import os
 from typing import Callable, Dict, List, Optional
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -104,3 +105,27 @@ def write_metadata(out_dir: str, metadata: Dict) -> None:
 def read_metadata(out_dir: str) -> Dict:
     with open(os.path.join(out_dir, "metadata.json")) as f:
         return json.load(f)
+
+
+def write_golden_set(model: nn.Module, out_dir: str, images: np.ndarray, truth: np.ndarray,
+                     labels: List[str], mean: List[float], std: List[float],
+                     margin: float = 0.1) -> float:
+    """golden.json and its images (golden-NN.png) in the model directory:
+    matid-server classifies them with a new version before it serves it and
+    refuses the version when fewer than min_accuracy come out right.
+    min_accuracy is the exported model's own accuracy on them, less
+    `margin` (served and offline agree; int8 may differ on a few). Returns
+    min_accuracy."""
+    with torch.no_grad():
+        predicted = model.eval()(to_tensor(images, mean, std)).argmax(1).numpy()
+    accuracy = float((predicted == truth).mean())
+    minimum = max(0.0, round(accuracy - margin, 2))
+    entries = []
+    for index, (image, label) in enumerate(zip(images, truth)):
+        file = f"golden-{index:02d}.png"
+        pixels = image[:, :, 0] if image.shape[-1] == 1 else image[:, :, ::-1]  # RGB -> BGR
+        cv2.imwrite(os.path.join(out_dir, file), pixels)
+        entries.append({"file": file, "label": labels[int(label)]})
+    with open(os.path.join(out_dir, "golden.json"), "w") as f:
+        json.dump({"min_accuracy": minimum, "images": entries}, f, indent=1)
+    return minimum

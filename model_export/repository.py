@@ -6,8 +6,9 @@ publish() copies a model directory in as the next version: the sha256 of
 every model file goes into its metadata.json ("sha256": {file: digest}), the
 copy is written into a temporary directory beside the versions, flushed to
 disk (fsync of every file and of the directory), then renamed into place,
-so a reader never sees a half-copied version. verify() says what is wrong
-with a version, or nothing.
+so a reader never sees a half-copied version. A golden set (golden.json and
+its images, written by export) is copied and digested too. verify() says
+what is wrong with a version, or nothing.
 """
 import hashlib
 import json
@@ -18,6 +19,7 @@ import tempfile
 from typing import Dict, List
 
 MODEL_FILES = ("model.pt", "model_int8.pt")
+GOLDEN_SET = "golden.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -50,6 +52,25 @@ def _fsync(path: str) -> None:
         os.close(descriptor)
 
 
+def golden_files(model_dir: str) -> List[str]:
+    """golden.json and the images it lists (plain names beside it), if any:
+    the server checks a version against them before it serves."""
+    path = os.path.join(model_dir, GOLDEN_SET)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        golden = json.load(f)
+    files = [GOLDEN_SET]
+    for image in golden.get("images", []):
+        file = image.get("file", "")
+        if not file or os.path.basename(file) != file or file.startswith("."):
+            raise RepositoryError(f"{path}: {file!r} is not a file name beside golden.json")
+        if not os.path.isfile(os.path.join(model_dir, file)):
+            raise RepositoryError(f"{path} lists {file}, which is missing")
+        files.append(file)
+    return files
+
+
 def publish(model_dir: str, repository: str, name: str) -> int:
     """Copies `model_dir` into `repository`/`name` as the next version and
     returns that version."""
@@ -63,6 +84,7 @@ def publish(model_dir: str, repository: str, name: str) -> int:
     with open(metadata_path) as f:
         metadata = json.load(f)
     files = [file for file in MODEL_FILES if os.path.isfile(os.path.join(model_dir, file))]
+    files += golden_files(model_dir)
     folder = os.path.join(repository, name)
     os.makedirs(folder, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".publishing-", dir=folder)

@@ -164,6 +164,7 @@ absl::StatusOr<std::unique_ptr<matid::MatidServer>> CreateServer(
   if (!repository.empty()) {
     matid::TorchBackendOptions backend = BackendOptionsFromFlags(options.batcher.max_batch_size);
     backend.require_sha256 = true;
+    backend.low_priority_load = true;
     return matid::MatidServer::CreateWithRepository(
         options, repository, [backend](const std::string& version_dir) mutable {
           backend.model_dir = version_dir;

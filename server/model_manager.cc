@@ -1,8 +1,7 @@
 #include "server/model_manager.h"
 
 #include <fcntl.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "server/golden_check.h"
 #include "server/refusal.h"
 
 namespace matid {
@@ -26,11 +26,6 @@ void Log(const std::string& line) {
 bool Contains(const std::vector<int64_t>& versions, int64_t version) {
   return std::find(versions.begin(), versions.end(), version) != versions.end();
 }
-
-// Loading and warming a model up is heavy CPU work; serving must keep its
-// cores meanwhile. Nice applies per thread on Linux and is inherited by the
-// threads LibTorch starts from this one.
-void LowerThisThreadsPriority() { setpriority(PRIO_PROCESS, syscall(SYS_gettid), 10); }
 
 }  // namespace
 
@@ -377,7 +372,6 @@ std::vector<std::shared_ptr<const ServingModel>> ModelManager::Loaded() const {
 }
 
 void ModelManager::Run() {
-  LowerThisThreadsPriority();
   std::unique_lock<std::mutex> lock(mu_);
   const bool polling = options_.poll_interval > absl::ZeroDuration();
   absl::Time next_poll = polling ? absl::Now() + options_.poll_interval : absl::InfiniteFuture();
@@ -530,10 +524,16 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<ServingModel>> serving = absl::UnknownError("not loaded");
   {
+    // The loader works at lower priority on a thread of its own (the torch
+    // backend's loading thread); the new version's batcher workers, started
+    // on this thread below, serve at normal priority.
     absl::StatusOr<std::unique_ptr<ModelBackend>> backend = loader_(dir);
     serving = backend.ok() ? ServingModel::Create(options_.serving, *std::move(backend), model,
                                                   absl::StrCat(version), metrics_)
                            : backend.status();
+  }
+  if (serving.ok()) {  // before it serves: its golden images, if it has any
+    if (absl::Status golden = CheckGoldenImages(dir, **serving); !golden.ok()) serving = golden;
   }
   if (metrics_ != nullptr) metrics_->RecordModelLoad(model, absl::StrCat(version), serving.ok());
   if (!serving.ok()) {
@@ -609,6 +609,10 @@ void ModelManager::ReleaseUnused() {
   if (released.empty()) return;
   for (Retired& retired : released) {
     retired.serving.reset();  // drains (nothing is queued) and frees the model
+    // Hand the freed weights back to the kernel: the server keeps freed
+    // memory on its heaps (malloc_tuning.h), so without this every arena a
+    // load touched would hold its high-water mark across swaps.
+    malloc_trim(0);
     Log(absl::StrCat("model ", retired.model, " version ", retired.version, ": released"));
     if (metrics_ != nullptr) {
       std::lock_guard<std::mutex> lock(mu_);

@@ -4,11 +4,13 @@
 //
 // A reload (poll, SIGHUP, RequestReload) rescans the repository on the
 // manager's own thread. A new version is loaded, warmed up and checked
-// beside the serving one (the loading thread runs at lower CPU priority so
-// serving keeps its cores); then new requests go to it atomically. Requests
+// beside the serving one (the loader should work at lower CPU priority, as
+// the torch backend's low_priority_load does, so serving keeps its cores);
+// then new requests go to it atomically. Requests
 // already admitted hold the old version and finish on it; the old version is
 // released (its queue drained, its memory freed) when the last of them is
-// done. A version that fails to load, warm up or pass its smoke check is
+// done. A version that fails to load, warm up or pass its smoke checks
+// (one score per label; its golden images, see golden_check.h) is
 // FAILED with the reason, logged and counted, and is tried again only when
 // its folder changes; the previous version keeps serving.
 //

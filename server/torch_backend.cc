@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/model_files.h"
+#include "server/thread_priority.h"
 
 namespace matid {
 namespace {
@@ -170,7 +171,10 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
   // perf: ~60 context switches per ResNet-18 request). A thread that exits
   // takes its team with it.
   absl::StatusOr<std::unique_ptr<ModelBackend>> loaded = absl::InternalError("model not loaded");
-  std::thread loader([&] { loaded = LoadOnThisThread(options, *std::move(info), path); });
+  std::thread loader([&] {
+    if (options.low_priority_load) LowerThisThreadsPriority();
+    loaded = LoadOnThisThread(options, *std::move(info), path);
+  });
   loader.join();
   return loaded;
 }

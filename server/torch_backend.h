@@ -25,6 +25,9 @@ struct TorchBackendOptions {
   // Refuse a directory whose metadata.json records no sha256 for the model
   // file (a model repository's versions are published with digests).
   bool require_sha256 = false;
+  // Load, optimise and warm up at lower CPU priority (nice 10): for a new
+  // version loaded beside the one serving.
+  bool low_priority_load = false;
 };
 
 // Loads, optimises and warms the model up. Fails with NOT_FOUND for missing

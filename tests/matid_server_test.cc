@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "matid/v1/matid.grpc.pb.h"
 #include "tests/fake_backend.h"
+#include "tests/tagged_image.h"
 
 namespace matid {
 namespace {
@@ -19,16 +20,6 @@ using ::testing::HasSubstr;
 
 constexpr auto kBound = std::chrono::seconds(10);
 
-// A raw gray image whose fake-model answer is class `tag` (see fake_backend.h).
-v1::Image TaggedImage(int tag) {
-  v1::Image image;
-  v1::RawImage* raw = image.mutable_raw();
-  raw->set_width(4);
-  raw->set_height(4);
-  raw->set_format(v1::PIXEL_FORMAT_GRAY8);
-  raw->set_pixels(std::string(16, static_cast<char>(tag)));
-  return image;
-}
 
 class MatidServerTest : public ::testing::Test {
  protected:

@@ -113,19 +113,28 @@ class EndToEndTest(TempDirTest):
         self.assertIn("int8_top1_agreement_with_fp32", metadata["metrics"])
         for name in ("model.pt", "model_int8.pt"):
             self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+        # The golden set the server checks a new version against, published with digests.
+        golden = read_json(os.path.join(out, "golden.json"))
+        self.assertEqual(len(golden["images"]), min(32, len(val_samples)))
+        self.assertLessEqual(golden["min_accuracy"], 0.9)  # its own accuracy on them - 0.1
+        digested = read_json(os.path.join(published, "metadata.json"))["sha256"]
+        self.assertIn("golden.json", digested)
+        self.assertIn(golden["images"][0]["file"], digested)
         evaluation = os.path.join(work, "evaluation")
         for name in ("report.md", "metrics.json", "confusion_matrix.png", "roc_curves.png"):
             self.assertTrue(os.path.exists(os.path.join(evaluation, name)), name)
 
-        self.check_served_predictions_agree(work, out, published)
+        self.check_served_predictions_agree(work, out, os.path.dirname(os.path.dirname(published)))
 
-    def check_served_predictions_agree(self, work: str, out: str, served_dir: str) -> None:
+    def check_served_predictions_agree(self, work: str, out: str, repository_dir: str) -> None:
+        """Serves the published version from the repository (so it passed its
+        golden images) and checks served predictions against offline ones."""
         server_binary = os.path.join(BUILD_DIR, "bin", "matid-server")
         classify_binary = os.path.join(BUILD_DIR, "bin", "matid-classify")
         if not (os.path.exists(server_binary) and os.path.exists(classify_binary)):
             self.skipTest("matid-server not built")
         server = subprocess.Popen(
-            [server_binary, f"--model_dir={served_dir}", "--host=127.0.0.1", "--port=0",
+            [server_binary, f"--model_repository={repository_dir}", "--host=127.0.0.1", "--port=0",
              "--metrics_port=-1", "--threads=1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:

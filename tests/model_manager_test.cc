@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_contents.h"
 #include "gmock/gmock.h"
+#include "opencv2/imgcodecs.hpp"
 #include "gtest/gtest.h"
 #include "matid/v1/admin.grpc.pb.h"
 #include "matid/v1/matid.grpc.pb.h"
@@ -22,6 +23,7 @@
 #include "server/matid_server.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/fake_backend.h"
+#include "tests/tagged_image.h"
 
 namespace matid {
 namespace {
@@ -30,15 +32,6 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-v1::Image TaggedImage(int tag) {
-  v1::Image image;
-  v1::RawImage* raw = image.mutable_raw();
-  raw->set_width(4);
-  raw->set_height(4);
-  raw->set_format(v1::PIXEL_FORMAT_GRAY8);
-  raw->set_pixels(std::string(16, static_cast<char>(tag)));
-  return image;
-}
 
 // A repository on disk whose version folders hold one file, fake.txt: "ok"
 // loads a FakeBackend, anything else fails to load with that text.
@@ -348,6 +341,54 @@ TEST_F(ModelRepositoryServer, VersionThatDoesNotFitTheMemoryBudgetIsRefusedOrSwa
   Reload();
   EXPECT_EQ(VersionServing(), "3");
   EXPECT_TRUE(WaitForStates({"parts/3 AVAILABLE default"}));
+}
+
+// Golden images: 4x4 PNGs of one gray value, which the fake model answers
+// with class c<value mod 10>.
+void PutGoldenSet(const std::string& dir, const std::string& json,
+                  const std::vector<int>& values) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    std::vector<uchar> png;
+    cv::imencode(".png", cv::Mat(4, 4, CV_8UC1, cv::Scalar(values[i])), png);
+    std::ofstream(absl::StrCat(dir, "/g", i, ".png"), std::ios::binary)
+        .write(reinterpret_cast<const char*>(png.data()), png.size());
+  }
+  std::ofstream(dir + "/golden.json") << json;
+}
+
+TEST_F(ModelRepositoryServer, VersionFailingItsGoldenImagesNeverServes) {
+  repo_.Put("parts", 1);
+  ASSERT_TRUE(Start().ok());
+  repo_.Put("parts", 2);
+  PutGoldenSet(repo_.root() + "/parts/2",
+               R"({"min_accuracy": 1.0, "images": [{"file": "g0.png", "label": "c3"},
+                                                   {"file": "g1.png", "label": "c4"}]})",
+               {3, 5});  // the second comes out c5
+  Reload();
+  EXPECT_EQ(VersionServing(), "1");
+  v1::HealthResponse health;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Health(&context, v1::HealthRequest(), &health).ok());
+  ASSERT_EQ(health.models_size(), 2);
+  EXPECT_EQ(health.models(1).state(), v1::ModelVersionStatus::FAILED);
+  EXPECT_THAT(health.models(1).reason(),
+              HasSubstr("golden images: 1 of 2 right (0.5), below min_accuracy 1: g1.png: c5, "
+                        "expected c4"));
+
+  repo_.Put("parts", 3);
+  PutGoldenSet(repo_.root() + "/parts/3",
+               R"({"min_accuracy": 0.5, "images": [{"file": "g0.png", "label": "c3"},
+                                                   {"file": "g1.png", "label": "c4"}]})",
+               {3, 5});
+  Reload();
+  EXPECT_EQ(VersionServing(), "3");
+
+  repo_.Put("parts", 4);
+  PutGoldenSet(repo_.root() + "/parts/4", R"({"images": [{"file": "g0.png", "label": "Bag"}]})",
+               {3});
+  Reload();
+  EXPECT_EQ(VersionServing(), "3");
+  EXPECT_THAT(States(), ::testing::Contains("parts/4 FAILED"));
 }
 
 TEST_F(ModelRepositoryServer, PollingPicksUpANewVersion) {
