@@ -181,7 +181,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     with tempfile.TemporaryDirectory(prefix="matid-swap-bench-") as tmp:
         for round_number in range(args.rounds):
             for variant in runs:
-                run = one_round(tmp, variant, args.window_seconds, args.clients, image)
+                work = os.path.join(tmp, f"round{round_number + 1}")
+                os.makedirs(work, exist_ok=True)
+                try:
+                    run = one_round(work, variant, args.window_seconds, args.clients, image)
+                except Exception:
+                    with open(os.path.join(work, f"server-{variant}.log")) as f:
+                        print(f"server log:\n{f.read()[-3000:]}", file=sys.stderr)
+                    raise
                 runs[variant].append(run)
                 print(f"round {round_number + 1} {variant}: " + json.dumps(run), flush=True)
     summary = {}
