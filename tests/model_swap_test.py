@@ -9,9 +9,10 @@ version and sending SIGHUP. Checked:
 - 20 swaps under load from Python clients and matid-bench at once: no
   failed request; every response names its version; no client sees an
   older version after a newer one;
-- a partial copy, a wrong digest and a model that fails its smoke check
-  each end FAILED with the reason (Health, metrics), while the serving
-  version keeps answering; removing them clears them;
+- a partial copy, a wrong digest, a model that fails its smoke check and
+  one whose forward() throws each end FAILED with the reason (Health,
+  metrics), while the serving version keeps answering; removing them
+  clears them;
 - 50 more swaps: the server's RSS stays within +10% of its value after the
   first swap.
 """
@@ -40,6 +41,14 @@ from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 MODEL = "parts"
 PNG = cv2.imencode(".png", np.full((28, 28), 90, np.uint8))[1].tobytes()
 AVAILABLE = matid_pb2.ModelVersionStatus.AVAILABLE
+# Writes a TorchScript model whose forward() always raises to argv[1].
+THROWING_MODEL = """
+import sys, torch
+class Broken(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("this model always throws")
+torch.jit.script(Broken()).save(sys.argv[1])
+"""
 FAILED = matid_pb2.ModelVersionStatus.FAILED
 
 
@@ -174,6 +183,23 @@ class ModelSwapTest(unittest.TestCase):
                 f.seek(100)
                 f.write(bytes([byte[0] ^ 0xFF]))
 
+        def throwing_model(path: str) -> None:  # republished: its digests are right
+            broken_dir = os.path.join(self.tmp, "broken-model")
+            shutil.copytree(path, broken_dir)
+            with open(os.path.join(broken_dir, "metadata.json")) as f:
+                metadata = json.load(f)
+            del metadata["sha256"]
+            with open(os.path.join(broken_dir, "metadata.json"), "w") as f:
+                json.dump(metadata, f)
+            script = os.path.join(self.tmp, "throwing_model.py")  # TorchScript reads the source
+            with open(script, "w") as f:
+                f.write(THROWING_MODEL)
+            subprocess.run([sys.executable, script, os.path.join(broken_dir, "model.pt")],
+                           check=True, timeout=120)
+            shutil.rmtree(path)
+            staged = repository.publish(broken_dir, self.repo, MODEL)
+            os.rename(os.path.join(self.repo, MODEL, str(staged)), path)
+
         def three_labels(path: str) -> None:  # the model outputs 10 scores
             metadata_path = os.path.join(path, "metadata.json")
             with open(metadata_path) as f:
@@ -185,7 +211,8 @@ class ModelSwapTest(unittest.TestCase):
         expected = {}
         for mutate, says in ((drop_model_file, "model.pt is missing"),
                              (flip_a_byte, "model.pt does not match the sha256"),
-                             (three_labels, "expected [1, 3] (one score per label)")):
+                             (three_labels, "expected [1, 3] (one score per label)"),
+                             (throwing_model, "this model always throws")):
             version = bad_version(mutate)
             expected[version] = says
             self.server.process.send_signal(signal.SIGHUP)
