@@ -66,6 +66,12 @@ class ComposeTest(unittest.TestCase):
             if "$" in source:  # a build argument: the model folder, chosen at build time
                 continue
             self.assertTrue(os.path.exists(os.path.join(ROOT, source)), source)
+        # The build stage configures the top CMakeLists.txt with tests off:
+        # every other folder it adds must be copied in.
+        with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
+            folders = set(re.findall(r"^\s*add_subdirectory\((\w+)\)", f.read(), re.M)) - {"tests"}
+        copied = set(re.findall(r"^COPY (\w+) \1$", dockerfile, re.M))
+        self.assertEqual(folders - copied, set(), "folders the image build needs but does not copy")
 
     def test_ports_are_published_on_loopback_unless_asked(self) -> None:
         for env, address in (({}, "127.0.0.1"), ({"MATID_BIND_ADDRESS": "0.0.0.0"}, "0.0.0.0")):
