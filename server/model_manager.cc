@@ -123,7 +123,9 @@ void ModelManager::Shutdown() {
         if (slot.model != nullptr) all.push_back(slot.model);
       }
     }
-    for (Retired& retired : retired_) all.push_back(retired.serving);
+    for (Retired& retired : retired_) {
+      if (retired.serving != nullptr) all.push_back(retired.serving);
+    }
   }
   for (auto& model : all) model->Drain();
 }
@@ -214,7 +216,7 @@ std::vector<ModelVersionStatus> ModelManager::Statuses() const {
     if (entry != models_.end() && entry->second.versions.count(retired.version) > 0) continue;
     ModelVersionStatus status;
     status.model = retired.model;
-    status.identity = retired.serving->identity();
+    status.identity = retired.identity;
     status.version = status.identity.version;
     status.state = ModelVersionState::kUnloading;
     statuses.push_back(std::move(status));
@@ -367,7 +369,9 @@ std::vector<std::shared_ptr<const ServingModel>> ModelManager::Loaded() const {
       if (slot.model != nullptr) loaded.push_back(slot.model);
     }
   }
-  for (const Retired& retired : retired_) loaded.push_back(retired.serving);
+  for (const Retired& retired : retired_) {
+    if (retired.serving != nullptr) loaded.push_back(retired.serving);
+  }
   return loaded;
 }
 
@@ -580,7 +584,8 @@ void ModelManager::RetireLocked(const std::string& model, int64_t version) {
   }
   Log(absl::StrCat("model ", model, " version ", version,
                    ": UNLOADING (released when its last request is done)"));
-  retired_.push_back({model, version, std::move(slot->second.model), slot->second.bytes});
+  const ModelIdentity identity = slot->second.model->identity();
+  retired_.push_back({model, version, std::move(slot->second.model), slot->second.bytes, identity});
   entry.versions.erase(slot);
   if (metrics_ != nullptr) {
     metrics_->SetModelVersionState(model, absl::StrCat(version), "UNLOADING");
@@ -588,38 +593,44 @@ void ModelManager::RetireLocked(const std::string& model, int64_t version) {
 }
 
 void ModelManager::ReleaseUnused() {
-  std::vector<Retired> released;
+  // Taken out of their entries under the lock; the entries stay listed
+  // (UNLOADING, counted in the memory budget) until the memory is freed.
+  std::vector<std::shared_ptr<ServingModel>> releasing;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Retired& retired : retired_) {
+      // Only this list holds it, and nothing can take a new reference (it
+      // is out of routing): its last request is done.
+      if (retired.serving != nullptr && retired.serving.use_count() == 1) {
+        releasing.push_back(std::move(retired.serving));
+      }
+    }
+  }
+  if (releasing.empty()) return;
+  releasing.clear();  // drains (nothing is queued) and frees each model
+  // Hand the freed weights back to the kernel: the server keeps freed memory
+  // on its heaps (malloc_tuning.h), so without this every arena a load
+  // touched would hold its high-water mark across swaps.
+  malloc_trim(0);
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = retired_.begin(); it != retired_.end();) {
-      // Only this list holds it, and nothing can take a new reference (it
-      // is out of routing): its last request is done.
-      if (it->serving.use_count() == 1) {
-        released.push_back(std::move(*it));
-        it = retired_.erase(it);
-      } else {
+      if (it->serving != nullptr) {
         ++it;
+        continue;
       }
+      Log(absl::StrCat("model ", it->model, " version ", it->version, ": released"));
+      const auto entry = models_.find(it->model);
+      const bool reloaded =
+          entry != models_.end() && entry->second.versions.count(it->version) > 0;
+      if (metrics_ != nullptr && !reloaded) {
+        metrics_->SetModelVersionState(it->model, absl::StrCat(it->version), "");
+      }
+      it = retired_.erase(it);
     }
     for (auto it = models_.begin(); it != models_.end();) {
       it = it->second.versions.empty() && it->second.default_version == 0 ? models_.erase(it)
                                                                           : std::next(it);
-    }
-  }
-  if (released.empty()) return;
-  for (Retired& retired : released) {
-    retired.serving.reset();  // drains (nothing is queued) and frees the model
-    // Hand the freed weights back to the kernel: the server keeps freed
-    // memory on its heaps (malloc_tuning.h), so without this every arena a
-    // load touched would hold its high-water mark across swaps.
-    malloc_trim(0);
-    Log(absl::StrCat("model ", retired.model, " version ", retired.version, ": released"));
-    if (metrics_ != nullptr) {
-      std::lock_guard<std::mutex> lock(mu_);
-      const auto entry = models_.find(retired.model);
-      const bool reloaded =
-          entry != models_.end() && entry->second.versions.count(retired.version) > 0;
-      if (!reloaded) metrics_->SetModelVersionState(retired.model, absl::StrCat(retired.version), "");
     }
   }
   NotifyChanged();

@@ -152,8 +152,9 @@ class ModelManager {
   struct Retired {
     std::string model;
     int64_t version = 0;
-    std::shared_ptr<ServingModel> serving;
+    std::shared_ptr<ServingModel> serving;  // null while being freed
     int64_t bytes = 0;
+    ModelIdentity identity;
   };
 
   ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
