@@ -498,12 +498,16 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
 }
 
 bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (models_[model].versions[version].state == ModelVersionState::kAvailable) return true;
+  }
+  // Only the manager thread changes slots, so the state read above holds.
   const std::string dir = VersionDir(options_.repository, model, version);
   const std::string stamp = VersionDirStamp(dir);
   {
     std::lock_guard<std::mutex> lock(mu_);
     Slot& slot = models_[model].versions[version];
-    if (slot.state == ModelVersionState::kAvailable) return true;
     if (slot.state == ModelVersionState::kFailed && slot.stamp == stamp) return false;
     slot.stamp = stamp;
   }
