@@ -1,6 +1,7 @@
 // matid-bench: a load generator for any matid server. Closed loop with a
 // concurrency sweep, or open loop at a fixed rate with Poisson arrivals;
-// Classify, BatchClassify or ClassifyStream; images from a folder or
+// Classify, BatchClassify, ClassifyStream, or the Open Inference Protocol's
+// ModelInfer (one image, raw BYTES as Triton's clients send it); images from a folder or
 // synthetic. Per step: throughput, latency percentiles, errors by code, and
 // the server's own queue/inference split read from its /metrics. Prints a
 // table and writes JSON. Every step is bounded in time and requests.
@@ -34,11 +35,13 @@
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/prometheus_text.h"
+#include "inference/grpc_service.grpc.pb.h"
 #include "matid/v1/matid.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051", "matid server address.");
 ABSL_FLAG(int, metrics_port, 8080, "The server's /metrics port on 127.0.0.1 (-1: do not read).");
-ABSL_FLAG(std::string, mode, "classify", "classify, batch or stream.");
+ABSL_FLAG(std::string, mode, "classify",
+          "classify, batch, stream (matid.v1) or infer (Open Inference Protocol ModelInfer).");
 ABSL_FLAG(std::string, concurrency, "1,2,4,8,16,32",
           "Closed-loop sweep: clients in flight per step.");
 ABSL_FLAG(double, rate, 0,
@@ -56,7 +59,7 @@ ABSL_FLAG(int, server_pid, 0, "The server's process id, to report its CPU time p
 ABSL_FLAG(std::string, client, "callback",
           "Closed-loop Classify clients: 'callback' (each virtual client issues its next call "
           "from the last one's completion; no thread per client, the least client CPU) or "
-          "'threads' (one blocking thread per client).");
+          "'threads' (one blocking thread per client). --mode=infer always uses callback.");
 
 namespace {
 
@@ -111,7 +114,10 @@ ServerSplit Split(const std::map<std::string, double>& before,
 class Load {
  public:
   Load(std::shared_ptr<grpc::Channel> channel, std::vector<std::string> images)
-      : stub_(matid::v1::Classifier::NewStub(channel)), images_(std::move(images)) {}
+      : stub_(matid::v1::Classifier::NewStub(channel)),
+        infer_stub_(inference::GRPCInferenceService::NewStub(channel)),
+        infer_(absl::GetFlag(FLAGS_mode) == "infer"),
+        images_(std::move(images)) {}
 
   // One closed-loop client: requests back to back until `until` or budget.
   void ClosedLoopClient(Clock::time_point until, std::atomic<int64_t>* budget,
@@ -167,13 +173,40 @@ class Load {
     }
   }
 
-  // One Classify on the callback API and when it was sent.
+  // One Classify (or ModelInfer) on the callback API and when it was sent.
   struct Call {
     grpc::ClientContext context;
     matid::v1::ClassifyRequest request;
     matid::v1::ClassifyResponse response;
+    inference::ModelInferRequest infer_request;
+    inference::ModelInferResponse infer_response;
     Clock::time_point start;
   };
+
+  // Sends one image on `call` (set up but for its request) and calls
+  // `done` with the status.
+  void Send(Call* call, const std::string& image, std::function<void(grpc::Status)> done) {
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    call->start = Clock::now();
+    if (!infer_) {
+      call->request.mutable_image()->set_encoded(image);
+      call->request.set_top_k(1);
+      stub_->async()->Classify(&call->context, &call->request, &call->response, std::move(done));
+      return;
+    }
+    // As Triton's clients send BYTES: raw, each element after its length.
+    auto* input = call->infer_request.add_inputs();
+    input->set_name("IMAGE");
+    input->set_datatype("BYTES");
+    input->add_shape(1);
+    std::string* raw = call->infer_request.add_raw_input_contents();
+    const uint32_t n = image.size();
+    const char length[4] = {static_cast<char>(n), static_cast<char>(n >> 8),
+                            static_cast<char>(n >> 16), static_cast<char>(n >> 24)};
+    raw->append(length, 4).append(image);
+    infer_stub_->async()->ModelInfer(&call->context, &call->infer_request, &call->infer_response,
+                                     std::move(done));
+  }
 
   // Closed loop on the callback API: `concurrency` virtual clients, each
   // issuing its next Classify from the completion of its last one, so no
@@ -198,15 +231,11 @@ class Load {
       // Safe inside the previous call's completion: gRPC is done with it.
       client->call = std::make_unique<Call>();
       Call* call = client->call.get();
-      call->request.mutable_image()->set_encoded(images_[client->next_image++ % images_.size()]);
-      call->request.set_top_k(1);
-      call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      call->start = Clock::now();
-      stub_->async()->Classify(
-          &call->context, &call->request, &call->response, [&, client, call](grpc::Status status) {
-            recorder->Record(Ms(call->start), 1, status.ok() ? "OK" : CodeName(status));
-            issue(client);
-          });
+      Send(call, images_[client->next_image++ % images_.size()],
+           [&, client, call](grpc::Status status) {
+             recorder->Record(Ms(call->start), 1, status.ok() ? "OK" : CodeName(status));
+             issue(client);
+           });
     };
     for (int c = 0; c < concurrency; ++c) {
       clients[c].next_image = c;
@@ -234,18 +263,13 @@ class Load {
         continue;
       }
       auto* call = new Call();  // deleted by its completion callback
-      call->request.mutable_image()->set_encoded(images_[next++ % images_.size()]);
-      call->request.set_top_k(1);
-      call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-      call->start = Clock::now();
       ++outstanding;
-      stub_->async()->Classify(&call->context, &call->request, &call->response,
-                               [call, recorder, &outstanding](grpc::Status status) {
-                                 recorder->Record(Ms(call->start), 1,
-                                                  status.ok() ? "OK" : CodeName(status));
-                                 delete call;
-                                 --outstanding;
-                               });
+      Send(call, images_[next++ % images_.size()],
+           [call, recorder, &outstanding](grpc::Status status) {
+             recorder->Record(Ms(call->start), 1, status.ok() ? "OK" : CodeName(status));
+             delete call;
+             --outstanding;
+           });
     }
     const auto give_up = Clock::now() + std::chrono::seconds(35);
     while (outstanding.load() > 0 && Clock::now() < give_up) {
@@ -259,6 +283,8 @@ class Load {
   }
 
   std::unique_ptr<matid::v1::Classifier::Stub> stub_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> infer_stub_;
+  const bool infer_;  // --mode=infer
   const std::vector<std::string> images_;
 };
 
@@ -273,7 +299,8 @@ matid::StepSummary RunStep(Load& load, int concurrency, double rate, double seco
       return;
     }
     std::atomic<int64_t> budget{absl::GetFlag(FLAGS_max_requests)};
-    if (absl::GetFlag(FLAGS_mode) == "classify" && absl::GetFlag(FLAGS_client) == "callback") {
+    const std::string mode = absl::GetFlag(FLAGS_mode);
+    if (mode == "infer" || (mode == "classify" && absl::GetFlag(FLAGS_client) == "callback")) {
       load.ClosedLoopCallback(concurrency, until, &budget, recorder);
       return;
     }
@@ -311,9 +338,15 @@ int main(int argc, char** argv) {
   matid::ParseProgramFlags(
       argc, argv,
       "Load generator for matid servers.\n"
-      "Usage: matid-bench --server=host:port [--mode=classify|batch|stream] "
+      "Usage: matid-bench --server=host:port [--mode=classify|batch|stream|infer] "
       "[--concurrency=1,2,4,8,16,32 | --rate=RPS] [--images=DIR]");
   matid::TurnOffMutexDeadlockDetection();
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode != "classify" && mode != "batch" && mode != "stream" && mode != "infer") {
+    std::fprintf(stderr, "matid-bench: --mode=%s: expected classify, batch, stream or infer\n",
+                 mode.c_str());
+    return 2;
+  }
   std::vector<std::string> images = LoadImages();
   if (images.empty()) {
     std::fprintf(stderr, "matid-bench: no images (check --images)\n");

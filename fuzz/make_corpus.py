@@ -102,6 +102,37 @@ def request_corpus(folder: str, imgs: dict, pb) -> None:
     write(folder, "stream_20_frames", bytes([2]) + many.SerializeToString())
 
 
+def infer_request_corpus(folder: str, imgs: dict, pb) -> None:
+    """Open Inference Protocol ModelInfer requests (first byte 3)."""
+    def tensor(datatype, shape):
+        return pb.ModelInferRequest.InferInputTensor(name="IMAGE", datatype=datatype, shape=shape)
+
+    def prefixed(elements):
+        return b"".join(struct.pack("<I", len(e)) + e for e in elements)
+
+    typed = pb.ModelInferRequest(id="t", inputs=[tensor("BYTES", [2])])
+    typed.inputs[0].contents.bytes_contents.extend([imgs["png_8x8x1"], imgs["jpg_20x13x3"]])
+    top = typed.outputs.add(name="PROBABILITIES")
+    top.parameters["classification"].int64_param = 3
+    cases = {
+        "infer_bytes_typed_top3": typed,
+        "infer_bytes_raw": pb.ModelInferRequest(
+            inputs=[tensor("BYTES", [2, 1])],
+            raw_input_contents=[prefixed([imgs["png_8x8x1"], imgs["not_an_image"]])]),
+        "infer_bytes_raw_overrun": pb.ModelInferRequest(
+            inputs=[tensor("BYTES", [1])], raw_input_contents=[struct.pack("<I", 99) + b"ab"]),
+        "infer_uint8_raw": pb.ModelInferRequest(inputs=[tensor("UINT8", [2, 3, 4, 3])],
+                                                raw_input_contents=[bytes(72)]),
+        "infer_fp32_raw": pb.ModelInferRequest(inputs=[tensor("FP32", [1, 1, 8, 8])],
+                                               raw_input_contents=[bytes(256)]),
+        "infer_huge_shape": pb.ModelInferRequest(inputs=[tensor("UINT8", [1, 2**40, 2**40, 1])],
+                                                 raw_input_contents=[b""]),
+        "infer_no_inputs": pb.ModelInferRequest(id="none"),
+    }
+    for name, request in cases.items():
+        write(folder, name, bytes([3]) + request.SerializeToString())
+
+
 def result_message_corpus(folder: str) -> None:
     good = {
         "message_id": "cam1-b00t-42", "timestamp": "2026-11-25T06:05:04.123Z",
@@ -135,12 +166,14 @@ def main() -> None:
     sys.path.insert(0, os.path.join(args.build_dir, "python"))
     import cv2
     import numpy as np
+    from inference import grpc_service_pb2
     from matid.v1 import matid_pb2
 
     imgs = images(cv2, np)
     corpus = os.path.join(HERE, "corpus")
     preprocess_corpus(os.path.join(corpus, "preprocess"), imgs)
     request_corpus(os.path.join(corpus, "request"), imgs, matid_pb2)
+    infer_request_corpus(os.path.join(corpus, "request"), imgs, grpc_service_pb2)
     result_message_corpus(os.path.join(corpus, "result_message"))
     print(f"corpus written to {corpus}")
 

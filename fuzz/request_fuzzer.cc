@@ -1,13 +1,17 @@
-// Fuzz target: every RPC's request as the server receives it. A real
+// Fuzz target: every classifying RPC's request as the server receives it
+// (matid.v1's three and the Open Inference Protocol's ModelInfer). A real
 // MatidServer (gRPC on 127.0.0.1, the fake model of the tests) runs in this
 // process; the first input byte picks the RPC and the rest is parsed as its
 // request message (inputs that are not a valid message are skipped: the
 // protobuf parser is not ours). Invariants: the server never crashes or
 // hangs; every call ends OK or INVALID_ARGUMENT with a message; an answer has
 // one result per image, in order, each with top-k predictions that are
-// valid labels with scores in [0, 1], best first.
+// valid labels with scores in [0, 1], best first; a ModelInfer answer has
+// one output per requested output, shaped [N, ...], with raw contents of
+// that size.
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -15,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "fuzz/fuzz_check.h"
+#include "inference/grpc_service.grpc.pb.h"
 #include "matid/v1/matid.grpc.pb.h"
 #include "server/matid_server.h"
 #include "tests/fake_backend.h"
@@ -27,6 +32,7 @@ constexpr int kDefaultTopK = 5;
 struct Harness {
   std::unique_ptr<matid::MatidServer> server;
   std::unique_ptr<matid::v1::Classifier::Stub> stub;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> inference;
 };
 
 Harness MakeHarness() {
@@ -42,8 +48,10 @@ Harness MakeHarness() {
   FUZZ_CHECK(server.ok(), std::string(server.status().message()).c_str());
   Harness harness;
   harness.server = *std::move(server);
-  harness.stub = matid::v1::Classifier::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", harness.server->port()), grpc::InsecureChannelCredentials()));
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", harness.server->port()),
+                                     grpc::InsecureChannelCredentials());
+  harness.stub = matid::v1::Classifier::NewStub(channel);
+  harness.inference = inference::GRPCInferenceService::NewStub(channel);
   return harness;
 }
 
@@ -137,14 +145,47 @@ void FuzzClassifyStream(const matid::v1::BatchClassifyRequest& request) {
   FUZZ_CHECK(received == request.items_size(), "a frame got no result");
 }
 
+// The request as sent, but always to the one model (a random model name is
+// only NOT_FOUND).
+void FuzzModelInfer(inference::ModelInferRequest request) {
+  request.clear_model_name();
+  request.clear_model_version();
+  grpc::ClientContext context;
+  SetDeadline(&context);
+  inference::ModelInferResponse response;
+  const grpc::Status status = TheHarness().inference->ModelInfer(&context, request, &response);
+  CheckStatus(status.error_code(), status.error_message());
+  if (!status.ok()) return;
+  FUZZ_CHECK(response.id() == request.id(), "id not echoed");
+  const int64_t images = request.inputs(0).shape(0);
+  const int wanted = std::max(1, request.outputs_size());
+  FUZZ_CHECK(response.outputs_size() == wanted, "one output per requested output");
+  FUZZ_CHECK(response.raw_output_contents_size() == wanted, "raw contents per output");
+  for (int i = 0; i < wanted; ++i) {
+    const auto& output = response.outputs(i);
+    FUZZ_CHECK(output.shape_size() == 2 && output.shape(0) == images, "output shape [N, ...]");
+    if (output.datatype() == "FP32") {
+      FUZZ_CHECK(output.shape(1) == kLabels, "one probability per label");
+      FUZZ_CHECK(response.raw_output_contents(i).size() == images * kLabels * sizeof(float),
+                 "raw probabilities of the output's size");
+    } else {
+      FUZZ_CHECK(output.datatype() == "BYTES", "FP32 or BYTES outputs only");
+      FUZZ_CHECK(output.shape(1) >= 1 && output.shape(1) <= kLabels, "classification K");
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
-  const int rpc = data[0] % 3;
+  const int rpc = data[0] % 4;
   const void* message = data + 1;
   const int message_size = static_cast<int>(size - 1);
-  if (rpc == 0) {
+  if (rpc == 3) {
+    inference::ModelInferRequest request;
+    if (request.ParseFromArray(message, message_size)) FuzzModelInfer(std::move(request));
+  } else if (rpc == 0) {
     matid::v1::ClassifyRequest request;
     if (request.ParseFromArray(message, message_size)) FuzzClassify(request);
   } else {

@@ -1,19 +1,18 @@
 // The matid.v1.ModelAdmin gRPC service (callback API): lists model versions
 // and applies operators' pins, loads, unloads and reloads through the
-// ModelManager (see proto/matid/v1/admin.proto). Changes wait for a model
-// load, so each runs on a thread of its own, never on gRPC's.
+// ModelManager (see proto/matid/v1/admin.proto). Access checks and threads:
+// AdminCalls.
 // Thread-safety: gRPC calls the handlers from its own threads; the
 // destructor waits for operations still running.
 #ifndef MATID_SERVER_ADMIN_SERVICE_H_
 #define MATID_SERVER_ADMIN_SERVICE_H_
 
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "matid/v1/admin.grpc.pb.h"
+#include "server/admin_calls.h"
 #include "server/model_manager.h"
 
 namespace matid {
@@ -22,7 +21,6 @@ class AdminService final : public v1::ModelAdmin::CallbackService {
  public:
   // `models` must outlive the service.
   AdminService(ModelManager* models, std::vector<std::string> admin_subjects);
-  ~AdminService() override;
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
@@ -48,11 +46,7 @@ class AdminService final : public v1::ModelAdmin::CallbackService {
                                 std::function<absl::Status()> change);
 
   ModelManager* const models_;
-  const std::vector<std::string> admin_subjects_;
-
-  std::mutex mu_;  // std::mutex: visible to ThreadSanitizer
-  std::condition_variable idle_;
-  int running_ = 0;  // guarded by mu_
+  AdminCalls calls_;  // last: destroyed (waited for) first
 };
 
 }  // namespace matid

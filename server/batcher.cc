@@ -11,13 +11,14 @@ namespace matid {
 
 absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const BatcherOptions& options,
                                                          ModelBackend* backend,
-                                                         ServerMetrics* metrics) {
+                                                         ServerMetrics* metrics,
+                                                         InferenceStatistics* statistics) {
   absl::Status valid = ValidateBatcherOptions(options);
   if (!valid.ok()) return valid;
   if (backend == nullptr) {
     return absl::InvalidArgumentError("Batcher needs a model backend");
   }
-  std::unique_ptr<Batcher> batcher(new Batcher(backend, metrics));
+  std::unique_ptr<Batcher> batcher(new Batcher(backend, metrics, statistics));
   BatchScheduler::QueueDepthCallback queue_depth_changed;
   if (metrics != nullptr) {
     // The gauge sums every loaded version's queue (two batchers during a
@@ -34,8 +35,11 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const BatcherOptions& o
   return batcher;
 }
 
-Batcher::Batcher(ModelBackend* backend, ServerMetrics* metrics)
-    : backend_(backend), metrics_(metrics), tensor_size_(backend->info().input.tensor_size()) {}
+Batcher::Batcher(ModelBackend* backend, ServerMetrics* metrics, InferenceStatistics* statistics)
+    : backend_(backend),
+      metrics_(metrics),
+      statistics_(statistics),
+      tensor_size_(backend->info().input.tensor_size()) {}
 
 Batcher::~Batcher() {
   if (scheduler_ != nullptr) scheduler_->Shutdown();  // null only when Create failed
@@ -108,18 +112,28 @@ void Batcher::RunBatch(std::vector<QueuedTask> batch) {
     scores = absl::InternalError(absl::StrCat("model returned ", scores->size(), " scores for ",
                                               batch_size, " images of ", classes, " labels"));
   }
+  // Each image's answer is built first and handed out after the batch is
+  // recorded, so a caller that has its answer also sees the batch counted.
+  const absl::Time output_start = absl::Now();
+  std::vector<absl::StatusOr<InferenceResult>> results;
+  results.reserve(batch_size);
   for (int i = 0; i < batch_size; ++i) {
-    QueuedTask& queued = live[i];
-    const absl::Duration waited = start - queued.enqueued_at;
-    if (metrics_ != nullptr) metrics_->RecordQueueWait(waited);
     if (!scores.ok()) {
-      queued.task.done(scores.status());
+      results.push_back(scores.status());
       continue;
     }
     InferenceResult result;
     result.scores.assign(scores->begin() + i * classes, scores->begin() + (i + 1) * classes);
-    result.timing = {waited, forward, batch_size};
-    queued.task.done(std::move(result));
+    result.timing = {start - live[i].enqueued_at, forward, batch_size};
+    results.push_back(std::move(result));
+  }
+  if (statistics_ != nullptr) {
+    statistics_->RecordBatch(batch_size, forward_start - start, forward,
+                             absl::Now() - output_start);
+  }
+  for (int i = 0; i < batch_size; ++i) {
+    if (metrics_ != nullptr) metrics_->RecordQueueWait(start - live[i].enqueued_at);
+    live[i].task.done(std::move(results[i]));
   }
 }
 

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/batch_scheduler.h"
+#include "server/inference_statistics.h"
 #include "server/inference_task.h"
 #include "server/model_backend.h"
 
@@ -26,10 +27,12 @@ class ServerMetrics;
 
 class Batcher {
  public:
-  // `backend` must outlive the batcher; `metrics` may be nullptr.
+  // `backend` must outlive the batcher; `metrics` and `statistics` (per
+  // batch size, see inference_statistics.h) may be nullptr, else outlive it.
   static absl::StatusOr<std::unique_ptr<Batcher>> Create(const BatcherOptions& options,
                                                          ModelBackend* backend,
-                                                         ServerMetrics* metrics);
+                                                         ServerMetrics* metrics,
+                                                         InferenceStatistics* statistics = nullptr);
 
   // Drains like Shutdown().
   ~Batcher();
@@ -61,7 +64,7 @@ class Batcher {
   const BatcherOptions& options() const { return scheduler_->options(); }
 
  private:
-  Batcher(ModelBackend* backend, ServerMetrics* metrics);
+  Batcher(ModelBackend* backend, ServerMetrics* metrics, InferenceStatistics* statistics);
 
   // Runs on a scheduler worker.
   void RunBatch(std::vector<QueuedTask> batch);
@@ -73,6 +76,7 @@ class Batcher {
   // Constant after construction.
   ModelBackend* const backend_;
   ServerMetrics* const metrics_;  // or nullptr if not recorded
+  InferenceStatistics* const statistics_;  // or nullptr if not recorded
   const size_t tensor_size_;
   std::atomic<int> reported_queue_depth_{0};  // last depth added to the metrics
 

@@ -9,15 +9,19 @@
 namespace matid {
 
 Classifier::Classifier(const ModelInfo& model, const PreprocessOptions& preprocess,
-                       int default_top_k, Batcher* batcher, ServerMetrics* metrics)
+                       int default_top_k, Batcher* batcher, ServerMetrics* metrics,
+                       InferenceStatistics* statistics)
     : model_(model),
       preprocessor_(model.input, preprocess),
       default_top_k_(default_top_k),
       batcher_(batcher),
       metrics_(metrics),
+      statistics_(statistics),
       predictions_(metrics != nullptr ? metrics->PredictionCounters(model) : LabelCounters()) {}
 
-void Classifier::Finish(const ClassifyDone& done, absl::StatusOr<Classification> result) const {
+void Classifier::Finish(const ClassifyDone& done, absl::StatusOr<Classification> result,
+                        const ImageTimes& times) const {
+  if (statistics_ != nullptr) statistics_->RecordImage(result.ok(), times);
   if (metrics_ != nullptr) {
     metrics_->RecordImage(result.status());
     if (result.ok() && !result->top.empty()) {
@@ -40,17 +44,27 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
   task.deadline = call.deadline;
   task.is_cancelled = call.is_cancelled;
   const int top_k = call.top_k > 0 ? call.top_k : default_top_k_;
-  task.done = [this, preprocess, top_k,
+  task.done = [this, start, preprocess, top_k,
                done = std::move(done)](absl::StatusOr<InferenceResult> inferred) {
+    ImageTimes times;
+    times.preprocess = preprocess;
     if (!inferred.ok()) {
-      Finish(done, inferred.status());
+      times.total = absl::Now() - start;
+      Finish(done, inferred.status(), times);
       return;
     }
+    const absl::Time output_start = absl::Now();
     Classification classification;
     classification.top = TopK(inferred->scores, top_k);
     classification.preprocess = preprocess;
     classification.timing = inferred->timing;
-    Finish(done, std::move(classification));
+    const absl::Time end = absl::Now();
+    times.total = end - start;
+    times.queue = inferred->timing.queue_wait;
+    times.infer = inferred->timing.inference;
+    times.output = end - output_start;
+    times.ran = true;
+    Finish(done, std::move(classification), times);
   };
   return task;
 }

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "server/batcher.h"
 #include "server/image.h"
+#include "server/inference_statistics.h"
 #include "server/metrics.h"
 #include "server/model_info.h"
 #include "server/preprocessor.h"
@@ -42,9 +43,11 @@ using ClassifyManyDone = std::function<void(size_t item, absl::StatusOr<Classifi
 
 class Classifier {
  public:
-  // `batcher` and `metrics` (nullable) must outlive the classifier.
+  // `batcher`, `metrics` and `statistics` (both nullable) must outlive the
+  // classifier.
   Classifier(const ModelInfo& model, const PreprocessOptions& preprocess, int default_top_k,
-             Batcher* batcher, ServerMetrics* metrics);
+             Batcher* batcher, ServerMetrics* metrics,
+             InferenceStatistics* statistics = nullptr);
 
   // `done` is called exactly once: inline when the image is refused (bad
   // input, queue full), otherwise later from the batcher's worker.
@@ -62,7 +65,8 @@ class Classifier {
   // nothing and returns the error.
   absl::StatusOr<InferenceTask> Prepare(const ClassifyCall& call, ClassifyDone done) const;
   std::vector<ScoredLabel> TopK(const std::vector<float>& scores, int top_k) const;
-  void Finish(const ClassifyDone& done, absl::StatusOr<Classification> result) const;
+  void Finish(const ClassifyDone& done, absl::StatusOr<Classification> result,
+              const ImageTimes& times = {}) const;
 
   // Constant after construction.
   const ModelInfo model_;
@@ -70,6 +74,7 @@ class Classifier {
   const int default_top_k_;
   Batcher* const batcher_;
   ServerMetrics* const metrics_;  // or nullptr if not recorded
+  InferenceStatistics* const statistics_;  // or nullptr if not recorded
   const LabelCounters predictions_;
 };
 

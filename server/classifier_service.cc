@@ -1,33 +1,20 @@
 #include "server/classifier_service.h"
 
 #include <algorithm>
-#include <chrono>
-#include <deque>
 #include <limits>
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "server/call_context.h"
 #include "server/metrics.h"
 #include "server/model_status_proto.h"
+#include "server/ordered_stream_reactor.h"
 #include "server/refusal.h"
 #include "server/request_image.h"
 
 namespace matid {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& status) {
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
-
-absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
-  const auto deadline = context->deadline();
-  if (deadline == std::chrono::system_clock::time_point::max()) {
-    return absl::InfiniteFuture();
-  }
-  return absl::FromChrono(deadline);
-}
 
 absl::Status NotServing() {
   return Refusal(absl::UnavailableError("server is not serving (starting or draining)"),
@@ -78,10 +65,6 @@ v1::Status ToItemStatus(const absl::Status& status) {
   item.set_code(static_cast<int>(status.code()));
   item.set_message(std::string(status.message()));
   return item;
-}
-
-std::function<bool()> CancelledCheck(grpc::CallbackServerContext* context) {
-  return [context] { return context->IsCancelled(); };
 }
 
 }  // namespace
@@ -236,157 +219,65 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
   return reactor;
 }
 
-// One camera stream. Frames are classified as they arrive (up to
-// max_stream_frames_in_flight at once; reading pauses beyond that, which
-// pushes back on the client through flow control). Results are written in
-// frame order. The reactor deletes itself in OnDone, which gRPC calls only
-// after Finish, and Finish waits for every frame's completion, so no
-// completion can reach a deleted reactor.
+// One camera stream: frames are classified as they arrive and answered in
+// frame order (see ordered_stream_reactor.h).
 class ClassifierService::StreamReactor final
-    : public grpc::ServerBidiReactor<v1::Frame, v1::FrameResult> {
+    : public OrderedStreamReactor<v1::Frame, v1::FrameResult> {
  public:
   StreamReactor(ClassifierService* service, grpc::CallbackServerContext* context)
-      : service_(service), context_(context) {
-    if (!service_->serving_.load()) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "server is not serving (starting or draining)"));
-      return;
-    }
-    StartRead(&frame_);
+      : OrderedStreamReactor(service->limits_.max_stream_frames_in_flight),
+        service_(service),
+        context_(context) {
+    Begin(service_->serving_.load()
+              ? grpc::Status::OK
+              : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                             "server is not serving (starting or draining)"));
   }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {  // client half-closed, or the call is gone
-      bool finish;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        reads_done_ = true;
-        finish = ReadyToFinishLocked();
-      }
-      if (finish) Finish(grpc::Status::OK);
-      return;
-    }
-    auto slot = std::make_shared<Slot>();
-    slot->result.set_seq(frame_.seq());
-    slot->start = absl::Now();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_back(slot);
-      ++frames_in_flight_;
-    }
-    if (service_->metrics_ != nullptr) service_->metrics_->AddInFlight(1);
-
-    absl::StatusOr<ImageRef> image = ToImageRef(frame_.image());
-    absl::StatusOr<std::shared_ptr<const ServingModel>> model =
-        absl::UnknownError("not resolved");
-    if (!image.ok()) {
-      if (service_->metrics_ != nullptr) {
-        service_->metrics_->RecordImage(image.status());
-      }
-      OnFrameDone(slot, image.status(), nullptr);
-    } else if (model = service_->Resolve(frame_.model(), frame_.model_version()); !model.ok()) {
-      OnFrameDone(slot, model.status(), nullptr);
-    } else {
-      ClassifyCall call{*image, TopKOf(frame_.top_k()), DeadlineOf(context_),
-                        CancelledCheck(context_)};
-      (*model)->classifier().Classify(
-          call, [this, slot, model = *model](absl::StatusOr<Classification> result) {
-            OnFrameDone(slot, std::move(result), model.get());
-          });
-    }
-    // frame_ is free again: the classifier copied what it needed.
-    std::lock_guard<std::mutex> lock(mu_);
-    if (frames_in_flight_ < service_->limits_.max_stream_frames_in_flight) {
-      StartRead(&frame_);
-    } else {
-      read_paused_ = true;
-    }
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool finish;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      writing_ = false;
-      if (!ok) write_failed_ = true;
-      WriteNextLocked();
-      finish = ReadyToFinishLocked();
-    }
-    if (finish) Finish(grpc::Status::OK);
-  }
-
-  void OnDone() override { delete this; }
 
  private:
-  struct Slot {
-    v1::FrameResult result;
-    absl::Time start;
-    bool done = false;
-  };
-
-  // `model` answered the frame (nullptr when it was refused before).
-  void OnFrameDone(const std::shared_ptr<Slot>& slot, absl::StatusOr<Classification> result,
-                   const ServingModel* model) {
-    const absl::Duration elapsed = absl::Now() - slot->start;
-    if (result.ok()) {
-      FillAnswer(*result, *model, &slot->result);
-      FillTimings(*result, elapsed, slot->result.mutable_timings());
-    }
-    *slot->result.mutable_status() = ToItemStatus(result.status());
-    if (service_->metrics_ != nullptr) {
-      service_->metrics_->RecordRequest("ClassifyStream", result.status().code(), elapsed);
-      service_->metrics_->AddInFlight(-1);
-    }
-    bool finish;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      slot->done = true;
-      --frames_in_flight_;
-      if (read_paused_ && frames_in_flight_ < service_->limits_.max_stream_frames_in_flight) {
-        read_paused_ = false;
-        StartRead(&frame_);
+  void Handle(const v1::Frame& frame, Respond respond) override {
+    const absl::Time start = absl::Now();
+    ServerMetrics* metrics = service_->metrics_;
+    if (metrics != nullptr) metrics->AddInFlight(1);
+    // `model` answered the frame (nullptr when it was refused before).
+    auto answer = [start, metrics, seq = frame.seq(), respond = std::move(respond)](
+                      absl::StatusOr<Classification> result, const ServingModel* model) {
+      const absl::Duration elapsed = absl::Now() - start;
+      v1::FrameResult out;
+      out.set_seq(seq);
+      if (result.ok()) {
+        FillAnswer(*result, *model, &out);
+        FillTimings(*result, elapsed, out.mutable_timings());
       }
-      WriteNextLocked();
-      finish = ReadyToFinishLocked();
-    }
-    if (finish) Finish(grpc::Status::OK);
-  }
+      *out.mutable_status() = ToItemStatus(result.status());
+      if (metrics != nullptr) {
+        metrics->RecordRequest("ClassifyStream", result.status().code(), elapsed);
+        metrics->AddInFlight(-1);
+      }
+      respond(std::move(out));
+    };
 
-  // Writes the oldest result if it is ready and no write is outstanding.
-  // mu_ must be held.
-  void WriteNextLocked() {
-    while (!writing_ && !pending_.empty() && pending_.front()->done) {
-      std::shared_ptr<Slot> next = std::move(pending_.front());
-      pending_.pop_front();
-      if (write_failed_) continue;  // the client is gone: nothing to write to
-      writing_ = true;
-      outgoing_ = std::move(next->result);
-      StartWrite(&outgoing_);
+    absl::StatusOr<ImageRef> image = ToImageRef(frame.image());
+    if (!image.ok()) {
+      if (metrics != nullptr) metrics->RecordImage(image.status());
+      answer(image.status(), nullptr);
+      return;
     }
-  }
-
-  // True once, when everything read has been answered. mu_ must be held.
-  bool ReadyToFinishLocked() {
-    if (finished_ || !reads_done_ || frames_in_flight_ > 0 || writing_ || !pending_.empty()) {
-      return false;
+    auto model = service_->Resolve(frame.model(), frame.model_version());
+    if (!model.ok()) {
+      answer(model.status(), nullptr);
+      return;
     }
-    finished_ = true;
-    return true;
+    ClassifyCall call{*image, TopKOf(frame.top_k()), DeadlineOf(context_),
+                      CancelledCheck(context_)};
+    (*model)->classifier().Classify(
+        call, [answer = std::move(answer), model = *model](absl::StatusOr<Classification> result) {
+          answer(std::move(result), model.get());
+        });
   }
 
   ClassifierService* const service_;
   grpc::CallbackServerContext* const context_;
-  v1::Frame frame_;  // the read buffer; one read outstanding at a time
-
-  std::mutex mu_;
-  std::deque<std::shared_ptr<Slot>> pending_;  // guarded by mu_, frame order
-  v1::FrameResult outgoing_;                   // guarded by mu_
-  int frames_in_flight_ = 0;                   // guarded by mu_
-  bool read_paused_ = false;                   // guarded by mu_
-  bool reads_done_ = false;                    // guarded by mu_
-  bool writing_ = false;                       // guarded by mu_
-  bool write_failed_ = false;                  // guarded by mu_
-  bool finished_ = false;                      // guarded by mu_
 };
 
 grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>* ClassifierService::ClassifyStream(

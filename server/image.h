@@ -1,5 +1,7 @@
-// An image as a request carries it: encoded file bytes, or raw pixels. A view:
-// it borrows the request's bytes, which must outlive it. Plain value type.
+// An image as a request carries it: encoded file bytes, raw pixels, or a
+// tensor the caller has preprocessed already (the Open Inference Protocol's
+// FP32 input). A view: it borrows the request's bytes, which must outlive
+// it. Plain value type.
 #ifndef MATID_SERVER_IMAGE_H_
 #define MATID_SERVER_IMAGE_H_
 
@@ -21,14 +23,23 @@ struct RawPixels {
 };
 
 struct ImageRef {
-  enum class Kind { kEncoded, kRaw };
+  enum class Kind { kEncoded, kRaw, kTensor };
   Kind kind = Kind::kEncoded;
   absl::string_view encoded;  // when kind == kEncoded: JPEG, PNG, BMP, ...
   RawPixels raw;              // when kind == kRaw
+  // When kind == kTensor: the model's input, CHW float32 little-endian,
+  // already resized and normalised; used as it is.
+  absl::string_view tensor;
 
   static ImageRef Encoded(absl::string_view bytes) {
     ImageRef image;
     image.encoded = bytes;
+    return image;
+  }
+  static ImageRef Tensor(absl::string_view float_bytes) {
+    ImageRef image;
+    image.kind = Kind::kTensor;
+    image.tensor = float_bytes;
     return image;
   }
   static ImageRef Raw(RawPixels pixels) {

@@ -113,6 +113,9 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
       server->models_.get(), options.batcher, server->metrics_.get(), options.limits);
   server->admin_ =
       std::make_unique<AdminService>(server->models_.get(), options.admin_client_subjects);
+  server->inference_ = std::make_unique<InferenceService>(
+      server->models_.get(), options.batcher, server->metrics_.get(), options.limits,
+      options.admin_client_subjects, MATID_VERSION);
 
   auto credentials = MakeServerCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();
@@ -136,6 +139,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
   }
   builder.RegisterService(server->service_.get());
   builder.RegisterService(server->admin_.get());
+  builder.RegisterService(server->inference_.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
@@ -143,6 +147,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
                      " (address in use, or not an address of this machine)"));
   }
   server->service_->SetServing(true);
+  server->inference_->SetServing(true);
   server->server_->GetHealthCheckService()->SetServingStatus(true);
   server->server_->GetHealthCheckService()->SetServingStatus(v1::Classifier::service_full_name(),
                                                              true);
@@ -183,6 +188,7 @@ void MatidServer::Shutdown() {
     // the running ones finish (the batcher is still working for them), then
     // stop the batcher, which runs whatever is still queued.
     service_->SetServing(false);
+    inference_->SetServing(false);
     metrics_->SetServing(false);
     server_->GetHealthCheckService()->SetServingStatus(false);  // every service
     absl::SleepFor(options_.lame_duck);

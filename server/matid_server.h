@@ -1,6 +1,6 @@
-// Wires one serving process together: metrics endpoint, batcher, classifier,
-// the matid.v1 service, the standard grpc.health.v1 service and server
-// reflection. Owns them all and shuts them down in order.
+// Wires one serving process together: metrics endpoint, model manager, the
+// matid.v1 services, the Open Inference Protocol service, the standard
+// grpc.health.v1 service and server reflection, all on one port. Owns them all and shuts them down in order.
 // Thread-safety: Shutdown() may be called from any thread, once or more.
 #ifndef MATID_SERVER_MATID_SERVER_H_
 #define MATID_SERVER_MATID_SERVER_H_
@@ -20,6 +20,7 @@
 #include "server/admin_service.h"
 #include "server/batcher.h"
 #include "server/classifier_service.h"
+#include "server/inference_service.h"
 #include "server/metrics.h"
 #include "server/model_backend.h"
 #include "server/model_manager.h"
@@ -110,6 +111,7 @@ class MatidServer {
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<ClassifierService> service_;
   std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<InferenceService> inference_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 

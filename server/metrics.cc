@@ -45,7 +45,8 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
            .Name("matid_request_duration_seconds")
            .Help("Server-side time from receiving a request (stream: frame) to its answer")
            .Register(r);
-  for (const char* rpc : {"Classify", "BatchClassify", "ClassifyStream"}) {
+  for (const char* rpc :
+       {"Classify", "BatchClassify", "ClassifyStream", "ModelInfer", "ModelStreamInfer"}) {
     requests_by_rpc_[rpc] = std::make_unique<CountersByCode>(
         requests_, std::map<std::string, std::string>{{"rpc", rpc}});
     request_duration_by_rpc_[rpc] =

@@ -107,14 +107,15 @@ class ServerMetrics {
 
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* images_;
-  // matid_requests_total by code for the three RPCs; matid_images_total by code.
+  // matid_requests_total by code for the classifying RPCs (both APIs);
+  // matid_images_total by code.
   std::map<std::string, std::unique_ptr<CountersByCode>, std::less<>> requests_by_rpc_;
   std::unique_ptr<CountersByCode> images_by_code_;
   prometheus::Family<prometheus::Counter>* refusals_;
   // matid_refusals_total for each reason of kRefusalReasons.
   std::map<std::string, prometheus::Counter*, std::less<>> refusals_by_reason_;
   prometheus::Family<prometheus::Histogram>* request_duration_;
-  // The three RPCs' duration histograms, made once so the hot path does not
+  // The classifying RPCs' duration histograms, made once so the hot path does not
   // build bucket lists or look families up.
   std::map<std::string, prometheus::Histogram*, std::less<>> request_duration_by_rpc_;
   prometheus::Histogram* preprocess_duration_;

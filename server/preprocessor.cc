@@ -1,6 +1,7 @@
 #include "server/preprocessor.h"
 
 #include <cmath>
+#include <cstring>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -139,6 +140,7 @@ Preprocessor::Preprocessor(const InputSpec& spec, const PreprocessOptions& optio
 }
 
 absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
+  if (image.kind == ImageRef::Kind::kTensor) return CopyTensor(image.tensor, out);
   try {
     absl::StatusOr<cv::Mat> pixels = image.kind == ImageRef::Kind::kEncoded
                                          ? DecodeEncoded(image.encoded, spec_, options_)
@@ -166,6 +168,20 @@ absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
         absl::InvalidArgumentError(absl::StrCat("image could not be processed: ", e.what())),
         "undecodable");
   }
+}
+
+absl::Status Preprocessor::CopyTensor(absl::string_view bytes, float* out) const {
+  const size_t expected = spec_.tensor_size() * sizeof(float);
+  if (bytes.size() != expected) {
+    return Refusal(absl::InvalidArgumentError(absl::StrCat(
+                       "a preprocessed tensor has ", bytes.size(), " bytes; the model takes ",
+                       spec_.channels(), "x", spec_.height, "x", spec_.width,
+                       " float32 (", expected, " bytes)")),
+                   "raw_size_mismatch");
+  }
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire's float32 is little-endian");
+  std::memcpy(out, bytes.data(), expected);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<float>> Preprocessor::Run(const ImageRef& image) const {

@@ -1,6 +1,7 @@
 // Turns a request's image into the model's input tensor: decode (OpenCV),
 // colour conversion, resize as the metadata says, scale to [0, 1], subtract
-// mean, divide by std, lay out as CHW float. Every refusal is an
+// mean, divide by std, lay out as CHW float. A tensor preprocessed by the
+// caller (ImageRef::kTensor) is only checked for size and copied. Every refusal is an
 // INVALID_ARGUMENT that says what was wrong and what the limit is.
 // Immutable after construction: Run() may be called from many threads.
 #ifndef MATID_SERVER_PREPROCESSOR_H_
@@ -51,6 +52,8 @@ class Preprocessor {
   const InputSpec& spec() const { return spec_; }
 
  private:
+  absl::Status CopyTensor(absl::string_view bytes, float* out) const;
+
   // Constant after construction.
   InputSpec spec_;
   PreprocessOptions options_;

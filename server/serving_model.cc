@@ -14,12 +14,14 @@ absl::StatusOr<std::unique_ptr<ServingModel>> ServingModel::Create(
                          info.loaded_sha256.substr(0, 12)};
   std::unique_ptr<ServingModel> model(
       new ServingModel(std::move(backend), std::move(identity), metrics));
-  auto batcher = Batcher::Create(options.batcher, model->backend_.get(), metrics);
+  auto batcher = Batcher::Create(options.batcher, model->backend_.get(), metrics,
+                                 &model->statistics_);
   if (!batcher.ok()) return batcher.status();
   model->batcher_ = *std::move(batcher);
   model->classifier_ = std::make_unique<Classifier>(info, options.preprocess,
                                                     options.default_top_k,
-                                                    model->batcher_.get(), metrics);
+                                                    model->batcher_.get(), metrics,
+                                                    &model->statistics_);
   if (metrics != nullptr) metrics->SetModelLoaded(model->identity_, true);
   return model;
 }

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "server/batcher.h"
 #include "server/classifier.h"
+#include "server/inference_statistics.h"
 #include "server/metrics.h"
 #include "server/model_backend.h"
 #include "server/model_info.h"
@@ -47,6 +48,8 @@ class ServingModel {
   const ModelInfo& info() const { return classifier_->model(); }
   const Classifier& classifier() const { return *classifier_; }
   const Batcher& batcher() const { return *batcher_; }
+  // Cumulative per-image and per-batch statistics (Open Inference Protocol).
+  InferenceStatisticsSnapshot statistics() const { return statistics_.Snapshot(); }
 
   // Runs every queued image and stops the workers; later requests get
   // UNAVAILABLE. For shutdown, before the last reference is dropped.
@@ -60,6 +63,7 @@ class ServingModel {
   const std::unique_ptr<ModelBackend> backend_;
   const ModelIdentity identity_;
   ServerMetrics* const metrics_;
+  InferenceStatistics statistics_;  // before the batcher, which records into it
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<Classifier> classifier_;
 };

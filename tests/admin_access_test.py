@@ -6,7 +6,8 @@ A caller from loopback cannot show that, so the test gives this machine an
 address of its own (on a veth pair the test creates and deletes,
 10.213.0.0/16; root and iproute2 needed) and serves there only. The
 classifying client (certificate CN matid-edge-test) may classify but not
-administer; the operator (CN matid-ops, listed) may administer.
+administer; the operator (CN matid-ops, listed) may administer. The Open
+Inference Protocol's repository RPCs follow the same rule.
 """
 import os
 import shutil
@@ -24,6 +25,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from model_export import repository  # noqa: E402
 from tests.edge_harness import Process, free_port, make_certificates, run  # noqa: E402
+from inference import grpc_service_pb2, grpc_service_pb2_grpc  # noqa: E402
 from matid.v1 import admin_pb2, admin_pb2_grpc, matid_pb2, matid_pb2_grpc  # noqa: E402
 
 PNG = cv2.imencode(".png", np.full((28, 28), 90, np.uint8))[1].tobytes()
@@ -90,8 +92,19 @@ class AdminAccessTest(unittest.TestCase):
         self.assertIn("matid-edge-test", refused.exception.details())
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "repo", "parts",
                                                      "version_policy.json")))
+        unload = grpc_service_pb2.RepositoryModelUnloadRequest(model_name="parts")
+        unload.parameters["version"].int64_param = 1
+        with self.assertRaises(grpc.RpcError) as refused:
+            grpc_service_pb2_grpc.GRPCInferenceServiceStub(camera).RepositoryModelUnload(
+                unload, timeout=10)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("--admin_client_subjects", refused.exception.details())
 
         operator = self.channel(*self.ops)
+        loaded = grpc_service_pb2.RepositoryModelLoadRequest(model_name="parts")
+        loaded.parameters["version"].int64_param = 1
+        grpc_service_pb2_grpc.GRPCInferenceServiceStub(operator).RepositoryModelLoad(
+            loaded, timeout=30)
         listed = admin_pb2_grpc.ModelAdminStub(operator).ListModels(
             admin_pb2.ListModelsRequest(), timeout=10)
         self.assertEqual([(m.name, m.version) for m in listed.models], [("parts", "1")])

@@ -116,6 +116,8 @@ class Mosquitto:
         self.start()
 
     def start(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            return  # running already (the constructor starts it)
         self.log = open(os.path.join(self.dir, "log.txt"), "a")
         self.process = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=self.log,
                                         stderr=subprocess.STDOUT)

@@ -155,6 +155,22 @@ TEST(Preprocessor, RawPixelsMatchTheSameImageEncodedLosslessly) {
   EXPECT_EQ(*from_rgb, *from_png);
 }
 
+TEST(Preprocessor, APreprocessedTensorIsUsedAsItIs) {
+  const InputSpec spec = Spec(24, 24, ColorMode::kRgb, ResizeMode::kCenterCrop);
+  Preprocessor preprocessor(spec, {});
+  auto reference = preprocessor.Run(ImageRef::Encoded(Encode(TestPicture(50, 35, 3, 12), ".png")));
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  const std::string bytes(reinterpret_cast<const char*>(reference->data()),
+                          reference->size() * sizeof(float));
+  auto copied = preprocessor.Run(ImageRef::Tensor(bytes));
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(*copied, *reference);
+
+  absl::Status short_tensor = preprocessor.Run(ImageRef::Tensor(bytes.substr(4))).status();
+  EXPECT_EQ(short_tensor.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(short_tensor.message()), HasSubstr("the model takes 3x24x24 float32"));
+}
+
 TEST(Preprocessor, ReducedDecodeFactorKeepsAtLeastTheModelInput) {
   EXPECT_EQ(ReducedDecodeFactor(1920, 1080, 224, 224), 4);
   EXPECT_EQ(ReducedDecodeFactor(1920, 1080, 28, 28), 8);

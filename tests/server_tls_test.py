@@ -2,7 +2,8 @@
 """matid-server over TLS and mutual TLS, with certificates made here by
 openssl, called by Debian's python3-grpcio: the right CA and client
 certificate get through; plaintext, a missing or untrusted client
-certificate, and a subject off the allow-list do not."""
+certificate, and a subject off the allow-list do not; the same holds for
+the Open Inference Protocol on the same port."""
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(HERE, "..", "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 sys.path.insert(0, os.path.join(BUILD, "python"))
 from tests.edge_harness import Mosquitto, Process, make_certificates  # noqa: E402
+from inference import grpc_service_pb2, grpc_service_pb2_grpc  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 
 PNG = cv2.imencode(".png", np.zeros((28, 28), np.uint8))[1].tobytes()
@@ -51,7 +53,7 @@ class ServerTlsTest(unittest.TestCase):
         return f"127.0.0.1:{server.match.group(1)}"
 
     def classify(self, address: str, client: Optional[str] = None,
-                 secure: bool = True) -> Any:
+                 secure: bool = True, api: str = "matid.v1") -> Any:
         if secure:
             credentials = grpc.ssl_channel_credentials(
                 root_certificates=read(self.certs["ca.crt"]),
@@ -61,6 +63,13 @@ class ServerTlsTest(unittest.TestCase):
         else:
             channel = grpc.insecure_channel(address)
         with channel:
+            if api == "inference":  # the Open Inference Protocol
+                stub = grpc_service_pb2_grpc.GRPCInferenceServiceStub(channel)
+                tensor = grpc_service_pb2.ModelInferRequest.InferInputTensor(
+                    name="IMAGE", datatype="BYTES", shape=[1])
+                tensor.contents.bytes_contents.append(PNG)
+                return stub.ModelInfer(grpc_service_pb2.ModelInferRequest(inputs=[tensor]),
+                                       timeout=10)
             stub = matid_pb2_grpc.ClassifierStub(channel)
             return stub.Classify(matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG)),
                                  timeout=10)
@@ -142,6 +151,18 @@ class ServerTlsTest(unittest.TestCase):
         address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}",
                                     "--allowed_client_subjects=matid-edge-test")
         self.assertEqual(len(self.classify(address, client="client").predictions), 5)
+
+    def test_open_inference_protocol_is_covered_too(self) -> None:
+        address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}",
+                                    "--allowed_client_subjects=matid-edge-test")
+        answer = self.classify(address, client="client", api="inference")
+        self.assertEqual(list(answer.outputs[0].shape), [1, 10])
+        self.assert_refused(grpc.StatusCode.UNAVAILABLE, address, secure=False, api="inference")
+        self.assert_refused(grpc.StatusCode.UNAVAILABLE, address, api="inference")  # no client cert
+        address = self.start_server(f"--tls_client_ca={self.certs['ca.crt']}",
+                                    "--allowed_client_subjects=someone-else")
+        self.assert_refused(grpc.StatusCode.PERMISSION_DENIED, address, client="client",
+                            api="inference")
 
     def test_inconsistent_tls_flags_fail_at_start(self) -> None:
         result = subprocess.run([os.path.join(BUILD, "bin", "matid-server"), f"--model_dir={MODEL}",

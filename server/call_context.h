@@ -1,0 +1,51 @@
+// What every gRPC service of the server reads from a call's context, and how
+// an absl::Status becomes the call's status (same code, same message).
+// Pure functions; safe from any thread.
+#ifndef MATID_SERVER_CALL_CONTEXT_H_
+#define MATID_SERVER_CALL_CONTEXT_H_
+
+#include <grpc/grpc_security_constants.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace matid {
+
+inline grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+// The call's deadline; InfiniteFuture() when the client set none.
+inline absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(deadline);
+}
+
+// Whether the client has left; `context` must outlive the check's use.
+inline std::function<bool()> CancelledCheck(grpc::CallbackServerContext* context) {
+  return [context] { return context->IsCancelled(); };
+}
+
+// The caller's client certificate subject and CN (empty without mutual TLS).
+inline std::vector<std::string> CallerIdentities(const grpc::CallbackServerContext* context) {
+  std::vector<std::string> identities;
+  const auto auth = context->auth_context();
+  if (auth == nullptr) return identities;
+  for (const char* property : {GRPC_X509_SUBJECT_PROPERTY_NAME, GRPC_X509_CN_PROPERTY_NAME}) {
+    for (const grpc::string_ref& value : auth->FindPropertyValues(property)) {
+      identities.emplace_back(value.data(), value.size());
+    }
+  }
+  return identities;
+}
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_CALL_CONTEXT_H_
