@@ -1,6 +1,7 @@
 // matid-admin: the model repository's lifecycle on a running matid-server
 // (matid.v1.ModelAdmin): list versions and their states, rescan, pin, load
-// and unload versions. Prints the model versions after each change; exit 0
+// and unload versions, set a shadow version and report how it compares.
+// Prints the model versions after each change (the report as JSON); exit 0
 // when it succeeded, 1 with the server's reason otherwise.
 #include <grpcpp/create_channel.h>
 
@@ -15,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/client_tls_flags.h"
 #include "common/program_flags.h"
+#include "google/protobuf/util/json_util.h"
 #include "matid/v1/admin.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051",
@@ -32,7 +34,13 @@ constexpr char kUsage[] =
     "  pin MODEL [VERSION...]    serve exactly these versions; none: the latest again\n"
     "  load MODEL VERSION        serve VERSION too\n"
     "  unload MODEL VERSION      stop serving VERSION (its requests finish first)\n"
-    "Pin, load and unload write REPOSITORY/MODEL/version_policy.json, so they last.";
+    "  shadow MODEL VERSION [FRACTION]\n"
+    "                            VERSION classifies FRACTION (default 0.1) of the default\n"
+    "                            version's images beside it, to be compared\n"
+    "  shadow MODEL off          no shadow\n"
+    "  shadow-report MODEL       the comparison so far, as JSON (agreement, confusion,\n"
+    "                            shadow latency, skipped images by reason)\n"
+    "Pin, load, unload and shadow write REPOSITORY/MODEL/version_policy.json, so they last.";
 
 absl::StatusOr<int64_t> ParseVersion(const char* text) {
   int64_t version = 0;
@@ -44,13 +52,13 @@ absl::StatusOr<int64_t> ParseVersion(const char* text) {
 }
 
 void Print(const matid::v1::ListModelsResponse& response) {
-  std::printf("%-24s %-8s %-10s %-7s %-6s %-12s %s\n", "MODEL", "VERSION", "STATE", "DEFAULT",
-              "VARIANT", "SHA256", "REASON");
+  std::printf("%-24s %-8s %-10s %-7s %-6s %-6s %-12s %s\n", "MODEL", "VERSION", "STATE",
+              "DEFAULT", "SHADOW", "VARIANT", "SHA256", "REASON");
   for (const auto& m : response.models()) {
-    std::printf("%-24s %-8s %-10s %-7s %-6s %-12s %s\n", m.name().c_str(), m.version().c_str(),
-                matid::v1::ModelVersionStatus::State_Name(m.state()).c_str(),
-                m.is_default() ? "yes" : "", m.variant().c_str(), m.sha256().c_str(),
-                m.reason().c_str());
+    std::printf("%-24s %-8s %-10s %-7s %-6s %-6s %-12s %s\n", m.name().c_str(),
+                m.version().c_str(), matid::v1::ModelVersionStatus::State_Name(m.state()).c_str(),
+                m.is_default() ? "yes" : "", m.is_shadow() ? "yes" : "", m.variant().c_str(),
+                m.sha256().c_str(), m.reason().c_str());
   }
 }
 
@@ -92,6 +100,37 @@ int main(int argc, char** argv) {
     request.set_version(*version);
     status = command == "load" ? stub->Load(&context, request, &response)
                                : stub->Unload(&context, request, &response);
+  } else if (command == "shadow" && (operands == 2 || operands == 3)) {
+    matid::v1::ShadowRequest request;
+    request.set_model(args[2]);
+    if (std::string(args[3]) != "off") {
+      auto version = ParseVersion(args[3]);
+      if (!version.ok()) return matid::FailWith(version.status(), 2);
+      double fraction = 0.1;
+      if (operands == 3 && (!absl::SimpleAtod(args[4], &fraction) || !(fraction > 0) ||
+                            fraction > 1)) {
+        return matid::FailWith(absl::InvalidArgumentError(absl::StrCat(
+                                   "'", args[4], "' is not a fraction in (0, 1]")),
+                               2);
+      }
+      request.set_version(*version);
+      request.set_fraction(fraction);
+    }
+    status = stub->SetShadow(&context, request, &response);
+  } else if (command == "shadow-report" && operands == 1) {
+    matid::v1::ShadowReportRequest request;
+    request.set_model(args[2]);
+    matid::v1::ShadowReport report;
+    status = stub->GetShadowReport(&context, request, &report);
+    if (status.ok()) {
+      google::protobuf::util::JsonPrintOptions options;
+      options.add_whitespace = true;
+      options.always_print_primitive_fields = true;
+      options.preserve_proto_field_names = true;
+      std::string json;
+      (void)google::protobuf::util::MessageToJsonString(report, &json, options);
+      std::printf("%s", json.c_str());
+    }
   } else {
     return matid::FailWith(
         absl::InvalidArgumentError(absl::StrCat("unknown command or wrong operands: ", command,

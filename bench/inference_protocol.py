@@ -16,15 +16,14 @@ Prints the figures and writes bench/results/inference-protocol.json.
     /usr/bin/python3 -m bench.inference_protocol [--rounds 5] [--step_seconds 5]
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
 from typing import Optional
 
+from bench.report import RESNET18, ensure_resnet18, write_report
 from tests.edge_harness import Process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +31,7 @@ BIN = os.path.join(ROOT, "build", "bin")
 OUT = os.path.join(ROOT, "out", "bench")
 FMNIST_MODEL = os.path.join(ROOT, "models", "fashion-mnist")
 FMNIST_IMAGES = os.path.join(OUT, "images-fmnist")
-RESNET_MODEL = os.path.join(OUT, "resnet18")
+RESNET_MODEL = RESNET18
 RESNET_IMAGES = os.path.join(OUT, "camera-resolution", "jpeg-224")
 BOX_FLAGS = ["--threads=1", "--inference_workers=2"]  # docker-compose.yml's server
 
@@ -47,8 +46,7 @@ def prepare() -> None:
     if not os.path.isdir(FMNIST_IMAGES):
         run("model_export.fashion_mnist", "--split", "test", "--count", "1000",
             "--out", FMNIST_IMAGES)
-    if not os.path.exists(os.path.join(RESNET_MODEL, "metadata.json")):
-        run("model_export.make_resnet18", "--out", RESNET_MODEL)
+    ensure_resnet18()
     if not os.path.isdir(RESNET_IMAGES):
         from bench import camera_resolution
         camera_resolution.make_inputs(60)
@@ -115,14 +113,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                     "median": round(statistics.median(ratios), 3),
                     "rounds": [round(r, 3) for r in ratios]}
             results[name] = summary
-    report = {"date": datetime.date.today().isoformat(),
-              "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.platform()}",
-              "rounds": args.rounds, "step_seconds": args.step_seconds, "results": results}
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=1)
     print(json.dumps(results, indent=1))
-    print(f"wrote {args.json}")
+    write_report(args.json, rounds=args.rounds, step_seconds=args.step_seconds, results=results)
 
 
 if __name__ == "__main__":

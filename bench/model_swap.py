@@ -16,14 +16,11 @@ the figures and writes bench/results/model-swap.json.
     /usr/bin/python3 -m bench.model_swap [--rounds 3] [--window_seconds 10]
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,12 +30,13 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from bench.report import RESNET18, ensure_resnet18, write_report
 from model_export import repository
 from tests.edge_harness import Process, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
-MODEL = os.path.join(ROOT, "out", "bench", "resnet18")  # shared with bench.camera_resolution
+MODEL = RESNET18  # shared with bench.camera_resolution
 sys.path.insert(0, os.path.join(BUILD_DIR, "python"))
 
 import grpc  # noqa: E402
@@ -172,9 +170,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "model-swap.json"))
     args = parser.parse_args(argv)
-    if not os.path.exists(os.path.join(MODEL, "metadata.json")):
-        subprocess.run(["/usr/bin/python3", "-m", "model_export.make_resnet18", "--out", MODEL],
-                       cwd=ROOT, check=True)
+    ensure_resnet18()
     rng = np.random.default_rng(0)
     image = cv2.imencode(".jpg", rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))[1].tobytes()
     runs: dict[str, list[dict]] = {"fp32": [], "int8": []}
@@ -210,15 +206,9 @@ def main(argv: Optional[list[str]] = None) -> None:
               f"{summary[variant]['seconds_to_new_version_serving']:.2f} s, old released "
               f"{summary[variant]['seconds_to_old_version_released']:.2f} s, server load+warm-up "
               f"{summary[variant]['server_logged_load_seconds']} s")
-    report = {"date": datetime.date.today().isoformat(),
-              "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.platform()}",
-              "command": "python3 -m bench.model_swap " + " ".join(argv or sys.argv[1:]),
-              "clients": args.clients, "window_seconds": args.window_seconds,
-              "summary": summary, "runs": runs}
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=1)
-    print(f"wrote {args.json}")
+    write_report(args.json, command="python3 -m bench.model_swap " + " ".join(argv or sys.argv[1:]),
+                 clients=args.clients, window_seconds=args.window_seconds, summary=summary,
+                 runs=runs)
 
 
 if __name__ == "__main__":

@@ -60,4 +60,40 @@ grpc::ServerUnaryReactor* AdminService::Unload(grpc::CallbackServerContext* cont
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::SetShadow(grpc::CallbackServerContext* context,
+                                                  const v1::ShadowRequest* request,
+                                                  v1::ListModelsResponse* response) {
+  return Run(context, response,
+             [this, model = request->model(), version = request->version(),
+              fraction = request->fraction()] { return models_->SetShadow(model, version, fraction); });
+}
+
+grpc::ServerUnaryReactor* AdminService::GetShadowReport(grpc::CallbackServerContext* context,
+                                                        const v1::ShadowReportRequest* request,
+                                                        v1::ShadowReport* response) {
+  return calls_.Run(context, [this, model = request->model(), response] {
+    absl::StatusOr<ShadowReport> report = models_->Shadow(model);
+    if (!report.ok()) return report.status();
+    const ShadowSnapshot& c = report->comparison;
+    response->set_model(report->model);
+    response->set_primary_version(report->primary_version);
+    response->set_shadow_version(report->shadow_version);
+    response->set_fraction(report->fraction);
+    response->set_compared(c.compared);
+    response->set_agreements(c.agreements);
+    response->set_agreement(c.agreement());
+    for (const std::string& label : report->labels) response->add_labels(label);
+    for (const auto& row : c.confusion) {
+      auto* out = response->add_confusion();
+      for (int64_t n : row) out->add_shadow(n);
+    }
+    response->set_mean_score_difference(
+        c.compared > 0 ? c.score_difference_sum / static_cast<double>(c.compared) : 0.0);
+    response->set_shadow_latency_p50_ms(absl::ToDoubleMilliseconds(c.latency_p50));
+    response->set_shadow_latency_p99_ms(absl::ToDoubleMilliseconds(c.latency_p99));
+    for (const auto& [reason, n] : c.skipped) (*response->mutable_skipped())[reason] = n;
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace matid

@@ -37,6 +37,12 @@ class AdminService final : public v1::ModelAdmin::CallbackService {
   grpc::ServerUnaryReactor* Unload(grpc::CallbackServerContext* context,
                                    const v1::VersionRequest* request,
                                    v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* SetShadow(grpc::CallbackServerContext* context,
+                                      const v1::ShadowRequest* request,
+                                      v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetShadowReport(grpc::CallbackServerContext* context,
+                                            const v1::ShadowReportRequest* request,
+                                            v1::ShadowReport* response) override;
 
  private:
   // Checks access, then runs `change` on a thread of its own and answers

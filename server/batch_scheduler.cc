@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/refusal.h"
+#include "server/thread_priority.h"
 
 namespace matid {
 
@@ -111,6 +112,7 @@ void BatchScheduler::QueueDepthChanged() {
 }
 
 void BatchScheduler::WorkerLoop() {
+  if (options_.idle_priority) RunThisThreadOnlyWhenIdle();
   int finished = 0;
   while (true) {
     std::vector<QueuedTask> batch = NextBatch(finished);

@@ -46,6 +46,9 @@ struct BatcherOptions {
   // one batch at a time; 2 lets a small model use both cores of a 2-core
   // box with one LibTorch thread each, instead of one batch on two threads.
   int workers = 1;
+  // Workers run under SCHED_IDLE (thread_priority.h), only when a core would
+  // otherwise idle: for shadow work, which must leave the cores to serving.
+  bool idle_priority = false;
 };
 
 absl::Status ValidateBatcherOptions(const BatcherOptions& options);

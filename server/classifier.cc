@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "server/metrics.h"
+#include "server/shadow_tap.h"
 
 namespace matid {
 
@@ -44,11 +45,21 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
   task.deadline = call.deadline;
   task.is_cancelled = call.is_cancelled;
   const int top_k = call.top_k > 0 ? call.top_k : default_top_k_;
-  task.done = [this, start, preprocess, top_k,
+  ShadowTap::PrimaryAnswer shadow;
+  {
+    std::shared_ptr<const ShadowTap> tap;
+    {
+      std::lock_guard<std::mutex> lock(shadow_mu_);
+      tap = shadow_;
+    }
+    if (tap != nullptr) shadow = tap->Offer(task.input, batcher_->queue_depth());
+  }
+  task.done = [this, start, preprocess, top_k, shadow = std::move(shadow),
                done = std::move(done)](absl::StatusOr<InferenceResult> inferred) {
     ImageTimes times;
     times.preprocess = preprocess;
     if (!inferred.ok()) {
+      if (shadow) shadow(false, 0, 0);
       times.total = absl::Now() - start;
       Finish(done, inferred.status(), times);
       return;
@@ -58,6 +69,9 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
     classification.top = TopK(inferred->scores, top_k);
     classification.preprocess = preprocess;
     classification.timing = inferred->timing;
+    if (shadow && !classification.top.empty()) {
+      shadow(true, classification.top.front().index, classification.top.front().score);
+    }
     const absl::Time end = absl::Now();
     times.total = end - start;
     times.queue = inferred->timing.queue_wait;
@@ -111,6 +125,16 @@ void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyMa
   if (!queued.ok()) {
     for (size_t i : queued_items) Finish(item_done(i), queued);
   }
+}
+
+void Classifier::SetShadow(std::shared_ptr<const ShadowTap> tap) {
+  std::shared_ptr<const ShadowTap> old;
+  {
+    std::lock_guard<std::mutex> lock(shadow_mu_);
+    old = std::move(shadow_);
+    shadow_ = std::move(tap);
+  }
+  // `old` is released here, outside the lock (it may drain its queue).
 }
 
 std::vector<ScoredLabel> Classifier::TopK(const std::vector<float>& scores, int top_k) const {

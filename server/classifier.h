@@ -1,11 +1,14 @@
 // The serving core between the RPC layer and the model: preprocess an image
 // on the caller's thread, queue it on the batcher, turn the model's scores
-// into top-k labels. Knows nothing of gRPC or protobuf.
+// into top-k labels; offer a sample to a shadow version when one is set.
+// Knows nothing of gRPC or protobuf.
 // Thread-safety: all methods are const and may be called from many threads.
 #ifndef MATID_SERVER_CLASSIFIER_H_
 #define MATID_SERVER_CLASSIFIER_H_
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,8 @@
 #include "server/preprocessor.h"
 
 namespace matid {
+
+class ShadowTap;
 
 struct ScoredLabel {
   int index = 0;
@@ -60,6 +65,10 @@ class Classifier {
 
   const ModelInfo& model() const { return model_; }
 
+  // Offers each preprocessed image to `tap` (a shadow version, see
+  // shadow_tap.h) from now on; nullptr stops. Safe from any thread.
+  void SetShadow(std::shared_ptr<const ShadowTap> tap);
+
  private:
   // Preprocesses into a task whose completion calls `done`; on refusal calls
   // nothing and returns the error.
@@ -76,6 +85,9 @@ class Classifier {
   ServerMetrics* const metrics_;  // or nullptr if not recorded
   InferenceStatistics* const statistics_;  // or nullptr if not recorded
   const LabelCounters predictions_;
+
+  mutable std::mutex shadow_mu_;
+  std::shared_ptr<const ShadowTap> shadow_;  // guarded by shadow_mu_; or nullptr
 };
 
 }  // namespace matid

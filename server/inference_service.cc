@@ -33,9 +33,10 @@ absl::StatusOr<int64_t> ParseVersion(const std::string& version) {
   if (version.empty()) return 0;
   int64_t parsed = 0;
   if (!absl::SimpleAtoi(version, &parsed) || parsed < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model version \"", version, "\" is not a version number (a positive integer, or empty "
-        "for the model's default version)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("model version \"", version,
+                     "\" is not a version number (a positive integer, or empty "
+                     "for the model's default version)"));
   }
   return parsed;
 }
@@ -213,20 +214,19 @@ class InferenceService::StreamReactor final
     if (metrics != nullptr) metrics->AddInFlight(1);
     auto answer = std::make_shared<inference::ModelStreamInferResponse>();
     answer->mutable_infer_response()->set_id(request.id());
-    service_->Infer(context_, request, answer->mutable_infer_response(),
-                    [answer, metrics, start, respond = std::move(respond)](
-                        const absl::Status& status) {
-                      if (!status.ok()) {
-                        answer->set_error_message(absl::StrCat(
-                            absl::StatusCodeToString(status.code()), ": ", status.message()));
-                      }
-                      if (metrics != nullptr) {
-                        metrics->RecordRequest("ModelStreamInfer", status.code(),
-                                               absl::Now() - start);
-                        metrics->AddInFlight(-1);
-                      }
-                      respond(std::move(*answer));
-                    });
+    service_->Infer(
+        context_, request, answer->mutable_infer_response(),
+        [answer, metrics, start, respond = std::move(respond)](const absl::Status& status) {
+          if (!status.ok()) {
+            answer->set_error_message(
+                absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message()));
+          }
+          if (metrics != nullptr) {
+            metrics->RecordRequest("ModelStreamInfer", status.code(), absl::Now() - start);
+            metrics->AddInFlight(-1);
+          }
+          respond(std::move(*answer));
+        });
   }
 
   InferenceService* const service_;

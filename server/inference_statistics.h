@@ -31,10 +31,10 @@ struct BatchStatistics {
 
 struct InferenceStatisticsSnapshot {
   absl::Time last_inference = absl::UnixEpoch();  // UnixEpoch: none yet
-  uint64_t inference_count = 0;                    // images answered successfully
-  uint64_t execution_count = 0;                    // batches run
-  DurationStatistic success;  // whole time in the server, successful images
-  DurationStatistic fail;     // refused or failed images (refused before queueing: 0 ns)
+  uint64_t inference_count = 0;                   // images answered successfully
+  uint64_t execution_count = 0;                   // batches run
+  DurationStatistic success;                      // whole time in the server, successful images
+  DurationStatistic fail;  // refused or failed images (refused before queueing: 0 ns)
   DurationStatistic queue;
   DurationStatistic compute_input;
   DurationStatistic compute_infer;
@@ -44,12 +44,12 @@ struct InferenceStatisticsSnapshot {
 
 // How one image went through the server, for RecordImage.
 struct ImageTimes {
-  absl::Duration total;           // from preprocessing to its answer
-  absl::Duration preprocess;      // zero if not reached
-  absl::Duration queue;           // zero if not queued
-  absl::Duration infer;           // its batch's forward pass; zero if not run
-  absl::Duration output;          // turning scores into its answer
-  bool ran = false;               // reached the model
+  absl::Duration total;       // from preprocessing to its answer
+  absl::Duration preprocess;  // zero if not reached
+  absl::Duration queue;       // zero if not queued
+  absl::Duration infer;       // its batch's forward pass; zero if not run
+  absl::Duration output;      // turning scores into its answer
+  bool ran = false;           // reached the model
 };
 
 class InferenceStatistics {

@@ -64,10 +64,10 @@ absl::Status ReadBytes(const inference::ModelInferRequest::InferInputTensor& inp
   }
   if (raw == nullptr) {
     if (input.contents().bytes_contents_size() != n) {
-      return Invalid(absl::StrCat("BYTES input ", input.name(), " has shape ", ShapeText(shape),
-                                  " but ", input.contents().bytes_contents_size(),
-                                  " bytes_contents"),
-                     "raw_size_mismatch");
+      return Invalid(
+          absl::StrCat("BYTES input ", input.name(), " has shape ", ShapeText(shape), " but ",
+                       input.contents().bytes_contents_size(), " bytes_contents"),
+          "raw_size_mismatch");
     }
     for (const std::string& bytes : input.contents().bytes_contents()) {
       out->images.push_back(ImageRef::Encoded(bytes));
@@ -78,10 +78,11 @@ absl::Status ReadBytes(const inference::ModelInferRequest::InferInputTensor& inp
   size_t at = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (raw->size() - at < 4) {
-      return Invalid(absl::StrCat("raw BYTES input ", input.name(), " ends before element ", i,
-                                  " of ", n, " (each element is a 4-byte little-endian length, "
-                                  "then that many bytes)"),
-                     "raw_size_mismatch");
+      return Invalid(
+          absl::StrCat("raw BYTES input ", input.name(), " ends before element ", i, " of ", n,
+                       " (each element is a 4-byte little-endian length, "
+                       "then that many bytes)"),
+          "raw_size_mismatch");
     }
     const uint32_t length = ReadLittleEndian32(raw->data() + at);
     at += 4;
@@ -95,8 +96,7 @@ absl::Status ReadBytes(const inference::ModelInferRequest::InferInputTensor& inp
   }
   if (at != raw->size()) {
     return Invalid(absl::StrCat("raw BYTES input ", input.name(), " has ", raw->size() - at,
-                                " bytes after its ", n, " elements (shape ", ShapeText(shape),
-                                ")"),
+                                " bytes after its ", n, " elements (shape ", ShapeText(shape), ")"),
                    "raw_size_mismatch");
   }
   return absl::OkStatus();
@@ -118,8 +118,8 @@ absl::Status ReadUint8(const inference::ModelInferRequest::InferInputTensor& inp
     out->converted.resize(values.size());
     for (int i = 0; i < values.size(); ++i) {
       if (values[i] > 255) {
-        return Invalid(absl::StrCat("UINT8 input ", input.name(), " element ", i, " is ",
-                                    values[i], "; pixels are 0..255"),
+        return Invalid(absl::StrCat("UINT8 input ", input.name(), " element ", i, " is ", values[i],
+                                    "; pixels are 0..255"),
                        "raw_size_mismatch");
       }
       out->converted[i] = static_cast<char>(values[i]);
@@ -127,8 +127,8 @@ absl::Status ReadUint8(const inference::ModelInferRequest::InferInputTensor& inp
     pixels = absl::string_view(out->converted.data(), out->converted.size());
   }
   if (static_cast<int64_t>(pixels.size()) != count) {
-    return Invalid(absl::StrCat("UINT8 input ", input.name(), " has shape ", ShapeText(shape),
-                                " (", count, " bytes) but ", pixels.size(), " bytes of contents"),
+    return Invalid(absl::StrCat("UINT8 input ", input.name(), " has shape ", ShapeText(shape), " (",
+                                count, " bytes) but ", pixels.size(), " bytes of contents"),
                    "raw_size_mismatch");
   }
   const int64_t image_bytes = count / n;
@@ -150,8 +150,8 @@ absl::Status ReadFp32(const inference::ModelInferRequest::InferInputTensor& inpu
   if (shape.size() != 4 || shape[1] != spec.channels() || shape[2] != spec.height ||
       shape[3] != spec.width) {
     return Invalid(absl::StrCat("FP32 input ", input.name(), " has shape ", ShapeText(shape),
-                                "; this model takes preprocessed tensors of [N,",
-                                spec.channels(), ",", spec.height, ",", spec.width, "]"),
+                                "; this model takes preprocessed tensors of [N,", spec.channels(),
+                                ",", spec.height, ",", spec.width, "]"),
                    "raw_size_mismatch");
   }
   absl::string_view bytes;
@@ -163,10 +163,10 @@ absl::Status ReadFp32(const inference::ModelInferRequest::InferInputTensor& inpu
                               values.size() * sizeof(float));
   }
   if (static_cast<int64_t>(bytes.size()) != count * static_cast<int64_t>(sizeof(float))) {
-    return Invalid(absl::StrCat("FP32 input ", input.name(), " has shape ", ShapeText(shape),
-                                " (", count, " floats) but ", bytes.size() / sizeof(float),
-                                " floats of contents"),
-                   "raw_size_mismatch");
+    return Invalid(
+        absl::StrCat("FP32 input ", input.name(), " has shape ", ShapeText(shape), " (", count,
+                     " floats) but ", bytes.size() / sizeof(float), " floats of contents"),
+        "raw_size_mismatch");
   }
   const size_t image_bytes = bytes.size() / n;
   for (int64_t i = 0; i < n; ++i) {
@@ -193,9 +193,9 @@ absl::StatusOr<InferImages> ReadInferImages(const inference::ModelInferRequest& 
   const std::string* raw =
       request.raw_input_contents_size() == 1 ? &request.raw_input_contents(0) : nullptr;
   if (raw != nullptr && input.has_contents() && input.contents().ByteSizeLong() > 0) {
-    return Invalid(absl::StrCat("input ", input.name(),
-                                " has both contents and raw_input_contents; send one"),
-                   "raw_size_mismatch");
+    return Invalid(
+        absl::StrCat("input ", input.name(), " has both contents and raw_input_contents; send one"),
+        "raw_size_mismatch");
   }
   if (input.shape_size() == 0 || input.shape(0) < 1) {
     return Invalid(absl::StrCat("input ", input.name(), " has shape ", ShapeText(input.shape()),
@@ -242,7 +242,7 @@ absl::StatusOr<std::vector<RequestedOutput>> ReadRequestedOutputs(
     if (auto it = requested.parameters().find("classification");
         it != requested.parameters().end()) {
       const inference::InferParameter& k = it->second;
-      int64_t top = k.has_int64_param() ? k.int64_param()
+      int64_t top = k.has_int64_param()    ? k.int64_param()
                     : k.has_uint64_param() ? static_cast<int64_t>(k.uint64_param())
                                            : -1;
       if (top < 1) {

@@ -111,6 +111,31 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                               .Help("1 for the state each model version is in (LOADING, "
                                     "AVAILABLE, UNLOADING, FAILED), 0 for the others")
                               .Register(r);
+  shadow_compared_ = &BuildCounter()
+                          .Name("matid_shadow_compared_total")
+                          .Help("Images both the default and the shadow version classified")
+                          .Register(r);
+  shadow_agreements_ = &BuildCounter()
+                            .Name("matid_shadow_agreements_total")
+                            .Help("Compared images on which both versions gave the same top-1")
+                            .Register(r);
+  shadow_flips_ = &BuildCounter()
+                       .Name("matid_shadow_flips_total")
+                       .Help("Compared images whose top-1 differed, by primary and shadow label")
+                       .Register(r);
+  shadow_skipped_ = &BuildCounter()
+                         .Name("matid_shadow_skipped_total")
+                         .Help("Sampled images the shadow did not classify, by reason")
+                         .Register(r);
+  shadow_score_difference_ =
+      &BuildHistogram()
+           .Name("matid_shadow_score_difference")
+           .Help("Shadow top-1 score minus the serving version's top-1 score, per compared image")
+           .Register(r);
+  shadow_latency_ = &BuildHistogram()
+                         .Name("matid_shadow_latency_seconds")
+                         .Help("The shadow's time from queueing an image to its scores")
+                         .Register(r);
 }
 
 prometheus::Counter& ServerMetrics::CountersByCode::operator[](absl::StatusCode code) {
@@ -222,5 +247,46 @@ void ServerMetrics::SetModelVersionState(const std::string& model, const std::st
 }
 
 void ServerMetrics::SetServing(bool serving) { serving_->Set(serving ? 1 : 0); }
+
+ShadowCounters ServerMetrics::ShadowCountersFor(const ModelInfo& model,
+                                                const std::string& shadow_version) {
+  ShadowCounters counters;
+  counters.model_ = model.name;
+  counters.shadow_version_ = shadow_version;
+  counters.labels_ = model.labels;
+  const std::map<std::string, std::string> labels = {{"model", model.name},
+                                                     {"shadow_version", shadow_version}};
+  counters.compared_ = &shadow_compared_->Add(labels);
+  counters.agreements_ = &shadow_agreements_->Add(labels);
+  prometheus::Histogram::BucketBoundaries differences;
+  for (int i = -10; i <= 10; ++i) differences.push_back(i / 10.0);
+  counters.score_difference_ = &shadow_score_difference_->Add(labels, differences);
+  counters.latency_ = &shadow_latency_->Add(labels, LatencyBucketsSeconds());
+  counters.flips_ = shadow_flips_;
+  counters.skipped_ = shadow_skipped_;
+  return counters;
+}
+
+void ShadowCounters::Compared(bool agree, int primary_label, int shadow_label,
+                              double score_difference, absl::Duration shadow_latency) const {
+  if (compared_ == nullptr) return;
+  compared_->Increment();
+  if (agree) agreements_->Increment();
+  score_difference_->Observe(score_difference);
+  latency_->Observe(absl::ToDoubleSeconds(shadow_latency));
+  const int labels = static_cast<int>(labels_.size());
+  if (!agree && primary_label >= 0 && primary_label < labels && shadow_label >= 0 &&
+      shadow_label < labels) {
+    flips_->Add({{"model", model_}, {"shadow_version", shadow_version_},
+                 {"primary_label", labels_[primary_label]}, {"shadow_label", labels_[shadow_label]}})
+        .Increment();
+  }
+}
+
+void ShadowCounters::Skipped(const std::string& reason) const {
+  if (skipped_ == nullptr) return;
+  skipped_->Add({{"model", model_}, {"shadow_version", shadow_version_}, {"reason", reason}})
+      .Increment();
+}
 
 }  // namespace matid

@@ -48,6 +48,29 @@ class LabelCounters {
   std::vector<prometheus::Counter*> counters_;
 };
 
+// The matid_shadow_* handles of one model's shadow comparison (see
+// shadow_tap.h), made once when the shadow is set up. Copyable; every method
+// is safe from any thread. Default-constructed: records nothing.
+class ShadowCounters {
+ public:
+  ShadowCounters() = default;
+  void Compared(bool agree, int primary_label, int shadow_label, double score_difference,
+                absl::Duration shadow_latency) const;
+  void Skipped(const std::string& reason) const;
+
+ private:
+  friend class ServerMetrics;
+  std::string model_;
+  std::string shadow_version_;
+  std::vector<std::string> labels_;
+  prometheus::Counter* compared_ = nullptr;
+  prometheus::Counter* agreements_ = nullptr;
+  prometheus::Histogram* score_difference_ = nullptr;
+  prometheus::Histogram* latency_ = nullptr;
+  prometheus::Family<prometheus::Counter>* flips_ = nullptr;
+  prometheus::Family<prometheus::Counter>* skipped_ = nullptr;
+};
+
 class ServerMetrics {
  public:
   static absl::StatusOr<std::unique_ptr<ServerMetrics>> Create(const MetricsOptions& options);
@@ -81,6 +104,9 @@ class ServerMetrics {
   void SetModelVersionState(const std::string& model, const std::string& version,
                             absl::string_view state);
   void SetServing(bool serving);
+  // matid_shadow_* handles for `shadow_version` of `model` shadowing its
+  // default version.
+  ShadowCounters ShadowCountersFor(const ModelInfo& model, const std::string& shadow_version);
 
  private:
   explicit ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint);
@@ -131,6 +157,12 @@ class ServerMetrics {
   prometheus::Family<prometheus::Gauge>* model_info_;
   prometheus::Family<prometheus::Counter>* model_loads_;
   prometheus::Family<prometheus::Gauge>* model_version_state_;
+  prometheus::Family<prometheus::Counter>* shadow_compared_;
+  prometheus::Family<prometheus::Counter>* shadow_agreements_;
+  prometheus::Family<prometheus::Counter>* shadow_flips_;
+  prometheus::Family<prometheus::Counter>* shadow_skipped_;
+  prometheus::Family<prometheus::Histogram>* shadow_score_difference_;
+  prometheus::Family<prometheus::Histogram>* shadow_latency_;
 };
 
 }  // namespace matid

@@ -204,6 +204,7 @@ std::vector<ModelVersionStatus> ModelManager::Statuses() const {
       status.state = slot.state;
       status.reason = slot.reason;
       status.is_default = version == entry.default_version;
+      status.is_shadow = entry.tap != nullptr && version == entry.shadow_version;
       if (slot.model != nullptr) {
         status.identity = slot.model->identity();
         status.version = status.identity.version;
@@ -259,10 +260,7 @@ absl::StatusOr<RepositoryModel> ModelManager::ScanOne(const std::string& model) 
 absl::Status ModelManager::WritePolicy(const std::string& model,
                                        const VersionPolicy& policy) const {
   const std::string path = absl::StrCat(options_.repository, "/", model, "/", kVersionPolicyFile);
-  const std::string text =
-      policy.latest() ? std::string("{\"policy\": \"latest\"}\n")
-                      : absl::StrCat("{\"policy\": \"specific\", \"versions\": [",
-                                     absl::StrJoin(policy.versions, ", "), "]}\n");
+  const std::string text = VersionPolicyJson(policy);
   const std::string staging = absl::StrCat(path, ".tmp-", getpid());
   const int fd = open(staging.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return absl::PermissionDeniedError(absl::StrCat("cannot write ", staging));
@@ -295,7 +293,9 @@ absl::Status ModelManager::Pin(const std::string& model, std::vector<int64_t> ve
   }
   std::sort(versions.begin(), versions.end());
   versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
-  absl::Status written = WritePolicy(model, VersionPolicy{versions});
+  VersionPolicy policy = scanned->policy;  // its shadow stays as it is
+  policy.versions = versions;
+  absl::Status written = WritePolicy(model, policy);
   if (!written.ok()) return written;
   ReloadAndWait();
   // Back to latest always succeeds: it serves the highest version that loads.
@@ -342,6 +342,66 @@ absl::Status ModelManager::Unload(const std::string& model, int64_t version) {
         "' serves: pin another first, or go back to the latest (matid-admin pin ", model, ")"));
   }
   return Pin(model, std::move(versions));
+}
+
+absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,
+                                     double fraction) {
+  auto scanned = ScanOne(model);
+  if (!scanned.ok()) return scanned.status();
+  if (version != 0 && !Contains(scanned->versions, version)) {
+    return absl::NotFoundError(absl::StrCat("model '", model, "' has no version folder ", version,
+                                            "; versions: ", absl::StrJoin(scanned->versions, ", ")));
+  }
+  if (version != 0 && !(fraction > 0 && fraction <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shadow fraction ", fraction, " must be in (0, 1]"));
+  }
+  VersionPolicy policy = scanned->policy;
+  policy.shadow_version = version;
+  policy.shadow_fraction = version != 0 ? fraction : 0;
+  absl::Status written = WritePolicy(model, policy);
+  if (!written.ok()) return written;
+  ReloadAndWait();
+  if (version == 0) return absl::OkStatus();
+  std::string problem;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Entry& entry = models_[model];
+    if (entry.tap != nullptr && entry.shadow_version == version) return absl::OkStatus();
+    problem = entry.shadow_problem.empty() ? "it did not start" : entry.shadow_problem;
+  }
+  if (scanned->policy_status.ok() && WritePolicy(model, scanned->policy).ok()) ReloadAndWait();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "model '", model, "': ", problem, " (version_policy.json left as it was)"));
+}
+
+absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) const {
+  std::shared_ptr<const ShadowTap> tap;
+  ShadowReport report;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto found = models_.find(model);
+    if (found == models_.end()) {
+      return absl::NotFoundError(absl::StrCat("model '", model, "' is not served"));
+    }
+    const Entry& entry = found->second;
+    tap = entry.tap;
+    auto primary = entry.tap_primary.lock();
+    auto shadow = entry.tap_shadow.lock();
+    if (tap == nullptr || primary == nullptr || shadow == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model '", model, "' has no shadow version",
+          entry.shadow_problem.empty() ? " (set one with matid-admin shadow)"
+                                       : absl::StrCat(": ", entry.shadow_problem)));
+    }
+    report.model = model;
+    report.primary_version = primary->identity().version;
+    report.shadow_version = shadow->identity().version;
+    report.fraction = entry.shadow_fraction;
+    report.labels = primary->info().labels;
+  }
+  report.comparison = tap->comparison().Snapshot();
+  return report;
 }
 
 void ModelManager::SetChangeListener(std::function<void()> listener) {
@@ -420,6 +480,7 @@ void ModelManager::Reconcile() {
     present.insert(model.name);
     ReconcileModel(model);
   }
+  std::vector<std::string> gone;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [name, entry] : models_) {
@@ -429,8 +490,10 @@ void ModelManager::Reconcile() {
       std::vector<int64_t> versions;
       for (const auto& [version, slot] : entry.versions) versions.push_back(version);
       for (int64_t version : versions) RetireLocked(name, version);
+      gone.push_back(name);
     }
   }
+  for (const std::string& name : gone) UpdateShadow(name, 0, 0, "");
   NotifyChanged();
 }
 
@@ -475,26 +538,106 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
     }
   }
 
-  std::lock_guard<std::mutex> lock(mu_);
-  Entry& entry = models_[model.name];
-  if (wanted.empty() && entry.default_version != 0 &&
-      Contains(model.versions, entry.default_version)) {
-    wanted.push_back(entry.default_version);  // nothing wanted loads: the old one keeps serving
-  }
-  const int64_t new_default = wanted.empty() ? 0 : *std::max_element(wanted.begin(), wanted.end());
-  if (new_default != entry.default_version) {
-    Log(absl::StrCat("model ", model.name, ": version ", new_default, " serves new requests",
-                     entry.default_version != 0 ? absl::StrCat(" (was ", entry.default_version, ")")
-                                                : ""));
-    entry.default_version = new_default;
-  }
-  std::vector<int64_t> unwanted;
-  for (const auto& [version, slot] : entry.versions) {
-    if (slot.state == ModelVersionState::kAvailable && !Contains(wanted, version)) {
-      unwanted.push_back(version);
+  // The shadow version, if the policy names one: loaded beside the serving
+  // versions, never routed to by default.
+  const int64_t shadow_wanted = model.policy.shadow_version;
+  int64_t shadow = 0;
+  std::string shadow_problem;
+  if (shadow_wanted != 0 && !Contains(wanted, shadow_wanted)) {
+    if (!Contains(model.versions, shadow_wanted)) {
+      shadow_problem = absl::StrCat("shadow version ", shadow_wanted, ": ",
+                                    VersionDir(options_.repository, model.name, shadow_wanted),
+                                    " does not exist");
+    } else if (EnsureLoaded(model.name, shadow_wanted)) {
+      shadow = shadow_wanted;
+    } else {
+      std::lock_guard<std::mutex> lock(mu_);
+      shadow_problem = absl::StrCat("shadow version ", shadow_wanted, " FAILED: ",
+                                    models_[model.name].versions[shadow_wanted].reason);
     }
   }
-  for (int64_t version : unwanted) RetireLocked(model.name, version);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& entry = models_[model.name];
+    if (wanted.empty() && entry.default_version != 0 &&
+        Contains(model.versions, entry.default_version)) {
+      wanted.push_back(entry.default_version);  // nothing wanted loads: the old one keeps serving
+    }
+    const int64_t new_default = wanted.empty() ? 0 : *std::max_element(wanted.begin(), wanted.end());
+    if (shadow_wanted != 0 && shadow_wanted == new_default) {
+      shadow = 0;
+      shadow_problem = absl::StrCat("shadow version ", shadow_wanted,
+                                    " is the default version: nothing to compare it with");
+    }
+    if (new_default != entry.default_version) {
+      Log(absl::StrCat("model ", model.name, ": version ", new_default, " serves new requests",
+                       entry.default_version != 0 ? absl::StrCat(" (was ", entry.default_version, ")")
+                                                  : ""));
+      entry.default_version = new_default;
+    }
+    std::vector<int64_t> unwanted;
+    for (const auto& [version, slot] : entry.versions) {
+      if (slot.state == ModelVersionState::kAvailable && !Contains(wanted, version) &&
+          version != shadow) {
+        unwanted.push_back(version);
+      }
+    }
+    for (int64_t version : unwanted) RetireLocked(model.name, version);
+  }
+  UpdateShadow(model.name, shadow, model.policy.shadow_fraction, shadow_problem);
+}
+
+void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version,
+                                double fraction, std::string problem) {
+  std::shared_ptr<ServingModel> primary;
+  std::shared_ptr<ServingModel> shadow;
+  std::shared_ptr<ServingModel> old_primary;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& entry = models_[model];
+    if (entry.default_version != 0) primary = entry.versions[entry.default_version].model;
+    if (shadow_version != 0) shadow = entry.versions[shadow_version].model;
+    if (primary == nullptr || shadow == nullptr) shadow_version = 0;
+    if (shadow_version == 0) shadow.reset();
+    entry.shadow_problem = problem;
+    if (entry.tap_primary.lock() == primary && entry.tap_shadow.lock() == shadow &&
+        entry.shadow_version == shadow_version && entry.shadow_fraction == fraction) {
+      return;  // as it is
+    }
+    old_primary = entry.tap_primary.lock();
+  }
+  if (old_primary != nullptr && old_primary != primary) old_primary->SetShadow(nullptr);
+  std::shared_ptr<const ShadowTap> tap;
+  if (shadow != nullptr) {
+    auto comparison = std::make_shared<ShadowComparison>(
+        static_cast<int>(primary->info().labels.size()));
+    ShadowCounters counters = metrics_ != nullptr
+                                  ? metrics_->ShadowCountersFor(primary->info(),
+                                                                shadow->identity().version)
+                                  : ShadowCounters();
+    auto created = ShadowTap::Create(primary->info(), shadow, fraction, options_.serving.batcher,
+                                     std::move(comparison), std::move(counters));
+    if (created.ok()) {
+      tap = *std::move(created);
+      Log(absl::StrCat("model ", model, ": version ", shadow_version, " shadows version ",
+                       primary->identity().version, " on ", fraction, " of its images"));
+    } else {
+      problem = absl::StrCat("shadow version ", shadow_version, " cannot shadow: ",
+                             created.status().message());
+      Log(absl::StrCat("model ", model, ": ", problem));
+    }
+  } else if (!problem.empty()) {
+    Log(absl::StrCat("model ", model, ": ", problem));
+  }
+  if (primary != nullptr) primary->SetShadow(tap);
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& entry = models_[model];
+  entry.tap = std::move(tap);
+  entry.tap_primary = primary;
+  entry.tap_shadow = shadow;
+  entry.shadow_version = shadow_version;
+  entry.shadow_fraction = fraction;
+  entry.shadow_problem = problem;
 }
 
 bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {

@@ -38,6 +38,8 @@
 #include "server/model_repository.h"
 #include "server/model_version_state.h"
 #include "server/serving_model.h"
+#include "server/shadow_comparison.h"
+#include "server/shadow_tap.h"
 
 namespace matid {
 
@@ -71,7 +73,18 @@ struct ModelVersionStatus {
   ModelVersionState state = ModelVersionState::kLoading;
   std::string reason;  // why FAILED
   bool is_default = false;
+  bool is_shadow = false;  // classifies a sample beside the default version
   ModelIdentity identity;  // variant and sha256 once loaded
+};
+
+// How a model's shadow version compares with its default version so far.
+struct ShadowReport {
+  std::string model;
+  std::string primary_version;
+  std::string shadow_version;
+  double fraction = 0;
+  std::vector<std::string> labels;
+  ShadowSnapshot comparison;
 };
 
 class ModelManager {
@@ -127,6 +140,14 @@ class ModelManager {
   absl::Status Load(const std::string& model, int64_t version);
   // Unload: stop serving `version`; its admitted requests finish first.
   absl::Status Unload(const std::string& model, int64_t version);
+  // SetShadow: `version` classifies `fraction` (0, 1] of the default
+  // version's images beside it, for comparison (see shadow_tap.h); version
+  // 0 stops. FAILED_PRECONDITION with the reason when it cannot shadow
+  // (FAILED, or takes other inputs or labels); the policy is put back.
+  absl::Status SetShadow(const std::string& model, int64_t version, double fraction);
+  // The comparison so far; FAILED_PRECONDITION when the model has no shadow
+  // (saying why, when one is configured but cannot run).
+  absl::StatusOr<ShadowReport> Shadow(const std::string& model) const;
 
   // Called on the manager's thread after versions changed state (for the
   // grpc.health.v1 per-model status). Set before changes matter.
@@ -148,6 +169,15 @@ class ModelManager {
     std::map<int64_t, Slot> versions;
     int64_t default_version = 0;  // 0: none available
     std::string policy_error;     // last version_policy.json problem
+    // The shadow tap the default version offers images to (or nullptr), and
+    // what it was made for (also when making it failed, so that is not
+    // retried on every rescan).
+    std::shared_ptr<const ShadowTap> tap;
+    std::weak_ptr<ServingModel> tap_primary;
+    std::weak_ptr<ServingModel> tap_shadow;
+    int64_t shadow_version = 0;  // the tap's (0: no shadow)
+    double shadow_fraction = 0;
+    std::string shadow_problem;  // why the configured shadow does not run
   };
   struct Retired {
     std::string model;
@@ -168,6 +198,10 @@ class ModelManager {
   // Loads one version unless it is loaded or FAILED with an unchanged
   // folder. Returns true when it is AVAILABLE afterwards.
   bool EnsureLoaded(const std::string& model, int64_t version);
+  // Points the model's default version at `shadow_version` (0: none),
+  // making a new tap when the pair or the fraction changed.
+  void UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
+                    std::string problem);
   void SetState(const std::string& model, int64_t version, ModelVersionState state,
                 const std::string& reason);
   // Takes a version out of routing; released once its last request is done.

@@ -6,6 +6,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/file_contents.h"
 #include "google/protobuf/util/json_util.h"
 #include "matid/v1/model_metadata.pb.h"
@@ -64,6 +65,20 @@ absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
     return absl::InvalidArgumentError(absl::StrCat("not a version policy: ", status.ToString()));
   }
   VersionPolicy policy;
+  if (parsed.has_shadow() && parsed.shadow().version() != 0) {
+    const v1::ShadowPolicy& shadow = parsed.shadow();
+    if (shadow.version() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shadow version ", shadow.version(), ": versions are positive integers"));
+    }
+    if (!(shadow.fraction() > 0 && shadow.fraction() <= 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "shadow fraction ", shadow.fraction(), " must be in (0, 1]: the share of images the "
+          "shadow version classifies"));
+    }
+    policy.shadow_version = shadow.version();
+    policy.shadow_fraction = shadow.fraction();
+  }
   if (parsed.policy().empty() || parsed.policy() == "latest") {
     if (parsed.versions_size() > 0) {
       return absl::InvalidArgumentError(
@@ -89,6 +104,18 @@ absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
   policy.versions.erase(std::unique(policy.versions.begin(), policy.versions.end()),
                         policy.versions.end());
   return policy;
+}
+
+std::string VersionPolicyJson(const VersionPolicy& policy) {
+  std::string text = policy.latest()
+                         ? std::string("{\"policy\": \"latest\"")
+                         : absl::StrCat("{\"policy\": \"specific\", \"versions\": [",
+                                        absl::StrJoin(policy.versions, ", "), "]");
+  if (policy.shadow_version != 0) {
+    absl::StrAppend(&text, ", \"shadow\": {\"version\": ", policy.shadow_version,
+                    ", \"fraction\": ", policy.shadow_fraction, "}");
+  }
+  return text + "}\n";
 }
 
 absl::StatusOr<std::vector<RepositoryModel>> ScanModelRepository(const std::string& root) {

@@ -18,12 +18,19 @@ namespace matid {
 
 // Which versions of a model serve. Empty `versions`: the latest, i.e. the
 // highest version that loads. Otherwise exactly those versions (ascending);
-// the highest of them is the default.
+// the highest of them is the default. A shadow version (0: none) is loaded
+// too and classifies `shadow_fraction` of the default version's images
+// beside it, for comparison only (see shadow_tap.h).
 struct VersionPolicy {
   std::vector<int64_t> versions;
+  int64_t shadow_version = 0;
+  double shadow_fraction = 0;
 
   bool latest() const { return versions.empty(); }
 };
+
+// The policy as version_policy.json text (one line, newline-terminated).
+std::string VersionPolicyJson(const VersionPolicy& policy);
 
 inline constexpr char kVersionPolicyFile[] = "version_policy.json";
 

@@ -47,6 +47,11 @@ class ServingModel {
   // The backend's metadata, named as identity() names the model.
   const ModelInfo& info() const { return classifier_->model(); }
   const Classifier& classifier() const { return *classifier_; }
+  // The loaded model, for a shadow tap that runs it on its own worker.
+  ModelBackend* backend() const { return backend_.get(); }
+  // Offers a sample of this version's images to a shadow version (nullptr:
+  // stop); see shadow_tap.h.
+  void SetShadow(std::shared_ptr<const ShadowTap> tap) { classifier_->SetShadow(std::move(tap)); }
   const Batcher& batcher() const { return *batcher_; }
   // Cumulative per-image and per-batch statistics (Open Inference Protocol).
   InferenceStatisticsSnapshot statistics() const { return statistics_.Snapshot(); }

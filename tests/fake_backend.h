@@ -4,6 +4,7 @@
 #ifndef MATID_TESTS_FAKE_BACKEND_H_
 #define MATID_TESTS_FAKE_BACKEND_H_
 
+#include <atomic>
 #include <cmath>
 #include <mutex>
 #include <string>
@@ -59,11 +60,15 @@ class FakeBackend final : public ModelBackend {
     std::vector<float> scores(batch_size * classes, 0.0f);
     for (int i = 0; i < batch_size; ++i) {
       const int tag = TagOf(input.data() + i * image_size);
-      scores[i * classes + (tag % classes)] = 1.0f;
+      const bool differ = disagree_every_ > 0 && tag % disagree_every_ == 0;
+      scores[i * classes + ((tag + (differ ? 1 : 0)) % classes)] = 1.0f;
     }
     return scores;
   }
 
+  // From now on, images whose tag is a multiple of `n` get class tag + 1
+  // (a model that differs from the others on a known subset); 0: never.
+  void set_disagree_every(int n) { disagree_every_ = n; }
   // While held, Infer() blocks after counting itself as entered.
   void Hold() { gate_.Close(); }
   void Release() { gate_.Open(); }
@@ -91,6 +96,7 @@ class FakeBackend final : public ModelBackend {
  private:
   const ModelInfo info_;
   HoldGate gate_;  // Infer() passes it on entry
+  std::atomic<int> disagree_every_{0};
   // std::mutex: visible to ThreadSanitizer (see server/batch_scheduler.h).
   mutable std::mutex mu_;
   absl::Duration delay_;  // guarded by mu_, like every field below

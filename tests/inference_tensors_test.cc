@@ -147,8 +147,7 @@ TEST(WriteInferOutputs, ProbabilitiesAndTopKStringsAsRawContents) {
   EXPECT_THAT(probabilities, ElementsAre(0.3f, 0.2f, 0.5f));
   EXPECT_EQ(response.outputs(1).datatype(), "BYTES");
   EXPECT_THAT(response.outputs(1).shape(), ElementsAre(1, 2));
-  EXPECT_EQ(response.raw_output_contents(1),
-            LengthPrefixed({"0.500000:2:c", "0.300000:0:a"}));
+  EXPECT_EQ(response.raw_output_contents(1), LengthPrefixed({"0.500000:2:c", "0.300000:0:a"}));
 }
 
 }  // namespace

@@ -34,7 +34,9 @@ using ::testing::HasSubstr;
 
 
 // A repository on disk whose version folders hold one file, fake.txt: "ok"
-// loads a FakeBackend, anything else fails to load with that text.
+// loads a FakeBackend ("ok-disagree4": one that gives tags divisible by 4
+// the next class; "ok-labels3": one with 3 labels), anything else fails to
+// load with that text.
 class FakeRepository {
  public:
   FakeRepository() {
@@ -63,7 +65,9 @@ class FakeRepository {
     ++loads_[dir];
     if (!content.ok()) return content.status();
     if (content->substr(0, 2) != "ok") return absl::InvalidArgumentError(*content);
-    auto backend = std::make_unique<FakeBackend>();
+    auto backend = std::make_unique<FakeBackend>(
+        *content == "ok-labels3" ? FakeModelInfo(4, 4, 3) : FakeModelInfo());
+    if (*content == "ok-disagree4") backend->set_disagree_every(4);
     backends_[dir] = backend.get();
     return backend;
   }
@@ -482,6 +486,218 @@ TEST_F(ModelRepositoryServer, AdminPinsLoadsAndUnloadsThroughThePolicyFile) {
   EXPECT_GE(models.models_size(), 1);
 }
 
+// --- shadow versions --------------------------------------------------------
+
+class ShadowServer : public ModelRepositoryServer {
+ protected:
+  // Classifies tags first..first+count-1 one after the other through the
+  // default version; every answer must come from `serving`.
+  void ClassifyTags(int first, int count, const std::string& serving = "1") {
+    for (int tag = first; tag < first + count; ++tag) {
+      v1::ClassifyResponse response;
+      ASSERT_TRUE(Classify("parts", 0, &response, tag).ok());
+      EXPECT_EQ(response.model().version(), serving);
+    }
+  }
+  grpc::Status Report(v1::ShadowReport* report) {
+    v1::ShadowReportRequest request;
+    request.set_model("parts");
+    grpc::ClientContext context;
+    return admin_->GetShadowReport(&context, request, report);
+  }
+  // The report once `compared` images are compared (the shadow answers
+  // after the primary), or the last one after 10 s.
+  v1::ShadowReport ReportWhenCompared(int64_t compared) {
+    v1::ShadowReport report;
+    for (int i = 0; i < 1000; ++i) {
+      report.Clear();
+      if (Report(&report).ok() && report.compared() >= compared) break;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return report;
+  }
+};
+
+TEST_F(ShadowServer, TheSameModelAsShadowAgreesOnEveryImage) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2);
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [1],
+                            "shadow": {"version": 2, "fraction": 1.0}})");
+  ASSERT_TRUE(Start().ok());
+  EXPECT_THAT(States(), ElementsAre("parts/1 AVAILABLE default", "parts/2 AVAILABLE"));
+  ClassifyTags(0, 40);
+  const v1::ShadowReport report = ReportWhenCompared(40);
+  EXPECT_EQ(report.compared(), 40);
+  EXPECT_EQ(report.agreements(), 40);
+  EXPECT_DOUBLE_EQ(report.agreement(), 1.0);
+  EXPECT_EQ((report.primary_version()), "1");
+  EXPECT_EQ(report.shadow_version(), "2");
+  ASSERT_EQ(report.confusion_size(), 10);
+  for (int label = 0; label < 10; ++label) {
+    EXPECT_EQ(report.confusion(label).shadow(label), 4) << label;  // tags 0..39: 4 of each
+  }
+  EXPECT_GT(report.shadow_latency_p99_ms(), 0);
+  EXPECT_TRUE(report.skipped().empty());
+  v1::HealthResponse health;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Health(&context, v1::HealthRequest(), &health).ok());
+  ASSERT_EQ(health.models_size(), 2);
+  EXPECT_FALSE(health.models(0).is_shadow());
+  EXPECT_TRUE(health.models(1).is_shadow());
+}
+
+TEST_F(ShadowServer, AShadowThatDiffersOnAKnownSubsetMeasuresThatAgreement) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2, "ok-disagree4");  // tags divisible by 4: the next class
+  repo_.Policy("parts", R"({"shadow": {"version": 2, "fraction": 0.5}, "policy": "specific",
+                            "versions": [1]})");
+  ASSERT_TRUE(Start().ok());
+  ClassifyTags(0, 80);
+  // Half the images are sampled, evenly: image n when floor((n + 1) / 2)
+  // passes an integer, so tags 1, 3, ..., 79, none of them divisible by 4.
+  v1::ShadowReport report = ReportWhenCompared(40);
+  EXPECT_EQ(report.compared(), 40);
+  EXPECT_EQ(report.agreements(), 40);
+
+  // All of them: a quarter of the tags differ.
+  v1::ShadowRequest every;
+  every.set_model("parts");
+  every.set_version(2);
+  every.set_fraction(1.0);
+  {
+    v1::ListModelsResponse listed;
+    grpc::ClientContext context;
+    ASSERT_TRUE(admin_->SetShadow(&context, every, &listed).ok());
+  }
+  ClassifyTags(0, 80);
+  report = ReportWhenCompared(80);  // a new comparison: the fraction changed
+  EXPECT_EQ(report.compared(), 80);
+  EXPECT_EQ(report.agreements(), 60);
+  EXPECT_DOUBLE_EQ(report.agreement(), 0.75);
+  EXPECT_EQ(report.confusion(0).shadow(1), 4);  // tags 0, 20, 40, 60: class 0 -> 1
+  EXPECT_EQ(report.confusion(4).shadow(5), 4);  // tags 4, 24, 44, 64
+  EXPECT_EQ(report.confusion(1).shadow(1), 8);  // odd classes never differ
+  EXPECT_LT(report.mean_score_difference(), 1e-9);
+  EXPECT_GT(report.mean_score_difference(), -1e-9);
+}
+
+TEST_F(ShadowServer, ShadowWorkNeverDelaysThePrimaryAndIsSkippedUnderLoad) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2);
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [1],
+                            "shadow": {"version": 2, "fraction": 1.0}})");
+  ServerOptions options;
+  options.batcher.max_batch_size = 2;  // the shadow's queue holds 4
+  ASSERT_TRUE(Start(options).ok());
+  FakeBackend* shadow = repo_.backend("parts", 2);
+  shadow->Hold();  // a stuck shadow: the primary must not notice
+  ClassifyTags(0, 12);  // every answer arrives while the shadow is stuck
+  shadow->WaitForEntered(1);
+  v1::ShadowReport report;
+  ASSERT_TRUE(Report(&report).ok());
+  EXPECT_EQ(report.compared(), 0);
+  // One batch runs (stuck), 4 wait in the shadow's queue, the rest are skipped.
+  EXPECT_GE(report.skipped().at("shadow_busy"), 6);
+
+  // A busy primary: images offered while its queue is not empty are skipped.
+  FakeBackend* primary = repo_.backend("parts", 1);
+  const int entered = static_cast<int>(primary->batch_sizes().size());
+  primary->Hold();
+  std::vector<std::future<grpc::Status>> calls;
+  for (int tag = 0; tag < 6; ++tag) {
+    calls.push_back(std::async(std::launch::async, [this, tag] {
+      v1::ClassifyResponse response;
+      return Classify("parts", 0, &response, tag);
+    }));
+  }
+  primary->WaitForEntered(entered + 1);
+  // The others queue behind the held batch (of at most 2).
+  for (int i = 0; i < 500 && server_->models().queue_depth() < 4; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GE(server_->models().queue_depth(), 4);
+  primary->Release();
+  for (auto& call : calls) EXPECT_TRUE(call.get().ok());
+  ASSERT_TRUE(Report(&report).ok());
+  EXPECT_GE(report.skipped().at("primary_busy"), 1);
+  shadow->Release();
+  report = ReportWhenCompared(5);
+  EXPECT_GE(report.compared(), 5);  // what was queued for the shadow is compared after all
+}
+
+TEST_F(ShadowServer, AdminSetsAndClearsTheShadowAndRefusesOneThatCannotCompare) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2);
+  repo_.Put("parts", 3, "ok-labels3");
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [1]})");
+  ASSERT_TRUE(Start().ok());
+  auto set = [this](int64_t version, double fraction) {
+    v1::ShadowRequest request;
+    request.set_model("parts");
+    request.set_version(version);
+    request.set_fraction(fraction);
+    v1::ListModelsResponse listed;
+    grpc::ClientContext context;
+    return admin_->SetShadow(&context, request, &listed);
+  };
+  v1::ShadowReport report;
+  grpc::Status none = Report(&report);
+  EXPECT_EQ(none.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(none.error_message(), HasSubstr("no shadow version"));
+
+  ASSERT_TRUE(set(2, 0.25).ok());
+  EXPECT_EQ(*ReadFileContents(repo_.root() + "/parts/version_policy.json"),
+            "{\"policy\": \"specific\", \"versions\": [1], \"shadow\": {\"version\": 2, "
+            "\"fraction\": 0.25}}\n");
+  ASSERT_TRUE(Report(&report).ok());
+  EXPECT_EQ(report.fraction(), 0.25);
+
+  grpc::Status refused = set(3, 1.0);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(refused.error_message(), HasSubstr("cannot be compared"));
+  ASSERT_TRUE(Report(&report).ok());  // the policy was put back: 2 still shadows
+  EXPECT_EQ(report.shadow_version(), "2");
+  EXPECT_EQ(set(2, 1.5).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(set(9, 1.0).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // Pinning keeps the shadow; clearing it unloads the version.
+  v1::VersionRequest load;
+  load.set_model("parts");
+  load.set_version(1);
+  {
+    v1::ListModelsResponse listed;
+    grpc::ClientContext context;
+    ASSERT_TRUE(admin_->Load(&context, load, &listed).ok());
+  }
+  ASSERT_TRUE(Report(&report).ok());
+  ASSERT_TRUE(set(0, 0).ok());
+  EXPECT_EQ(Report(&report).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(WaitForStates({"parts/1 AVAILABLE default"}));
+}
+
+TEST(ShadowComparison, CountsConfusionAndLatencyPercentiles) {
+  ShadowComparison comparison(3);
+  for (int i = 1; i <= 100; ++i) {
+    comparison.RecordCompared(i % 3, 0.9f, i % 10 == 0 ? (i + 1) % 3 : i % 3, 0.8f,
+                              absl::Milliseconds(i));
+  }
+  comparison.RecordSkipped("primary_busy");
+  comparison.RecordSkipped("primary_busy");
+  const ShadowSnapshot snapshot = comparison.Snapshot();
+  EXPECT_EQ(snapshot.compared, 100);
+  EXPECT_EQ(snapshot.agreements, 90);
+  EXPECT_DOUBLE_EQ(snapshot.agreement(), 0.9);
+  EXPECT_NEAR(snapshot.score_difference_sum, -10.0, 1e-4);
+  EXPECT_EQ(snapshot.latency_p50, absl::Milliseconds(51));
+  EXPECT_EQ(snapshot.latency_p99, absl::Milliseconds(99));
+  EXPECT_EQ(snapshot.skipped.at("primary_busy"), 2);
+  int64_t total = 0;
+  for (const auto& row : snapshot.confusion) {
+    for (int64_t n : row) total += n;
+  }
+  EXPECT_EQ(total, 100);
+}
+
 TEST(AdminAccess, LoopbackOrAListedCertificateOnly) {
   const std::vector<std::string> admins = {"CN=ops", "ops-laptop"};
   for (const char* peer : {"ipv4:127.0.0.1:5000", "ipv4:127.0.0.2:1", "ipv6:[::1]:5000",
@@ -503,9 +719,16 @@ TEST(VersionPolicy, ParsesLatestAndSpecificAndNamesMistakes) {
   EXPECT_TRUE(ParseVersionPolicy(R"({"policy": "latest"})")->latest());
   EXPECT_THAT(ParseVersionPolicy(R"({"policy": "specific", "versions": [3, 1, 3]})")->versions,
               ElementsAre(1, 3));
+  const auto shadowed = ParseVersionPolicy(R"({"shadow": {"version": 4, "fraction": 0.1}})");
+  ASSERT_TRUE(shadowed.ok()) << shadowed.status();
+  EXPECT_EQ(shadowed->shadow_version, 4);
+  EXPECT_EQ(VersionPolicyJson(*shadowed),
+            "{\"policy\": \"latest\", \"shadow\": {\"version\": 4, \"fraction\": 0.1}}\n");
   for (const char* bad : {R"({"policy": "newest"})", R"({"versions": [2]})",
                           R"({"policy": "specific"})", R"({"policy": "specific", "versions": [0]})",
-                          "not json"}) {
+                          R"({"shadow": {"version": 2, "fraction": 0}})",
+                          R"({"shadow": {"version": 2, "fraction": 1.5}})",
+                          R"({"shadow": {"version": -1, "fraction": 0.5}})", "not json"}) {
     EXPECT_EQ(ParseVersionPolicy(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
 }
