@@ -59,7 +59,6 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
     ImageTimes times;
     times.preprocess = preprocess;
     if (!inferred.ok()) {
-      if (shadow) shadow(false, 0, 0);
       times.total = absl::Now() - start;
       Finish(done, inferred.status(), times);
       return;
@@ -70,7 +69,7 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
     classification.preprocess = preprocess;
     classification.timing = inferred->timing;
     if (shadow && !classification.top.empty()) {
-      shadow(true, classification.top.front().index, classification.top.front().score);
+      shadow(classification.top.front().index, classification.top.front().score);
     }
     const absl::Time end = absl::Now();
     times.total = end - start;

@@ -23,20 +23,65 @@ std::string InputText(const InputSpec& spec) {
                       "] std [", absl::StrJoin(spec.std, ","), "]");
 }
 
-// One image's two answers; whichever comes second records the comparison.
-struct Pair {
-  std::mutex mu;
-  bool primary_done = false;      // guarded by mu
-  bool shadow_done = false;       // guarded by mu
-  bool failed = false;            // guarded by mu: either side failed
-  int primary_label = -1;         // guarded by mu
-  float primary_score = 0;        // guarded by mu
-  int shadow_label = -1;          // guarded by mu
-  float shadow_score = 0;         // guarded by mu
-  absl::Duration shadow_latency;  // guarded by mu
-};
-
 }  // namespace
+
+// One offered image's two answers: whichever comes second records the
+// comparison. A pair that ends without one (a side failed, or was never
+// answered: the primary's image refused after it was offered) is counted
+// as skipped when the last of its holders lets go.
+class ShadowTap::Pair {
+ public:
+  explicit Pair(std::shared_ptr<const Sink> sink) : sink_(std::move(sink)) {}
+  ~Pair() {
+    if (compared_) return;
+    sink_->Skipped(!skip_reason_.empty() ? skip_reason_
+                   : !shadow_done_       ? "shadow_failed"
+                                         : "primary_failed");
+  }
+
+  void PrimaryAnswered(int label, float score) {
+    std::lock_guard<std::mutex> lock(mu_);
+    primary_done_ = true;
+    primary_label_ = label;
+    primary_score_ = score;
+    if (shadow_done_) RecordLocked();
+  }
+  // `scores` empty: the shadow failed.
+  void ShadowAnswered(const std::vector<float>& scores, absl::Duration latency) {
+    if (scores.empty()) return;  // counted as shadow_failed when the pair ends
+    const auto best = std::max_element(scores.begin(), scores.end());
+    std::lock_guard<std::mutex> lock(mu_);
+    shadow_done_ = true;
+    shadow_label_ = static_cast<int>(best - scores.begin());
+    shadow_score_ = *best;
+    shadow_latency_ = latency;
+    if (primary_done_) RecordLocked();
+  }
+  // Ends the pair unanswered for `reason` (set before anything is queued).
+  void Skip(std::string reason) { skip_reason_ = std::move(reason); }
+
+ private:
+  void RecordLocked() {  // mu_ held; both sides are in
+    compared_ = true;
+    sink_->comparison->RecordCompared(primary_label_, primary_score_, shadow_label_, shadow_score_,
+                                      shadow_latency_);
+    sink_->counters.Compared(primary_label_ == shadow_label_, primary_label_, shadow_label_,
+                             static_cast<double>(shadow_score_) - primary_score_,
+                             shadow_latency_);
+  }
+
+  const std::shared_ptr<const Sink> sink_;
+  std::string skip_reason_;  // only before the pair is shared
+  std::mutex mu_;
+  bool primary_done_ = false;      // guarded by mu_, like every field below
+  bool shadow_done_ = false;
+  bool compared_ = false;
+  int primary_label_ = -1;
+  float primary_score_ = 0;
+  int shadow_label_ = -1;
+  float shadow_score_ = 0;
+  absl::Duration shadow_latency_;
+};
 
 void ShadowTap::Sink::Skipped(const std::string& reason) const {
   comparison->RecordSkipped(reason);
@@ -66,7 +111,7 @@ absl::StatusOr<std::unique_ptr<ShadowTap>> ShadowTap::Create(
   options.max_batch_size = batcher.max_batch_size;
   options.max_queue_size = 2 * batcher.max_batch_size;
   options.workers = 1;
-  options.idle_priority = true;
+  options.idle_priority = batcher.idle_priority;
   auto sink = std::make_shared<Sink>();
   sink->comparison = std::move(comparison);
   sink->counters = std::move(counters);
@@ -102,49 +147,19 @@ ShadowTap::PrimaryAnswer ShadowTap::Offer(const std::vector<float>& input,
     sink_->Skipped("primary_busy");
     return {};
   }
-  auto pair = std::make_shared<Pair>();
-  auto record = [sink = sink_](Pair& p) {  // p.mu held; both sides are in
-    if (p.failed) return;
-    const bool agree = p.primary_label == p.shadow_label;
-    sink->comparison->RecordCompared(p.primary_label, p.primary_score, p.shadow_label,
-                                     p.shadow_score, p.shadow_latency);
-    sink->counters.Compared(agree, p.primary_label, p.shadow_label,
-                            static_cast<double>(p.shadow_score) - p.primary_score,
-                            p.shadow_latency);
-  };
+  auto pair = std::make_shared<Pair>(sink_);
   InferenceTask task;
   task.input = input;
   const absl::Time queued = absl::Now();
-  task.done = [pair, record, sink = sink_, queued](absl::StatusOr<InferenceResult> result) {
-    std::lock_guard<std::mutex> lock(pair->mu);
-    pair->shadow_done = true;
-    if (!result.ok() || result->scores.empty()) {
-      pair->failed = true;
-      sink->Skipped("shadow_failed");
-      return;
-    }
-    const auto best = std::max_element(result->scores.begin(), result->scores.end());
-    pair->shadow_label = static_cast<int>(best - result->scores.begin());
-    pair->shadow_score = *best;
-    pair->shadow_latency = absl::Now() - queued;
-    if (pair->primary_done) record(*pair);
+  task.done = [pair, queued](absl::StatusOr<InferenceResult> result) {
+    pair->ShadowAnswered(result.ok() ? result->scores : std::vector<float>(),
+                         absl::Now() - queued);
   };
   if (!batcher_->Submit(std::move(task)).ok()) {  // its queue is full, or it is stopping
-    sink_->Skipped("shadow_busy");
+    pair->Skip("shadow_busy");
     return {};
   }
-  return [pair, record, sink = sink_](bool ok, int label, float score) {
-    std::lock_guard<std::mutex> lock(pair->mu);
-    pair->primary_done = true;
-    if (!ok) {
-      if (!pair->failed) sink->Skipped("primary_failed");
-      pair->failed = true;
-      return;
-    }
-    pair->primary_label = label;
-    pair->primary_score = score;
-    if (pair->shadow_done) record(*pair);
-  };
+  return [pair](int label, float score) { pair->PrimaryAnswered(label, score); };
 }
 
 }  // namespace matid

@@ -33,7 +33,8 @@ class ShadowTap {
  public:
   // `primary` and `shadow` are the two loaded versions; the tap keeps the
   // shadow alive. `fraction` of the offered images are sampled; `batcher`
-  // gives the shadow's batch size (its queue holds two batches).
+  // gives the shadow's batch size (its queue holds two batches) and
+  // whether its worker runs under SCHED_IDLE.
   // FAILED_PRECONDITION when the two versions take different inputs or
   // have different labels.
   static absl::StatusOr<std::unique_ptr<ShadowTap>> Create(
@@ -43,8 +44,9 @@ class ShadowTap {
 
   ~ShadowTap();
 
-  // Called with the primary's answer to an offered image: ok, and its top-1.
-  using PrimaryAnswer = std::function<void(bool ok, int label, float score)>;
+  // Called with the primary's top-1 for an offered image, when it has one;
+  // dropping it uncalled counts the image as skipped (primary_failed).
+  using PrimaryAnswer = std::function<void(int label, float score)>;
 
   // One preprocessed image of the primary (`primary_queue_depth`: images
   // waiting in the primary's queue now). When sampled and there is room,
@@ -55,6 +57,7 @@ class ShadowTap {
   const ShadowComparison& comparison() const { return *sink_->comparison; }
 
  private:
+  class Pair;
   // What the callbacks record into; outlives the tap while images are out.
   struct Sink {
     std::shared_ptr<ShadowComparison> comparison;
