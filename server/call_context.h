@@ -1,6 +1,6 @@
-// What every gRPC service of the server reads from a call's context, and how
-// an absl::Status becomes the call's status (same code, same message).
-// Pure functions; safe from any thread.
+// What every gRPC service of the server reads from a call's context, how an
+// absl::Status becomes the call's status (same code, same message), and how
+// a unary classifying call is counted and answered. Safe from any thread.
 #ifndef MATID_SERVER_CALL_CONTEXT_H_
 #define MATID_SERVER_CALL_CONTEXT_H_
 
@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/metrics.h"
 
 namespace matid {
 
@@ -44,6 +46,21 @@ inline std::vector<std::string> CallerIdentities(const grpc::CallbackServerConte
     }
   }
   return identities;
+}
+
+// Counts a unary call in flight and returns the function that answers it:
+// records `rpc`'s outcome and the time since `start` (`metrics` may be
+// nullptr), then finishes `reactor`. Call the function exactly once.
+inline std::function<void(const absl::Status&)> StartCountedUnary(
+    ServerMetrics* metrics, grpc::ServerUnaryReactor* reactor, const char* rpc, absl::Time start) {
+  if (metrics != nullptr) metrics->AddInFlight(1);
+  return [metrics, reactor, rpc, start](const absl::Status& status) {
+    if (metrics != nullptr) {
+      metrics->RecordRequest(rpc, status.code(), absl::Now() - start);
+      metrics->AddInFlight(-1);
+    }
+    reactor->Finish(ToGrpc(status));
+  };
 }
 
 }  // namespace matid

@@ -84,19 +84,6 @@ absl::StatusOr<std::shared_ptr<const ServingModel>> ClassifierService::Resolve(
   return resolved;
 }
 
-ClassifierService::Answer ClassifierService::StartUnary(grpc::ServerUnaryReactor* reactor,
-                                                        const char* method,
-                                                        absl::Time start) const {
-  if (metrics_ != nullptr) metrics_->AddInFlight(1);
-  return [metrics = metrics_, reactor, method, start](const absl::Status& status) {
-    if (metrics != nullptr) {
-      metrics->RecordRequest(method, status.code(), absl::Now() - start);
-      metrics->AddInFlight(-1);
-    }
-    reactor->Finish(ToGrpc(status));
-  };
-}
-
 bool ClassifierService::RefusedAsNotServing(const Answer& answer) const {
   if (serving_.load()) return false;
   if (metrics_ != nullptr) metrics_->RecordRefusal(NotServing());
@@ -109,7 +96,7 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
                                                       v1::ClassifyResponse* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const Answer finish = StartUnary(reactor, "Classify", start);
+  const Answer finish = StartCountedUnary(metrics_, reactor, "Classify", start);
   if (RefusedAsNotServing(finish)) return reactor;
   absl::StatusOr<ImageRef> image = ToImageRef(request->image());
   if (!image.ok()) {
@@ -143,7 +130,7 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
                                                            v1::BatchClassifyResponse* response) {
   const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const Answer finish = StartUnary(reactor, "BatchClassify", start);
+  const Answer finish = StartCountedUnary(metrics_, reactor, "BatchClassify", start);
   if (RefusedAsNotServing(finish)) return reactor;
   const int items = request->items_size();
   if (items == 0) {

@@ -52,11 +52,6 @@ class ClassifierService final : public v1::Classifier::CallbackService {
   class StreamReactor;
   using Answer = std::function<void(const absl::Status&)>;
 
-  // The start every classifying unary RPC shares: counts the call in flight
-  // and returns the function that answers it (records the outcome and the
-  // time since `start` under `method`, then finishes `reactor`); call it
-  // exactly once.
-  Answer StartUnary(grpc::ServerUnaryReactor* reactor, const char* method, absl::Time start) const;
   // Answers UNAVAILABLE (counted as a refusal) and returns true when the
   // server is not serving.
   bool RefusedAsNotServing(const Answer& answer) const;

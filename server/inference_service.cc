@@ -179,17 +179,9 @@ void InferenceService::Infer(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* context,
                                                        const inference::ModelInferRequest* request,
                                                        inference::ModelInferResponse* response) {
-  const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (metrics_ != nullptr) metrics_->AddInFlight(1);
   Infer(context, *request, response,
-        [metrics = metrics_, reactor, start](const absl::Status& status) {
-          if (metrics != nullptr) {
-            metrics->RecordRequest("ModelInfer", status.code(), absl::Now() - start);
-            metrics->AddInFlight(-1);
-          }
-          reactor->Finish(ToGrpc(status));
-        });
+        StartCountedUnary(metrics_, reactor, "ModelInfer", absl::Now()));
   return reactor;
 }
 
