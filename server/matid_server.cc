@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWithRepository(
   manager.poll_interval = options.repository_poll_interval;
   manager.max_model_memory_bytes = options.max_model_memory_bytes;
   manager.unload_first_over_memory = options.unload_first_over_memory;
+  manager.shadow_idle_priority = options.shadow_idle_priority;
   manager.model_file = options.model_file;
   return CreateWith(options, [&](ServerMetrics* metrics) {
     return ModelManager::CreateFromRepository(manager, std::move(loader), metrics);

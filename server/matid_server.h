@@ -65,6 +65,8 @@ struct ServerOptions {
   int64_t max_model_memory_bytes = 0;
   bool unload_first_over_memory = false;
   std::string model_file = "model.pt";
+  // A shadow version's worker runs under SCHED_IDLE (see ModelManagerOptions).
+  bool shadow_idle_priority = true;
 };
 
 absl::Status ValidateServerOptions(const ServerOptions& options);

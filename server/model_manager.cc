@@ -615,7 +615,9 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
                                   ? metrics_->ShadowCountersFor(primary->info(),
                                                                 shadow->identity().version)
                                   : ShadowCounters();
-    auto created = ShadowTap::Create(primary->info(), shadow, fraction, options_.serving.batcher,
+    BatcherOptions batcher = options_.serving.batcher;
+    batcher.idle_priority = options_.shadow_idle_priority;
+    auto created = ShadowTap::Create(primary->info(), shadow, fraction, batcher,
                                      std::move(comparison), std::move(counters));
     if (created.ok()) {
       tap = *std::move(created);

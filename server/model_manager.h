@@ -58,6 +58,10 @@ struct ModelManagerOptions {
   int64_t max_model_memory_bytes = 0;
   bool unload_first_over_memory = false;
   std::string model_file = "model.pt";
+  // A shadow version's worker runs only when a core would otherwise idle
+  // (SCHED_IDLE), so it never takes CPU from serving; false: normal
+  // priority (tests that count every comparison on a busy machine).
+  bool shadow_idle_priority = true;
 };
 
 absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);

@@ -490,6 +490,13 @@ TEST_F(ModelRepositoryServer, AdminPinsLoadsAndUnloadsThroughThePolicyFile) {
 
 class ShadowServer : public ModelRepositoryServer {
  protected:
+  // Normal priority for the shadow's worker: under SCHED_IDLE it would get
+  // no CPU while other tests run beside this one, and exact counts need it.
+  absl::Status Start(ServerOptions options = {}) {
+    options.shadow_idle_priority = false;
+    return ModelRepositoryServer::Start(options);
+  }
+
   // Classifies tags first..first+count-1 one after the other through the
   // default version; every answer must come from `serving`.
   void ClassifyTags(int first, int count, const std::string& serving = "1") {
@@ -504,6 +511,19 @@ class ShadowServer : public ModelRepositoryServer {
     request.set_model("parts");
     grpc::ClientContext context;
     return admin_->GetShadowReport(&context, request, report);
+  }
+  // Classifies tags first..first+count-1 in chunks of 8 (half the shadow's
+  // queue), waiting after each until the shadow has compared
+  // `compared_per_chunk` more, so a busy machine cannot make it skip any.
+  void ClassifyTagsInStep(int first, int count, int64_t compared_per_chunk) {
+    v1::ShadowReport report;
+    ASSERT_TRUE(Report(&report).ok());
+    int64_t compared = report.compared();
+    for (int tag = first; tag < first + count; tag += 8) {
+      ClassifyTags(tag, 8);
+      compared += compared_per_chunk;
+      ASSERT_EQ(ReportWhenCompared(compared).compared(), compared);
+    }
   }
   // The report once `compared` images are compared (the shadow answers
   // after the primary), or the last one after 10 s.
@@ -525,7 +545,7 @@ TEST_F(ShadowServer, TheSameModelAsShadowAgreesOnEveryImage) {
                             "shadow": {"version": 2, "fraction": 1.0}})");
   ASSERT_TRUE(Start().ok());
   EXPECT_THAT(States(), ElementsAre("parts/1 AVAILABLE default", "parts/2 AVAILABLE"));
-  ClassifyTags(0, 40);
+  ClassifyTagsInStep(0, 40, 8);
   const v1::ShadowReport report = ReportWhenCompared(40);
   EXPECT_EQ(report.compared(), 40);
   EXPECT_EQ(report.agreements(), 40);
@@ -552,7 +572,7 @@ TEST_F(ShadowServer, AShadowThatDiffersOnAKnownSubsetMeasuresThatAgreement) {
   repo_.Policy("parts", R"({"shadow": {"version": 2, "fraction": 0.5}, "policy": "specific",
                             "versions": [1]})");
   ASSERT_TRUE(Start().ok());
-  ClassifyTags(0, 80);
+  ClassifyTagsInStep(0, 80, 4);
   // Half the images are sampled, evenly: image n when floor((n + 1) / 2)
   // passes an integer, so tags 1, 3, ..., 79, none of them divisible by 4.
   v1::ShadowReport report = ReportWhenCompared(40);
@@ -569,8 +589,8 @@ TEST_F(ShadowServer, AShadowThatDiffersOnAKnownSubsetMeasuresThatAgreement) {
     grpc::ClientContext context;
     ASSERT_TRUE(admin_->SetShadow(&context, every, &listed).ok());
   }
-  ClassifyTags(0, 80);
-  report = ReportWhenCompared(80);  // a new comparison: the fraction changed
+  ClassifyTagsInStep(0, 80, 8);  // a new comparison: the fraction changed
+  report = ReportWhenCompared(80);
   EXPECT_EQ(report.compared(), 80);
   EXPECT_EQ(report.agreements(), 60);
   EXPECT_DOUBLE_EQ(report.agreement(), 0.75);
