@@ -1,6 +1,7 @@
 // matid-admin: the model repository's lifecycle on a running matid-server
 // (matid.v1.ModelAdmin): list versions and their states, rescan, pin, load
-// and unload versions, set a shadow version and report how it compares.
+// and unload versions, set a shadow version and report how it compares,
+// promote it and roll a promotion back.
 // Prints the model versions after each change (the report as JSON); exit 0
 // when it succeeded, 1 with the server's reason otherwise.
 #include <grpcpp/create_channel.h>
@@ -23,6 +24,26 @@ ABSL_FLAG(std::string, server, "localhost:50051",
           "Server address. The server takes admin calls from loopback, or from clients whose "
           "certificate is in its --admin_client_subjects.");
 ABSL_FLAG(double, timeout_seconds, 300, "Deadline of the call (a load may take minutes).");
+ABSL_FLAG(int64_t, promote_after, 0,
+          "shadow: promote the shadow by itself once this many images were compared and "
+          "--min_agreement and --max_shadow_p99_ms hold; 0: promoted by an operator only.");
+ABSL_FLAG(double, min_agreement, 0.98, "shadow with --promote_after: top-1 agreement needed.");
+ABSL_FLAG(double, max_shadow_p99_ms, 1000,
+          "shadow with --promote_after: the shadow's p99 latency allowed, in ms.");
+ABSL_FLAG(double, rollback_window_seconds, -1,
+          "shadow: after a promotion, how long the replaced version stays loaded and the "
+          "rollback rule is watched (-1: the server's default, 600).");
+ABSL_FLAG(double, rollback_max_error_rate, -1,
+          "shadow: roll back when the promoted version's model fails more than this share of "
+          "images (-1: default 0.01).");
+ABSL_FLAG(double, rollback_low_confidence_below, -1,
+          "shadow: a top-1 score under this is a low-confidence answer (-1: default 0.5).");
+ABSL_FLAG(double, rollback_max_low_confidence_ratio, -1,
+          "shadow: roll back when more than this share of the promoted version's answers are "
+          "low-confidence (-1: default 0.2).");
+ABSL_FLAG(int64_t, rollback_min_images, -1,
+          "shadow: images the promoted version must run before the rollback rule decides "
+          "(-1: default 100).");
 
 namespace {
 
@@ -40,7 +61,15 @@ constexpr char kUsage[] =
     "  shadow MODEL off          no shadow\n"
     "  shadow-report MODEL       the comparison so far, as JSON (agreement, confusion,\n"
     "                            shadow latency, skipped images by reason)\n"
-    "Pin, load, unload and shadow write REPOSITORY/MODEL/version_policy.json, so they last.";
+    "  promote MODEL             the shadow becomes the version served; the one it replaces\n"
+    "                            stays loaded for the rollback window\n"
+    "  rollback MODEL            back to the version the last promotion replaced (while\n"
+    "                            its window is open)\n"
+    "With shadow, --promote_after=N [--min_agreement=A] [--max_shadow_p99_ms=X] lets the\n"
+    "server promote by itself, and --rollback_* set the rule that rolls a promoted version\n"
+    "back by itself (see --help).\n"
+    "Pin, load, unload, shadow, promote and rollback write REPOSITORY/MODEL/\n"
+    "version_policy.json, so they last.";
 
 absl::StatusOr<int64_t> ParseVersion(const char* text) {
   int64_t version = 0;
@@ -52,14 +81,40 @@ absl::StatusOr<int64_t> ParseVersion(const char* text) {
 }
 
 void Print(const matid::v1::ListModelsResponse& response) {
-  std::printf("%-24s %-8s %-10s %-7s %-6s %-6s %-12s %s\n", "MODEL", "VERSION", "STATE",
-              "DEFAULT", "SHADOW", "VARIANT", "SHA256", "REASON");
+  std::printf("%-24s %-8s %-10s %-7s %-8s %-6s %-12s %s\n", "MODEL", "VERSION", "STATE",
+              "DEFAULT", "ROLE", "VARIANT", "SHA256", "REASON");
   for (const auto& m : response.models()) {
-    std::printf("%-24s %-8s %-10s %-7s %-6s %-6s %-12s %s\n", m.name().c_str(),
+    const char* role = m.is_shadow() ? "shadow" : m.is_rollback_target() ? "rollback" : "";
+    std::printf("%-24s %-8s %-10s %-7s %-8s %-6s %-12s %s\n", m.name().c_str(),
                 m.version().c_str(), matid::v1::ModelVersionStatus::State_Name(m.state()).c_str(),
-                m.is_default() ? "yes" : "", m.is_shadow() ? "yes" : "", m.variant().c_str(),
-                m.sha256().c_str(), m.reason().c_str());
+                m.is_default() ? "yes" : "", role, m.variant().c_str(), m.sha256().c_str(),
+                m.reason().c_str());
   }
+}
+
+// The promotion and rollback rules the flags give (shadow).
+void SetRules(matid::v1::ShadowRequest& request) {
+  if (absl::GetFlag(FLAGS_promote_after) > 0) {
+    auto* promote = request.mutable_promote_when();
+    promote->set_min_compared(absl::GetFlag(FLAGS_promote_after));
+    promote->set_min_agreement(absl::GetFlag(FLAGS_min_agreement));
+    promote->set_max_shadow_p99_ms(absl::GetFlag(FLAGS_max_shadow_p99_ms));
+  }
+  auto* rollback = request.mutable_rollback_when();
+  if (double v = absl::GetFlag(FLAGS_rollback_window_seconds); v >= 0) {
+    rollback->set_window_seconds(v);
+  }
+  if (double v = absl::GetFlag(FLAGS_rollback_max_error_rate); v >= 0) {
+    rollback->set_max_error_rate(v);
+  }
+  if (double v = absl::GetFlag(FLAGS_rollback_low_confidence_below); v >= 0) {
+    rollback->set_low_confidence_below(v);
+  }
+  if (double v = absl::GetFlag(FLAGS_rollback_max_low_confidence_ratio); v >= 0) {
+    rollback->set_max_low_confidence_ratio(v);
+  }
+  if (int64_t v = absl::GetFlag(FLAGS_rollback_min_images); v >= 0) rollback->set_min_images(v);
+  if (rollback->ByteSizeLong() == 0) request.clear_rollback_when();
 }
 
 }  // namespace
@@ -115,8 +170,14 @@ int main(int argc, char** argv) {
       }
       request.set_version(*version);
       request.set_fraction(fraction);
+      SetRules(request);
     }
     status = stub->SetShadow(&context, request, &response);
+  } else if ((command == "promote" || command == "rollback") && operands == 1) {
+    matid::v1::ModelRequest request;
+    request.set_model(args[2]);
+    status = command == "promote" ? stub->Promote(&context, request, &response)
+                                  : stub->Rollback(&context, request, &response);
   } else if (command == "shadow-report" && operands == 1) {
     matid::v1::ShadowReportRequest request;
     request.set_model(args[2]);

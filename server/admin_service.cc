@@ -1,8 +1,10 @@
 #include "server/admin_service.h"
 
+#include <optional>
 #include <utility>
 
 #include "server/model_status_proto.h"
+#include "server/promotion_rules_proto.h"
 
 namespace matid {
 
@@ -65,7 +67,28 @@ grpc::ServerUnaryReactor* AdminService::SetShadow(grpc::CallbackServerContext* c
                                                   v1::ListModelsResponse* response) {
   return Run(context, response,
              [this, model = request->model(), version = request->version(),
-              fraction = request->fraction()] { return models_->SetShadow(model, version, fraction); });
+              fraction = request->fraction(),
+              promote_when = request->has_promote_when()
+                                 ? std::optional<PromotionRule>(FromProto(request->promote_when()))
+                                 : std::nullopt,
+              rollback_when = request->has_rollback_when()
+                                  ? std::optional<RollbackRule>(FromProto(request->rollback_when()))
+                                  : std::nullopt] {
+               return models_->SetShadow(model, version, fraction, promote_when, rollback_when);
+             });
+}
+
+grpc::ServerUnaryReactor* AdminService::Promote(grpc::CallbackServerContext* context,
+                                                const v1::ModelRequest* request,
+                                                v1::ListModelsResponse* response) {
+  return Run(context, response, [this, model = request->model()] { return models_->Promote(model); });
+}
+
+grpc::ServerUnaryReactor* AdminService::Rollback(grpc::CallbackServerContext* context,
+                                                 const v1::ModelRequest* request,
+                                                 v1::ListModelsResponse* response) {
+  return Run(context, response,
+             [this, model = request->model()] { return models_->Rollback(model); });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetShadowReport(grpc::CallbackServerContext* context,
@@ -92,6 +115,9 @@ grpc::ServerUnaryReactor* AdminService::GetShadowReport(grpc::CallbackServerCont
     response->set_shadow_latency_p50_ms(absl::ToDoubleMilliseconds(c.latency_p50));
     response->set_shadow_latency_p99_ms(absl::ToDoubleMilliseconds(c.latency_p99));
     for (const auto& [reason, n] : c.skipped) (*response->mutable_skipped())[reason] = n;
+    if (report->promote_when.has_value()) {
+      ToProto(*report->promote_when, response->mutable_promote_when());
+    }
     return absl::OkStatus();
   });
 }

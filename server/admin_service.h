@@ -40,6 +40,12 @@ class AdminService final : public v1::ModelAdmin::CallbackService {
   grpc::ServerUnaryReactor* SetShadow(grpc::CallbackServerContext* context,
                                       const v1::ShadowRequest* request,
                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* Promote(grpc::CallbackServerContext* context,
+                                    const v1::ModelRequest* request,
+                                    v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* Rollback(grpc::CallbackServerContext* context,
+                                     const v1::ModelRequest* request,
+                                     v1::ListModelsResponse* response) override;
   grpc::ServerUnaryReactor* GetShadowReport(grpc::CallbackServerContext* context,
                                             const v1::ShadowReportRequest* request,
                                             v1::ShadowReport* response) override;

@@ -8,16 +8,34 @@
 #include "server/shadow_tap.h"
 
 namespace matid {
+namespace {
+
+// A failure of the model itself (what a rollback rule counts), as opposed to
+// an image that waited past its deadline, was cancelled or met a drain.
+bool IsModelFailure(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kCancelled:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kResourceExhausted:
+      return false;
+    default:
+      return true;
+  }
+}
+
+}  // namespace
 
 Classifier::Classifier(const ModelInfo& model, const PreprocessOptions& preprocess,
                        int default_top_k, Batcher* batcher, ServerMetrics* metrics,
-                       InferenceStatistics* statistics)
+                       InferenceStatistics* statistics, VersionOutcomes* outcomes)
     : model_(model),
       preprocessor_(model.input, preprocess),
       default_top_k_(default_top_k),
       batcher_(batcher),
       metrics_(metrics),
       statistics_(statistics),
+      outcomes_(outcomes),
       predictions_(metrics != nullptr ? metrics->PredictionCounters(model) : LabelCounters()) {}
 
 void Classifier::Finish(const ClassifyDone& done, absl::StatusOr<Classification> result,
@@ -59,6 +77,7 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
     ImageTimes times;
     times.preprocess = preprocess;
     if (!inferred.ok()) {
+      if (outcomes_ != nullptr && IsModelFailure(inferred.status())) outcomes_->RecordFailure();
       times.total = absl::Now() - start;
       Finish(done, inferred.status(), times);
       return;
@@ -68,8 +87,10 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
     classification.top = TopK(inferred->scores, top_k);
     classification.preprocess = preprocess;
     classification.timing = inferred->timing;
-    if (shadow && !classification.top.empty()) {
-      shadow(classification.top.front().index, classification.top.front().score);
+    if (!classification.top.empty()) {
+      const ScoredLabel& top = classification.top.front();
+      if (outcomes_ != nullptr) outcomes_->RecordAnswer(top.score);
+      if (shadow) shadow(top.index, top.score);
     }
     const absl::Time end = absl::Now();
     times.total = end - start;

@@ -17,6 +17,7 @@
 #include "server/batcher.h"
 #include "server/image.h"
 #include "server/inference_statistics.h"
+#include "server/version_outcomes.h"
 #include "server/metrics.h"
 #include "server/model_info.h"
 #include "server/preprocessor.h"
@@ -48,11 +49,11 @@ using ClassifyManyDone = std::function<void(size_t item, absl::StatusOr<Classifi
 
 class Classifier {
  public:
-  // `batcher`, `metrics` and `statistics` (both nullable) must outlive the
-  // classifier.
+  // `batcher`, `metrics`, `statistics` and `outcomes` (the last three
+  // nullable) must outlive the classifier.
   Classifier(const ModelInfo& model, const PreprocessOptions& preprocess, int default_top_k,
              Batcher* batcher, ServerMetrics* metrics,
-             InferenceStatistics* statistics = nullptr);
+             InferenceStatistics* statistics = nullptr, VersionOutcomes* outcomes = nullptr);
 
   // `done` is called exactly once: inline when the image is refused (bad
   // input, queue full), otherwise later from the batcher's worker.
@@ -84,6 +85,7 @@ class Classifier {
   Batcher* const batcher_;
   ServerMetrics* const metrics_;  // or nullptr if not recorded
   InferenceStatistics* const statistics_;  // or nullptr if not recorded
+  VersionOutcomes* const outcomes_;        // or nullptr if not recorded
   const LabelCounters predictions_;
 
   mutable std::mutex shadow_mu_;

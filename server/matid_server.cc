@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWithRepository(
   manager.max_model_memory_bytes = options.max_model_memory_bytes;
   manager.unload_first_over_memory = options.unload_first_over_memory;
   manager.shadow_idle_priority = options.shadow_idle_priority;
+  manager.rule_check_interval = options.rule_check_interval;
   manager.model_file = options.model_file;
   return CreateWith(options, [&](ServerMetrics* metrics) {
     return ModelManager::CreateFromRepository(manager, std::move(loader), metrics);

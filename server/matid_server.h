@@ -67,6 +67,8 @@ struct ServerOptions {
   std::string model_file = "model.pt";
   // A shadow version's worker runs under SCHED_IDLE (see ModelManagerOptions).
   bool shadow_idle_priority = true;
+  // How often promotion and rollback rules are checked (see ModelManagerOptions).
+  absl::Duration rule_check_interval = absl::Seconds(1);
 };
 
 absl::Status ValidateServerOptions(const ServerOptions& options);

@@ -106,6 +106,11 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                       .Name("matid_model_loads_total")
                       .Help("Model version loads by model, version and result (ok, failed)")
                       .Register(r);
+  model_events_ = &BuildCounter()
+                       .Name("matid_model_events_total")
+                       .Help("Model lifecycle events by model, type (promotion, rollback, "
+                             "rollback_window_closed) and trigger (policy, admin)")
+                       .Register(r);
   model_version_state_ = &BuildGauge()
                               .Name("matid_model_version_state")
                               .Help("1 for the state each model version is in (LOADING, "
@@ -231,6 +236,11 @@ void ServerMetrics::RecordModelLoad(const std::string& model, const std::string&
                                     bool ok) {
   model_loads_->Add({{"model", model}, {"version", version}, {"result", ok ? "ok" : "failed"}})
       .Increment();
+}
+
+void ServerMetrics::RecordModelEvent(const std::string& model, const std::string& type,
+                                     const std::string& trigger) {
+  model_events_->Add({{"model", model}, {"type", type}, {"trigger", trigger}}).Increment();
 }
 
 void ServerMetrics::SetModelVersionState(const std::string& model, const std::string& version,

@@ -99,6 +99,10 @@ class ServerMetrics {
   void SetModelLoaded(const ModelIdentity& model, bool loaded);
   // matid_model_loads_total{model, version, result="ok"|"failed"}.
   void RecordModelLoad(const std::string& model, const std::string& version, bool ok);
+  // matid_model_events_total{model, type, trigger}: promotions, rollbacks
+  // and closed rollback windows (see common/event_message.h).
+  void RecordModelEvent(const std::string& model, const std::string& type,
+                        const std::string& trigger);
   // matid_model_version_state{model, version, state}: 1 for `state`, 0 for
   // the other states; an empty `state` removes the version's series.
   void SetModelVersionState(const std::string& model, const std::string& version,
@@ -156,6 +160,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* predictions_;
   prometheus::Family<prometheus::Gauge>* model_info_;
   prometheus::Family<prometheus::Counter>* model_loads_;
+  prometheus::Family<prometheus::Counter>* model_events_;
   prometheus::Family<prometheus::Gauge>* model_version_state_;
   prometheus::Family<prometheus::Counter>* shadow_compared_;
   prometheus::Family<prometheus::Counter>* shadow_agreements_;

@@ -205,6 +205,8 @@ std::vector<ModelVersionStatus> ModelManager::Statuses() const {
       status.reason = slot.reason;
       status.is_default = version == entry.default_version;
       status.is_shadow = entry.tap != nullptr && version == entry.shadow_version;
+      status.is_rollback_target =
+          entry.rollback.version == version && version != entry.default_version;
       if (slot.model != nullptr) {
         status.identity = slot.model->identity();
         status.version = status.identity.version;
@@ -345,7 +347,15 @@ absl::Status ModelManager::Unload(const std::string& model, int64_t version) {
 }
 
 absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,
-                                     double fraction) {
+                                     double fraction, std::optional<PromotionRule> promote_when,
+                                     std::optional<RollbackRule> rollback_when) {
+  if (promote_when.has_value()) {
+    if (absl::Status valid = ValidatePromotionRule(*promote_when); !valid.ok()) return valid;
+  }
+  if (rollback_when.has_value()) {
+    if (absl::Status valid = ValidateRollbackRule(*rollback_when); !valid.ok()) return valid;
+  }
+  std::unique_lock<std::mutex> policy_lock(policy_mu_);
   auto scanned = ScanOne(model);
   if (!scanned.ok()) return scanned.status();
   if (version != 0 && !Contains(scanned->versions, version)) {
@@ -359,7 +369,10 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,
   VersionPolicy policy = scanned->policy;
   policy.shadow_version = version;
   policy.shadow_fraction = version != 0 ? fraction : 0;
+  policy.promote_when = version != 0 ? promote_when : std::nullopt;
+  policy.rollback_when = version != 0 && rollback_when.has_value() ? *rollback_when : RollbackRule();
   absl::Status written = WritePolicy(model, policy);
+  policy_lock.unlock();
   if (!written.ok()) return written;
   ReloadAndWait();
   if (version == 0) return absl::OkStatus();
@@ -399,6 +412,7 @@ absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) cons
     report.shadow_version = shadow->identity().version;
     report.fraction = entry.shadow_fraction;
     report.labels = primary->info().labels;
+    report.promote_when = entry.promote_when;
   }
   report.comparison = tap->comparison().Snapshot();
   return report;
@@ -407,6 +421,11 @@ absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) cons
 void ModelManager::SetChangeListener(std::function<void()> listener) {
   std::lock_guard<std::mutex> lock(mu_);
   listener_ = std::move(listener);
+}
+
+void ModelManager::SetEventListener(std::function<void(EventMessage)> listener) {
+  std::lock_guard<std::mutex> lock(mu_);
+  event_listener_ = std::move(listener);
 }
 
 int ModelManager::queue_depth() const {
@@ -439,7 +458,15 @@ void ModelManager::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   const bool polling = options_.poll_interval > absl::ZeroDuration();
   absl::Time next_poll = polling ? absl::Now() + options_.poll_interval : absl::InfiniteFuture();
+  absl::Time next_rule_check = absl::Now() + options_.rule_check_interval;
   while (!stop_) {
+    if (WatchingLocked() && absl::Now() >= next_rule_check) {
+      lock.unlock();
+      CheckRules();
+      lock.lock();
+      next_rule_check = absl::Now() + options_.rule_check_interval;
+      continue;
+    }
     if (reloads_requested_ > reloads_started_ || absl::Now() >= next_poll) {
       const uint64_t started = reloads_requested_;
       reloads_started_ = started;
@@ -453,8 +480,9 @@ void ModelManager::Run() {
       continue;
     }
     // Retired versions are released as soon as their last request is done.
-    const absl::Time wake_at =
+    absl::Time wake_at =
         retired_.empty() ? next_poll : std::min(next_poll, absl::Now() + absl::Milliseconds(20));
+    if (WatchingLocked()) wake_at = std::min(wake_at, next_rule_check);
     if (wake_at == absl::InfiniteFuture()) {
       wake_.wait(lock);
     } else {
@@ -538,6 +566,13 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
     }
   }
 
+  // A rollback window's target: kept loaded, routed to only when named.
+  int64_t rollback_target = model.policy.rollback.version;
+  if (rollback_target != 0 && !Contains(wanted, rollback_target) &&
+      (!Contains(model.versions, rollback_target) || !EnsureLoaded(model.name, rollback_target))) {
+    rollback_target = 0;
+  }
+
   // The shadow version, if the policy names one: loaded beside the serving
   // versions, never routed to by default.
   const int64_t shadow_wanted = model.policy.shadow_version;
@@ -578,11 +613,23 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
     std::vector<int64_t> unwanted;
     for (const auto& [version, slot] : entry.versions) {
       if (slot.state == ModelVersionState::kAvailable && !Contains(wanted, version) &&
-          version != shadow) {
+          version != shadow && version != rollback_target) {
         unwanted.push_back(version);
       }
     }
     for (int64_t version : unwanted) RetireLocked(model.name, version);
+    entry.promote_when = model.policy.promote_when;
+    const RollbackWindow& window = model.policy.rollback;
+    if (window.version != entry.rollback.version ||
+        window.promoted_version != entry.rollback.promoted_version ||
+        window.until != entry.rollback.until) {
+      // A new window (or the server started inside one): count from now.
+      const auto promoted = entry.versions.find(window.promoted_version);
+      entry.rollback_baseline = promoted != entry.versions.end() && promoted->second.model != nullptr
+                                    ? promoted->second.model->outcomes()
+                                    : OutcomeSnapshot();
+    }
+    entry.rollback = window;
   }
   UpdateShadow(model.name, shadow, model.policy.shadow_fraction, shadow_problem);
 }

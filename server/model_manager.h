@@ -14,6 +14,14 @@
 // FAILED with the reason, logged and counted, and is tried again only when
 // its folder changes; the previous version keeps serving.
 //
+// A shadow version (see shadow_tap.h) is promoted by an operator or, when
+// the model's policy has a promotion rule, by itself once the rule holds;
+// the version it replaces stays loaded for the rollback window, within which
+// the promoted version is rolled back when its rollback rule is crossed
+// (promotion_rules.h). The manager's thread checks the rules every
+// rule_check_interval. Each promotion, rollback and closed window is logged,
+// counted and handed to the event listener (common/event_message.h).
+//
 // Thread-safety: every public method may be called from any thread.
 // Resolve() is on the request path: one uncontended mutex and a shared_ptr
 // copy.
@@ -26,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,10 +42,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/event_message.h"
 #include "server/metrics.h"
 #include "server/model_backend.h"
 #include "server/model_repository.h"
 #include "server/model_version_state.h"
+#include "server/promotion_rules.h"
 #include "server/serving_model.h"
 #include "server/shadow_comparison.h"
 #include "server/shadow_tap.h"
@@ -62,6 +73,8 @@ struct ModelManagerOptions {
   // (SCHED_IDLE), so it never takes CPU from serving; false: normal
   // priority (tests that count every comparison on a busy machine).
   bool shadow_idle_priority = true;
+  // How often promotion and rollback rules are checked while a model has one.
+  absl::Duration rule_check_interval = absl::Seconds(1);
 };
 
 absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);
@@ -78,6 +91,7 @@ struct ModelVersionStatus {
   std::string reason;  // why FAILED
   bool is_default = false;
   bool is_shadow = false;  // classifies a sample beside the default version
+  bool is_rollback_target = false;  // kept loaded for a rollback window
   ModelIdentity identity;  // variant and sha256 once loaded
 };
 
@@ -89,6 +103,7 @@ struct ShadowReport {
   double fraction = 0;
   std::vector<std::string> labels;
   ShadowSnapshot comparison;
+  std::optional<PromotionRule> promote_when;  // none: promoted by an operator only
 };
 
 class ModelManager {
@@ -148,7 +163,19 @@ class ModelManager {
   // version's images beside it, for comparison (see shadow_tap.h); version
   // 0 stops. FAILED_PRECONDITION with the reason when it cannot shadow
   // (FAILED, or takes other inputs or labels); the policy is put back.
-  absl::Status SetShadow(const std::string& model, int64_t version, double fraction);
+  // `promote_when` (none: by an operator only) and `rollback_when` (none:
+  // the defaults) are written with it.
+  absl::Status SetShadow(const std::string& model, int64_t version, double fraction,
+                         std::optional<PromotionRule> promote_when = std::nullopt,
+                         std::optional<RollbackRule> rollback_when = std::nullopt);
+  // Promote: the running shadow version becomes the one version served
+  // (pinned); the version it replaces stays loaded as the rollback target
+  // for the shadow's rollback window. FAILED_PRECONDITION when the model
+  // has no running shadow.
+  absl::Status Promote(const std::string& model);
+  // Rollback: back to the version the last promotion replaced, while its
+  // window is open; FAILED_PRECONDITION otherwise.
+  absl::Status Rollback(const std::string& model);
   // The comparison so far; FAILED_PRECONDITION when the model has no shadow
   // (saying why, when one is configured but cannot run).
   absl::StatusOr<ShadowReport> Shadow(const std::string& model) const;
@@ -156,6 +183,10 @@ class ModelManager {
   // Called on the manager's thread after versions changed state (for the
   // grpc.health.v1 per-model status). Set before changes matter.
   void SetChangeListener(std::function<void()> listener);
+  // Called with each promotion, rollback and closed rollback window (box_id
+  // and message_id left for the listener to fill), on the thread that made
+  // the change. Set before changes matter.
+  void SetEventListener(std::function<void(EventMessage)> listener);
 
   // Queue depth and in-flight images summed over every loaded version.
   int queue_depth() const;
@@ -182,7 +213,15 @@ class ModelManager {
     int64_t shadow_version = 0;  // the tap's (0: no shadow)
     double shadow_fraction = 0;
     std::string shadow_problem;  // why the configured shadow does not run
+    std::optional<PromotionRule> promote_when;  // the policy's, with a shadow
+    RollbackWindow rollback;                    // the policy's open window (version 0: none)
+    // The promoted version's outcomes when its window was first seen.
+    OutcomeSnapshot rollback_baseline;
+    std::string rule_problem;  // the last failure acting on a rule (logged once)
   };
+  // Who changes the policy: an operator's call waits for the manager's
+  // thread to rescan; the manager's own thread rescans itself.
+  enum class Caller { kOperator, kManagerThread };
   struct Retired {
     std::string model;
     int64_t version = 0;
@@ -194,6 +233,19 @@ class ModelManager {
   ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
 
   void Run();  // the manager thread
+  void Rescan(Caller caller);
+  // Promotes the shadow / rolls back / closes the window, writing the policy
+  // (under policy_mu_), rescanning and reporting the event.
+  absl::Status PromoteShadow(const std::string& model, const std::string& trigger,
+                             const std::string& reason, Caller caller);
+  absl::Status RollBack(const std::string& model, const std::string& trigger,
+                        const std::string& reason, std::map<std::string, double> figures,
+                        Caller caller);
+  void CloseWindow(const std::string& model, const RollbackWindow& window);
+  // On the manager's thread: acts on the rules whose figures say so.
+  void CheckRules();
+  bool WatchingLocked() const;  // a rule to check; mu_ held
+  void Report(EventMessage event);
   absl::StatusOr<RepositoryModel> ScanOne(const std::string& model) const;
   absl::Status WritePolicy(const std::string& model, const VersionPolicy& policy) const;
   int64_t DefaultVersion(const std::string& model) const;
@@ -228,7 +280,11 @@ class ModelManager {
   std::map<std::string, Entry, std::less<>> models_;  // guarded by mu_
   std::vector<Retired> retired_;                       // guarded by mu_
   std::function<void()> listener_;                     // guarded by mu_
-  std::condition_variable wake_;
+  std::function<void(EventMessage)> event_listener_;   // guarded by mu_
+  // Serializes read-modify-write of version_policy.json by promotions and
+  // rollbacks (operators' and the manager thread's); never held while
+  // waiting for a rescan.
+  std::mutex policy_mu_;  std::condition_variable wake_;
   bool stop_ = false;               // guarded by mu_
   uint64_t reloads_requested_ = 0;  // guarded by mu_
   uint64_t reloads_started_ = 0;    // guarded by mu_

@@ -10,6 +10,7 @@
 #include "common/file_contents.h"
 #include "google/protobuf/util/json_util.h"
 #include "matid/v1/model_metadata.pb.h"
+#include "server/promotion_rules_proto.h"
 
 namespace matid {
 namespace {
@@ -56,6 +57,42 @@ RepositoryModel ScanModel(const fs::path& folder) {
   return model;
 }
 
+std::string RollbackRuleJson(const RollbackRule& rule) {
+  return absl::StrCat("{\"window_seconds\": ", absl::ToDoubleSeconds(rule.window),
+                      ", \"max_error_rate\": ", rule.max_error_rate,
+                      ", \"low_confidence_below\": ", rule.low_confidence_below,
+                      ", \"max_low_confidence_ratio\": ", rule.max_low_confidence_ratio,
+                      ", \"min_images\": ", rule.min_images, "}");
+}
+
+absl::Status ParseShadowRules(const v1::ShadowPolicy& shadow, VersionPolicy& policy) {
+  if (shadow.has_promote_when()) {
+    const PromotionRule rule = FromProto(shadow.promote_when());
+    if (absl::Status valid = ValidatePromotionRule(rule); !valid.ok()) return valid;
+    policy.promote_when = rule;
+  }
+  policy.rollback_when = FromProto(shadow.rollback_when());
+  return ValidateRollbackRule(policy.rollback_when);
+}
+
+absl::Status ParseRollbackWindow(const v1::RollbackWindow& parsed, RollbackWindow& window) {
+  if (parsed.version() <= 0 || parsed.promoted_version() <= 0 ||
+      parsed.version() == parsed.promoted_version()) {
+    return absl::InvalidArgumentError(
+        "\"rollback\" needs two different positive versions: \"version\" (to go back to) and "
+        "\"promoted_version\"");
+  }
+  std::string error;
+  if (!absl::ParseTime(absl::RFC3339_full, parsed.until(), &window.until, &error)) {
+    return absl::InvalidArgumentError(absl::StrCat("rollback \"until\" is \"", parsed.until(),
+                                                   "\": not an RFC 3339 time (", error, ")"));
+  }
+  window.version = parsed.version();
+  window.promoted_version = parsed.promoted_version();
+  window.rule = FromProto(parsed.rule());
+  return ValidateRollbackRule(window.rule);
+}
+
 }  // namespace
 
 absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
@@ -78,6 +115,11 @@ absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
     }
     policy.shadow_version = shadow.version();
     policy.shadow_fraction = shadow.fraction();
+    if (absl::Status rules = ParseShadowRules(shadow, policy); !rules.ok()) return rules;
+  }
+  if (parsed.has_rollback()) {
+    absl::Status window = ParseRollbackWindow(parsed.rollback(), policy.rollback);
+    if (!window.ok()) return window;
   }
   if (parsed.policy().empty() || parsed.policy() == "latest") {
     if (parsed.versions_size() > 0) {
@@ -113,7 +155,25 @@ std::string VersionPolicyJson(const VersionPolicy& policy) {
                                         absl::StrJoin(policy.versions, ", "), "]");
   if (policy.shadow_version != 0) {
     absl::StrAppend(&text, ", \"shadow\": {\"version\": ", policy.shadow_version,
-                    ", \"fraction\": ", policy.shadow_fraction, "}");
+                    ", \"fraction\": ", policy.shadow_fraction);
+    if (policy.promote_when.has_value()) {
+      const PromotionRule& rule = *policy.promote_when;
+      absl::StrAppend(&text, ", \"promote_when\": {\"min_compared\": ", rule.min_compared,
+                      ", \"min_agreement\": ", rule.min_agreement, ", \"max_shadow_p99_ms\": ",
+                      absl::ToDoubleMilliseconds(rule.max_shadow_p99), "}");
+    }
+    if (!(policy.rollback_when == RollbackRule())) {
+      absl::StrAppend(&text, ", \"rollback_when\": ", RollbackRuleJson(policy.rollback_when));
+    }
+    absl::StrAppend(&text, "}");
+  }
+  if (policy.rollback.version != 0) {
+    absl::StrAppend(&text, ", \"rollback\": {\"version\": ", policy.rollback.version,
+                    ", \"promoted_version\": ", policy.rollback.promoted_version,
+                    ", \"until\": \"",
+                    absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", policy.rollback.until,
+                                     absl::UTCTimeZone()),
+                    "\", \"rule\": ", RollbackRuleJson(policy.rollback.rule), "}");
   }
   return text + "}\n";
 }

@@ -7,12 +7,14 @@
 #define MATID_SERVER_MODEL_REPOSITORY_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/promotion_rules.h"
 
 namespace matid {
 
@@ -20,11 +22,16 @@ namespace matid {
 // highest version that loads. Otherwise exactly those versions (ascending);
 // the highest of them is the default. A shadow version (0: none) is loaded
 // too and classifies `shadow_fraction` of the default version's images
-// beside it, for comparison only (see shadow_tap.h).
+// beside it, for comparison only (see shadow_tap.h); with a promotion rule
+// it is promoted by itself, and a promotion leaves a rollback window open
+// (see promotion_rules.h).
 struct VersionPolicy {
   std::vector<int64_t> versions;
   int64_t shadow_version = 0;
   double shadow_fraction = 0;
+  std::optional<PromotionRule> promote_when;  // with a shadow only
+  RollbackRule rollback_when;                 // the rule a promotion of the shadow starts
+  RollbackWindow rollback;                    // version 0: none open
 
   bool latest() const { return versions.empty(); }
 };

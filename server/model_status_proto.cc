@@ -26,6 +26,7 @@ void ToProto(const ModelVersionStatus& status, v1::ModelVersionStatus* out) {
   out->set_reason(status.reason);
   out->set_is_default(status.is_default);
   out->set_is_shadow(status.is_shadow);
+  out->set_is_rollback_target(status.is_rollback_target);
   out->set_variant(status.identity.variant);
   out->set_sha256(status.identity.sha256);
 }

@@ -21,7 +21,7 @@ absl::StatusOr<std::unique_ptr<ServingModel>> ServingModel::Create(
   model->classifier_ = std::make_unique<Classifier>(info, options.preprocess,
                                                     options.default_top_k,
                                                     model->batcher_.get(), metrics,
-                                                    &model->statistics_);
+                                                    &model->statistics_, &model->outcomes_);
   if (metrics != nullptr) metrics->SetModelLoaded(model->identity_, true);
   return model;
 }

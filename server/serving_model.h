@@ -20,6 +20,7 @@
 #include "server/model_backend.h"
 #include "server/model_info.h"
 #include "server/preprocessor.h"
+#include "server/version_outcomes.h"
 
 namespace matid {
 
@@ -55,6 +56,8 @@ class ServingModel {
   const Batcher& batcher() const { return *batcher_; }
   // Cumulative per-image and per-batch statistics (Open Inference Protocol).
   InferenceStatisticsSnapshot statistics() const { return statistics_.Snapshot(); }
+  // Its answers' outcomes since it was loaded (for the rollback rule).
+  OutcomeSnapshot outcomes() const { return outcomes_.Snapshot(); }
 
   // Runs every queued image and stops the workers; later requests get
   // UNAVAILABLE. For shutdown, before the last reference is dropped.
@@ -69,6 +72,7 @@ class ServingModel {
   const ModelIdentity identity_;
   ServerMetrics* const metrics_;
   InferenceStatistics statistics_;  // before the batcher, which records into it
+  VersionOutcomes outcomes_;        // before the classifier, which records into it
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<Classifier> classifier_;
 };

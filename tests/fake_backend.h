@@ -61,7 +61,11 @@ class FakeBackend final : public ModelBackend {
     for (int i = 0; i < batch_size; ++i) {
       const int tag = TagOf(input.data() + i * image_size);
       const bool differ = disagree_every_ > 0 && tag % disagree_every_ == 0;
-      scores[i * classes + ((tag + (differ ? 1 : 0)) % classes)] = 1.0f;
+      const float top = top_score_;
+      for (size_t c = 0; c < classes; ++c) {
+        scores[i * classes + c] = classes > 1 ? (1.0f - top) / static_cast<float>(classes - 1) : 0;
+      }
+      scores[i * classes + ((tag + (differ ? 1 : 0)) % classes)] = top;
     }
     return scores;
   }
@@ -69,6 +73,8 @@ class FakeBackend final : public ModelBackend {
   // From now on, images whose tag is a multiple of `n` get class tag + 1
   // (a model that differs from the others on a known subset); 0: never.
   void set_disagree_every(int n) { disagree_every_ = n; }
+  // The top class's score (the others share the rest); default 1.
+  void set_top_score(float score) { top_score_ = score; }
   // While held, Infer() blocks after counting itself as entered.
   void Hold() { gate_.Close(); }
   void Release() { gate_.Open(); }
@@ -97,6 +103,7 @@ class FakeBackend final : public ModelBackend {
   const ModelInfo info_;
   HoldGate gate_;  // Infer() passes it on entry
   std::atomic<int> disagree_every_{0};
+  std::atomic<float> top_score_{1.0f};
   // std::mutex: visible to ThreadSanitizer (see server/batch_scheduler.h).
   mutable std::mutex mu_;
   absl::Duration delay_;  // guarded by mu_, like every field below

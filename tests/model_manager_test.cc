@@ -12,7 +12,10 @@
 #include <future>
 #include <map>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
+#include "common/event_message.h"
 #include "common/file_contents.h"
 #include "gmock/gmock.h"
 #include "opencv2/imgcodecs.hpp"
@@ -35,7 +38,8 @@ using ::testing::HasSubstr;
 
 // A repository on disk whose version folders hold one file, fake.txt: "ok"
 // loads a FakeBackend ("ok-disagree4": one that gives tags divisible by 4
-// the next class; "ok-labels3": one with 3 labels), anything else fails to
+// the next class; "ok-labels3": one with 3 labels; "ok-unsure": one whose
+// top-1 score is 0.3), anything else fails to
 // load with that text.
 class FakeRepository {
  public:
@@ -68,6 +72,7 @@ class FakeRepository {
     auto backend = std::make_unique<FakeBackend>(
         *content == "ok-labels3" ? FakeModelInfo(4, 4, 3) : FakeModelInfo());
     if (*content == "ok-disagree4") backend->set_disagree_every(4);
+    if (*content == "ok-unsure") backend->set_top_score(0.3f);
     backends_[dir] = backend.get();
     return backend;
   }
@@ -695,6 +700,237 @@ TEST_F(ShadowServer, AdminSetsAndClearsTheShadowAndRefusesOneThatCannotCompare) 
   EXPECT_TRUE(WaitForStates({"parts/1 AVAILABLE default"}));
 }
 
+// Promotion and rollback: a fast rule check and the events the manager reports.
+class PromotionServer : public ShadowServer {
+ protected:
+  absl::Status Start(ServerOptions options = {}) {
+    options.rule_check_interval = absl::Milliseconds(20);
+    absl::Status started = ShadowServer::Start(options);
+    if (!started.ok()) return started;
+    Manager().SetEventListener([this](EventMessage event) {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back(std::move(event));
+    });
+    return absl::OkStatus();
+  }
+  ModelManager& Manager() { return const_cast<ModelManager&>(server_->models()); }
+  // The events so far, once there are at least `count` (or after 10 s).
+  std::vector<EventMessage> Events(size_t count) {
+    for (int i = 0; i < 1000; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (events_.size() >= count) return events_;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+  bool WaitForServing(const std::string& version) {
+    for (int i = 0; i < 1000; ++i) {
+      if (VersionServing("parts") == version) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+  grpc::Status AdminCall(const std::string& command) {
+    v1::ModelRequest request;
+    request.set_model("parts");
+    v1::ListModelsResponse listed;
+    grpc::ClientContext context;
+    return command == "promote" ? admin_->Promote(&context, request, &listed)
+                                : admin_->Rollback(&context, request, &listed);
+  }
+  std::string PolicyFile() { return *ReadFileContents(repo_.root() + "/parts/version_policy.json"); }
+
+  std::mutex mu_;
+  std::vector<EventMessage> events_;  // guarded by mu_
+};
+
+TEST_F(PromotionServer, ThePolicyPromotesTheShadowOnceItsRuleHoldsThenClosesTheWindow) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2);
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [1],
+      "shadow": {"version": 2, "fraction": 1.0,
+                 "promote_when": {"min_compared": 16, "min_agreement": 0.99,
+                                  "max_shadow_p99_ms": 10000},
+                 "rollback_when": {"window_seconds": 1.5}}})");
+  ASSERT_TRUE(Start().ok());
+  ClassifyTagsInStep(0, 8, 8);
+  absl::SleepFor(absl::Milliseconds(200));  // ten rule checks: 8 compared is not enough
+  EXPECT_EQ(VersionServing("parts"), "1");
+  EXPECT_TRUE(Events(0).empty());
+
+  ClassifyTagsInStep(8, 8, 8);
+  ASSERT_TRUE(WaitForServing("2"));
+  std::vector<EventMessage> events = Events(1);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, "promotion");
+  EXPECT_EQ(events[0].trigger, "policy");
+  EXPECT_EQ(events[0].from_version, 1);
+  EXPECT_EQ(events[0].to_version, 2);
+  // The rule is checked every 20 ms while the test's own calls add comparisons.
+  EXPECT_THAT(events[0].reason, HasSubstr(" compared >= 16, agreement 1.0000 >= 0.99"));
+  EXPECT_GE(events[0].figures.at("compared"), 16);
+  EXPECT_EQ(events[0].figures.at("agreement"), 1.0);
+  // Pinned to 2, with version 1 kept loaded as the rollback target.
+  EXPECT_THAT(PolicyFile(), HasSubstr("\"versions\": [2], \"rollback\": {\"version\": 1, "
+                                      "\"promoted_version\": 2, \"until\": \""));
+  EXPECT_THAT(States(), ElementsAre("parts/1 AVAILABLE", "parts/2 AVAILABLE default"));
+  v1::ListModelsResponse listed;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(admin_->ListModels(&context, v1::ListModelsRequest(), &listed).ok());
+  }
+  ASSERT_EQ(listed.models_size(), 2);
+  EXPECT_TRUE(listed.models(0).is_rollback_target());
+  EXPECT_FALSE(listed.models(1).is_shadow());
+  v1::ClassifyResponse old;
+  EXPECT_TRUE(Classify("parts", 1, &old).ok());  // still there, by name
+
+  // Nothing crossed the rollback rule: the window closes, version 1 goes.
+  events = Events(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].type, "rollback_window_closed");
+  EXPECT_EQ(events[1].from_version, 1);
+  EXPECT_EQ(events[1].to_version, 2);
+  EXPECT_TRUE(WaitForStates({"parts/2 AVAILABLE default"}));
+  EXPECT_EQ(PolicyFile(), "{\"policy\": \"specific\", \"versions\": [2]}\n");
+}
+
+TEST_F(PromotionServer, APromotedVersionWhoseModelFailsIsRolledBackByPolicy) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2);
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [1]})");
+  ASSERT_TRUE(Start().ok());
+  EXPECT_EQ(AdminCall("promote").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  grpc::Status no_window = AdminCall("rollback");
+  EXPECT_EQ(no_window.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(no_window.error_message(), HasSubstr("no open rollback window"));
+
+  v1::ShadowRequest shadow;
+  shadow.set_model("parts");
+  shadow.set_version(2);
+  shadow.set_fraction(1.0);
+  shadow.mutable_rollback_when()->set_max_error_rate(0.1);
+  shadow.mutable_rollback_when()->set_min_images(10);
+  {
+    v1::ListModelsResponse listed;
+    grpc::ClientContext context;
+    ASSERT_TRUE(admin_->SetShadow(&context, shadow, &listed).ok());
+  }
+  ASSERT_TRUE(AdminCall("promote").ok());  // an operator's promotion: no rule needed
+  EXPECT_EQ(VersionServing("parts"), "2");
+  ASSERT_EQ(Events(1).at(0).trigger, "admin");
+
+  repo_.backend("parts", 2)->set_failure(absl::InternalError("model forward failed: broken"));
+  for (int tag = 0; tag < 10; ++tag) {
+    v1::ClassifyResponse response;
+    EXPECT_EQ(Classify("parts", 0, &response, tag).error_code(), grpc::StatusCode::INTERNAL);
+  }
+  ASSERT_TRUE(WaitForServing("1"));
+  const std::vector<EventMessage> events = Events(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].type, "rollback");
+  EXPECT_EQ(events[1].trigger, "policy");
+  EXPECT_EQ(events[1].from_version, 2);
+  EXPECT_EQ(events[1].to_version, 1);
+  // Version 2 answered the one call above, then failed every image.
+  EXPECT_THAT(events[1].reason, HasSubstr(" > 0.1 over "));
+  EXPECT_GE(events[1].figures.at("errors"), 10);
+  EXPECT_GE(events[1].figures.at("images"), 11);
+  EXPECT_EQ(PolicyFile(), "{\"policy\": \"specific\", \"versions\": [1]}\n");
+  EXPECT_TRUE(WaitForStates({"parts/1 AVAILABLE default"}));
+  EXPECT_EQ(AdminCall("rollback").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(PromotionServer, AnUnsureVersionIsPromotedByAgreementThenRolledBackForLowConfidence) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2, "ok-unsure");  // the same labels, top-1 score 0.3
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [1],
+      "shadow": {"version": 2, "fraction": 1.0,
+                 "promote_when": {"min_compared": 8, "min_agreement": 1, "max_shadow_p99_ms": 10000},
+                 "rollback_when": {"low_confidence_below": 0.5, "max_low_confidence_ratio": 0.2,
+                                   "min_images": 8}}})");
+  ASSERT_TRUE(Start().ok());
+  ClassifyTagsInStep(0, 8, 8);
+  ASSERT_TRUE(WaitForServing("2"));
+  for (int tag = 0; tag < 8; ++tag) {
+    v1::ClassifyResponse response;
+    ASSERT_TRUE(Classify("parts", 0, &response, tag).ok());
+  }
+  ASSERT_TRUE(WaitForServing("1"));
+  const std::vector<EventMessage> events = Events(2);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, "promotion");
+  EXPECT_EQ(events[1].type, "rollback");
+  EXPECT_THAT(events[1].reason, HasSubstr("low-confidence ratio 1.0000 > 0.2"));
+  EXPECT_GE(events[1].figures.at("low_confidence"), 8);
+  // The rolled-back version's policy has no shadow: it is not promoted again.
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(VersionServing("parts"), "1");
+  EXPECT_EQ(Events(0).size(), 2u);
+}
+
+TEST(PromotionRules, DecideOnTheFiguresAndNameThem) {
+  PromotionRule promote{100, 0.95, absl::Milliseconds(50)};
+  ShadowSnapshot shadow;
+  shadow.compared = 99;
+  shadow.agreements = 99;
+  shadow.latency_p99 = absl::Milliseconds(10);
+  EXPECT_FALSE(PromotionDue(promote, shadow).has_value());  // too few
+  shadow.compared = 100;
+  shadow.agreements = 94;
+  EXPECT_FALSE(PromotionDue(promote, shadow).has_value());  // agreement 0.94
+  shadow.agreements = 95;
+  shadow.latency_p99 = absl::Milliseconds(51);
+  EXPECT_FALSE(PromotionDue(promote, shadow).has_value());  // too slow
+  shadow.latency_p99 = absl::Milliseconds(50);
+  EXPECT_EQ(PromotionDue(promote, shadow).value_or(""),
+            "100 compared >= 100, agreement 0.9500 >= 0.95, shadow p99 50.0 ms <= 50.0 ms");
+
+  RollbackRule rollback;  // defaults: 1% errors, 20% under 0.5, after 100 images
+  OutcomeSnapshot outcomes;
+  outcomes.answered = 98;
+  outcomes.failed = 1;
+  outcomes.score_buckets[90] = 98;
+  EXPECT_FALSE(RollbackDue(rollback, outcomes).has_value());  // 99 images: too few
+  outcomes.failed = 2;
+  EXPECT_EQ(RollbackDue(rollback, outcomes).value_or(""),
+            "error rate 0.0200 > 0.01 over 100 images");
+  outcomes.failed = 1;
+  outcomes.answered = 99;
+  outcomes.score_buckets[90] = 78;
+  outcomes.score_buckets[49] = 21;  // 0.49..0.4999: under 0.5
+  EXPECT_THAT(RollbackDue(rollback, outcomes).value_or(""),
+              HasSubstr("low-confidence ratio 0.2121 > 0.2"));
+  outcomes.score_buckets[49] = 19;
+  outcomes.score_buckets[50] = 2;  // 0.50: not under 0.5
+  EXPECT_FALSE(RollbackDue(rollback, outcomes).has_value());
+
+  EXPECT_FALSE(ValidatePromotionRule({0, 0.9, absl::Seconds(1)}).ok());
+  EXPECT_FALSE(ValidatePromotionRule({10, 1.5, absl::Seconds(1)}).ok());
+  RollbackRule bad;
+  bad.window = absl::ZeroDuration();
+  EXPECT_THAT(ValidateRollbackRule(bad).message(), HasSubstr("window_seconds"));
+}
+
+TEST(VersionOutcomes, CountsAnswersFailuresAndScoresSinceASnapshot) {
+  VersionOutcomes outcomes;
+  outcomes.RecordAnswer(0.99f);
+  const OutcomeSnapshot before = outcomes.Snapshot();
+  outcomes.RecordAnswer(0.3f);
+  outcomes.RecordAnswer(1.0f);
+  outcomes.RecordAnswer(std::nanf(""));
+  outcomes.RecordFailure();
+  const OutcomeSnapshot since = outcomes.Snapshot().Since(before);
+  EXPECT_EQ(since.answered, 3);
+  EXPECT_EQ(since.failed, 1);
+  EXPECT_EQ(since.AnsweredBelow(0.5f), 2);  // 0.3 and NaN
+  EXPECT_EQ(since.AnsweredBelow(1.0f), 2);
+  EXPECT_EQ(since.AnsweredBelow(1.01f), 3);
+}
+
 TEST(ShadowComparison, CountsConfusionAndLatencyPercentiles) {
   ShadowComparison comparison(3);
   for (int i = 1; i <= 100; ++i) {
@@ -748,9 +984,43 @@ TEST(VersionPolicy, ParsesLatestAndSpecificAndNamesMistakes) {
                           R"({"policy": "specific"})", R"({"policy": "specific", "versions": [0]})",
                           R"({"shadow": {"version": 2, "fraction": 0}})",
                           R"({"shadow": {"version": 2, "fraction": 1.5}})",
-                          R"({"shadow": {"version": -1, "fraction": 0.5}})", "not json"}) {
+                          R"({"shadow": {"version": -1, "fraction": 0.5}})",
+                          R"({"shadow": {"version": 2, "fraction": 0.5,
+                                         "promote_when": {"min_compared": 0}}})",
+                          R"({"shadow": {"version": 2, "fraction": 0.5,
+                                         "rollback_when": {"max_error_rate": 2}}})",
+                          R"({"rollback": {"version": 1, "promoted_version": 1, "until": "x"}})",
+                          R"({"rollback": {"version": 1, "promoted_version": 2,
+                                           "until": "yesterday"}})",
+                          "not json"}) {
     EXPECT_EQ(ParseVersionPolicy(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
+}
+
+TEST(VersionPolicy, RulesAndTheRollbackWindowSurviveARoundTrip) {
+  const auto parsed = ParseVersionPolicy(R"({"policy": "specific", "versions": [3],
+      "shadow": {"version": 4, "fraction": 0.5,
+                 "promote_when": {"min_compared": 500, "min_agreement": 0.98,
+                                  "max_shadow_p99_ms": 50},
+                 "rollback_when": {"window_seconds": 60, "max_error_rate": 0}},
+      "rollback": {"version": 2, "promoted_version": 3, "until": "2026-11-26T07:00:00Z",
+                   "rule": {"min_images": 7}}})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_TRUE(parsed->promote_when.has_value());
+  EXPECT_EQ(parsed->promote_when->min_compared, 500);
+  EXPECT_EQ(parsed->promote_when->max_shadow_p99, absl::Milliseconds(50));
+  EXPECT_EQ(parsed->rollback_when.window, absl::Seconds(60));
+  EXPECT_EQ(parsed->rollback_when.max_error_rate, 0);  // set to 0: not the default
+  EXPECT_EQ(parsed->rollback_when.min_images, 100);    // unset: the default
+  EXPECT_EQ(parsed->rollback.version, 2);
+  EXPECT_EQ(parsed->rollback.rule.min_images, 7);
+  EXPECT_EQ(absl::FormatTime(absl::RFC3339_sec, parsed->rollback.until, absl::UTCTimeZone()),
+            "2026-11-26T07:00:00+00:00");
+  const std::string json = VersionPolicyJson(*parsed);
+  const auto again = ParseVersionPolicy(json);
+  ASSERT_TRUE(again.ok()) << again.status() << json;
+  EXPECT_EQ(VersionPolicyJson(*again), json);
+  EXPECT_THAT(json, HasSubstr("\"until\": \"2026-11-26T07:00:00.000Z\""));
 }
 
 TEST(ScanModelRepository, SeesPositiveIntegerVersionFoldersOnly) {
