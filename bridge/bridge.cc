@@ -20,6 +20,12 @@ absl::StatusOr<std::unique_ptr<Bridge>> Bridge::Create(const BridgeOptions& opti
     return absl::InvalidArgumentError(
         "batch_max_bytes must be in 1024..131072 (AWS IoT Core's payload cap is 128 KB)");
   }
+  if (!options.local_events_filter.empty() &&
+      options.cloud_events_topic_template.find_first_of("+#") != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--cloud_events_topic_template '",
+                                                   options.cloud_events_topic_template,
+                                                   "' must not contain MQTT wildcards"));
+  }
   if (!(options.max_publishes_per_second > 0)) {
     return absl::InvalidArgumentError("max_publishes_per_second must be > 0");
   }
@@ -77,25 +83,38 @@ std::string Bridge::CloudTopic(absl::string_view camera_id) const {
   return absl::StrReplaceAll(options_.cloud_topic_template, {{"{camera_id}", camera_id}});
 }
 
+std::string Bridge::CloudEventsTopic(absl::string_view box_id) const {
+  return absl::StrReplaceAll(options_.cloud_events_topic_template, {{"{box_id}", box_id}});
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> Bridge::Route(const std::string& topic,
+                                                                  absl::string_view payload) const {
+  if (!options_.local_events_filter.empty() &&
+      TopicMatchesFilter(topic, options_.local_events_filter)) {
+    absl::StatusOr<EventMessage> event = ParseEventMessage(payload);
+    if (!event.ok()) return event.status();
+    absl::Status on_topic = CheckResultTopic(topic, options_.local_events_filter, event->box_id, "box_id");
+    if (!on_topic.ok()) return on_topic;
+    return std::make_pair(event->message_id, CloudEventsTopic(event->box_id));
+  }
+  absl::StatusOr<ResultMessage> message = ParseResultMessage(payload);
+  if (!message.ok()) return message.status();
+  absl::Status on_topic = CheckResultTopic(topic, options_.local_topic_filter, message->camera_id);
+  if (!on_topic.ok()) return on_topic;
+  return std::make_pair(message->message_id, CloudTopic(message->camera_id));
+}
+
 absl::Status Bridge::OnLocalMessage(const std::string& topic, absl::string_view payload) {
   const absl::Time now = absl::Now();
   Add(metrics_.received);
-  absl::StatusOr<ResultMessage> message = ParseResultMessage(payload);
-  std::string reason;
-  if (!message.ok()) {
-    reason = std::string(message.status().message());
-  } else if (absl::Status on_topic =
-                 CheckResultTopic(topic, options_.local_topic_filter, message->camera_id);
-             !on_topic.ok()) {
-    reason = std::string(on_topic.message());
-  }
-  if (!reason.empty()) {
+  absl::StatusOr<std::pair<std::string, std::string>> route = Route(topic, payload);
+  if (!route.ok()) {
+    const std::string reason(route.status().message());
     Add(metrics_.dead_letters);
     std::fprintf(stderr, "matid-bridge: dead letter from %s: %s\n", topic.c_str(), reason.c_str());
     return spool_->DeadLetter(topic, payload, reason, now);
   }
-  absl::StatusOr<bool> inserted =
-      spool_->Append(message->message_id, CloudTopic(message->camera_id), payload, now);
+  absl::StatusOr<bool> inserted = spool_->Append(route->first, route->second, payload, now);
   if (!inserted.ok()) return inserted.status();
   Add(*inserted ? metrics_.spooled : metrics_.duplicates);
   {

@@ -1,5 +1,6 @@
 // The bridge's logic between the local broker and the cloud: every result
-// message from the local broker is checked and written to the spool (or to
+// message (and every model event, common/event_message.h) from the local
+// broker is checked and written to the spool (or to
 // the dead-letter table with its reason) before the local PUBACK; a
 // forwarder thread publishes the spool's oldest messages to the cloud with
 // QoS 1, one publish in flight, batching several messages (JSON lines)
@@ -25,6 +26,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "bridge/spool.h"
+#include "common/event_message.h"
 #include "common/result_topic.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -48,6 +50,11 @@ struct BridgeOptions {
   std::string local_topic_filter = ResultTopicFilter(kDefaultResultTopicTemplate);
   // Cloud topic; {camera_id} is replaced by the message's camera id.
   std::string cloud_topic_template = std::string(kDefaultResultTopicTemplate);
+  // Model events (matid-server --events_mqtt_host): the local subscription
+  // (empty: none; its "+" level must be the event's box_id) and the cloud
+  // topic, {box_id} replaced.
+  std::string local_events_filter = "matid/+/events";
+  std::string cloud_events_topic_template = kDefaultEventTopicTemplate;
   // Batching while a backlog drains; one message is sent alone.
   int batch_max_messages = 50;
   int64_t batch_max_bytes = 100 * 1024;            // AWS IoT Core rejects payloads over 128 KB
@@ -82,6 +89,8 @@ class Bridge {
 
   // The cloud topic for a camera.
   std::string CloudTopic(absl::string_view camera_id) const;
+  // The cloud topic for a box's model events.
+  std::string CloudEventsTopic(absl::string_view box_id) const;
 
  private:
   struct Metrics {
@@ -100,6 +109,9 @@ class Bridge {
   };
 
   Bridge(const BridgeOptions& options, Spool* spool, CloudLink* cloud);
+  // A local message's id and cloud topic, or why it is a dead letter.
+  absl::StatusOr<std::pair<std::string, std::string>> Route(const std::string& topic,
+                                                            absl::string_view payload) const;
   void BuildMetrics(prometheus::Registry& registry);
   void ForwarderLoop();
   // Publishes one batch and waits for its PUBACK; true when delivered.

@@ -32,6 +32,11 @@ ABSL_FLAG(bool, cloud_insecure_plaintext, false,
           "Connect to the cloud broker without TLS (tests only).");
 ABSL_FLAG(std::string, cloud_topic_template, "matid/{camera_id}/results",
           "Cloud topic; {camera_id} is replaced.");
+ABSL_FLAG(std::string, local_events_topic, "matid/+/events",
+          "Topic filter of model events (matid-server --events_mqtt_host), + for the box id; "
+          "empty: none are forwarded.");
+ABSL_FLAG(std::string, cloud_events_topic_template, matid::kDefaultEventTopicTemplate,
+          "Cloud topic of model events; {box_id} is replaced.");
 ABSL_FLAG(int, batch_max_messages, 50,
           "Most messages in one cloud publish (JSON lines) when a backlog drains.");
 ABSL_FLAG(int, batch_max_bytes, 100 * 1024,
@@ -63,6 +68,8 @@ int main(int argc, char** argv) {
   options.spool.sync_full = absl::GetFlag(FLAGS_spool_sync_full);
   options.bridge.local_topic_filter = absl::GetFlag(FLAGS_local_topic);
   options.bridge.cloud_topic_template = absl::GetFlag(FLAGS_cloud_topic_template);
+  options.bridge.local_events_filter = absl::GetFlag(FLAGS_local_events_topic);
+  options.bridge.cloud_events_topic_template = absl::GetFlag(FLAGS_cloud_events_topic_template);
   options.bridge.batch_max_messages = absl::GetFlag(FLAGS_batch_max_messages);
   options.bridge.batch_max_bytes = absl::GetFlag(FLAGS_batch_max_bytes);
   options.bridge.max_publishes_per_second = absl::GetFlag(FLAGS_max_publishes_per_second);
@@ -85,8 +92,10 @@ int main(int argc, char** argv) {
 
   auto service = matid::BridgeService::Create(options);
   if (!service.ok()) return matid::FailWith(service.status());
-  std::printf("matid-bridge: %s -> spool %s -> %s:%d, metrics_port=%d\n",
-              options.bridge.local_topic_filter.c_str(), options.spool.path.c_str(),
+  std::printf("matid-bridge: %s%s%s -> spool %s -> %s:%d, metrics_port=%d\n",
+              options.bridge.local_topic_filter.c_str(),
+              options.bridge.local_events_filter.empty() ? "" : " and ",
+              options.bridge.local_events_filter.c_str(), options.spool.path.c_str(),
               options.cloud.host.c_str(), options.cloud.port, (*service)->metrics_port());
   std::fflush(stdout);
 

@@ -111,6 +111,10 @@ absl::Status BridgeService::Start() {
   auto local = MqttClient::Create(local_options, local_callbacks);
   if (!local.ok()) return local.status();
   local_ = *std::move(local);
+  if (!options_.bridge.local_events_filter.empty()) {
+    absl::Status events = local_->Subscribe(options_.bridge.local_events_filter, 1);
+    if (!events.ok()) return events;
+  }
   return local_->Subscribe(options_.bridge.local_topic_filter, 1);
 }
 

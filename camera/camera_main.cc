@@ -15,7 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "camera/camera.h"
-#include "camera/publish_link.h"
+#include "common/publish_link.h"
 #include "camera/result_publisher.h"
 #include "common/channel_credentials.h"
 #include "common/client_tls_flags.h"

@@ -1,6 +1,6 @@
 #include "camera/result_publisher.h"
 
-#include <cstdio>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -23,115 +23,18 @@ absl::StatusOr<std::unique_ptr<ResultPublisher>> ResultPublisher::Create(
     prometheus::Registry* registry) {
   absl::Status valid = ValidateResultPublisherOptions(options);
   if (!valid.ok()) return valid;
-  std::unique_ptr<ResultPublisher> publisher(new ResultPublisher(options));
-  if (registry != nullptr) {
-    auto counter = [&](const char* name, const char* help) {
-      return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
-    };
-    publisher->published_ = counter("matid_camera_results_published_total",
-                                    "Result messages acknowledged by the local broker");
-    publisher->failures_ = counter("matid_camera_publish_failures_total",
-                                   "Publish attempts refused (broker unreachable); retried");
-    publisher->dropped_ = counter("matid_camera_results_dropped_total",
-                                  "Results dropped because the outbox was full");
-    publisher->backlog_ = &prometheus::BuildGauge()
-                               .Name("matid_camera_publish_backlog")
-                               .Help("Results waiting to be published or acknowledged")
-                               .Register(*registry)
-                               .Add({});
-  }
-  ResultPublisher* self = publisher.get();
-  auto link = make_link({.on_acked = [self](int id) { self->OnAck(id); },
-                         .on_connection = [self](bool up, const std::string& reason) {
-                           self->OnConnection(up, reason);
-                         }});
-  if (!link.ok()) return link.status();
-  {
-    std::lock_guard<std::mutex> lock(publisher->mu_);
-    publisher->link_ = *std::move(link);
-  }
-  publisher->retry_ = std::thread([self] { self->RetryLoop(); });
-  return publisher;
-}
-
-ResultPublisher::~ResultPublisher() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
-  changed_.notify_all();
-  if (retry_.joinable()) retry_.join();
-  link_.reset();  // its callbacks stop before the members they touch go
-}
-
-void ResultPublisher::Publish(const ResultMessage& message) {
-  std::lock_guard<std::mutex> lock(mu_);
-  outbox_.emplace_back(TopicFor(message.camera_id), ToJson(message));
-  if (static_cast<int>(outbox_.size()) > options_.max_outbox) {
-    outbox_.pop_front();
-    if (dropped_ != nullptr) dropped_->Increment();
-  }
-  FlushLocked();
-}
-
-void ResultPublisher::FlushLocked() {
-  while (!outbox_.empty()) {
-    absl::StatusOr<int> id = link_->Publish(outbox_.front().first, outbox_.front().second);
-    if (!id.ok()) {
-      if (failures_ != nullptr) failures_->Increment();
-      break;  // the retry loop sends it again
-    }
-    outbox_.pop_front();
-    if (early_acks_.erase(*id) == 0) {
-      unacked_.insert(*id);
-    } else if (published_ != nullptr) {
-      published_->Increment();
-    }
-  }
-  if (backlog_ != nullptr) backlog_->Set(static_cast<double>(outbox_.size() + unacked_.size()));
-}
-
-void ResultPublisher::OnAck(int id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (unacked_.erase(id) == 0) {
-      early_acks_.insert(id);
-    } else if (published_ != nullptr) {
-      published_->Increment();
-    }
-    if (backlog_ != nullptr) backlog_->Set(static_cast<double>(outbox_.size() + unacked_.size()));
-  }
-  changed_.notify_all();
-}
-
-void ResultPublisher::OnConnection(bool up, const std::string& reason) {
-  std::fprintf(stderr, "matid-camera: %s %s%s\n", options_.destination.c_str(),
-               up ? "connected" : "not connected: ", up ? "" : reason.c_str());
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    link_up_ = up;
-  }
-  changed_.notify_all();
-}
-
-void ResultPublisher::RetryLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (true) {
-    changed_.wait(lock, [this] { return stopping_ || (link_up_ && !outbox_.empty()); });
-    if (stopping_) return;
-    FlushLocked();
-    if (!outbox_.empty()) {
-      // Refused although the link said it was up (it is going down, or its
-      // own queue is full): try again shortly rather than spin.
-      changed_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; });
-    }
-  }
-}
-
-bool ResultPublisher::Drain(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return changed_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
-                           [&] { return outbox_.empty() && unacked_.empty(); });
+  MqttOutboxOptions outbox_options;
+  outbox_options.max_outbox = options.max_outbox;
+  outbox_options.program = "matid-camera";
+  outbox_options.destination = options.destination;
+  outbox_options.metrics = {"matid_camera_results_published_total",
+                            "matid_camera_publish_failures_total",
+                            "matid_camera_results_dropped_total", "matid_camera_publish_backlog"};
+  outbox_options.what = "Results";
+  auto outbox = MqttOutbox::Create(outbox_options, make_link, registry);
+  if (!outbox.ok()) return outbox.status();
+  return std::unique_ptr<ResultPublisher>(
+      new ResultPublisher(options.topic_template, *std::move(outbox)));
 }
 
 }  // namespace matid

@@ -1,26 +1,20 @@
-// Publishes the camera's result messages over a PublishLink (the local MQTT
-// broker, QoS 1, topic matid/<camera_id>/results by default). A message the
-// link refuses (broker down) waits in a bounded outbox and is sent again
-// when the link comes back; Drain() waits until every message was
-// acknowledged. Publish and Drain may be called from any thread.
+// Publishes the camera's result messages to the local MQTT broker (QoS 1,
+// topic matid/<camera_id>/results by default) through an MqttOutbox: a
+// message the broker cannot take now waits in the bounded outbox and is
+// sent when it is back; Drain() waits until every message was acknowledged.
+// Publish and Drain may be called from any thread.
 #ifndef MATID_CAMERA_RESULT_PUBLISHER_H_
 #define MATID_CAMERA_RESULT_PUBLISHER_H_
 
-#include <condition_variable>
-#include <deque>
 #include <memory>
-#include <mutex>
-#include <set>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "camera/publish_link.h"
+#include "common/mqtt_outbox.h"
+#include "common/publish_link.h"
 #include "common/result_message.h"
 #include "common/result_topic.h"
-#include "prometheus/counter.h"
-#include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 
 namespace matid {
@@ -41,48 +35,29 @@ absl::Status ValidateResultPublisherOptions(const ResultPublisherOptions& option
 
 class ResultPublisher {
  public:
-  // Validates the options, then makes the link with the publisher's
+  // Validates the options, then makes the link with the outbox's
   // callbacks. `registry` may be nullptr.
   static absl::StatusOr<std::unique_ptr<ResultPublisher>> Create(
       const ResultPublisherOptions& options, const PublishLinkFactory& make_link,
       prometheus::Registry* registry);
-  // Stops retrying and closes the link; messages not yet acknowledged are
-  // left to the link (call Drain first to wait for them).
-  ~ResultPublisher();
 
-  void Publish(const ResultMessage& message);
+  void Publish(const ResultMessage& message) {
+    outbox_->Publish(TopicFor(message.camera_id), ToJson(message));
+  }
 
   // Waits until every message was acknowledged; false on timeout.
-  bool Drain(absl::Duration timeout);
+  bool Drain(absl::Duration timeout) { return outbox_->Drain(timeout); }
 
   std::string TopicFor(const std::string& camera_id) const {
-    return ResultTopic(options_.topic_template, camera_id);
+    return ResultTopic(topic_template_, camera_id);
   }
 
  private:
-  explicit ResultPublisher(const ResultPublisherOptions& options) : options_(options) {}
-  // Sends the outbox again whenever the link is up and it holds messages.
-  void RetryLoop();
-  // Hands the oldest outbox messages to the link. mu_ must be held.
-  void FlushLocked();
-  void OnAck(int id);
-  void OnConnection(bool up, const std::string& reason);
+  ResultPublisher(std::string topic_template, std::unique_ptr<MqttOutbox> outbox)
+      : topic_template_(std::move(topic_template)), outbox_(std::move(outbox)) {}
 
-  const ResultPublisherOptions options_;
-  std::unique_ptr<PublishLink> link_;
-  prometheus::Counter* published_ = nullptr;
-  prometheus::Counter* failures_ = nullptr;
-  prometheus::Counter* dropped_ = nullptr;
-  prometheus::Gauge* backlog_ = nullptr;
-
-  std::mutex mu_;
-  std::condition_variable changed_;
-  std::deque<std::pair<std::string, std::string>> outbox_;  // guarded by mu_: (topic, payload)
-  std::set<int> unacked_;     // guarded by mu_: handed to the link, not acknowledged
-  std::set<int> early_acks_;  // guarded by mu_: acknowledgements that beat Publish()'s return
-  bool link_up_ = false;      // guarded by mu_: as the link last reported
-  bool stopping_ = false;     // guarded by mu_
-  std::thread retry_;         // joined by the destructor
+  const std::string topic_template_;
+  const std::unique_ptr<MqttOutbox> outbox_;
 };
 
 }  // namespace matid

@@ -54,7 +54,7 @@ bool TopicMatchesFilter(absl::string_view topic, absl::string_view filter) {
 }
 
 absl::Status CheckResultTopic(absl::string_view topic, absl::string_view filter,
-                              absl::string_view camera_id) {
+                              absl::string_view camera_id, absl::string_view id_name) {
   if (!TopicMatchesFilter(topic, filter)) {
     return absl::InvalidArgumentError(
         absl::StrCat("topic ", topic, " does not match the filter ", filter));
@@ -70,7 +70,7 @@ absl::Status CheckResultTopic(absl::string_view topic, absl::string_view filter,
   const std::vector<absl::string_view> topic_levels = absl::StrSplit(topic, '/');
   if (topic_levels[plus_level] != camera_id) {
     return absl::InvalidArgumentError(
-        absl::StrCat("topic ", topic, " does not match camera_id ", camera_id));
+        absl::StrCat("topic ", topic, " does not match ", id_name, " ", camera_id));
   }
   return absl::OkStatus();
 }

@@ -30,9 +30,11 @@ bool TopicMatchesFilter(absl::string_view topic, absl::string_view filter);
 
 // OK when `topic` matches `filter` and, where the filter has exactly one "+"
 // level, that level is `camera_id` (a message may not speak for another
-// camera); INVALID_ARGUMENT saying which rule failed otherwise.
+// camera; for model events the level is the box id, named `id_name`);
+// INVALID_ARGUMENT saying which rule failed otherwise.
 absl::Status CheckResultTopic(absl::string_view topic, absl::string_view filter,
-                              absl::string_view camera_id);
+                              absl::string_view camera_id,
+                              absl::string_view id_name = "camera_id");
 
 }  // namespace matid
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/stop_signals.h"
@@ -97,6 +98,20 @@ ABSL_FLAG(int64_t, max_connection_age_ms, 0,
 ABSL_FLAG(int64_t, max_connection_age_grace_ms, -1,
           "After --max_connection_age_ms, how long calls in flight may still take before the "
           "connection is closed; -1: no limit (streams stay until they end).");
+ABSL_FLAG(std::string, shadow_priority, "idle",
+          "CPU priority of a shadow version's worker: idle (SCHED_IDLE: only cores serving "
+          "leaves idle, so under steady load the shadow may compare nothing) or normal (it "
+          "competes with serving; its queue still never delays an answer).");
+ABSL_FLAG(std::string, events_mqtt_host, "",
+          "Local MQTT broker model events (promotions, rollbacks) are published to, QoS 1, for "
+          "matid-bridge to forward; empty: events are only logged and counted.");
+ABSL_FLAG(int, events_mqtt_port, 1883, "Port of --events_mqtt_host.");
+ABSL_FLAG(std::string, box_id, "", "This edge box's name in model events; empty: the host name.");
+ABSL_FLAG(std::string, events_topic, matid::kDefaultEventTopicTemplate,
+          "Topic of model events; {box_id} is replaced.");
+ABSL_FLAG(int, events_max_outbox, 1000,
+          "Model events kept while the broker is away; beyond it the oldest is dropped and "
+          "counted.");
 
 namespace {
 
@@ -140,6 +155,14 @@ matid::ServerOptions OptionsFromFlags() {
   options.unload_first_over_memory = absl::GetFlag(FLAGS_unload_first_over_memory);
   options.model_file = absl::GetFlag(FLAGS_int8) ? "model_int8.pt" : "model.pt";
   options.repository_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_repository_poll_seconds));
+  options.shadow_idle_priority = absl::GetFlag(FLAGS_shadow_priority) != "normal";
+  options.events.box_id = absl::GetFlag(FLAGS_box_id);
+  options.events.mqtt.host = absl::GetFlag(FLAGS_events_mqtt_host);
+  options.events.mqtt.port = absl::GetFlag(FLAGS_events_mqtt_port);
+  options.events.mqtt.reconnect_max = absl::Seconds(5);
+  options.events.mqtt.log_prefix = "matid-server: MQTT";
+  options.events.topic_template = absl::GetFlag(FLAGS_events_topic);
+  options.events.max_outbox = absl::GetFlag(FLAGS_events_max_outbox);
   return options;
 }
 
@@ -200,6 +223,11 @@ int main(int argc, char** argv) {
   matid::ServerOptions options = OptionsFromFlags();
   absl::Status valid = matid::ValidateServerOptions(options);
   if (!valid.ok()) return matid::FailWith(valid);
+  if (const std::string priority = absl::GetFlag(FLAGS_shadow_priority);
+      priority != "idle" && priority != "normal") {
+    return matid::FailWith(absl::InvalidArgumentError(
+        absl::StrCat("--shadow_priority is '", priority, "'; expected idle or normal")));
+  }
   if (absl::GetFlag(FLAGS_repository_poll_seconds) < 0) {
     return matid::FailWith(absl::InvalidArgumentError(
         "--repository_poll_seconds must be >= 0 (0: rescan only on SIGHUP)"));
@@ -215,6 +243,11 @@ int main(int argc, char** argv) {
   const char* security = options.tls.cert_file.empty()        ? " (plaintext)"
                          : options.tls.client_ca_file.empty() ? " (TLS)"
                                                               : " (mutual TLS)";
+  if (!(*server)->events_topic().empty()) {
+    std::printf("matid-server: model events -> mqtt://%s:%d/%s\n",
+                options.events.mqtt.host.c_str(), options.events.mqtt.port,
+                (*server)->events_topic().c_str());
+  }
   std::printf("matid-server: serving grpc_port=%d metrics_port=%d%s\n", (*server)->port(),
               (*server)->metrics_port(), security);
   std::fflush(stdout);

@@ -27,6 +27,7 @@ ServingOptions ServingOptionsOf(const ServerOptions& options) {
 absl::Status ValidateServerOptions(const ServerOptions& options) {
   absl::Status batcher = ValidateBatcherOptions(options.batcher);
   if (!batcher.ok()) return batcher;
+  if (absl::Status events = ValidateEventOptions(options.events); !events.ok()) return events;
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("port is ", options.port, "; must be in 0..65535"));
@@ -107,10 +108,19 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
   if (!metrics.ok()) return metrics.status();
   server->metrics_ = *std::move(metrics);
   server->metrics_->SetQueueCapacity(options.batcher.max_queue_size);
+  if (!options.events.mqtt.host.empty()) {
+    auto events = EventPublisher::Create(options.events, nullptr, &server->metrics_->registry());
+    if (!events.ok()) return events.status();
+    server->events_ = *std::move(events);
+  }
 
   auto manager = models(server->metrics_.get());
   if (!manager.ok()) return manager.status();
   server->models_ = *std::move(manager);
+  if (server->events_ != nullptr) {
+    server->models_->SetEventListener(
+        [events = server->events_.get()](EventMessage event) { events->Publish(std::move(event)); });
+  }
   server->service_ = std::make_unique<ClassifierService>(
       server->models_.get(), options.batcher, server->metrics_.get(), options.limits);
   server->admin_ =

@@ -20,6 +20,7 @@
 #include "server/admin_service.h"
 #include "server/batcher.h"
 #include "server/classifier_service.h"
+#include "server/event_publisher.h"
 #include "server/inference_service.h"
 #include "server/metrics.h"
 #include "server/model_backend.h"
@@ -69,6 +70,8 @@ struct ServerOptions {
   bool shadow_idle_priority = true;
   // How often promotion and rollback rules are checked (see ModelManagerOptions).
   absl::Duration rule_check_interval = absl::Seconds(1);
+  // Where model lifecycle events go besides the log and metrics (MQTT).
+  EventOptions events;
 };
 
 absl::Status ValidateServerOptions(const ServerOptions& options);
@@ -90,6 +93,8 @@ class MatidServer {
   int port() const { return port_; }
   int metrics_port() const { return metrics_->port(); }
   const ModelManager& models() const { return *models_; }
+  // The MQTT topic model events go to; empty when they go to no broker.
+  std::string events_topic() const { return events_ != nullptr ? events_->topic() : ""; }
   // Rescans the model repository (SIGHUP); returns at once.
   void Reload() { models_->RequestReload(); }
 
@@ -112,6 +117,7 @@ class MatidServer {
   ServerOptions options_;
   // Destroyed in reverse order: server before service before models.
   std::unique_ptr<ServerMetrics> metrics_;
+  std::unique_ptr<EventPublisher> events_;  // or nullptr: no MQTT events
   std::unique_ptr<ModelManager> models_;
   std::unique_ptr<ClassifierService> service_;
   std::unique_ptr<AdminService> admin_;

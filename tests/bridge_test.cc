@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "absl/strings/str_split.h"
+#include "common/event_message.h"
 #include "common/result_message.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -71,6 +72,20 @@ std::string Message(const std::string& camera, int seq, int padding = 0) {
   m.top_label = "x";
   m.top_score = 0.5;
   return ToJson(m);
+}
+
+std::string Event(const std::string& box, int64_t to_version) {
+  EventMessage e;
+  e.box_id = box;
+  e.type = "promotion";
+  e.model = "parts";
+  e.from_version = to_version - 1;
+  e.to_version = to_version;
+  e.trigger = "policy";
+  e.reason = "500 compared >= 500";
+  e.figures = {{"compared", 500}};
+  StampEvent(absl::FromUnixMillis(1764140000000 + to_version), e);
+  return ToJson(e);
 }
 
 template <typename Predicate>
@@ -185,6 +200,28 @@ TEST_F(BridgeTest, MalformedMessagesGoToDeadLettersNotToTheCloud) {
   EXPECT_THAT(letters[1].first, HasSubstr("does not match camera_id"));
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_EQ(cloud_.delivered_ids().size(), 1u);
+}
+
+// Model events from matid-server go to the cloud on their own topic; a
+// malformed one, or one on another box's topic, is a dead letter.
+TEST_F(BridgeTest, ModelEventsAreForwardedOnTheirOwnTopic) {
+  StartBridge();
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/box-1/events", Event("box-1", 2)).ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/box-2/events", Event("box-1", 3)).ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/box-1/events", R"({"type": "promotion"})").ok());
+  ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 1)).ok());
+  ASSERT_TRUE(Eventually([&] { return cloud_.publishes().size() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return spool_->Stats()->messages == 0; }));
+  const auto publishes = cloud_.publishes();
+  EXPECT_EQ(publishes[0].first, "matid/box-1/events");
+  const auto event = ParseEventMessage(publishes[0].second);
+  ASSERT_TRUE(event.ok()) << event.status();
+  EXPECT_EQ(event->to_version, 2);
+  EXPECT_EQ(publishes[1].first, "matid/cam1/results");
+  auto letters = *spool_->DeadLetters(10);
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_THAT(letters[0].first, HasSubstr("does not match box_id box-1"));
+  EXPECT_THAT(letters[1].first, HasSubstr("event message: message_id must be a string"));
 }
 
 // A plant that publishes on its own topic layout: the bridge checks topics

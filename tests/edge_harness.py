@@ -156,12 +156,12 @@ class Process:
 
 
 class Collector:
-    """An MQTT client that (unless subscribe is False) subscribes to
-    matid/+/results and records every message id it sees (payloads may hold
-    several JSON lines); also used to publish."""
+    """An MQTT client that (unless subscribe is False) subscribes to `topic`
+    (camera results by default) and records every message id it sees
+    (payloads may hold several JSON lines); also used to publish."""
 
     def __init__(self, port: int, tls: dict = None, client_id: str = "collector",
-                 subscribe: bool = True) -> None:
+                 subscribe: bool = True, topic: str = "matid/+/results") -> None:
         self.ids = []
         self.payloads = []
         self.arrival_times = []  # time.monotonic() of each record
@@ -171,7 +171,7 @@ class Collector:
             self.client.tls_set(ca_certs=tls["ca.crt"], certfile=tls["client.crt"],
                                 keyfile=tls["client.key"])
         if subscribe:
-            self.client.on_connect = lambda c, u, f, rc: c.subscribe("matid/+/results", qos=1)
+            self.client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 1)
         self.client.connect("127.0.0.1", port)

@@ -1,10 +1,11 @@
-// Where the result publisher hands its messages: the local MQTT broker with
-// QoS 1 in production (CreateMqttPublishLink), a fake in unit tests. A link
+// Where an MQTT outbox (mqtt_outbox.h) hands its messages: the local MQTT
+// broker with QoS 1 in production (MqttPublishLinkFactory), a fake in unit
+// tests. A link
 // reports broker acknowledgements and connection changes through callbacks,
 // which may run on any thread (for MQTT: the client's network thread).
 // Publish may be called from any thread.
-#ifndef MATID_CAMERA_PUBLISH_LINK_H_
-#define MATID_CAMERA_PUBLISH_LINK_H_
+#ifndef MATID_COMMON_PUBLISH_LINK_H_
+#define MATID_COMMON_PUBLISH_LINK_H_
 
 #include <functional>
 #include <memory>
@@ -42,4 +43,4 @@ PublishLinkFactory MqttPublishLinkFactory(const MqttOptions& options);
 
 }  // namespace matid
 
-#endif  // MATID_CAMERA_PUBLISH_LINK_H_
+#endif  // MATID_COMMON_PUBLISH_LINK_H_

@@ -1,4 +1,4 @@
-#include "camera/publish_link.h"
+#include "common/publish_link.h"
 
 #include <utility>
 
