@@ -115,6 +115,12 @@ grpc::ServerUnaryReactor* AdminService::GetShadowReport(grpc::CallbackServerCont
     response->set_shadow_latency_p50_ms(absl::ToDoubleMilliseconds(c.latency_p50));
     response->set_shadow_latency_p99_ms(absl::ToDoubleMilliseconds(c.latency_p99));
     for (const auto& [reason, n] : c.skipped) (*response->mutable_skipped())[reason] = n;
+    response->set_disagreements_dir(report->disagreements_dir);
+    response->set_disagreements_saved(c.frames_saved);
+    for (const std::string& path : c.recent_frames) response->add_recent_disagreements(path);
+    for (const auto& [reason, n] : c.frames_not_saved) {
+      (*response->mutable_disagreements_not_saved())[reason] = n;
+    }
     if (report->promote_when.has_value()) {
       ToProto(*report->promote_when, response->mutable_promote_when());
     }

@@ -70,7 +70,11 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
       std::lock_guard<std::mutex> lock(shadow_mu_);
       tap = shadow_;
     }
-    if (tap != nullptr) shadow = tap->Offer(task.input, batcher_->queue_depth());
+    if (tap != nullptr) {
+      shadow = tap->Offer(task.input, batcher_->queue_depth(),
+                          call.image.kind == ImageRef::Kind::kEncoded ? call.image.encoded
+                                                                      : absl::string_view());
+    }
   }
   task.done = [this, start, preprocess, top_k, shadow = std::move(shadow),
                done = std::move(done)](absl::StatusOr<InferenceResult> inferred) {

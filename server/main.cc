@@ -102,6 +102,13 @@ ABSL_FLAG(std::string, shadow_priority, "idle",
           "CPU priority of a shadow version's worker: idle (SCHED_IDLE: only cores serving "
           "leaves idle, so under steady load the shadow may compare nothing) or normal (it "
           "competes with serving; its queue still never delays an answer).");
+ABSL_FLAG(std::string, shadow_disagreements_dir, "",
+          "Save the images a shadow version and the serving version classify differently "
+          "here, for labelling (DIR/<model>/: the image as sent, or the model input as PNG, and "
+          "a JSON of both answers); empty: not saved.");
+ABSL_FLAG(int, shadow_disagreements_max_files, 1000,
+          "Most images kept in --shadow_disagreements_dir; beyond it new ones are counted, not "
+          "saved, until some are removed.");
 ABSL_FLAG(std::string, events_mqtt_host, "",
           "Local MQTT broker model events (promotions, rollbacks) are published to, QoS 1, for "
           "matid-bridge to forward; empty: events are only logged and counted.");
@@ -156,6 +163,8 @@ matid::ServerOptions OptionsFromFlags() {
   options.model_file = absl::GetFlag(FLAGS_int8) ? "model_int8.pt" : "model.pt";
   options.repository_poll_interval = absl::Seconds(absl::GetFlag(FLAGS_repository_poll_seconds));
   options.shadow_idle_priority = absl::GetFlag(FLAGS_shadow_priority) != "normal";
+  options.shadow_disagreements_dir = absl::GetFlag(FLAGS_shadow_disagreements_dir);
+  options.shadow_disagreements_max_files = absl::GetFlag(FLAGS_shadow_disagreements_max_files);
   options.events.box_id = absl::GetFlag(FLAGS_box_id);
   options.events.mqtt.host = absl::GetFlag(FLAGS_events_mqtt_host);
   options.events.mqtt.port = absl::GetFlag(FLAGS_events_mqtt_port);

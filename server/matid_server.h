@@ -70,6 +70,9 @@ struct ServerOptions {
   bool shadow_idle_priority = true;
   // How often promotion and rollback rules are checked (see ModelManagerOptions).
   absl::Duration rule_check_interval = absl::Seconds(1);
+  // Images a shadow disagrees on: saved here (empty: not), at most this many.
+  std::string shadow_disagreements_dir;
+  int shadow_disagreements_max_files = 1000;
   // Where model lifecycle events go besides the log and metrics (MQTT).
   EventOptions events;
 };

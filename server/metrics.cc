@@ -128,6 +128,12 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                        .Name("matid_shadow_flips_total")
                        .Help("Compared images whose top-1 differed, by primary and shadow label")
                        .Register(r);
+  shadow_frames_ = &BuildCounter()
+                        .Name("matid_shadow_disagreement_frames_total")
+                        .Help("Images the shadow and serving versions disagree on, by result: "
+                              "saved to --shadow_disagreements_dir, or folder_full, "
+                              "writer_busy, write_failed")
+                        .Register(r);
   shadow_skipped_ = &BuildCounter()
                          .Name("matid_shadow_skipped_total")
                          .Help("Sampled images the shadow did not classify, by reason")
@@ -274,6 +280,7 @@ ShadowCounters ServerMetrics::ShadowCountersFor(const ModelInfo& model,
   counters.latency_ = &shadow_latency_->Add(labels, LatencyBucketsSeconds());
   counters.flips_ = shadow_flips_;
   counters.skipped_ = shadow_skipped_;
+  counters.frames_ = shadow_frames_;
   return counters;
 }
 
@@ -291,6 +298,12 @@ void ShadowCounters::Compared(bool agree, int primary_label, int shadow_label,
                  {"primary_label", labels_[primary_label]}, {"shadow_label", labels_[shadow_label]}})
         .Increment();
   }
+}
+
+void ShadowCounters::Frame(const std::string& result) const {
+  if (frames_ == nullptr) return;
+  frames_->Add({{"model", model_}, {"shadow_version", shadow_version_}, {"result", result}})
+      .Increment();
 }
 
 void ShadowCounters::Skipped(const std::string& reason) const {

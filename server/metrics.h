@@ -57,6 +57,8 @@ class ShadowCounters {
   void Compared(bool agree, int primary_label, int shadow_label, double score_difference,
                 absl::Duration shadow_latency) const;
   void Skipped(const std::string& reason) const;
+  // A disagreeing image: "saved", or why not (folder_full, writer_busy, write_failed).
+  void Frame(const std::string& result) const;
 
  private:
   friend class ServerMetrics;
@@ -69,6 +71,7 @@ class ShadowCounters {
   prometheus::Histogram* latency_ = nullptr;
   prometheus::Family<prometheus::Counter>* flips_ = nullptr;
   prometheus::Family<prometheus::Counter>* skipped_ = nullptr;
+  prometheus::Family<prometheus::Counter>* frames_ = nullptr;
 };
 
 class ServerMetrics {
@@ -166,6 +169,7 @@ class ServerMetrics {
   prometheus::Family<prometheus::Counter>* shadow_agreements_;
   prometheus::Family<prometheus::Counter>* shadow_flips_;
   prometheus::Family<prometheus::Counter>* shadow_skipped_;
+  prometheus::Family<prometheus::Counter>* shadow_frames_;
   prometheus::Family<prometheus::Histogram>* shadow_score_difference_;
   prometheus::Family<prometheus::Histogram>* shadow_latency_;
 };

@@ -78,6 +78,12 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository
   }
   std::unique_ptr<ModelManager> manager(new ModelManager(options, std::move(loader), metrics));
   manager->fixed_ = false;
+  if (!options.shadow_disagreements_dir.empty()) {
+    auto folder = DisagreementFolder::Create(options.shadow_disagreements_dir,
+                                             options.shadow_disagreements_max_files);
+    if (!folder.ok()) return folder.status();
+    manager->disagreements_ = *std::move(folder);
+  }
   manager->Reconcile();
   std::vector<std::string> problems;
   bool any_available = false;
@@ -413,6 +419,7 @@ absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) cons
     report.fraction = entry.shadow_fraction;
     report.labels = primary->info().labels;
     report.promote_when = entry.promote_when;
+    if (disagreements_ != nullptr) report.disagreements_dir = disagreements_->dir();
   }
   report.comparison = tap->comparison().Snapshot();
   return report;
@@ -664,8 +671,9 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
                                   : ShadowCounters();
     BatcherOptions batcher = options_.serving.batcher;
     batcher.idle_priority = options_.shadow_idle_priority;
-    auto created = ShadowTap::Create(primary->info(), shadow, fraction, batcher,
-                                     std::move(comparison), std::move(counters));
+    auto created = ShadowTap::Create(primary->info(), primary->identity().version, shadow,
+                                     fraction, batcher, std::move(comparison),
+                                     std::move(counters), disagreements_);
     if (created.ok()) {
       tap = *std::move(created);
       Log(absl::StrCat("model ", model, ": version ", shadow_version, " shadows version ",

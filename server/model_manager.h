@@ -43,6 +43,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/event_message.h"
+#include "server/disagreement_folder.h"
 #include "server/metrics.h"
 #include "server/model_backend.h"
 #include "server/model_repository.h"
@@ -75,6 +76,10 @@ struct ModelManagerOptions {
   bool shadow_idle_priority = true;
   // How often promotion and rollback rules are checked while a model has one.
   absl::Duration rule_check_interval = absl::Seconds(1);
+  // Where images a shadow disagrees on are saved (empty: not saved), and
+  // how many are kept (see disagreement_folder.h).
+  std::string shadow_disagreements_dir;
+  int shadow_disagreements_max_files = 1000;
 };
 
 absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);
@@ -104,6 +109,7 @@ struct ShadowReport {
   std::vector<std::string> labels;
   ShadowSnapshot comparison;
   std::optional<PromotionRule> promote_when;  // none: promoted by an operator only
+  std::string disagreements_dir;              // empty: disagreeing images are not saved
 };
 
 class ModelManager {
@@ -274,6 +280,7 @@ class ModelManager {
   const ModelManagerOptions options_;
   const BackendLoader loader_;
   ServerMetrics* const metrics_;  // or nullptr
+  std::shared_ptr<DisagreementFolder> disagreements_;  // or nullptr; set before serving
   bool fixed_ = true;             // --model_dir: one model, no repository; set before serving
 
   mutable std::mutex mu_;  // std::mutex: visible to ThreadSanitizer

@@ -36,6 +36,19 @@ void ShadowComparison::RecordSkipped(const std::string& reason) {
   ++stats_.skipped[reason];
 }
 
+void ShadowComparison::RecordFrame(const std::string& path, const std::string& not_saved) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!not_saved.empty()) {
+    ++stats_.frames_not_saved[not_saved];
+    return;
+  }
+  ++stats_.frames_saved;
+  stats_.recent_frames.push_back(path);
+  if (stats_.recent_frames.size() > kRecentFrames) {
+    stats_.recent_frames.erase(stats_.recent_frames.begin());
+  }
+}
+
 ShadowSnapshot ShadowComparison::Snapshot() const {
   std::vector<absl::Duration> latencies;
   ShadowSnapshot snapshot;

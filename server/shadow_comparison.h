@@ -33,6 +33,12 @@ struct ShadowSnapshot {
   absl::Duration latency_p50;
   absl::Duration latency_p99;
   std::map<std::string, int64_t> skipped;  // by reason
+  // Disagreeing images written to the disagreements folder, the most
+  // recent of their paths (kRecentFrames), and those not written by reason
+  // (folder_full, writer_busy, write_failed).
+  int64_t frames_saved = 0;
+  std::vector<std::string> recent_frames;  // oldest first
+  std::map<std::string, int64_t> frames_not_saved;
 
   // compared > 0 ? agreements / compared : 0.
   double agreement() const;
@@ -41,6 +47,7 @@ struct ShadowSnapshot {
 class ShadowComparison {
  public:
   static constexpr size_t kLatencyWindow = 4096;
+  static constexpr size_t kRecentFrames = 20;
 
   explicit ShadowComparison(int labels);
 
@@ -51,6 +58,8 @@ class ShadowComparison {
   // A sampled image the shadow did not see (reason: "primary_busy",
   // "shadow_queue_full", "shadow_failed", ...).
   void RecordSkipped(const std::string& reason);
+  // A disagreeing image saved at `path`, or not saved for `not_saved`.
+  void RecordFrame(const std::string& path, const std::string& not_saved);
 
   ShadowSnapshot Snapshot() const;
 

@@ -31,7 +31,9 @@ std::string InputText(const InputSpec& spec) {
 // as skipped when the last of its holders lets go.
 class ShadowTap::Pair {
  public:
-  explicit Pair(std::shared_ptr<const Sink> sink) : sink_(std::move(sink)) {}
+  // `encoded` and `tensor`: the image, kept only to save a disagreement.
+  Pair(std::shared_ptr<const Sink> sink, std::string encoded, std::vector<float> tensor)
+      : sink_(std::move(sink)), encoded_(std::move(encoded)), tensor_(std::move(tensor)) {}
   ~Pair() {
     if (compared_) return;
     sink_->Skipped(!skip_reason_.empty() ? skip_reason_
@@ -68,10 +70,16 @@ class ShadowTap::Pair {
     sink_->counters.Compared(primary_label_ == shadow_label_, primary_label_, shadow_label_,
                              static_cast<double>(shadow_score_) - primary_score_,
                              shadow_latency_);
+    if (primary_label_ != shadow_label_ && sink_->folder != nullptr) {
+      sink_->Disagreed(primary_label_, primary_score_, shadow_label_, shadow_score_,
+                       std::move(encoded_), std::move(tensor_));
+    }
   }
 
   const std::shared_ptr<const Sink> sink_;
   std::string skip_reason_;  // only before the pair is shared
+  std::string encoded_;         // guarded by mu_ once shared
+  std::vector<float> tensor_;   // guarded by mu_ once shared
   std::mutex mu_;
   bool primary_done_ = false;      // guarded by mu_, like every field below
   bool shadow_done_ = false;
@@ -88,10 +96,35 @@ void ShadowTap::Sink::Skipped(const std::string& reason) const {
   counters.Skipped(reason);
 }
 
+void ShadowTap::Sink::Disagreed(int primary_label, float primary_score, int shadow_label,
+                                float shadow_score, std::string encoded,
+                                std::vector<float> tensor) const {
+  auto name = [this](int label) {
+    return label >= 0 && label < static_cast<int>(labels.size()) ? labels[label]
+                                                                  : absl::StrCat(label);
+  };
+  Disagreement d = names;
+  d.primary_label = name(primary_label);
+  d.primary_score = primary_score;
+  d.shadow_label = name(shadow_label);
+  d.shadow_score = shadow_score;
+  d.time = absl::Now();
+  d.encoded = std::move(encoded);
+  d.tensor = std::move(tensor);
+  // The comparison and counters outlive the write: the callback holds them.
+  d.done = [comparison = comparison, counters = counters](const std::string& path,
+                                                          const std::string& not_saved) {
+    comparison->RecordFrame(path, not_saved);
+    counters.Frame(not_saved.empty() ? "saved" : not_saved);
+  };
+  folder->Save(std::move(d));
+}
+
 absl::StatusOr<std::unique_ptr<ShadowTap>> ShadowTap::Create(
-    const ModelInfo& primary, std::shared_ptr<const ServingModel> shadow, double fraction,
-    const BatcherOptions& batcher, std::shared_ptr<ShadowComparison> comparison,
-    ShadowCounters counters) {
+    const ModelInfo& primary, const std::string& primary_version,
+    std::shared_ptr<const ServingModel> shadow, double fraction, const BatcherOptions& batcher,
+    std::shared_ptr<ShadowComparison> comparison, ShadowCounters counters,
+    std::shared_ptr<DisagreementFolder> folder) {
   if (shadow == nullptr || comparison == nullptr) {
     return absl::InvalidArgumentError("ShadowTap needs a shadow version and a comparison");
   }
@@ -115,6 +148,12 @@ absl::StatusOr<std::unique_ptr<ShadowTap>> ShadowTap::Create(
   auto sink = std::make_shared<Sink>();
   sink->comparison = std::move(comparison);
   sink->counters = std::move(counters);
+  sink->folder = std::move(folder);
+  sink->names.model = primary.name;
+  sink->names.primary_version = primary_version;
+  sink->names.shadow_version = shadow->identity().version;
+  sink->names.input = primary.input;
+  sink->labels = primary.labels;
   std::unique_ptr<ShadowTap> tap(new ShadowTap(std::move(shadow), fraction, std::move(sink)));
   // Not counted in the server's queue and inference metrics: those are the
   // serving path's.
@@ -141,13 +180,18 @@ bool ShadowTap::Sampled() const {
 }
 
 ShadowTap::PrimaryAnswer ShadowTap::Offer(const std::vector<float>& input,
-                                          int primary_queue_depth) const {
+                                          int primary_queue_depth,
+                                          absl::string_view encoded) const {
   if (!Sampled()) return {};
   if (primary_queue_depth > 0) {
     sink_->Skipped("primary_busy");
     return {};
   }
-  auto pair = std::make_shared<Pair>(sink_);
+  // Kept to save the image should the two disagree: its bytes as sent, or
+  // for raw pixels and tensors the model's input.
+  const bool keep = sink_->folder != nullptr;
+  auto pair = std::make_shared<Pair>(sink_, keep ? std::string(encoded) : std::string(),
+                                     keep && encoded.empty() ? input : std::vector<float>());
   InferenceTask task;
   task.input = input;
   const absl::Time queued = absl::Now();

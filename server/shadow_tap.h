@@ -6,7 +6,9 @@
 // to it only when the primary's queue is empty (spare capacity), and every
 // sampled image it does not get is counted with the reason. No second
 // decode: the shadow gets a copy of the primary's input tensor, so both
-// versions must take the same input (checked in Create).
+// versions must take the same input (checked in Create). With a
+// disagreements folder, the images the two answer differently (top-1) are
+// saved there for labelling (see disagreement_folder.h).
 // Thread-safety: Offer and the PrimaryAnswer it returns may be called from
 // any thread. Destroying the tap drains its queue and joins its worker: do
 // it from a thread that is not that worker (its callbacks never hold it).
@@ -20,7 +22,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "server/batcher.h"
+#include "server/disagreement_folder.h"
 #include "server/metrics.h"
 #include "server/model_info.h"
 #include "server/shadow_comparison.h"
@@ -34,13 +38,15 @@ class ShadowTap {
   // `primary` and `shadow` are the two loaded versions; the tap keeps the
   // shadow alive. `fraction` of the offered images are sampled; `batcher`
   // gives the shadow's batch size (its queue holds two batches) and
-  // whether its worker runs under SCHED_IDLE.
+  // whether its worker runs under SCHED_IDLE. `primary_version` names the
+  // primary in saved disagreements; `folder` may be nullptr (none saved).
   // FAILED_PRECONDITION when the two versions take different inputs or
   // have different labels.
   static absl::StatusOr<std::unique_ptr<ShadowTap>> Create(
-      const ModelInfo& primary, std::shared_ptr<const ServingModel> shadow, double fraction,
-      const BatcherOptions& batcher, std::shared_ptr<ShadowComparison> comparison,
-      ShadowCounters counters);
+      const ModelInfo& primary, const std::string& primary_version,
+      std::shared_ptr<const ServingModel> shadow, double fraction, const BatcherOptions& batcher,
+      std::shared_ptr<ShadowComparison> comparison, ShadowCounters counters,
+      std::shared_ptr<DisagreementFolder> folder = nullptr);
 
   ~ShadowTap();
 
@@ -49,10 +55,12 @@ class ShadowTap {
   using PrimaryAnswer = std::function<void(int label, float score)>;
 
   // One preprocessed image of the primary (`primary_queue_depth`: images
-  // waiting in the primary's queue now). When sampled and there is room,
-  // queues a copy for the shadow and returns the function to give the
+  // waiting in the primary's queue now; `encoded`: the request's image
+  // bytes, empty for raw pixels or tensors). When sampled and there is
+  // room, queues a copy for the shadow and returns the function to give the
   // primary's answer to; otherwise returns an empty function.
-  PrimaryAnswer Offer(const std::vector<float>& input, int primary_queue_depth) const;
+  PrimaryAnswer Offer(const std::vector<float>& input, int primary_queue_depth,
+                      absl::string_view encoded = {}) const;
 
   const ShadowComparison& comparison() const { return *sink_->comparison; }
 
@@ -62,7 +70,13 @@ class ShadowTap {
   struct Sink {
     std::shared_ptr<ShadowComparison> comparison;
     ShadowCounters counters;
+    // Disagreements, when saved: where, and what names them.
+    std::shared_ptr<DisagreementFolder> folder;
+    Disagreement names;  // model, versions, input; labels and answers per image
+    std::vector<std::string> labels;
     void Skipped(const std::string& reason) const;
+    void Disagreed(int primary_label, float primary_score, int shadow_label, float shadow_score,
+                   std::string encoded, std::vector<float> tensor) const;
   };
 
   ShadowTap(std::shared_ptr<const ServingModel> shadow, double fraction,

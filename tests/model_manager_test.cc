@@ -931,6 +931,90 @@ TEST(VersionOutcomes, CountsAnswersFailuresAndScoresSinceASnapshot) {
   EXPECT_EQ(since.AnsweredBelow(1.01f), 3);
 }
 
+TEST_F(ShadowServer, DisagreeingImagesAreSavedForLabellingUpToTheBound) {
+  repo_.Put("parts", 1);
+  repo_.Put("parts", 2, "ok-disagree4");  // tags divisible by 4: the next class
+  repo_.Policy("parts", R"({"policy": "specific", "versions": [1],
+                            "shadow": {"version": 2, "fraction": 1.0}})");
+  const fs::path dir = fs::path(repo_.root()) / "disagreements";
+  ServerOptions options;
+  options.shadow_disagreements_dir = dir.string();
+  options.shadow_disagreements_max_files = 3;
+  ASSERT_TRUE(Start(options).ok());
+  ClassifyTagsInStep(0, 40, 8);  // tags 0, 4, ..., 36 disagree: 10 images
+  v1::ShadowReport report;
+  for (int i = 0; i < 500; ++i) {
+    report.Clear();
+    ASSERT_TRUE(Report(&report).ok());
+    const auto full = report.disagreements_not_saved().find("folder_full");
+    if (report.disagreements_saved() +
+            (full == report.disagreements_not_saved().end() ? 0 : full->second) >= 10) {
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(report.compared(), 40);
+  EXPECT_EQ(report.disagreements_dir(), dir.string());
+  EXPECT_EQ(report.disagreements_saved(), 3);
+  EXPECT_EQ(report.disagreements_not_saved().at("folder_full"), 7);
+  ASSERT_EQ(report.recent_disagreements_size(), 3);
+  // Raw pixels: the model's input as a PNG, and a JSON of both answers.
+  const std::string first = report.recent_disagreements(0);
+  EXPECT_THAT(first, HasSubstr((dir / "parts" / "parts-v1-c0-vs-v2-c1-").string()));
+  EXPECT_THAT(first, ::testing::EndsWith(".png"));
+  const cv::Mat image = cv::imread(first, cv::IMREAD_UNCHANGED);
+  ASSERT_FALSE(image.empty());
+  EXPECT_EQ(image.cols, 4);
+  EXPECT_EQ(image.at<uint8_t>(0, 0), 0);  // tag 0
+  const auto json = ReadFileContents(first.substr(0, first.size() - 4) + ".json");
+  ASSERT_TRUE(json.ok());
+  EXPECT_THAT(*json, HasSubstr("\"label\": \"c1\""));
+  EXPECT_THAT(*json, HasSubstr("\"version\": \"2\""));
+  int files = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir / "parts")) ++files;
+  EXPECT_EQ(files, 6);  // 3 images, 3 JSON files
+}
+
+TEST(DisagreementFolder, KeepsTheRequestBytesAndRefusesAFolderItCannotWrite) {
+  const fs::path dir = fs::temp_directory_path() / absl::StrCat("matid-disagree-", getpid());
+  fs::remove_all(dir);
+  auto folder = DisagreementFolder::Create(dir.string(), 10);
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  std::vector<uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", cv::Mat(6, 5, CV_8UC3, cv::Scalar(1, 2, 3)), png));
+  std::promise<std::pair<std::string, std::string>> written;
+  Disagreement d;
+  d.model = "T-shirt/top model";
+  d.primary_version = "3";
+  d.shadow_version = "4";
+  d.primary_label = "T-shirt/top";
+  d.shadow_label = "Shirt";
+  d.time = absl::FromUnixMillis(1764140400000);
+  d.encoded = std::string(png.begin(), png.end());
+  d.done = [&](const std::string& path, const std::string& not_saved) {
+    written.set_value({path, not_saved});
+  };
+  (*folder)->Save(std::move(d));
+  const auto [path, not_saved] = written.get_future().get();
+  EXPECT_EQ(not_saved, "");
+  EXPECT_EQ(path, (dir / "T-shirt_top_model" /
+                   "T-shirt_top_model-v3-T-shirt_top-vs-v4-Shirt-1764140400000-1.png")
+                      .string());
+  EXPECT_EQ(*ReadFileContents(path), std::string(png.begin(), png.end()));
+  folder->reset();
+  fs::remove_all(dir);
+
+  const fs::path file = fs::temp_directory_path() / absl::StrCat("matid-not-a-dir-", getpid());
+  std::ofstream(file) << "x";
+  auto refused = DisagreementFolder::Create((file / "sub").string(), 10);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.status().message(), HasSubstr("--shadow_disagreements_dir"));
+  EXPECT_EQ(DisagreementFolder::Create(dir.string(), 0).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  fs::remove(file);
+  fs::remove_all(dir);
+}
+
 TEST(ShadowComparison, CountsConfusionAndLatencyPercentiles) {
   ShadowComparison comparison(3);
   for (int i = 1; i <= 100; ++i) {

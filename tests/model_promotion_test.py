@@ -108,7 +108,8 @@ class ModelPromotionTest(unittest.TestCase):
             time.sleep(0.01)
         self.fail(f"version {version} did not serve after {limit} images")
 
-    def test_the_policy_promotes_the_shadow_then_rolls_it_back_and_the_cloud_hears_both(self):
+    def test_the_policy_promotes_the_shadow_then_rolls_it_back_and_the_cloud_hears_both(
+            self) -> None:
         listed = self.admin("shadow", MODEL, "2", "1.0", "--promote_after=20", "--min_agreement=1",
                             "--max_shadow_p99_ms=10000", "--rollback_low_confidence_below=0.99",
                             "--rollback_max_low_confidence_ratio=0.5", "--rollback_min_images=20")
