@@ -155,7 +155,7 @@ class GreengrassLifecycleTest(unittest.TestCase):
         server = self.component(
             "com.matid.Server",
             {"Repository": models_dir, "PollSeconds": "1", "Port": str(grpc_port),
-             "MetricsPort": str(free_port()), "Threads": "1"},
+             "MetricsPort": str(free_port()), "Threads": "1", "EventsMqttPort": str(mqtt_port)},
             {"matid-server": os.path.join(bin_dir, "matid-server"),
              "matid-admin": os.path.join(bin_dir, "matid-admin")})
         bridge = self.component(
