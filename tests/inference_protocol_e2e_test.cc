@@ -15,6 +15,7 @@
 #include "inference/grpc_service.grpc.pb.h"
 #include "matid/v1/matid.grpc.pb.h"
 #include "tests/server_process.h"
+#include "tests/shared_server_suite.h"
 #include "tests/test_paths.h"
 
 namespace matid {
@@ -63,22 +64,16 @@ std::vector<float> Floats(const std::string& raw) {
   return values;
 }
 
-class InferenceProtocolEndToEnd : public ::testing::Test {
+class InferenceProtocolEndToEnd : public SharedServerSuite<InferenceProtocolEndToEnd> {
  protected:
   static void SetUpTestSuite() {
-    auto server = ServerProcess::Start({absl::StrCat("--model_dir=", kTestModelDir), "--threads=1",
-                                        "--max_batch_items=16", "--lame_duck_ms=0"});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
+    StartSharedServer({absl::StrCat("--model_dir=", kTestModelDir), "--threads=1",
+                       "--max_batch_items=16", "--lame_duck_ms=0"});
   }
 
   void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+    channel_ = SharedChannel();
+    ASSERT_NE(channel_, nullptr);
     stub_ = inference::GRPCInferenceService::NewStub(channel_);
   }
 
@@ -86,12 +81,10 @@ class InferenceProtocolEndToEnd : public ::testing::Test {
     context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   }
 
-  static ServerProcess* server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };
 
-ServerProcess* InferenceProtocolEndToEnd::server_ = nullptr;
 
 TEST_F(InferenceProtocolEndToEnd, ModelInferGivesTheScoresClassifyGives) {
   const std::vector<std::string> images = {Png(1), Png(2), Png(3)};

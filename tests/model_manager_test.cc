@@ -747,6 +747,14 @@ class PromotionServer : public ShadowServer {
   std::vector<EventMessage> events_;  // guarded by mu_
 };
 
+void ExpectEvent(const EventMessage& event, const std::string& type, const std::string& trigger,
+                 int64_t from_version, int64_t to_version) {
+  EXPECT_EQ(event.type, type);
+  EXPECT_EQ(event.trigger, trigger);
+  EXPECT_EQ(event.from_version, from_version);
+  EXPECT_EQ(event.to_version, to_version);
+}
+
 TEST_F(PromotionServer, ThePolicyPromotesTheShadowOnceItsRuleHoldsThenClosesTheWindow) {
   repo_.Put("parts", 1);
   repo_.Put("parts", 2);
@@ -765,10 +773,7 @@ TEST_F(PromotionServer, ThePolicyPromotesTheShadowOnceItsRuleHoldsThenClosesTheW
   ASSERT_TRUE(WaitForServing("2"));
   std::vector<EventMessage> events = Events(1);
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].type, "promotion");
-  EXPECT_EQ(events[0].trigger, "policy");
-  EXPECT_EQ(events[0].from_version, 1);
-  EXPECT_EQ(events[0].to_version, 2);
+  ExpectEvent(events[0], "promotion", "policy", 1, 2);
   // The rule is checked every 20 ms while the test's own calls add comparisons.
   EXPECT_THAT(events[0].reason, HasSubstr(" compared >= 16, agreement 1.0000 >= 0.99"));
   EXPECT_GE(events[0].figures.at("compared"), 16);
@@ -791,9 +796,7 @@ TEST_F(PromotionServer, ThePolicyPromotesTheShadowOnceItsRuleHoldsThenClosesTheW
   // Nothing crossed the rollback rule: the window closes, version 1 goes.
   events = Events(2);
   ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[1].type, "rollback_window_closed");
-  EXPECT_EQ(events[1].from_version, 1);
-  EXPECT_EQ(events[1].to_version, 2);
+  ExpectEvent(events[1], "rollback_window_closed", "policy", 1, 2);
   EXPECT_TRUE(WaitForStates({"parts/2 AVAILABLE default"}));
   EXPECT_EQ(PolicyFile(), "{\"policy\": \"specific\", \"versions\": [2]}\n");
 }
@@ -831,10 +834,7 @@ TEST_F(PromotionServer, APromotedVersionWhoseModelFailsIsRolledBackByPolicy) {
   ASSERT_TRUE(WaitForServing("1"));
   const std::vector<EventMessage> events = Events(2);
   ASSERT_EQ(events.size(), 2u);
-  EXPECT_EQ(events[1].type, "rollback");
-  EXPECT_EQ(events[1].trigger, "policy");
-  EXPECT_EQ(events[1].from_version, 2);
-  EXPECT_EQ(events[1].to_version, 1);
+  ExpectEvent(events[1], "rollback", "policy", 2, 1);
   // Version 2 answered the one call above, then failed every image.
   EXPECT_THAT(events[1].reason, HasSubstr(" > 0.1 over "));
   EXPECT_GE(events[1].figures.at("errors"), 10);

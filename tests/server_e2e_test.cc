@@ -21,6 +21,7 @@
 #include "server/model_files.h"
 #include "server/refusal.h"
 #include "tests/server_process.h"
+#include "tests/shared_server_suite.h"
 #include "tests/test_paths.h"
 
 namespace matid {
@@ -46,23 +47,17 @@ std::string Png(int width, int height, int seed, int channels = 1) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-class ServerEndToEnd : public ::testing::Test {
+class ServerEndToEnd : public SharedServerSuite<ServerEndToEnd> {
  protected:
   static void SetUpTestSuite() {
-    auto server = ServerProcess::Start({absl::StrCat("--model_dir=", kTestModelDir), "--threads=1",
-                                        absl::StrCat("--max_image_pixels=", kMaxImagePixels),
-                                        "--max_message_bytes=1048576", "--max_batch_items=16"});
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = server->release();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
+    StartSharedServer({absl::StrCat("--model_dir=", kTestModelDir), "--threads=1",
+                       absl::StrCat("--max_image_pixels=", kMaxImagePixels),
+                       "--max_message_bytes=1048576", "--max_batch_items=16"});
   }
 
   void SetUp() override {
-    ASSERT_NE(server_, nullptr);
-    channel_ = grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials());
+    channel_ = SharedChannel();
+    ASSERT_NE(channel_, nullptr);
     stub_ = v1::Classifier::NewStub(channel_);
   }
 
@@ -78,12 +73,10 @@ class ServerEndToEnd : public ::testing::Test {
     return Classify(request, response);
   }
 
-  static ServerProcess* server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
 };
 
-ServerProcess* ServerEndToEnd::server_ = nullptr;
 
 TEST_F(ServerEndToEnd, ClassifyReturnsTopKLabelsOfTheModel) {
   v1::ClassifyRequest request;
