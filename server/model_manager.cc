@@ -290,6 +290,7 @@ int64_t ModelManager::DefaultVersion(const std::string& model) const {
 }
 
 absl::Status ModelManager::Pin(const std::string& model, std::vector<int64_t> versions) {
+  std::unique_lock<std::mutex> policy_lock(policy_mu_);
   auto scanned = ScanOne(model);
   if (!scanned.ok()) return scanned.status();
   for (int64_t version : versions) {
@@ -304,6 +305,7 @@ absl::Status ModelManager::Pin(const std::string& model, std::vector<int64_t> ve
   VersionPolicy policy = scanned->policy;  // its shadow stays as it is
   policy.versions = versions;
   absl::Status written = WritePolicy(model, policy);
+  policy_lock.unlock();
   if (!written.ok()) return written;
   ReloadAndWait();
   // Back to latest always succeeds: it serves the highest version that loads.

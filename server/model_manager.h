@@ -288,10 +288,11 @@ class ModelManager {
   std::vector<Retired> retired_;                       // guarded by mu_
   std::function<void()> listener_;                     // guarded by mu_
   std::function<void(EventMessage)> event_listener_;   // guarded by mu_
-  // Serializes read-modify-write of version_policy.json by promotions and
-  // rollbacks (operators' and the manager thread's); never held while
-  // waiting for a rescan.
-  std::mutex policy_mu_;  std::condition_variable wake_;
+  std::condition_variable wake_;
+  // Serializes the read-modify-write of version_policy.json by policy
+  // changes (pin, shadow, promotion, rollback; operators' and the manager
+  // thread's); never held while waiting for a rescan.
+  std::mutex policy_mu_;
   bool stop_ = false;               // guarded by mu_
   uint64_t reloads_requested_ = 0;  // guarded by mu_
   uint64_t reloads_started_ = 0;    // guarded by mu_

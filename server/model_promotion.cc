@@ -192,8 +192,10 @@ void ModelManager::CheckRules() {
     for (const auto& [name, entry] : models_) {
       Watch watch{name, entry.rollback, nullptr, entry.rollback_baseline, entry.promote_when,
                   entry.tap};
-      if (entry.rollback.version != 0 && entry.default_version == entry.rollback.promoted_version) {
-        watch.promoted = entry.versions.at(entry.default_version).model;
+      const auto promoted = entry.versions.find(entry.rollback.promoted_version);
+      if (entry.rollback.version != 0 && entry.default_version == entry.rollback.promoted_version &&
+          promoted != entry.versions.end()) {
+        watch.promoted = promoted->second.model;
       }
       watches.push_back(std::move(watch));
     }
