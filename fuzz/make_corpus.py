@@ -154,6 +154,25 @@ def result_message_corpus(folder: str) -> None:
     }
     for name, msg in variants.items():
         write(folder, name, json.dumps(msg).encode())
+    event = {
+        "message_id": "box-1-parts-promotion-1764140400123", "box_id": "box-1",
+        "timestamp": "2026-11-26T07:00:00.123Z", "type": "promotion", "model": "parts",
+        "from_version": 3, "to_version": 4, "trigger": "policy", "reason": "612 compared >= 500",
+        "figures": {"compared": 612, "agreement": 0.9912},
+    }
+    write(folder, "event_good", json.dumps(event).encode())
+    event_variants = {
+        "event_unknown_type": dict(event, type="deploy"),
+        "event_zero_version": dict(event, to_version=0),
+        "event_float_version": dict(event, from_version=3.5),
+        "event_string_figure": dict(event, figures={"compared": "many"}),
+        "event_figures_array": dict(event, figures=[1, 2]),
+        "event_empty_box": dict(event, box_id=""),
+    }
+    for name, msg in event_variants.items():
+        write(folder, name, json.dumps(msg).encode())
+    write(folder, "event_infinite_figure",
+          json.dumps(event).replace("0.9912", "1e400").encode())
     write(folder, "not_json", b"{\"message_id\": ")
     write(folder, "array", b"[1, 2, 3]")
     write(folder, "deep_nesting", b"[" * 64 + b"]" * 64)

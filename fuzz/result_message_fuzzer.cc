@@ -1,16 +1,43 @@
-// Fuzz target: the bridge's message parser (common/result_message), which
-// reads whatever arrives on the local broker. Invariants: never crash; a
-// refusal is INVALID_ARGUMENT with a message; an accepted message satisfies
-// the documented checks and survives ToJson -> ParseResultMessage unchanged.
+// Fuzz target: the bridge's message parsers (common/result_message and
+// common/event_message), which read whatever arrives on the local broker;
+// each input goes to both. Invariants: never crash; a refusal is
+// INVALID_ARGUMENT with a message; an accepted message satisfies the
+// documented checks and survives ToJson -> Parse unchanged.
 #include <cmath>
 #include <cstdint>
 #include <string>
 
+#include "common/event_message.h"
 #include "common/result_message.h"
 #include "fuzz/fuzz_check.h"
 
+namespace {
+
+void CheckEvent(absl::string_view json) {
+  absl::StatusOr<matid::EventMessage> event = matid::ParseEventMessage(json);
+  if (!event.ok()) {
+    FUZZ_CHECK(event.status().code() == absl::StatusCode::kInvalidArgument,
+               std::string(event.status().ToString()).c_str());
+    FUZZ_CHECK(!event.status().message().empty(), "event refusal without a message");
+    return;
+  }
+  FUZZ_CHECK(!event->message_id.empty() && !event->box_id.empty() && !event->model.empty(),
+             "empty event id accepted");
+  FUZZ_CHECK(event->from_version > 0 && event->to_version > 0, "event version not positive");
+  for (const auto& [name, value] : event->figures) {
+    FUZZ_CHECK(std::isfinite(value), "event figure not finite");
+  }
+  const std::string again_json = matid::ToJson(*event);
+  absl::StatusOr<matid::EventMessage> again = matid::ParseEventMessage(again_json);
+  FUZZ_CHECK(again.ok(), std::string(again.status().ToString()).c_str());
+  FUZZ_CHECK(matid::ToJson(*again) == again_json, "event changed in a round trip");
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view json(reinterpret_cast<const char*>(data), size);
+  CheckEvent(json);
   absl::StatusOr<matid::ResultMessage> message = matid::ParseResultMessage(json);
   if (!message.ok()) {
     FUZZ_CHECK(message.status().code() == absl::StatusCode::kInvalidArgument,
