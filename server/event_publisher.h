@@ -21,12 +21,14 @@
 namespace matid {
 
 struct EventOptions {
+  EventOptions() { mqtt.host.clear(); }  // no broker unless one is named
+
   // The box the server runs on, in every event and its topic; empty: the
   // host name.
   std::string box_id;
   // The local broker; an empty host publishes no events (they are still
   // logged and counted).
-  MqttOptions mqtt = {.host = ""};
+  MqttOptions mqtt;
   std::string topic_template = kDefaultEventTopicTemplate;  // {box_id} is replaced
   int max_outbox = 1000;
 };
