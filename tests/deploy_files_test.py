@@ -329,6 +329,10 @@ class AwsFilesTest(unittest.TestCase):
         # The Greengrass bridge connects as <thing>-matid-bridge, beside the nucleus.
         connect = next(s for s in policy["Statement"] if s["Action"] == "iot:Connect")
         self.assertIn("client/${iot:Connection.Thing.ThingName}-matid-bridge", " ".join(connect["Resource"]))
+        # Model events go out on the box's own topic (the bridge's default cloud topic).
+        publish = next(s for s in policy["Statement"] if s["Action"] == "iot:Publish")
+        self.assertIn("topic/matid/${iot:Connection.Thing.ThingName}/events",
+                      " ".join(publish["Resource"]))
 
 
 if __name__ == "__main__":
