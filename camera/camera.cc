@@ -3,16 +3,13 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
+#include "common/file_contents.h"
 #include "common/metrics_endpoint.h"
 
 namespace matid {
@@ -56,7 +53,7 @@ absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& opti
   absl::Status valid = ValidateCameraOptions(options);
   if (!valid.ok()) return valid;
   if (!options.inspection_dir.empty()) {
-    absl::Status writable = CheckInspectionDirWritable(options.inspection_dir);
+    absl::Status writable = CheckFolderWritable(options.inspection_dir, "--inspection_dir");
     if (!writable.ok()) return writable;
   }
   if (source == nullptr || channel == nullptr || !publish) {
@@ -100,34 +97,6 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
                           .Help("From frame capture to its result at the camera")
                           .Register(*registry)
                           .Add({}, LatencyBucketsSeconds());
-}
-
-absl::Status CheckInspectionDirWritable(const std::string& dir) {
-  std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (error) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "--inspection_dir=", dir, " cannot be created: ", error.message()));
-  }
-  const std::string probe = absl::StrCat(dir, "/.matid-write-check");
-  absl::Status written = WriteInspectionFrame(probe, "ok");
-  std::filesystem::remove(probe, error);
-  if (!written.ok()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("--inspection_dir=", dir, " is not writable: ", written.message()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status WriteInspectionFrame(const std::string& path, const std::string& bytes) {
-  std::ofstream file(path, std::ios::binary);
-  if (file) file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (file) file.close();
-  if (!file) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
 }
 
 void Camera::Stop() {
@@ -351,7 +320,7 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
   absl::Status written = absl::InternalError("JPEG encoding failed");
   try {
     if (!frame.full_jpeg.empty() && options_.roi.empty()) {
-      written = WriteInspectionFrame(path, frame.full_jpeg);  // the frame as the camera sent it
+      written = WriteFileContents(path, frame.full_jpeg);  // the frame as the camera sent it
     } else {
       cv::Mat full = frame.full_frame;
       if (!frame.full_jpeg.empty()) {  // decoded at reduced scale: decode it whole now
@@ -362,7 +331,7 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
       }
       if (!full.empty() &&
           cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
-        written = WriteInspectionFrame(path, std::string(bytes.begin(), bytes.end()));
+        written = WriteFileContents(path, std::string(bytes.begin(), bytes.end()));
       }
     }
   } catch (const cv::Exception& e) {

@@ -69,14 +69,6 @@ struct CameraStats {
   int64_t failed = 0;   // refused by the server
 };
 
-// OK when `dir` exists (it is created if needed) and a file can be written
-// in it; PERMISSION_DENIED naming --inspection_dir otherwise. Checked at start
-// so that a read-only or foreign-owned volume fails loudly, not silently.
-absl::Status CheckInspectionDirWritable(const std::string& dir);
-
-// Writes one inspection frame; the error says which file and why.
-absl::Status WriteInspectionFrame(const std::string& path, const std::string& bytes);
-
 // OK, or INVALID_ARGUMENT naming the flag of the first option out of range.
 absl::Status ValidateCameraOptions(const CameraOptions& options);
 

@@ -4,11 +4,11 @@
 #include <cstdio>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_contents.h"
 #include "common/image_header.h"
 #include "common/result_message.h"
 #include "opencv2/core.hpp"
@@ -18,14 +18,6 @@ namespace matid {
 namespace {
 
 namespace fs = std::filesystem;
-
-absl::Status WriteFile(const std::string& path, const std::string& bytes) {
-  std::ofstream file(path, std::ios::binary);
-  if (file) file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (file) file.close();
-  if (!file) return absl::InternalError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
-}
 
 // A label or model name as a file-name part: letters, digits, '.', '_'
 // and '-' kept, anything else (Fashion-MNIST's "T-shirt/top") as '_'.
@@ -81,19 +73,8 @@ absl::StatusOr<std::shared_ptr<DisagreementFolder>> DisagreementFolder::Create(
     return absl::InvalidArgumentError(absl::StrCat("--shadow_disagreements_max_files is ",
                                                    max_files, "; must be >= 1"));
   }
-  std::error_code error;
-  fs::create_directories(dir, error);
-  if (error) {
-    return absl::PermissionDeniedError(absl::StrCat("--shadow_disagreements_dir=", dir,
-                                                    " cannot be created: ", error.message()));
-  }
-  const std::string probe = absl::StrCat(dir, "/.matid-write-check");
-  absl::Status written = WriteFile(probe, "ok");
-  fs::remove(probe, error);
-  if (!written.ok()) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("--shadow_disagreements_dir=", dir, " is not writable"));
-  }
+  absl::Status writable = CheckFolderWritable(dir, "--shadow_disagreements_dir");
+  if (!writable.ok()) return writable;
   std::shared_ptr<DisagreementFolder> folder(new DisagreementFolder(dir, max_files));
   folder->images_ = folder->CountImages();
   folder->writer_ = std::thread([f = folder.get()] { f->WriterLoop(); });
@@ -168,7 +149,7 @@ absl::StatusOr<std::string> DisagreementFolder::Write(const Disagreement& d) {
       FileNamePart(d.primary_label), "-vs-v", FileNamePart(d.shadow_version), "-",
       FileNamePart(d.shadow_label), "-", absl::ToUnixMillis(d.time), "-", ++written_);
   const std::string image = absl::StrCat(stem, ".", extension);
-  if (absl::Status saved = WriteFile(image, bytes); !saved.ok()) return saved;
+  if (absl::Status saved = WriteFileContents(image, bytes); !saved.ok()) return saved;
   const nlohmann::json json = {
       {"image", fs::path(image).filename().string()},
       {"model", d.model},
@@ -179,7 +160,7 @@ absl::StatusOr<std::string> DisagreementFolder::Write(const Disagreement& d) {
                   {"score", d.shadow_score}}},
       {"input", d.encoded.empty() ? "model input (preprocessed)" : "request image"},
   };
-  if (absl::Status saved = WriteFile(stem + ".json", json.dump(1) + "\n"); !saved.ok()) {
+  if (absl::Status saved = WriteFileContents(stem + ".json", json.dump(1) + "\n"); !saved.ok()) {
     fs::remove(image, error);
     return saved;
   }
