@@ -6,14 +6,17 @@ reduced scale. ResNet-18 at 224x224 (random weights), 2 vCPU.
 1. Server alone: matid-bench at concurrency 8 (and 1, for latency) on a
    folder of 1920x1080 JPEGs (q90, a Fashion-MNIST part on a textured
    background) and on the same pictures at 224x224, with
-   --reduced_jpeg_decode off and on. Images/s, p50 and server CPU per image.
+   --reduced_jpeg_decode off and on, with the server's default threads and
+   (c=8) with docker-compose.yml's two single-thread workers. Images/s, p50
+   and server CPU per image.
 2. Whole box: a 1080p MJPEG video through matid-camera (default flags),
    matid-server and mosquitto, until every result reached the broker:
    frames/s over the whole run and in steady state (first result to last),
-   camera and server CPU per frame. Whole frames
-   (--shrink_frames=false: the camera still decodes MJPEG packets itself, at
-   full size) against shrunk frames (the default), with the server's
-   default threads and with docker-compose.yml's two single-thread workers.
+   camera and server CPU per frame. Whole frames decoded whole by the server
+   (--shrink_frames=false --reduced_jpeg_decode=false, the issue's "before";
+   the camera still decodes MJPEG packets itself, at full size) against
+   shrunk frames (the defaults), with the server's default threads and with
+   docker-compose.yml's two single-thread workers.
 
 Configurations alternate in rounds (this machine's speed drifts by tens of
 percent within minutes); medians of the rounds are reported. Prints the
@@ -180,20 +183,23 @@ def main(argv: Optional[list[str]] = None) -> None:
         subprocess.run(["/usr/bin/python3", "-m", "model_export.make_resnet18", "--out", MODEL],
                        cwd=ROOT, check=True)
     inputs = make_inputs(args.frames)
+    box_default = ["--threads=1", "--inference_workers=2"]  # docker-compose.yml's server
     server_configs = {  # name: (images, concurrency, server flags)
         "224-c8": (inputs["jpeg-224"], 8, ["--int8"]),
-        "1080-full-c8": (inputs["jpeg-1080"], 8, ["--int8"]),
+        "224-c8-t1w2": (inputs["jpeg-224"], 8, ["--int8", *box_default]),
+        "1080-reduced-c8-t1w2": (inputs["jpeg-1080"], 8,
+                                 ["--int8", "--reduced_jpeg_decode", *box_default]),
+        "1080-full-c8": (inputs["jpeg-1080"], 8, ["--int8", "--reduced_jpeg_decode=false"]),
         "1080-reduced-c8": (inputs["jpeg-1080"], 8, ["--int8", "--reduced_jpeg_decode"]),
         "224-c1": (inputs["jpeg-224"], 1, ["--int8"]),
-        "1080-full-c1": (inputs["jpeg-1080"], 1, ["--int8"]),
+        "1080-full-c1": (inputs["jpeg-1080"], 1, ["--int8", "--reduced_jpeg_decode=false"]),
         "1080-reduced-c1": (inputs["jpeg-1080"], 1, ["--int8", "--reduced_jpeg_decode"]),
     }
-    box_default = ["--threads=1", "--inference_workers=2"]  # docker-compose.yml's server
     box_configs = {  # name: (server flags, camera flags)
-        "int8-whole-frames": (["--int8"], ["--shrink_frames=false"]),
+        "int8-whole-frames": (["--int8", "--reduced_jpeg_decode=false"], ["--shrink_frames=false"]),
         "int8-shrunk-t2": (["--int8"], []),
         "int8-shrunk-t1w2": (["--int8", *box_default], []),
-        "fp32-whole-frames": ([], ["--shrink_frames=false"]),
+        "fp32-whole-frames": (["--reduced_jpeg_decode=false"], ["--shrink_frames=false"]),
         "fp32-shrunk-t1w2": (box_default, []),
     }
     runs: dict = {name: [] for name in list(server_configs) + list(box_configs)}
@@ -211,6 +217,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     ratios = {
         "server_1080_reduced_over_224": round(s["1080-reduced-c8"]["images_per_second"]
                                               / s["224-c8"]["images_per_second"], 3),
+        "server_1080_reduced_over_224_t1w2": round(
+            s["1080-reduced-c8-t1w2"]["images_per_second"]
+            / s["224-c8-t1w2"]["images_per_second"], 3),
         "server_1080_full_over_224": round(s["1080-full-c8"]["images_per_second"]
                                            / s["224-c8"]["images_per_second"], 3),
         "c1_p50_1080_reduced_minus_224_ms": round(s["1080-reduced-c1"]["p50_ms"]

@@ -119,6 +119,9 @@ done
 # and after the camera shrinks frames; interleaved rounds, medians printed
 # and written to bench/results/camera-resolution.json (about 2 minutes a round).
 /usr/bin/python3 -m bench.camera_resolution --rounds "$rounds"
+# What each step of decoding a 1080p JPEG costs on one thread (the floor
+# under the server-alone figure above), bench/results/jpeg-decode-cost.json.
+/usr/bin/python3 -m bench.jpeg_decode_cost --rounds 5
 
 # Model swap under steady load (issue 13): ResNet-18 fp32 and int8, p50/p99
 # before, during and after, time to swap (about 1 minute a round).

@@ -1,7 +1,7 @@
 // Fuzz target: image decode + preprocessing (server/preprocessor, with the
 // header sniffing of server/image_header). The first bytes choose the model's
-// input spec, raw pixels or an encoded file, and whether formats without a
-// size check are decoded.
+// input spec, raw pixels or an encoded file, whether formats without a
+// size check are decoded and whether large JPEGs are decoded at reduced scale.
 // Invariants: never crash; a refusal is INVALID_ARGUMENT with a message and a
 // reason; an accepted image gives exactly the spec's tensor, every value the
 // normalisation of some byte (finite, in range).
@@ -37,6 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const matid::InputSpec spec = SpecFrom(data[0], data[1], data[2]);
   const bool raw = (data[0] & 8) != 0;
   const bool unchecked_formats = (data[0] & 16) != 0;
+  const bool full_jpeg_decode = (data[0] & 32) != 0;
   data += 3;
   size -= 3;
 
@@ -46,6 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Also reach OpenCV's other decoders (scripts/fuzz.sh caps them with
   // OPENCV_IO_MAX_IMAGE_PIXELS, the way an operator enabling this should).
   options.decode_unchecked_formats = unchecked_formats;
+  options.reduced_jpeg_decode = !full_jpeg_decode;
   const matid::Preprocessor preprocessor(spec, options);
 
   matid::ImageRef image;

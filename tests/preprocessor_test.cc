@@ -103,6 +103,9 @@ TEST(Preprocessor, MatchesPythonOpenCvReference) {
        Spec(20, 30, ColorMode::kRgb, ResizeMode::kLetterbox)},
       {"gray_center_crop_jpeg", TestPicture(31, 77, 1, 8), ".jpg",
        Spec(28, 28, ColorMode::kGray, ResizeMode::kCenterCrop)},
+      // Over twice the input: the default options would decode it at 1/2.
+      {"rgb_large_jpeg", TestPicture(200, 120, 3, 9), ".jpg",
+       Spec(48, 48, ColorMode::kRgb, ResizeMode::kStretch)},
   };
 
   std::string jobs = "[";
@@ -122,7 +125,7 @@ TEST(Preprocessor, MatchesPythonOpenCvReference) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const std::string bytes = ReadAll((dir / (c.name + c.extension)).string());
-    Preprocessor preprocessor(c.spec, {});
+    Preprocessor preprocessor(c.spec, {.reduced_jpeg_decode = false});
     auto ours = preprocessor.Run(ImageRef::Encoded(bytes));
     ASSERT_TRUE(ours.ok()) << ours.status();
     const std::string reference = ReadAll((dir / (c.name + ".f32")).string());
@@ -194,7 +197,7 @@ std::pair<double, double> PixelDifference(const std::vector<float>& a, const std
 
 TEST(Preprocessor, ReducedDecodeLeavesSmallJpegsAndOtherFormatsAlone) {
   const InputSpec spec = Spec(224, 224, ColorMode::kRgb, ResizeMode::kStretch);
-  Preprocessor full(spec, {});
+  Preprocessor full(spec, {.reduced_jpeg_decode = false});
   Preprocessor reduced(spec, {.reduced_jpeg_decode = true});
   for (const std::string& bytes : {Encode(TestPicture(400, 300, 3, 21), ".jpg"),
                                    Encode(TestPicture(1920, 1080, 3, 22), ".png")}) {
@@ -216,8 +219,8 @@ TEST(Preprocessor, ReducedDecodeStaysWithinTheMeasuredBound) {
                                ? Spec(224, 224, color, ResizeMode::kStretch)
                                : Spec(28, 28, color, ResizeMode::kStretch);
     const std::string jpeg = Encode(TestPicture(1920, 1080, 3, 23), ".jpg");
-    auto expected = Preprocessor(spec, {}).Run(ImageRef::Encoded(jpeg));
-    auto actual = Preprocessor(spec, {.reduced_jpeg_decode = true}).Run(ImageRef::Encoded(jpeg));
+    auto expected = Preprocessor(spec, {.reduced_jpeg_decode = false}).Run(ImageRef::Encoded(jpeg));
+    auto actual = Preprocessor(spec, {}).Run(ImageRef::Encoded(jpeg));  // reduced by default
     ASSERT_TRUE(expected.ok() && actual.ok());
     const auto [mean, largest] = PixelDifference(*expected, *actual, spec);
     std::printf("reduced decode, %s: mean %.2f, max %.1f pixel steps\n",

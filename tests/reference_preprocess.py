@@ -53,8 +53,12 @@ def fit(img: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
 
 
 def preprocess(path: str, spec: dict) -> np.ndarray:
+    return preprocess_encoded(np.fromfile(path, dtype=np.uint8), spec)
+
+
+def preprocess_encoded(data: np.ndarray, spec: dict) -> np.ndarray:
+    """The model input (CHW float32) for an encoded image's bytes (uint8)."""
     gray = spec["color"] == "gray"
-    data = np.fromfile(path, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
     img = fit(img, spec["width"], spec["height"], spec["resize"])
     if gray:
