@@ -42,6 +42,10 @@ absl::Status ValidateCameraOptions(const CameraOptions& options) {
   if (!(options.inspection_threshold >= 0 && options.inspection_threshold <= 1)) {
     return absl::InvalidArgumentError("--inspection_threshold must be in 0..1");
   }
+  if (options.inspection_max_files < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--inspection_max_files is ",
+                                                   options.inspection_max_files, "; must be >= 1"));
+  }
   return absl::OkStatus();
 }
 
@@ -71,6 +75,12 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
       channel_(std::move(channel)),
       stub_(v1::Classifier::NewStub(channel_)),
       publish_(std::move(publish)) {
+  if (!options_.inspection_dir.empty()) {
+    inspection_budget_ = std::make_unique<FolderBudget>(
+        options_.inspection_max_files, [dir = options_.inspection_dir] {
+          return CountFiles(dir, ".jpg");
+        });
+  }
   if (registry == nullptr) return;
   auto counter = [&](const char* name, const char* help) {
     return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
@@ -90,6 +100,9 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
   metrics_.inspection_write_failures =
       counter("matid_camera_inspection_write_failures_total",
               "Frames needing inspection that could not be written to --inspection_dir");
+  metrics_.inspection_folder_full =
+      counter("matid_camera_inspection_folder_full_total",
+              "Frames needing inspection not saved: --inspection_dir held --inspection_max_files");
   metrics_.reconnects = counter("matid_camera_stream_reconnects_total",
                                 "Times the stream to the server was restarted");
   metrics_.latency = &prometheus::BuildHistogram()
@@ -315,6 +328,17 @@ void Camera::HandleResult(const v1::FrameResult& result) {
 void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id) {
   // The whole ROI at full resolution, not the shrunk frame the model saw:
   // a person labels it.
+  if (!inspection_budget_->TryTake()) {
+    Add(metrics_.inspection_folder_full);
+    if (!inspection_folder_full_.exchange(true)) {
+      std::fprintf(stderr,
+                   "matid-camera: --inspection_dir=%s holds %d frames (--inspection_max_files): "
+                   "frames needing inspection are counted, not saved, until some are removed\n",
+                   options_.inspection_dir.c_str(), options_.inspection_max_files);
+    }
+    return;
+  }
+  inspection_folder_full_ = false;
   const std::string path = absl::StrCat(options_.inspection_dir, "/", message_id, ".jpg");
   std::vector<uint8_t> bytes;
   absl::Status written = absl::InternalError("JPEG encoding failed");
@@ -338,6 +362,7 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
     written = absl::InternalError(absl::StrCat("JPEG encoding failed: ", e.what()));
   }
   if (!written.ok()) {
+    inspection_budget_->GiveBack();
     Add(metrics_.inspection_write_failures);
     std::fprintf(stderr, "matid-camera: ERROR inspection frame not saved: %s\n",
                  written.ToString().c_str());

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "camera/frame_source.h"
+#include "common/folder_budget.h"
 #include "common/model_input_fit.h"
 #include "common/result_message.h"
 #include "matid/v1/matid.grpc.pb.h"
@@ -56,6 +57,7 @@ struct CameraOptions {
   int jpeg_quality = 90;              // re-encode as JPEG (0: send raw BGR pixels)
   double inspection_threshold = 0.6;  // top score under this: needs_inspection
   std::string inspection_dir;         // save frames needing inspection here (empty: don't)
+  int inspection_max_files = 1000;    // at most this many .jpg files in inspection_dir
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(10);
   absl::Duration frame_timeout = absl::Seconds(30);  // a stream whose results stall is restarted
@@ -119,6 +121,7 @@ class Camera {
     prometheus::Counter* dropped_queue_full = nullptr;
     prometheus::Counter* failed = nullptr;
     prometheus::Counter* inspection_write_failures = nullptr;
+    prometheus::Counter* inspection_folder_full = nullptr;
     prometheus::Counter* reconnects = nullptr;
     prometheus::Histogram* latency = nullptr;
   };
@@ -152,6 +155,9 @@ class Camera {
 
   // Constant after construction.
   const CameraOptions options_;
+  // Set when inspection_dir is: how many more frames it may take.
+  std::unique_ptr<FolderBudget> inspection_budget_;
+  std::atomic<bool> inspection_folder_full_{false};  // logged once per time it fills
   std::unique_ptr<FrameSource> source_;  // only the capture thread reads it
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Classifier::Stub> stub_;

@@ -56,6 +56,9 @@ ABSL_FLAG(int, jpeg_quality, 90, "JPEG quality for frames sent to the server (0:
 ABSL_FLAG(double, inspection_threshold, 0.6,
           "Top score under this marks the result needs_inspection.");
 ABSL_FLAG(std::string, inspection_dir, "", "Save frames that need inspection here.");
+ABSL_FLAG(int, inspection_max_files, 1000,
+          "Keep at most this many frames in --inspection_dir; beyond it frames are counted "
+          "(matid_camera_inspection_folder_full_total), not saved, until some are removed.");
 ABSL_FLAG(int, max_outbox, 10000, "Results kept while the MQTT broker is unreachable.");
 ABSL_FLAG(double, drain_seconds, 15,
           "At the end, how long to wait for the broker to acknowledge every result.");
@@ -97,6 +100,7 @@ absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   options.shrink_to_model = absl::GetFlag(FLAGS_shrink_frames);
   options.inspection_threshold = absl::GetFlag(FLAGS_inspection_threshold);
   options.inspection_dir = absl::GetFlag(FLAGS_inspection_dir);
+  options.inspection_max_files = absl::GetFlag(FLAGS_inspection_max_files);
   auto roi = ParseRoi(absl::GetFlag(FLAGS_roi));
   if (!roi.ok()) return roi.status();
   options.roi = *roi;

@@ -17,10 +17,6 @@
 namespace matid {
 namespace {
 
-bool LooksLikeJpeg(const cv::Mat& packet) {
-  return packet.total() > 2 && packet.ptr<uint8_t>()[0] == 0xFF && packet.ptr<uint8_t>()[1] == 0xD8;
-}
-
 class VideoSource final : public FrameSource {
  public:
   VideoSource(std::string spec, bool loop) : spec_(std::move(spec)), loop_(loop) {}
@@ -63,11 +59,9 @@ class VideoSource final : public FrameSource {
       return absl::UnavailableError(absl::StrCat("reading ", spec_, ": ", e.what()));
     }
     if (!packets_) return Frame{read, 1, ""};
-    if (LooksLikeJpeg(read)) {
-      absl::StatusOr<Frame> frame = DecodeJpegFrame(
-          std::string(reinterpret_cast<const char*>(read.data), read.total()), scale_for);
-      if (frame.ok()) return frame;
-    }
+    absl::StatusOr<Frame> frame = DecodeJpegFrame(
+        std::string(reinterpret_cast<const char*>(read.data), read.total()), scale_for);
+    if (frame.ok()) return frame;
     // Packets this process cannot decode alone (MJPEG without Huffman
     // tables, ...): let FFmpeg decode the stream from here on.
     std::fprintf(stderr, "matid-camera: %s: MJPEG packets not decodable as JPEG; decoding whole "

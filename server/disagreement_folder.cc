@@ -76,10 +76,12 @@ absl::StatusOr<std::shared_ptr<DisagreementFolder>> DisagreementFolder::Create(
   absl::Status writable = CheckFolderWritable(dir, "--shadow_disagreements_dir");
   if (!writable.ok()) return writable;
   std::shared_ptr<DisagreementFolder> folder(new DisagreementFolder(dir, max_files));
-  folder->images_ = folder->CountImages();
   folder->writer_ = std::thread([f = folder.get()] { f->WriterLoop(); });
   return folder;
 }
+
+DisagreementFolder::DisagreementFolder(std::string dir, int max_files)
+    : dir_(std::move(dir)), budget_(max_files, [this] { return CountImages(); }) {}
 
 DisagreementFolder::~DisagreementFolder() {
   {
@@ -110,18 +112,14 @@ void DisagreementFolder::WriterLoop() {
     Disagreement next = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    if (images_ >= max_files_ && absl::Now() >= recount_at_) {
-      images_ = CountImages();  // an operator may have taken some away
-      recount_at_ = absl::Now() + absl::Seconds(10);
-    }
     std::string path;
     std::string not_saved;
-    if (images_ >= max_files_) {
+    if (!budget_.TryTake()) {
       not_saved = "folder_full";
     } else if (absl::StatusOr<std::string> written = Write(next); written.ok()) {
       path = *std::move(written);
-      ++images_;
     } else {
+      budget_.GiveBack();
       not_saved = "write_failed";
       std::fprintf(stderr, "matid-server: disagreement not saved: %s\n",
                    written.status().ToString().c_str());

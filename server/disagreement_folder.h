@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/folder_budget.h"
 #include "server/model_info.h"
 
 namespace matid {
@@ -68,7 +69,7 @@ class DisagreementFolder {
   const std::string& dir() const { return dir_; }
 
  private:
-  DisagreementFolder(std::string dir, int max_files) : dir_(std::move(dir)), max_files_(max_files) {}
+  DisagreementFolder(std::string dir, int max_files);
   void WriterLoop();
   // Writes the image and its JSON; the image's path.
   absl::StatusOr<std::string> Write(const Disagreement& d);
@@ -76,10 +77,8 @@ class DisagreementFolder {
   int CountImages() const;
 
   const std::string dir_;
-  const int max_files_;
-  int images_ = 0;  // writer thread only (and Create)
-  absl::Time recount_at_ = absl::InfinitePast();  // writer thread only
-  uint64_t written_ = 0;                         // writer thread only
+  FolderBudget budget_;    // images in dir_ (every model's subfolder)
+  uint64_t written_ = 0;  // writer thread only
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "camera/camera.h"
+#include "common/file_contents.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "matid/v1/matid.grpc.pb.h"
@@ -257,14 +258,13 @@ class CameraStreamTest : public ::testing::Test {
     return seqs;
   }
 
-  double Reconnects() {
+  double Counter(const std::string& name) {
     for (const auto& family : registry_.Collect()) {
-      if (family.name == "matid_camera_stream_reconnects_total") {
-        return family.metric.at(0).counter.value;
-      }
+      if (family.name == name) return family.metric.at(0).counter.value;
     }
     return -1;
   }
+  double Reconnects() { return Counter("matid_camera_stream_reconnects_total"); }
 
   FakeClassifier fake_;
   int port_ = 0;
@@ -418,6 +418,27 @@ TEST_F(CameraStreamTest, InspectionImagesKeepTheWholeRegionOfInterest) {
     ++saved;
   }
   EXPECT_EQ(saved, 2);
+  std::filesystem::remove_all(inspect);
+}
+
+TEST_F(CameraStreamTest, InspectionFolderKeepsAtMostItsLimitCountingWhatWasAlreadyThere) {
+  const std::filesystem::path inspect =
+      std::filesystem::path(::testing::TempDir()) / "inspect-bounded";
+  std::filesystem::remove_all(inspect);
+  std::filesystem::create_directories(inspect);
+  ASSERT_TRUE(WriteFileContents((inspect / "from-yesterday.jpg").string(), "x").ok());
+  ASSERT_TRUE(WriteFileContents((inspect / "notes.txt").string(), "not a frame").ok());
+  CameraOptions options;
+  options.inspection_threshold = 0.95;  // the fake's 0.9: every frame needs inspection
+  options.inspection_dir = inspect.string();
+  options.inspection_max_files = 4;
+  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(7, 64, 48));
+  ASSERT_NE(camera, nullptr);
+  ASSERT_TRUE(camera->Run().ok());
+  EXPECT_EQ(PublishedSeqs().size(), 7u) << "a full folder must not cost a result";
+  EXPECT_EQ(CountFiles(inspect.string(), ".jpg"), 4);
+  EXPECT_EQ(Counter("matid_camera_inspection_folder_full_total"), 4);
+  EXPECT_EQ(Counter("matid_camera_inspection_write_failures_total"), 0);
   std::filesystem::remove_all(inspect);
 }
 

@@ -46,6 +46,7 @@ TEST(CameraCreate, EachBadOptionNamesItsFlag) {
       {[](CameraOptions& o) { o.top_k = 0; }, "--top_k"},
       {[](CameraOptions& o) { o.jpeg_quality = 101; }, "--jpeg_quality"},
       {[](CameraOptions& o) { o.inspection_threshold = 1.5; }, "--inspection_threshold"},
+      {[](CameraOptions& o) { o.inspection_max_files = 0; }, "--inspection_max_files"},
       {[](CameraOptions& o) { o.pace_fps = -1; }, "--pace_fps"},
   };
   for (const Case& c : cases) {
