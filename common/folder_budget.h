@@ -1,10 +1,8 @@
-// How many files a folder kept for people to look at may hold (the
-// camera's inspection frames, the server's disagreeing images): at most
-// max_files. The folder is counted when the budget is made; once full it
-// is counted again, at most every recount_interval, because an operator
-// may have taken files away. Until then new files are refused, so a
-// forgotten folder cannot fill the box's disk.
-// Thread-safety: every method may be called from any thread.
+// How many files a folder kept for people (camera inspection frames, server
+// disagreeing images) may hold: at most max_files, counted at construction
+// and again, at most every recount_interval, once full (an operator may have
+// removed some); new files are refused meanwhile, so a forgotten folder
+// cannot fill the disk. Thread-safety: every method may be called from any thread.
 #ifndef MATID_COMMON_FOLDER_BUDGET_H_
 #define MATID_COMMON_FOLDER_BUDGET_H_
 

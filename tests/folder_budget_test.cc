@@ -17,7 +17,8 @@ bool TakeAndWrite(FolderBudget& budget, int& on_disk) {
 
 TEST(FolderBudget, CountsWhatIsThereThenRefusesBeyondTheLimit) {
   int on_disk = 1;
-  FolderBudget budget(3, [&] { return on_disk; }, absl::Hours(1));
+  FolderBudget budget(
+      3, [&] { return on_disk; }, absl::Hours(1));
   EXPECT_TRUE(TakeAndWrite(budget, on_disk));
   EXPECT_TRUE(TakeAndWrite(budget, on_disk));
   EXPECT_FALSE(TakeAndWrite(budget, on_disk)) << "1 already there + 2 written = 3";
@@ -28,7 +29,13 @@ TEST(FolderBudget, CountsWhatIsThereThenRefusesBeyondTheLimit) {
 TEST(FolderBudget, AFullFolderIsRecountedAfterTheIntervalOnly) {
   int on_disk = 2;
   int counts = 0;
-  FolderBudget budget(2, [&] { ++counts; return on_disk; }, absl::Hours(1));
+  FolderBudget budget(
+      2,
+      [&] {
+        ++counts;
+        return on_disk;
+      },
+      absl::Hours(1));
   EXPECT_FALSE(TakeAndWrite(budget, on_disk));  // full: counted again, still full
   EXPECT_EQ(counts, 2);
   on_disk = 0;  // an operator empties the folder
@@ -36,7 +43,8 @@ TEST(FolderBudget, AFullFolderIsRecountedAfterTheIntervalOnly) {
   EXPECT_EQ(counts, 2);
 
   on_disk = 2;
-  FolderBudget eager(2, [&] { return on_disk; }, absl::ZeroDuration());
+  FolderBudget eager(
+      2, [&] { return on_disk; }, absl::ZeroDuration());
   EXPECT_FALSE(TakeAndWrite(eager, on_disk));
   on_disk = 1;  // an operator removes one
   EXPECT_TRUE(TakeAndWrite(eager, on_disk)) << "recounted: room for one";
@@ -45,7 +53,8 @@ TEST(FolderBudget, AFullFolderIsRecountedAfterTheIntervalOnly) {
 
 TEST(FolderBudget, AFailedWriteGivesItsPlaceBack) {
   int on_disk = 0;
-  FolderBudget budget(1, [&] { return on_disk; }, absl::Hours(1));
+  FolderBudget budget(
+      1, [&] { return on_disk; }, absl::Hours(1));
   EXPECT_TRUE(budget.TryTake());
   budget.GiveBack();  // the write failed: nothing on disk
   EXPECT_TRUE(TakeAndWrite(budget, on_disk));
