@@ -196,8 +196,9 @@ ShadowTap::PrimaryAnswer ShadowTap::Offer(const std::vector<float>& input,
   task.input = input;
   const absl::Time queued = absl::Now();
   task.done = [pair, queued](absl::StatusOr<InferenceResult> result) {
-    pair->ShadowAnswered(result.ok() ? result->scores : std::vector<float>(),
-                         absl::Now() - queued);
+    static const std::vector<float> kFailed;  // (a temporary here trips GCC 12's
+                                              // -Wfree-nonheap-object)
+    pair->ShadowAnswered(result.ok() ? result->scores : kFailed, absl::Now() - queued);
   };
   if (!batcher_->Submit(std::move(task)).ok()) {  // its queue is full, or it is stopping
     pair->Skip("shadow_busy");
