@@ -6,7 +6,9 @@ publish() copies a model directory in as the next version: the sha256 of
 every model file goes into its metadata.json ("sha256": {file: digest}), the
 copy is written into a temporary directory beside the versions, flushed to
 disk (fsync of every file and of the directory), then renamed into place,
-so a reader never sees a half-copied version. A golden set (golden.json and
+so a reader never sees a half-copied version; a staging directory left by
+a publisher that was killed (older than an hour) is removed by the next
+publish of that model. A golden set (golden.json and
 its images, written by export) is copied and digested too. verify() says
 what is wrong with a version, or nothing.
 """
@@ -16,11 +18,15 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from typing import Dict, List
 
 MODEL_FILES = ("model.pt", "model_int8.pt")
 GOLDEN_SET = "golden.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+STAGING_PREFIX = ".publishing-"
+# A staging directory this old is a killed publisher's, not a running one's.
+STALE_STAGING_SECONDS = 3600
 
 
 class RepositoryError(ValueError):
@@ -42,6 +48,19 @@ def versions(repository: str, name: str) -> List[int]:
         return []
     return sorted(int(entry) for entry in os.listdir(folder)
                   if entry.isdigit() and not entry.startswith("0"))
+
+
+def remove_stale_staging(folder: str, now: float) -> List[str]:
+    """Removes staging directories in `folder` (a model's) last changed more
+    than STALE_STAGING_SECONDS before `now`; returns their names."""
+    removed = []
+    for entry in sorted(os.listdir(folder)):
+        path = os.path.join(folder, entry)
+        if (entry.startswith(STAGING_PREFIX) and os.path.isdir(path)
+                and now - os.path.getmtime(path) > STALE_STAGING_SECONDS):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
 
 def _fsync(path: str) -> None:
@@ -87,7 +106,8 @@ def publish(model_dir: str, repository: str, name: str) -> int:
     files += golden_files(model_dir)
     folder = os.path.join(repository, name)
     os.makedirs(folder, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".publishing-", dir=folder)
+    remove_stale_staging(folder, time.time())
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder)
     try:
         digests: Dict[str, str] = {}
         for file in files:

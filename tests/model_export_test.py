@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from typing import Any
 
@@ -196,6 +197,18 @@ class RepositoryTest(TempDirTest):
             self.assertEqual(metadata["sha256"][name],
                              repository.sha256_of(os.path.join(model_dir, name)))
         self.assertEqual(repository.verify(version), [])
+
+    def test_a_killed_publishers_staging_is_removed_a_running_ones_kept(self) -> None:
+        repo = os.path.join(self.tmp, "repo")
+        folder = os.path.join(repo, "parts")
+        for name in (".publishing-killed", ".publishing-running"):
+            os.makedirs(os.path.join(folder, name))
+            with open(os.path.join(folder, name, "model.pt"), "wb") as f:
+                f.write(b"half a copy")
+        an_hour_and_more = time.time() - repository.STALE_STAGING_SECONDS - 60
+        os.utime(os.path.join(folder, ".publishing-killed"), (an_hour_and_more, an_hour_and_more))
+        self.assertEqual(repository.publish(self.make_model_dir(), repo, "parts"), 1)
+        self.assertEqual(sorted(os.listdir(folder)), [".publishing-running", "1"])
 
     def test_verify_names_a_truncated_or_missing_file(self) -> None:
         repo = os.path.join(self.tmp, "repo")
