@@ -16,6 +16,11 @@ certificates standing in for AWS IoT Core. It checks:
     per frame; a resend after the SIGKILL carries the same id);
   - every Grafana panel's query returns data from that Prometheus;
   - `docker-compose down` drains the server, which exits 0 in its grace.
+A second test adds deploy/compose/repository.yml: the server serves a
+versioned repository from a host folder (writing its version_policy.json
+there as user 10001), matid-admin in the server's container shadows,
+promotes and rolls back, and both model events reach the cloud stand-in
+through the box's broker and the bridge.
 All traffic stays on the compose network the test creates and on loopback.
 MATID_SKIP_CONTAINERS=1 skips it (exit 77, which ctest reports as skipped).
 """
@@ -35,6 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("MATID_BUILD_DIR", os.path.join(ROOT, "build"))
 MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
+from model_export import repository  # noqa: E402
 from tests.docker_engine import COMPOSE, DOCKER, ENV, DockerEngine, docker  # noqa: E402
 from tests.edge_harness import (Collector, free_port, make_certificates,  # noqa: E402
                           make_conveyor_video, wait_for)
@@ -115,11 +121,16 @@ class ComposeBoxTest(unittest.TestCase):
                         MATID_PROMETHEUS_PORT=str(self.ports["prometheus"]),
                         MATID_E2E_CLOUD_PORT=str(self.ports["cloud"]))
         self.project = f"matide2e{os.getpid()}"
+        self.compose_files = [os.path.join(ROOT, "docker-compose.yml"),
+                              os.path.join(HERE, "compose", "e2e.yml")]
         self.addCleanup(self.compose, "down", "-v", "--remove-orphans", "-t", "5", check=False)
 
+    def compose_command(self, *args: str) -> list[str]:
+        files = [arg for path in self.compose_files for arg in ("-f", path)]
+        return [COMPOSE, "-p", self.project, *files, *args]
+
     def compose(self, *args: str, check: bool = True, timeout: float = 180) -> str:
-        command = [COMPOSE, "-p", self.project, "-f", os.path.join(ROOT, "docker-compose.yml"),
-                   "-f", os.path.join(HERE, "compose", "e2e.yml"), *args]
+        command = self.compose_command(*args)
         done = subprocess.run(command, cwd=ROOT, env=self.env, capture_output=True, text=True,
                               timeout=timeout)
         if check and done.returncode != 0:
@@ -241,10 +252,8 @@ class ComposeBoxTest(unittest.TestCase):
         events = subprocess.Popen([DOCKER, "events", "--filter", f"container={server_id}",
                                    "--filter", "event=die", "--format", "{{json .}}"],
                                   stdout=subprocess.PIPE, text=True, env=ENV)
-        server_log = subprocess.Popen([COMPOSE, "-p", self.project, "-f",
-                                       os.path.join(ROOT, "docker-compose.yml"), "-f",
-                                       os.path.join(HERE, "compose", "e2e.yml"),
-                                       "logs", "-f", "--no-color", "--tail", "20", "server"],
+        server_log = subprocess.Popen(self.compose_command("logs", "-f", "--no-color", "--tail",
+                                                           "20", "server"),
                                       cwd=ROOT, env=self.env, stdout=subprocess.PIPE, text=True)
         time.sleep(1)
         down_started = time.monotonic()
@@ -261,6 +270,70 @@ class ComposeBoxTest(unittest.TestCase):
         self.assertIn("matid-server: stopped", server_output)
         self.assertLess(down_seconds, 20 + 20, "down took longer than the stop grace periods")
         print(f"compose: down in {down_seconds:.1f} s, server exit code 0 after draining", flush=True)
+
+    def test_repository_override_promotes_and_rolls_back_with_events_at_the_cloud(self) -> None:
+        repo = os.path.join(self.tmp, "repository")
+        for _ in range(2):  # versions 1 and 2: same inputs and labels, so 2 may shadow 1
+            repository.publish(MODEL, repo, "test")
+        policy_path = os.path.join(repo, "test", "version_policy.json")
+        with open(policy_path, "w") as f:
+            json.dump({"policy": "specific", "versions": [1]}, f)
+        for root, dirs, files in os.walk(repo):  # the server runs as 10001 and writes the policy
+            os.chown(root, 10001, 10001)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), 10001, 10001)
+        self.compose_files.append(os.path.join(ROOT, "deploy", "compose", "repository.yml"))
+        self.env.update(MATID_REPOSITORY_DIR=repo, MATID_REPOSITORY_POLL_SECONDS="1",
+                        MATID_THING_NAME="e2e-box")
+
+        self.compose("up", "-d", "--no-build", "cloud")
+        wait_for(lambda: self.health("cloud") == "healthy", 60, "the cloud stand-in to be healthy",
+                 interval=0.5)
+        events = Collector(self.ports["cloud"], tls=self.tls, client_id="e2e-events",
+                           topic="matid/+/events")
+        self.addCleanup(events.close)
+        wait_for(lambda: events.client.is_connected(), 20, "the consumer at the cloud stand-in")
+        time.sleep(0.5)  # its SUBSCRIBE is sent right after CONNACK
+        box = ("mosquitto", "server", "bridge")
+        self.compose("up", "-d", "--no-build", *box, timeout=300)
+        try:
+            wait_for(lambda: all(self.health(s) == "healthy" for s in box), 120,
+                     "mosquitto, server and bridge to be healthy", interval=1)
+        except AssertionError:
+            raise AssertionError(self.logs("server") + self.logs("bridge"))
+
+        def admin(*args: str) -> str:
+            return self.compose("exec", "-T", "server", "matid-admin", *args)
+
+        def received(kind: str) -> dict:
+            def find() -> dict:
+                with events.lock:
+                    return next((e for e in events.payloads if e["type"] == kind), None)
+            try:
+                return wait_for(find, 60, f"the {kind} event at the cloud", interval=0.5)
+            except AssertionError:
+                raise AssertionError(self.logs("server") + self.logs("bridge"))
+
+        self.assertRegex(admin("list"), r"test\s+1\s+AVAILABLE\s+yes")
+        admin("shadow", "test", "2", "1")
+        admin("promote", "test")
+        promotion = received("promotion")
+        self.assertEqual((promotion["box_id"], promotion["model"], promotion["from_version"],
+                          promotion["to_version"], promotion["trigger"]),
+                         ("e2e-box", "test", 1, 2, "admin"))
+        with open(policy_path) as f:
+            policy = json.load(f)
+        self.assertEqual((policy["versions"], policy["rollback"]["version"]), ([2], 1))
+        listed = admin("list")
+        self.assertRegex(listed, r"test\s+1\s+AVAILABLE\s+rollback")
+        self.assertRegex(listed, r"test\s+2\s+AVAILABLE\s+yes")
+        admin("rollback", "test")
+        rollback = received("rollback")
+        self.assertEqual((rollback["from_version"], rollback["to_version"]), (2, 1))
+        with open(policy_path) as f:
+            self.assertEqual(json.load(f)["versions"], [1])
+        print("compose (repository): promotion 1 -> 2 and rollback 2 -> 1 by matid-admin in the "
+              "server container; both events at the cloud stand-in", flush=True)
 
     def check_dashboard_panels(self) -> None:
         """Every query of deploy/grafana's dashboard returns data from the

@@ -100,6 +100,20 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(len(camera["devices"]), 1)
         self.assertIn("video", camera["group_add"])
 
+    def test_repository_override_serves_a_repository_with_events_and_keeps_the_drain(self) -> None:
+        server = compose_config("docker-compose.yml",
+                                "deploy/compose/repository.yml")["services"]["server"]
+        command = server["command"]
+        self.assertEqual(flag(command, "model_repository"), "/repository")
+        self.assertEqual(flag(command, "events_mqtt_host"), "mosquitto")
+        self.assertEqual(flag(command, "box_id"), "matid-edge-1")  # the bridge's default thing
+        self.assertEqual(flag(command, "default_model"), "")  # the only model
+        self.assertNotIn("--model_dir", " ".join(command))
+        self.assertGreaterEqual(seconds(server["stop_grace_period"]),
+                                float(flag(command, "drain_grace_seconds")) + 0.5)
+        targets = [v["target"] if isinstance(v, dict) else v.split(":")[1] for v in server["volumes"]]
+        self.assertIn("/repository", targets)
+
     def test_images_run_as_non_root_with_health_checks(self) -> None:
         with open(os.path.join(DEPLOY, "docker", "Dockerfile")) as f:
             stages = re.split(r"^FROM ", f.read(), flags=re.M)[1:]
