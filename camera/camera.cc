@@ -326,8 +326,6 @@ void Camera::HandleResult(const v1::FrameResult& result) {
 }
 
 void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id) {
-  // The whole ROI at full resolution, not the shrunk frame the model saw:
-  // a person labels it.
   if (!inspection_budget_->TryTake()) {
     Add(metrics_.inspection_folder_full);
     if (!inspection_folder_full_.exchange(true)) {
@@ -339,6 +337,8 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
     return;
   }
   inspection_folder_full_ = false;
+  // The whole ROI at full resolution, not the shrunk frame the model saw:
+  // a person labels it.
   const std::string path = absl::StrCat(options_.inspection_dir, "/", message_id, ".jpg");
   std::vector<uint8_t> bytes;
   absl::Status written = absl::InternalError("JPEG encoding failed");

@@ -1,7 +1,7 @@
 // Reads a whole file into a string (bytes as they are), writes one, checks
-// a folder can be written in and counts the files in one. One helper for the model metadata, TLS
-// certificates and keys, images read by the tools, and the frames the
-// camera and the server save for people to look at.
+// a folder can be written in and counts the files in one. One helper for
+// the model metadata, TLS certificates and keys, images read by the tools,
+// and the frames the camera and the server save for people to look at.
 // Functions without shared state; safe from any thread.
 #ifndef MATID_COMMON_FILE_CONTENTS_H_
 #define MATID_COMMON_FILE_CONTENTS_H_

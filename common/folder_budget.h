@@ -48,8 +48,6 @@ class FolderBudget {
     if (files_ > 0) --files_;
   }
 
-  int max_files() const { return max_files_; }
-
  private:
   const int max_files_;
   const absl::Duration recount_interval_;
