@@ -150,17 +150,21 @@ class ComposeBoxTest(unittest.TestCase):
     def logs(self, service: str) -> str:
         return self.compose("logs", "--no-color", service, check=False)
 
-    def test_box_runs_survives_restarts_and_drains(self) -> None:
-        started = time.monotonic()
-        # The cloud stand-in first, and our subscriber on it, so that no
-        # result can reach it before someone listens.
+    def cloud_consumer(self, client_id: str, topic: str) -> Collector:
+        """Starts the cloud stand-in and subscribes to `topic` on it, before
+        anything else is up, so that no message reaches it unheard."""
         self.compose("up", "-d", "--no-build", "cloud")
         wait_for(lambda: self.health("cloud") == "healthy", 60, "the cloud stand-in to be healthy",
                  interval=0.5)
-        collector = Collector(self.ports["cloud"], tls=self.tls, client_id="e2e-cloud-consumer")
-        self.addCleanup(collector.close)
-        wait_for(lambda: collector.client.is_connected(), 20, "the consumer at the cloud stand-in")
+        consumer = Collector(self.ports["cloud"], tls=self.tls, client_id=client_id, topic=topic)
+        self.addCleanup(consumer.close)
+        wait_for(lambda: consumer.client.is_connected(), 20, "the consumer at the cloud stand-in")
         time.sleep(0.5)  # its SUBSCRIBE is sent right after CONNACK
+        return consumer
+
+    def test_box_runs_survives_restarts_and_drains(self) -> None:
+        started = time.monotonic()
+        collector = self.cloud_consumer("e2e-cloud-consumer", "matid/+/results")
 
         self.compose("up", "-d", "--no-build", timeout=300)
         try:
@@ -286,14 +290,7 @@ class ComposeBoxTest(unittest.TestCase):
         self.env.update(MATID_REPOSITORY_DIR=repo, MATID_REPOSITORY_POLL_SECONDS="1",
                         MATID_THING_NAME="e2e-box")
 
-        self.compose("up", "-d", "--no-build", "cloud")
-        wait_for(lambda: self.health("cloud") == "healthy", 60, "the cloud stand-in to be healthy",
-                 interval=0.5)
-        events = Collector(self.ports["cloud"], tls=self.tls, client_id="e2e-events",
-                           topic="matid/+/events")
-        self.addCleanup(events.close)
-        wait_for(lambda: events.client.is_connected(), 20, "the consumer at the cloud stand-in")
-        time.sleep(0.5)  # its SUBSCRIBE is sent right after CONNACK
+        events = self.cloud_consumer("e2e-events", "matid/+/events")
         box = ("mosquitto", "server", "bridge")
         self.compose("up", "-d", "--no-build", *box, timeout=300)
         try:
