@@ -82,6 +82,7 @@ class EndToEndTest(TempDirTest):
         make_shapes_dataset(source, per_class=80)
         code = run_cli("all", "--source", source, "--work", work, "--out", out,
                        "--epochs", "8", "--lr_scheduler_step", "6", "--early_stopping", "false",
+                       "--mini_batch_size", "16",
                        "--widths", "8,16", "--blocks", "1,1", "--calibration_images", "32",
                        "--augment_fraction", "0.2", "--rotate90", "true", "--name", "shapes",
                        "--repository", os.path.join(self.tmp, "repository"))
@@ -110,7 +111,11 @@ class EndToEndTest(TempDirTest):
         self.assertEqual(metadata["input"]["width"], 20)
         self.assertEqual(metadata["input"]["color"], "gray")
         self.assertEqual(metadata["qengine"], "onednn")
-        self.assertGreater(metadata["metrics"]["accuracy"], 0.6)  # chance is 0.33
+        # Chance is 0.33. With batches of 16 (12 steps an epoch; 64 gave 3, and
+        # seeds 0-3 then ended at 0.54-0.96 in fp32 and bf16 alike), seeds 0-3
+        # ended at 0.83-1.0 under both fp32 and bf16 autocast (issue 30's
+        # note): the bar holds whichever numeric path --bf16 auto picks.
+        self.assertGreater(metadata["metrics"]["accuracy"], 0.7)
         self.assertIn("int8_top1_agreement_with_fp32", metadata["metrics"])
         for name in ("model.pt", "model_int8.pt"):
             self.assertTrue(os.path.exists(os.path.join(out, name)), name)
