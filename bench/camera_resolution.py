@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 
 from model_export import fashion_mnist
 from tests.edge_harness import Collector, Mosquitto, Process, wait_for
+from scripts import machine  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
@@ -235,7 +235,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                   "machine": f"{platform.node()} {os.cpu_count()} CPUs", "rounds": args.rounds,
+                   "machine": machine.describe(), "rounds": args.rounds,
                    "frames": args.frames, "runs": runs, "medians": summary, "ratios": ratios}, f,
                   indent=1)
 

@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from model_export import fashion_mnist  # noqa: E402
 from tests.edge_harness import (Collector, Mosquitto, Process, make_certificates,  # noqa: E402
                           result_message, wait_for)
+from scripts import machine  # noqa: E402
 
 BIN = os.path.join(ROOT, "build", "bin")
 
@@ -99,7 +99,7 @@ def main() -> None:
     try:
         result = {
             "date": datetime.date.today().isoformat(),
-            "machine": f"{os.cpu_count()} CPUs, {platform.platform()}",
+            "machine": machine.describe(),
             "model": args.model_dir,
             "camera": camera_throughput(tmp, args.frames, args.model_dir),
             "bridge_drain": bridge_drain(tmp, args.messages),

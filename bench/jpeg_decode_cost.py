@@ -19,7 +19,6 @@ import datetime
 import glob
 import json
 import os
-import platform
 import statistics
 import time
 from typing import Callable, Optional
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 
 from bench import camera_resolution
+from scripts import machine  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,7 +88,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                   "machine": f"{platform.node()} {os.cpu_count()} CPUs", "rounds": args.rounds,
+                   "machine": machine.describe(), "rounds": args.rounds,
                    "opencv": cv2.__version__, "mean_bytes": sizes, "ms_per_image": medians,
                    "runs": measured}, f, indent=1)
 

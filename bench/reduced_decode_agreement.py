@@ -22,7 +22,6 @@ import concurrent.futures
 import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 from typing import Optional
@@ -35,6 +34,7 @@ import torch
 from model_export import fashion_mnist
 from tests import reference_preprocess
 from tests.edge_harness import Process
+from scripts import machine  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build")
@@ -120,7 +120,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()} {os.cpu_count()} CPUs", "images": int(len(images)),
+        "machine": machine.describe(), "images": int(len(images)),
         "frame": "1920x1080 JPEG q90, stretched from 28x28", "model_dir": args.model_dir,
         "accuracy_offline": share(offline, truth), "accuracy_served_full": share(full, truth),
         "accuracy_served_reduced": share(reduced, truth),

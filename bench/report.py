@@ -4,8 +4,9 @@ machine added), written to bench/results/."""
 import datetime
 import json
 import os
-import platform
 import subprocess
+
+from scripts import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESNET18 = os.path.join(ROOT, "out", "bench", "resnet18")
@@ -22,7 +23,7 @@ def ensure_resnet18() -> str:
 def write_report(path: str, **fields: object) -> None:
     """Writes `fields` as JSON to `path`, after today's date and this machine."""
     report = {"date": datetime.date.today().isoformat(),
-              "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.platform()}",
+              "machine": machine.describe(),
               **fields}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

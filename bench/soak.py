@@ -18,7 +18,6 @@ kind of call may get, fails the run (exit code 1).
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import signal
@@ -41,6 +40,7 @@ import cv2  # noqa: E402
 from tests.edge_harness import Process  # noqa: E402  (matid programs waited on until they start)
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
+from scripts import machine  # noqa: E402
 
 # Growth allowed between the early and late samples (noise of allocator
 # caches and gRPC's lazily grown pools, as seen on repeated runs).
@@ -265,7 +265,7 @@ def main() -> int:
     outcomes = {f"{kind}:{code}": n for (kind, code), n in sorted(load.outcomes.items())}
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": f"{platform.node()} {os.cpu_count()} CPUs {platform.platform()}",
+        "machine": machine.describe(),
         "minutes": args.minutes, "model": model, "server_args": args.server_args,
         "calls": sum(load.outcomes.values()), "outcomes": outcomes,
         "growth": {"rss_mib": round(growth["rss_kib"] / 1024, 2), "threads": growth["threads"],

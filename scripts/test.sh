@@ -7,11 +7,14 @@
 # Before the first ctest run it builds the container images (scripts/
 # build-images.sh, dockerd started if needed) for the docker-compose
 # end-to-end test; MATID_SKIP_CONTAINERS=1 skips both, and says so.
-# Exit code 0 only when all pass.
+# It prints the machine first (CPU model, cores, avx512_bf16/amx_bf16/
+# avx512_vnni: scripts/machine.py). Exit code 0 only when all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/install-deps.sh
+# Where this run ran: CPU model, cores, and the flags that pick numeric kernels.
+/usr/bin/python3 -m scripts.machine
 bash scripts/build.sh
 built=$(date +%s)
 if [ "${MATID_SKIP_CONTAINERS:-0}" = 1 ]; then
