@@ -148,6 +148,8 @@ std::vector<QueuedTask> BatchScheduler::NextBatch(int finished) {
     }
     running_ += static_cast<int>(count);
     QueueDepthChanged();
+    // Enqueue woke one worker; what this one left is another worker's batch.
+    if (!queue_.empty()) work_available_.notify_one();
     return batch;
   }
 }

@@ -2,7 +2,9 @@
 // with no model behind it.
 #include "server/batch_scheduler.h"
 
+#include <chrono>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -31,6 +33,9 @@ class RecordingCallback {
   void Hold() { gate_.Close(); }
   void Release() { gate_.Open(); }
   void WaitForBatches(int count) { gate_.WaitForArrivals(count); }
+  bool WaitForBatchesFor(int count, std::chrono::milliseconds timeout) {
+    return gate_.WaitForArrivalsFor(count, timeout);
+  }
   std::vector<std::vector<int>> batches() const {
     std::lock_guard<std::mutex> lock(mu_);
     return batches_;
@@ -79,6 +84,43 @@ TEST(BatchScheduler, HandsFormedBatchesOldestFirstToTheCallback) {
   EXPECT_EQ(scheduler->in_flight(), 0);
 }
 
+// Until every worker has finished its batch and waits for work: running_ is
+// lowered in the same critical section in which a worker starts waiting, so
+// in_flight() == 0 means all of them are asleep on the condition variable.
+bool AllWorkersWaiting(const BatchScheduler& scheduler) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (scheduler.in_flight() != 0) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// One Enqueue of more images than a batch holds wakes enough workers for
+// them (it used to wake one: the second worker slept until the next request).
+TEST(BatchScheduler, ARequestOfSeveralBatchesReachesEveryIdleWorker) {
+  RecordingCallback callback;
+  auto scheduler = MakeScheduler(&callback, {.max_batch_size = 2, .workers = 2});
+  callback.Hold();  // both workers take a batch, so both have started
+  ASSERT_TRUE(scheduler->Enqueue(Tasks({0})).ok());
+  callback.WaitForBatches(1);
+  ASSERT_TRUE(scheduler->Enqueue(Tasks({1})).ok());
+  callback.WaitForBatches(2);
+  callback.Release();
+  ASSERT_TRUE(AllWorkersWaiting(*scheduler));
+
+  callback.Hold();
+  ASSERT_TRUE(scheduler->Enqueue(Tasks({2, 3, 4, 5})).ok());
+  EXPECT_TRUE(callback.WaitForBatchesFor(4, std::chrono::seconds(30)))
+      << "only one worker woke for a request of two batches";
+  EXPECT_EQ(scheduler->queue_depth(), 0);
+  callback.Release();
+  scheduler->Shutdown();
+  EXPECT_THAT(callback.batches(),
+              ::testing::UnorderedElementsAre(ElementsAre(0), ElementsAre(1), ElementsAre(2, 3),
+                                              ElementsAre(4, 5)));
+}
+
 TEST(BatchScheduler, RefusesWhatDoesNotFitAndQueuesNothingOfIt) {
   RecordingCallback callback;
   std::vector<int> depths;
@@ -103,10 +145,9 @@ TEST(BatchScheduler, RefusesWhatDoesNotFitAndQueuesNothingOfIt) {
 }
 
 TEST(BatchScheduler, CreateRefusesBadOptionsAndAMissingCallback) {
-  EXPECT_EQ(BatchScheduler::Create({.max_batch_size = 0}, [](std::vector<QueuedTask>) {})
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      BatchScheduler::Create({.max_batch_size = 0}, [](std::vector<QueuedTask>) {}).status().code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BatchScheduler::Create({}, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
 }

@@ -5,6 +5,7 @@
 #ifndef MATID_TESTS_HOLD_GATE_H_
 #define MATID_TESTS_HOLD_GATE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 
@@ -34,6 +35,11 @@ class HoldGate {
   void WaitForArrivals(int count) {
     std::unique_lock<std::mutex> lock(mu_);
     changed_.wait(lock, [this, count] { return arrivals_ >= count; });
+  }
+  // The same, for at most `timeout`; false when the arrivals did not come.
+  bool WaitForArrivalsFor(int count, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return changed_.wait_for(lock, timeout, [this, count] { return arrivals_ >= count; });
   }
 
  private:
