@@ -232,6 +232,7 @@ absl::StatusOr<InferImages> ReadInferImages(const inference::ModelInferRequest& 
 absl::StatusOr<std::vector<RequestedOutput>> ReadRequestedOutputs(
     const inference::ModelInferRequest& request) {
   std::vector<RequestedOutput> outputs;
+  bool raw_requested = false, classification_requested = false;
   for (const auto& requested : request.outputs()) {
     if (requested.name() != kProbabilitiesOutputName) {
       return Invalid(absl::StrCat("unknown output \"", requested.name(), "\"; the model has ",
@@ -252,6 +253,17 @@ absl::StatusOr<std::vector<RequestedOutput>> ReadRequestedOutputs(
       }
       output.classification = static_cast<int>(std::min<int64_t>(top, 1 << 20));
     }
+    // Each requested output is written for every image: one raw tensor and
+    // one classification at most, or a small request could ask for a huge
+    // answer (60,000 copies of the output made a 1 MB request a 155 MB one).
+    bool& seen = output.classification > 0 ? classification_requested : raw_requested;
+    if (seen) {
+      return Invalid(absl::StrCat("output ", requested.name(), " is requested more than once ",
+                                  output.classification > 0 ? "with" : "without",
+                                  " the classification parameter; at most one of each"),
+                     "duplicate_output");
+    }
+    seen = true;
     outputs.push_back(output);
   }
   if (outputs.empty()) outputs.push_back({kProbabilitiesOutputName, 0});

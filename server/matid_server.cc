@@ -1,13 +1,12 @@
 #include "server/matid_server.h"
 
-#include <limits>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
 #include <chrono>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
@@ -99,8 +98,8 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWithRepository(
   });
 }
 
-absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
-    const ServerOptions& options, const ModelsFactory& models) {
+absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(const ServerOptions& options,
+                                                                     const ModelsFactory& models) {
   absl::Status valid = ValidateServerOptions(options);
   if (!valid.ok()) return valid;
   std::unique_ptr<MatidServer> server(new MatidServer());
@@ -120,11 +119,12 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
   if (!manager.ok()) return manager.status();
   server->models_ = *std::move(manager);
   if (server->events_ != nullptr) {
-    server->models_->SetEventListener(
-        [events = server->events_.get()](EventMessage event) { events->Publish(std::move(event)); });
+    server->models_->SetEventListener([events = server->events_.get()](EventMessage event) {
+      events->Publish(std::move(event));
+    });
   }
-  server->service_ = std::make_unique<ClassifierService>(
-      server->models_.get(), options.batcher, server->metrics_.get(), options.limits);
+  server->service_ = std::make_unique<ClassifierService>(server->models_.get(), options.batcher,
+                                                         server->metrics_.get(), options.limits);
   server->admin_ =
       std::make_unique<AdminService>(server->models_.get(), options.admin_client_subjects);
   server->inference_ = std::make_unique<InferenceService>(
@@ -142,9 +142,14 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(
       options.port);
   builder.AddListeningPort(address, *credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // A backstop for answers too: none is meant to come near it (ModelInfer
+  // writes at most max_batch_items x 2 outputs), and one that did would be
+  // refused RESOURCE_EXHAUSTED instead of sent.
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
   if (options.max_connection_age != absl::InfiniteDuration()) {
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
-                               static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_age)));
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_age)));
   }
   if (options.max_connection_age_grace != absl::InfiniteDuration()) {
     builder.AddChannelArgument(

@@ -19,12 +19,13 @@ inline constexpr char kRefusalPayloadUrl[] = "type.matid.dev/refusal_reason";
 // Every reason the server attaches. Metrics keep one counter handle per
 // reason and export each from the start (at 0), so alerts see the series
 // before the first refusal. A reason missing here is still counted.
-inline constexpr std::array<absl::string_view, 20> kRefusalReasons = {
-    "bad_pixel_format",  "batch_empty",      "batch_too_large", "cancelled",
-    "deadline_expired",  "empty_image",      "encoded_too_large", "missing_image",
-    "model_not_found",   "model_not_named",  "model_unavailable", "not_serving",
-    "queue_full",        "raw_size_mismatch", "shutting_down",  "too_many_pixels",
-    "unchecked_format",  "undecodable",      "unsupported_format", "zero_size"};
+inline constexpr std::array<absl::string_view, 21> kRefusalReasons = {
+    "bad_pixel_format", "batch_empty",      "batch_too_large",   "cancelled",
+    "duplicate_output", "deadline_expired", "empty_image",       "encoded_too_large",
+    "missing_image",    "model_not_found",  "model_not_named",   "model_unavailable",
+    "not_serving",      "queue_full",       "raw_size_mismatch", "shutting_down",
+    "too_many_pixels",  "unchecked_format", "undecodable",       "unsupported_format",
+    "zero_size"};
 
 // `status` with `reason` (snake_case, e.g. "too_many_pixels") attached.
 inline absl::Status Refusal(absl::Status status, absl::string_view reason) {

@@ -1,5 +1,7 @@
 // matid-server's flags and run loop (see server_main.h).
 
+#include "server/server_main.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -7,12 +9,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "common/malloc_tuning.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/stop_signals.h"
-#include "common/malloc_tuning.h"
 #include "server/matid_server.h"
-#include "server/server_main.h"
 #include "server/torch_backend.h"
 
 ABSL_FLAG(std::string, model_dir, "",
@@ -81,7 +82,8 @@ ABSL_FLAG(bool, reduced_jpeg_decode, true,
           "the model input), then fit it: several times cheaper for camera-resolution frames; "
           "pixels differ slightly from a full decode (top-1 agreement 99.84%, see "
           "bench/RESULTS.md). false: decode every image whole.");
-ABSL_FLAG(int, max_message_bytes, 64 << 20, "Largest gRPC request accepted, in bytes.");
+ABSL_FLAG(int, max_message_bytes, 64 << 20,
+          "Largest gRPC request accepted (and answer sent), in bytes.");
 ABSL_FLAG(int, max_batch_items, 0,
           "Most images in one BatchClassify request, at most --max_queue_size; 0: 64, or "
           "--max_queue_size when that is smaller.");
@@ -263,9 +265,8 @@ int RunServerMain(int argc, char** argv, const BackendDecorator& decorate) {
                          : options.tls.client_ca_file.empty() ? " (TLS)"
                                                               : " (mutual TLS)";
   if (!(*server)->events_topic().empty()) {
-    std::printf("matid-server: model events -> mqtt://%s:%d/%s\n",
-                options.events.mqtt.host.c_str(), options.events.mqtt.port,
-                (*server)->events_topic().c_str());
+    std::printf("matid-server: model events -> mqtt://%s:%d/%s\n", options.events.mqtt.host.c_str(),
+                options.events.mqtt.port, (*server)->events_topic().c_str());
   }
   std::printf("matid-server: serving grpc_port=%d metrics_port=%d%s\n", (*server)->port(),
               (*server)->metrics_port(), security);

@@ -33,8 +33,7 @@ class FileGatedBackend final : public matid::ModelBackend {
 
   const matid::ModelInfo& info() const override { return inner_->info(); }
 
-  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input,
-                                           int batch_size) override {
+  absl::StatusOr<std::vector<float>> Infer(absl::Span<const float> input, int batch_size) override {
     if (std::FILE* arrivals = std::fopen((hold_file_ + ".arrivals").c_str(), "a")) {
       std::fputc('.', arrivals);
       std::fclose(arrivals);

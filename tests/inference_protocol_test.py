@@ -33,7 +33,7 @@ from inference import grpc_service_pb2 as pb  # noqa: E402
 from inference import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 from model_export import repository  # noqa: E402
-from tests.edge_harness import Process, scrape, wait_for  # noqa: E402
+from tests.edge_harness import Process, rss_kib, scrape, wait_for  # noqa: E402
 
 MODEL = "parts"
 MEAN, STD = 0.286, 0.353  # the test model's normalisation (metadata.json)
@@ -252,6 +252,23 @@ class InferenceProtocolTest(unittest.TestCase):
                 self.assertEqual(int(index), best[j])
                 self.assertEqual(label, labels[best[j]])
                 self.assertAlmostEqual(float(score), scores[i][best[j]], places=5)
+
+    def test_an_output_repeated_cannot_multiply_the_answer(self) -> None:
+        # The attack (issue 26): every requested output is written for every
+        # image, so 60,000 copies of one output in a 1 MB request asked for an
+        # answer of 8 x 10 floats x 60,000 (19 MB here; 155 MB with 64 images).
+        request = bytes_request([png(gray(50))] * 8)
+        for _ in range(60_000):
+            request.outputs.add(name="PROBABILITIES")
+        rss_before = rss_kib(self.server.process.pid)
+        error = self.refused(self.stub.ModelInfer, request)
+        self.assertEqual(error.code(), grpc.StatusCode.INVALID_ARGUMENT, error.details())
+        self.assertIn("PROBABILITIES is requested more than once without the classification "
+                      "parameter; at most one of each", error.details())
+        self.assertLess(rss_kib(self.server.process.pid) - rss_before, 32 * 1024)
+        wait_for(lambda: scrape(self.metrics_port).get(
+            'matid_refusals_total{reason="duplicate_output"}', 0) >= 1, 10,
+            "the refusal to be counted")
 
     def test_model_version_selects_and_is_reported(self) -> None:
         request = bytes_request([png(gray(40))], model_version="1")

@@ -132,6 +132,26 @@ TEST(ReadRequestedOutputs, DefaultsToProbabilitiesAndReadsClassification) {
   EXPECT_EQ(ReadRequestedOutputs(request).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// One raw tensor and one classification at most: every requested output is
+// written for every image, so repeats would multiply the answer's size.
+TEST(ReadRequestedOutputs, RefusesAnOutputRequestedTwiceTheSameWay) {
+  inference::ModelInferRequest request;
+  request.add_outputs()->set_name("PROBABILITIES");
+  auto* top = request.add_outputs();
+  top->set_name("PROBABILITIES");
+  (*top->mutable_parameters())["classification"].set_int64_param(3);
+  ASSERT_TRUE(ReadRequestedOutputs(request).ok());  // raw and classification: fine
+  *request.add_outputs() = *top;
+  absl::Status twice = ReadRequestedOutputs(request).status();
+  EXPECT_EQ(twice.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RefusalReason(twice), "duplicate_output");
+  EXPECT_THAT(twice.message(), HasSubstr("PROBABILITIES is requested more than once with"));
+  request.mutable_outputs()->RemoveLast();
+  request.add_outputs()->set_name("PROBABILITIES");
+  twice = ReadRequestedOutputs(request).status();
+  EXPECT_THAT(twice.message(), HasSubstr("more than once without the classification"));
+}
+
 TEST(WriteInferOutputs, ProbabilitiesAndTopKStringsAsRawContents) {
   ModelInfo model;
   model.labels = {"a", "b", "c"};
