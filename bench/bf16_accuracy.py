@@ -15,12 +15,10 @@ import io
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 from bench.report import write_report  # noqa: E402
 from model_export.cli import main as cli_main  # noqa: E402
 from tests.model_export_test import make_shapes_dataset  # noqa: E402

@@ -16,7 +16,7 @@ BIN = os.path.join(BUILD, "bin")
 # Each program and the files holding its flags.
 CLIENT_TLS = "common/client_tls_flags.cc"
 PROGRAMS = {
-    "matid-server": ["server/main.cc"],
+    "matid-server": ["server/server_main.cc"],
     "matid-camera": ["camera/camera_main.cc", CLIENT_TLS],
     "matid-bridge": ["bridge/bridge_main.cc"],
     "matid-classify": ["classify/classify_main.cc", CLIENT_TLS],
