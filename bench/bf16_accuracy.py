@@ -21,20 +21,14 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from bench.report import write_report  # noqa: E402
 from model_export.cli import main as cli_main  # noqa: E402
-from tests.model_export_test import make_shapes_dataset  # noqa: E402
-
-# The end-to-end test's training arguments (keep in step with the test).
-TEST_NETWORK = ["--epochs", "8", "--lr_scheduler_step", "6", "--early_stopping", "false",
-                "--mini_batch_size", "16", "--widths", "8,16", "--blocks", "1,1",
-                "--calibration_images", "32", "--augment_fraction", "0.2", "--rotate90", "true"]
-
+from tests.model_export_test import END_TO_END_TRAINING, make_shapes_dataset  # noqa: E402
 
 def train_once(profile: str, bf16: str, seed: int, shapes: str) -> dict:
     work = tempfile.mkdtemp(prefix=f"matid-bf16-{profile}-")
     out = os.path.join(work, "model")
     args = ["all", "--work", work, "--out", out, "--int8", "false", "--bf16", bf16,
             "--seed", str(seed)]
-    args += ["--source", shapes] + TEST_NETWORK if profile == "test" else ["--quick"]
+    args += ["--source", shapes, *END_TO_END_TRAINING] if profile == "test" else ["--quick"]
     started = time.monotonic()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = cli_main(args)

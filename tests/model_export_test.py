@@ -36,6 +36,14 @@ from model_export.cli import main as cli_main  # noqa: E402
 BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(HERE, "..", "build"))
 
 
+# The end-to-end test's training on make_shapes_dataset(per_class=80);
+# bench/bf16_accuracy.py measures the same run under fp32 and bf16.
+END_TO_END_TRAINING = ("--epochs", "8", "--lr_scheduler_step", "6", "--early_stopping", "false",
+                       "--mini_batch_size", "16", "--widths", "8,16", "--blocks", "1,1",
+                       "--calibration_images", "32", "--augment_fraction", "0.2",
+                       "--rotate90", "true")
+
+
 def make_shapes_dataset(root: str, per_class: int = 50, size: int = 20, seed: int = 0) -> None:
     """Three classes of gray pictures a small CNN learns quickly."""
     rng = np.random.default_rng(seed)
@@ -81,10 +89,7 @@ class EndToEndTest(TempDirTest):
         out = os.path.join(self.tmp, "model")
         make_shapes_dataset(source, per_class=80)
         code = run_cli("all", "--source", source, "--work", work, "--out", out,
-                       "--epochs", "8", "--lr_scheduler_step", "6", "--early_stopping", "false",
-                       "--mini_batch_size", "16",
-                       "--widths", "8,16", "--blocks", "1,1", "--calibration_images", "32",
-                       "--augment_fraction", "0.2", "--rotate90", "true", "--name", "shapes",
+                       *END_TO_END_TRAINING, "--name", "shapes",
                        "--repository", os.path.join(self.tmp, "repository"))
         self.assertEqual(code, 0)
         # `all --repository` published the finished model as version 1.
