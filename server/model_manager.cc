@@ -437,6 +437,11 @@ void ModelManager::SetEventListener(std::function<void(EventMessage)> listener) 
   event_listener_ = std::move(listener);
 }
 
+uint64_t ModelManager::rule_checks_done() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return rule_checks_done_;
+}
+
 int ModelManager::queue_depth() const {
   int depth = 0;
   for (const auto& model : Loaded()) depth += model->batcher().queue_depth();
@@ -473,6 +478,7 @@ void ModelManager::Run() {
       lock.unlock();
       CheckRules();
       lock.lock();
+      ++rule_checks_done_;
       next_rule_check = absl::Now() + options_.rule_check_interval;
       continue;
     }

@@ -194,6 +194,11 @@ class ModelManager {
   // the change. Set before changes matter.
   void SetEventListener(std::function<void(EventMessage)> listener);
 
+  // How many times the manager's thread has checked the promotion and
+  // rollback rules (every rule_check_interval while a rule is watched), so
+  // that a caller can wait for checks rather than for time.
+  uint64_t rule_checks_done() const;
+
   // Queue depth and in-flight images summed over every loaded version.
   int queue_depth() const;
   int in_flight() const;
@@ -297,6 +302,7 @@ class ModelManager {
   uint64_t reloads_requested_ = 0;  // guarded by mu_
   uint64_t reloads_started_ = 0;    // guarded by mu_
   uint64_t reloads_done_ = 0;       // guarded by mu_
+  uint64_t rule_checks_done_ = 0;   // guarded by mu_
   std::condition_variable reload_done_;
 
   std::thread thread_;  // last: started after everything above exists

@@ -157,9 +157,7 @@ class ComposeBoxTest(unittest.TestCase):
         wait_for(lambda: self.health("cloud") == "healthy", 60, "the cloud stand-in to be healthy",
                  interval=0.5)
         consumer = Collector(self.ports["cloud"], tls=self.tls, client_id=client_id, topic=topic)
-        self.addCleanup(consumer.close)
-        wait_for(lambda: consumer.client.is_connected(), 20, "the consumer at the cloud stand-in")
-        time.sleep(0.5)  # its SUBSCRIBE is sent right after CONNACK
+        self.addCleanup(consumer.close)  # subscribed: the broker has acknowledged it
         return consumer
 
     def test_box_runs_survives_restarts_and_drains(self) -> None:
@@ -221,7 +219,7 @@ class ComposeBoxTest(unittest.TestCase):
         except AssertionError:
             raise AssertionError(f"{distinct_seqs()} of {FRAMES} results at the cloud\n"
                                  + self.logs("camera") + self.logs("bridge"))
-        time.sleep(2)  # anything extra would show up now
+        time.sleep(2)  # an absence check (slower machine: weaker, never failing): extras show now
         with collector.lock:
             payloads = list(collector.payloads)
         ids = [p["message_id"] for p in payloads]

@@ -155,6 +155,15 @@ class Process:
         return code
 
 
+def wait_connected(client: mqtt.Client, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not client.is_connected():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 class Collector:
     """An MQTT client that (unless subscribe is False) subscribes to `topic`
     (camera results by default) and records every message id it sees
@@ -170,12 +179,23 @@ class Collector:
         if tls:
             self.client.tls_set(ca_certs=tls["ca.crt"], certfile=tls["client.crt"],
                                 keyfile=tls["client.key"])
+        subscribed = threading.Event()
         if subscribe:
             self.client.on_connect = lambda c, u, f, rc: c.subscribe(topic, qos=1)
+            self.client.on_subscribe = lambda c, u, mid, qos: subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 1)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        # Returns once the broker has acknowledged the subscription (SUBACK),
+        # so that nothing published after this is missed, however slow the
+        # machine; a publisher-only client once it is connected.
+        ready = subscribed.wait(30) if subscribe else wait_connected(self.client, 30)
+        if not ready:
+            self.close()
+            raise AssertionError(f"MQTT client {client_id} not "
+                                 f"{'subscribed' if subscribe else 'connected'} on port {port} "
+                                 "after 30 s")
 
     def _on_message(self, client, userdata, message) -> None:
         with self.lock:

@@ -20,7 +20,6 @@ using ::testing::HasSubstr;
 
 constexpr auto kBound = std::chrono::seconds(10);
 
-
 class MatidServerTest : public ::testing::Test {
  protected:
   void StartServer(ServerOptions options) {
@@ -61,9 +60,11 @@ class MatidServerTest : public ::testing::Test {
     return running;
   }
 
-  // Waits until the batcher holds `depth` queued images.
+  // Waits until the batcher holds at least `depth` queued images. Each
+  // check is a Health call on the test's one connection: its answer comes
+  // after the server has read everything sent on that connection before it.
   void WaitForQueueDepth(uint32_t depth) {
-    for (int i = 0; i < 1000; ++i) {
+    for (int i = 0; i < 2000; ++i) {
       v1::HealthResponse health;
       grpc::ClientContext context;
       ASSERT_TRUE(stub_->Health(&context, v1::HealthRequest(), &health).ok());
@@ -128,10 +129,13 @@ TEST_F(MatidServerTest, RequestWhoseDeadlinePassesInTheQueueIsNeverRun) {
   StartServer({});
   auto running = OccupyTheModel();
   auto expiring = ClassifyAsync(2, std::chrono::milliseconds(100));
+  // The server's copy of the deadline counts from the call's arrival, after
+  // the client's (by any delay): once the image is queued, the call has
+  // arrived, so the server's deadline is at most 100 ms from then.
+  WaitForQueueDepth(1);
+  const absl::Time server_deadline_at_latest = absl::Now() + absl::Milliseconds(100);
   EXPECT_EQ(expiring.get().first.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  // The server's copy of the deadline counts from the call's arrival, a
-  // little after the client's (more under load): let it pass there too.
-  absl::SleepFor(absl::Milliseconds(100));
+  absl::SleepFor(server_deadline_at_latest - absl::Now() + absl::Milliseconds(5));
   backend_->Release();
   EXPECT_TRUE(running.get().first.ok());
   server_->Shutdown();
@@ -147,9 +151,8 @@ TEST_F(MatidServerTest, CancelledCallLeavesNoWorkBehind) {
   context->TryCancel();
   EXPECT_EQ(cancelled.get().first.error_code(), grpc::StatusCode::CANCELLED);
   // The server learns of the cancellation from an RST_STREAM on the shared
-  // connection; a later call's round trip on the same connection is
-  // processed after it, so once Health answers, the server has seen it.
-  WaitForQueueDepth(0);
+  // connection; one Health round trip after it, the server has read it.
+  WaitForQueueDepth(1);
   backend_->Release();
   EXPECT_TRUE(running.get().first.ok());
   server_->Shutdown();
@@ -174,7 +177,8 @@ TEST_F(MatidServerTest, StreamWritesResultsInFrameOrderEvenWhenLaterFramesFinish
   *frame.mutable_image() = TaggedImage(3);
   ASSERT_TRUE(stream->Write(frame));
   stream->WritesDone();
-  absl::SleepFor(absl::Milliseconds(50));
+  // Frames are read in order: once frame 3 is queued, frame 2 has failed.
+  WaitForQueueDepth(1);
   backend_->Release();
   std::vector<v1::FrameResult> results;
   v1::FrameResult result;
@@ -203,6 +207,9 @@ TEST_F(MatidServerTest, StreamPausesReadingBeyondFramesInFlight) {
     ASSERT_TRUE(stream->Write(frame));  // small frames: buffered by flow control
   }
   backend_->WaitForEntered(1);
+  WaitForQueueDepth(1);  // frame 1 is admitted beside frame 0
+  // An absence check: a stream that took a third frame would have done so
+  // by now on any machine; a slower one only makes the check weaker.
   absl::SleepFor(absl::Milliseconds(100));
   v1::HealthResponse health;
   grpc::ClientContext health_context;

@@ -726,6 +726,15 @@ class PromotionServer : public ShadowServer {
     std::lock_guard<std::mutex> lock(mu_);
     return events_;
   }
+  // Waits until the manager has checked its rules `count` more times: an
+  // absence check by checks made, however fast or slow the machine.
+  void WaitForRuleChecks(uint64_t count) {
+    const uint64_t until = Manager().rule_checks_done() + count;
+    for (int i = 0; i < 2000 && Manager().rule_checks_done() < until; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_GE(Manager().rule_checks_done(), until) << "the rules were not checked";
+  }
   bool WaitForServing(const std::string& version) {
     for (int i = 0; i < 1000; ++i) {
       if (VersionServing("parts") == version) return true;
@@ -765,7 +774,7 @@ TEST_F(PromotionServer, ThePolicyPromotesTheShadowOnceItsRuleHoldsThenClosesTheW
                  "rollback_when": {"window_seconds": 1.5}}})");
   ASSERT_TRUE(Start().ok());
   ClassifyTagsInStep(0, 8, 8);
-  absl::SleepFor(absl::Milliseconds(200));  // ten rule checks: 8 compared is not enough
+  WaitForRuleChecks(10);  // 8 compared is not enough
   EXPECT_THAT(States(), ElementsAre("parts/1 AVAILABLE default", "parts/2 AVAILABLE"));
   EXPECT_TRUE(Events(0).empty());
 
@@ -872,8 +881,9 @@ TEST_F(PromotionServer, AnUnsureVersionIsPromotedByAgreementThenRolledBackForLow
   EXPECT_EQ(events[1].type, "rollback");
   EXPECT_THAT(events[1].reason, HasSubstr("low-confidence ratio 1.0000 > 0.2"));
   EXPECT_GE(events[1].figures.at("low_confidence"), 8);
-  // The rolled-back version's policy has no shadow: it is not promoted again.
-  absl::SleepFor(absl::Milliseconds(200));
+  // The rolled-back version's policy has no shadow: it is not promoted again,
+  // and with no rule left to watch the manager stops checking.
+  EXPECT_EQ(Manager().Shadow("parts").status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(VersionServing("parts"), "1");
   EXPECT_EQ(Events(0).size(), 2u);
 }
