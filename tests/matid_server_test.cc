@@ -207,14 +207,19 @@ TEST_F(MatidServerTest, StreamPausesReadingBeyondFramesInFlight) {
     ASSERT_TRUE(stream->Write(frame));  // small frames: buffered by flow control
   }
   backend_->WaitForEntered(1);
-  WaitForQueueDepth(1);  // frame 1 is admitted beside frame 0
+  // Frame 1 is taken beside frame 0 (queued, or in the same batch).
+  auto in_flight = [this] {
+    v1::HealthResponse health;
+    grpc::ClientContext health_context;
+    EXPECT_TRUE(stub_->Health(&health_context, v1::HealthRequest(), &health).ok());
+    return health.in_flight();
+  };
+  for (int i = 0; i < 2000 && in_flight() < 2; ++i) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(in_flight(), 2u);
   // An absence check: a stream that took a third frame would have done so
   // by now on any machine; a slower one only makes the check weaker.
   absl::SleepFor(absl::Milliseconds(100));
-  v1::HealthResponse health;
-  grpc::ClientContext health_context;
-  ASSERT_TRUE(stub_->Health(&health_context, v1::HealthRequest(), &health).ok());
-  EXPECT_LE(health.in_flight(), 2u) << "the stream took more frames than allowed";
+  EXPECT_LE(in_flight(), 2u) << "the stream took more frames than allowed";
   backend_->Release();
   stream->WritesDone();
   v1::FrameResult result;
