@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "bridge/cloud_limits.h"
 #include "common/backoff.h"
 #include "common/result_message.h"
 
@@ -16,7 +17,7 @@ absl::StatusOr<std::unique_ptr<Bridge>> Bridge::Create(const BridgeOptions& opti
   if (options.batch_max_messages < 1) {
     return absl::InvalidArgumentError("batch_max_messages must be >= 1");
   }
-  if (options.batch_max_bytes < 1024 || options.batch_max_bytes > 128 * 1024) {
+  if (options.batch_max_bytes < 1024 || options.batch_max_bytes > kCloudMaxPayloadBytes) {
     return absl::InvalidArgumentError(
         "batch_max_bytes must be in 1024..131072 (AWS IoT Core's payload cap is 128 KB)");
   }
@@ -33,6 +34,16 @@ absl::StatusOr<std::unique_ptr<Bridge>> Bridge::Create(const BridgeOptions& opti
       options.retry_backoff_max < options.retry_backoff_initial) {
     return absl::InvalidArgumentError(
         "retry_backoff_initial must be > 0 and retry_backoff_max at least as long");
+  }
+  // The templates with a one-byte id must make topics the cloud accepts.
+  for (const auto& [flag, topic] :
+       {std::pair<const char*, std::string>{"--cloud_topic_template",
+                                            absl::StrReplaceAll(options.cloud_topic_template,
+                                                                {{"{camera_id}", "x"}})},
+        {"--cloud_events_topic_template",
+         absl::StrReplaceAll(options.cloud_events_topic_template, {{"{box_id}", "x"}})}}) {
+    absl::Status valid = CheckCloudTopic(topic);
+    if (!valid.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", valid.message()));
   }
   std::unique_ptr<Bridge> bridge(new Bridge(options, spool, cloud));
   if (registry != nullptr) bridge->BuildMetrics(*registry);
@@ -89,6 +100,17 @@ std::string Bridge::CloudEventsTopic(absl::string_view box_id) const {
 
 absl::StatusOr<std::pair<std::string, std::string>> Bridge::Route(const std::string& topic,
                                                                   absl::string_view payload) const {
+  absl::StatusOr<std::pair<std::string, std::string>> route = RouteByContent(topic, payload);
+  if (!route.ok()) return route;
+  // What the cloud would refuse is a dead letter now, not a blocked queue.
+  absl::Status sendable = CheckCloudPayload(payload.size());
+  if (sendable.ok()) sendable = CheckCloudTopic(route->second);
+  if (!sendable.ok()) return sendable;
+  return route;
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> Bridge::RouteByContent(
+    const std::string& topic, absl::string_view payload) const {
   if (!options_.local_events_filter.empty() &&
       TopicMatchesFilter(topic, options_.local_events_filter)) {
     absl::StatusOr<EventMessage> event = ParseEventMessage(payload);

@@ -109,9 +109,13 @@ class Bridge {
   };
 
   Bridge(const BridgeOptions& options, Spool* spool, CloudLink* cloud);
-  // A local message's id and cloud topic, or why it is a dead letter.
+  // A local message's id and cloud topic, or why it is a dead letter
+  // (including what the cloud would refuse: bridge/cloud_limits.h).
   absl::StatusOr<std::pair<std::string, std::string>> Route(const std::string& topic,
                                                             absl::string_view payload) const;
+  // The id and cloud topic from the message's content and local topic.
+  absl::StatusOr<std::pair<std::string, std::string>> RouteByContent(
+      const std::string& topic, absl::string_view payload) const;
   void BuildMetrics(prometheus::Registry& registry);
   void ForwarderLoop();
   // Publishes one batch and waits for its PUBACK; true when delivered.

@@ -135,10 +135,10 @@ absl::StatusOr<std::vector<SpooledMessage>> Spool::Oldest(int max_messages,
     m.topic = ColumnString(select.get(), 2);
     m.payload = ColumnString(select.get(), 3);
     m.received_at = absl::FromUnixMillis(sqlite3_column_int64(select.get(), 4));
-    if (!messages.empty() && bytes + static_cast<int64_t>(m.payload.size()) > max_payload_bytes) {
-      break;
-    }
-    bytes += m.payload.size();
+    // Joined as JSON lines: each message after the first adds a newline.
+    const int64_t adds = static_cast<int64_t>(m.payload.size()) + (messages.empty() ? 0 : 1);
+    if (!messages.empty() && bytes + adds > max_payload_bytes) break;
+    bytes += adds;
     messages.push_back(std::move(m));
   }
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return select.Error("read");

@@ -64,7 +64,7 @@ class Spool {
                           absl::string_view reason, absl::Time received_at);
 
   // The oldest messages, at most `max_messages` and (after the first)
-  // `max_payload_bytes` of payload in all.
+  // `max_payload_bytes` in all once joined by newlines (JSON lines).
   absl::StatusOr<std::vector<SpooledMessage>> Oldest(int max_messages, int64_t max_payload_bytes);
 
   // Removes delivered messages.
