@@ -2,7 +2,10 @@
 // exactly one response, written in request order: matid.v1's ClassifyStream
 // and the Open Inference Protocol's ModelStreamInfer. Requests are handled
 // as they arrive, up to `max_in_flight` at once; reading pauses beyond
-// that, which pushes back on the client through flow control. The stream
+// that, which pushes back on the client through flow control. A request
+// stays in flight until its response is written, not only answered, so a
+// client that never reads stops being read from, rather than having its
+// answers pile up in the server (issue 26 item 3). The stream
 // finishes OK once the client has half-closed and everything read is
 // answered.
 //
@@ -63,6 +66,7 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
       if (!ok) write_failed_ = true;
+      OneWrittenLocked();
       WriteNextLocked();
       finish = ReadyToFinishLocked();
     }
@@ -100,11 +104,6 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
       std::lock_guard<std::mutex> lock(mu_);
       slot->response = std::move(response);
       slot->done = true;
-      --in_flight_;
-      if (read_paused_ && in_flight_ < max_in_flight_) {
-        read_paused_ = false;
-        this->StartRead(&request_);
-      }
       WriteNextLocked();
       finish = ReadyToFinishLocked();
     }
@@ -117,10 +116,24 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
     while (!writing_ && !pending_.empty() && pending_.front()->done) {
       std::shared_ptr<Slot> next = std::move(pending_.front());
       pending_.pop_front();
-      if (write_failed_) continue;  // the client is gone: nothing to write to
+      if (write_failed_) {  // the client is gone: nothing to write to
+        OneWrittenLocked();
+        continue;
+      }
       writing_ = true;
       outgoing_ = std::move(next->response);
       this->StartWrite(&outgoing_);
+    }
+  }
+
+  // One response is written (or dropped, the client being gone): its request
+  // leaves the in-flight count, and reading resumes if it had paused.
+  // mu_ must be held.
+  void OneWrittenLocked() {
+    --in_flight_;
+    if (read_paused_ && in_flight_ < max_in_flight_) {
+      read_paused_ = false;
+      this->StartRead(&request_);
     }
   }
 
@@ -139,7 +152,7 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
   std::mutex mu_;
   std::deque<std::shared_ptr<Slot>> pending_;  // guarded by mu_, request order
   Response outgoing_;                          // guarded by mu_
-  int in_flight_ = 0;                          // guarded by mu_
+  int in_flight_ = 0;  // read, response not yet written; guarded by mu_
   bool read_paused_ = false;                   // guarded by mu_
   bool reads_done_ = false;                    // guarded by mu_
   bool writing_ = false;                       // guarded by mu_

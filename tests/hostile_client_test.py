@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""Hostile clients against the real matid-server program (issue 26):
+python3-grpcio on loopback, memory read from /proc, every loop bounded in
+count and time.
+
+Checked:
+- a stream client that sends frames and never reads the answers
+  (ClassifyStream and ModelStreamInfer): the server stops reading from it
+  once its answers are not being taken, instead of classifying everything
+  and holding the answers; its memory stays bounded; once the client reads
+  again, every frame sent is answered, in order.
+"""
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from typing import Callable, Iterator
+
+BUILD_DIR = os.environ.get("MATID_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "build"))
+TEST_MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD_DIR, "test_model"))
+sys.path.insert(0, os.path.join(BUILD_DIR, "python"))
+
+import cv2  # noqa: E402
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+from inference import grpc_service_pb2 as pb  # noqa: E402
+from inference import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
+from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
+from model_export import repository  # noqa: E402
+from tests.edge_harness import Process, rss_kib, scrape, wait_for  # noqa: E402
+
+PNG = cv2.imencode(".png", np.random.default_rng(3).integers(0, 256, (28, 28), np.uint8))[1].tobytes()
+# Frames a client that never reads may send before the test calls it a
+# failure. Before the fix the server read and classified all of them (at
+# 40,000 ClassifyStream frames its RSS had grown by 52 MB). After it, the
+# client stalls once the HTTP/2 and TCP windows on both sides are full: about
+# 23,000 ClassifyStream frames and 50,000 ModelStreamInfer frames (smaller
+# answers) on loopback here, whatever the client would go on to send.
+MAX_FRAMES = 200_000
+# How long the number of frames sent must stay still to count as "stalled":
+# an absence check (a slower machine only makes it stall later, not fail).
+STILL_S = 2.0
+
+
+class FrameSource:
+    """A request iterator that counts what gRPC took from it and ends on
+    request (or after MAX_FRAMES)."""
+
+    def __init__(self, make: Callable[[int], object]) -> None:
+        self.make = make
+        self.sent = 0
+        self.stop = threading.Event()
+
+    def __iter__(self) -> Iterator[object]:
+        while not self.stop.is_set() and self.sent < MAX_FRAMES:
+            yield self.make(self.sent)
+            self.sent += 1
+
+
+def wait_until_still(source: FrameSource, timeout: float) -> None:
+    """Returns once `source.sent` has not changed for STILL_S, or it reached
+    MAX_FRAMES, or `timeout` passed."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline and source.sent < MAX_FRAMES:
+        if source.sent != last:
+            last, since = source.sent, time.monotonic()
+        elif time.monotonic() - since >= STILL_S:
+            return
+        time.sleep(0.05)
+
+
+class HostileClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        if not os.path.isdir(TEST_MODEL):
+            raise unittest.SkipTest("the test model is not built")
+        cls.tmp = tempfile.mkdtemp(prefix="matid-hostile-")
+        cls.repo = os.path.join(cls.tmp, "repo")
+        repository.publish(TEST_MODEL, cls.repo, "parts")
+        cls.server = Process([os.path.join(BUILD_DIR, "bin", "matid-server"),
+                              f"--model_repository={cls.repo}",
+                              "--host=127.0.0.1", "--port=0", "--metrics_host=127.0.0.1",
+                              "--metrics_port=0", "--threads=1", "--lame_duck_ms=0",
+                              "--max_stream_frames_in_flight=8"],
+                             r"serving grpc_port=(\d+) metrics_port=(\d+)",
+                             os.path.join(cls.tmp, "server.log"))
+        cls.port, cls.metrics_port = int(cls.server.match.group(1)), int(cls.server.match.group(2))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        code = cls.server.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert code == 0, f"matid-server exited with {code}"
+
+    def images_classified(self) -> float:
+        metrics = scrape(self.metrics_port)
+        return sum(value for name, value in metrics.items()
+                   if name.startswith("matid_images_total{"))
+
+    def check_never_read_stream(self, open_stream: Callable, make: Callable[[int], object],
+                                answered_seq: Callable[[object], int]) -> None:
+        channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.addCleanup(channel.close)
+        source = FrameSource(make)
+        rss_before = rss_kib(self.server.process.pid)
+        classified_before = self.images_classified()
+        responses = open_stream(channel)(iter(source), timeout=300)
+        wait_until_still(source, timeout=120)
+        stalled_at = source.sent
+        classified = self.images_classified() - classified_before
+        rss_growth = rss_kib(self.server.process.pid) - rss_before
+        print(f"never-read stream: client sent {stalled_at} frames before the server stopped "
+              f"reading, {classified:.0f} classified, server RSS +{rss_growth} KiB",
+              file=sys.stderr)
+        self.assertLess(stalled_at, MAX_FRAMES,
+                        "the server went on reading from a client that reads nothing")
+        self.assertLess(rss_growth, 32 * 1024, f"server RSS grew by {rss_growth} KiB")
+
+        # Reading again: every frame sent is answered, in order, and nothing
+        # was dropped while the client was not reading.
+        source.stop.set()
+        seqs = [answered_seq(response) for response in responses]
+        self.assertEqual(seqs, list(range(source.sent)))
+        self.assertGreaterEqual(self.images_classified() - classified_before, source.sent)
+
+    def test_classify_stream_that_is_never_read_stops_being_read(self) -> None:
+        def open_stream(channel: grpc.Channel) -> Callable:
+            return matid_pb2_grpc.ClassifierStub(channel).ClassifyStream
+
+        def make(seq: int) -> matid_pb2.Frame:
+            return matid_pb2.Frame(seq=seq, image=matid_pb2.Image(encoded=PNG), top_k=10)
+
+        def answered_seq(result: matid_pb2.FrameResult) -> int:
+            self.assertEqual(result.status.code, 0, result.status.message)
+            return result.seq
+
+        self.check_never_read_stream(open_stream, make, answered_seq)
+
+    def test_model_stream_infer_that_is_never_read_stops_being_read(self) -> None:
+        def open_stream(channel: grpc.Channel) -> Callable:
+            return pb_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer
+
+        def make(seq: int) -> pb.ModelInferRequest:
+            tensor = pb.ModelInferRequest.InferInputTensor(name="IMAGE", datatype="BYTES",
+                                                           shape=[1])
+            tensor.contents.bytes_contents.append(PNG)
+            return pb.ModelInferRequest(model_name="parts", id=str(seq), inputs=[tensor])
+
+        def answered_seq(response: pb.ModelStreamInferResponse) -> int:
+            self.assertEqual(response.error_message, "")
+            return int(response.infer_response.id)
+
+        self.check_never_read_stream(open_stream, make, answered_seq)
+
+
+if __name__ == "__main__":
+    unittest.main()
