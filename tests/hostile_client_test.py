@@ -30,7 +30,7 @@ from inference import grpc_service_pb2 as pb  # noqa: E402
 from inference import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 from model_export import repository  # noqa: E402
-from tests.edge_harness import Process, rss_kib, scrape, wait_for  # noqa: E402
+from tests.edge_harness import Process, rss_kib, scrape  # noqa: E402
 
 PNG = cv2.imencode(".png", np.random.default_rng(3).integers(0, 256, (28, 28), np.uint8))[1].tobytes()
 # Frames a client that never reads may send before the test calls it a
