@@ -152,7 +152,7 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
   std::mutex mu_;
   std::deque<std::shared_ptr<Slot>> pending_;  // guarded by mu_, request order
   Response outgoing_;                          // guarded by mu_
-  int in_flight_ = 0;  // read, response not yet written; guarded by mu_
+  int in_flight_ = 0;                          // read, response not yet written; guarded by mu_
   bool read_paused_ = false;                   // guarded by mu_
   bool reads_done_ = false;                    // guarded by mu_
   bool writing_ = false;                       // guarded by mu_
