@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "server/cancel_counting_reactor.h"
 #include "server/metrics.h"
 
 namespace matid {
@@ -48,19 +49,27 @@ inline std::vector<std::string> CallerIdentities(const grpc::CallbackServerConte
   return identities;
 }
 
-// Counts a unary call in flight and returns the function that answers it:
-// records `rpc`'s outcome and the time since `start` (`metrics` may be
-// nullptr), then finishes `reactor`. Call the function exactly once.
-inline std::function<void(const absl::Status&)> StartCountedUnary(
-    ServerMetrics* metrics, grpc::ServerUnaryReactor* reactor, const char* rpc, absl::Time start) {
+// A unary classifying call's reactor and the function that answers it.
+struct CountedUnary {
+  grpc::ServerUnaryReactor* reactor;                // return it from the handler
+  std::function<void(const absl::Status&)> finish;  // call exactly once
+};
+
+// Counts a unary call in flight (and, should the client leave early, in
+// matid_requests_cancelled_total); `finish` records `rpc`'s outcome and the
+// time since `start` (`metrics` may be nullptr), then finishes the reactor.
+inline CountedUnary StartCountedUnary(ServerMetrics* metrics, const char* rpc, absl::Time start) {
+  grpc::ServerUnaryReactor* reactor = CancelCountingReactor::Start([metrics, rpc] {
+    if (metrics != nullptr) metrics->RecordCancelled(rpc);
+  });
   if (metrics != nullptr) metrics->AddInFlight(1);
-  return [metrics, reactor, rpc, start](const absl::Status& status) {
-    if (metrics != nullptr) {
-      metrics->RecordRequest(rpc, status.code(), absl::Now() - start);
-      metrics->AddInFlight(-1);
-    }
-    reactor->Finish(ToGrpc(status));
-  };
+  return {reactor, [metrics, reactor, rpc, start](const absl::Status& status) {
+            if (metrics != nullptr) {
+              metrics->RecordRequest(rpc, status.code(), absl::Now() - start);
+              metrics->AddInFlight(-1);
+            }
+            reactor->Finish(ToGrpc(status));
+          }};
 }
 
 }  // namespace matid

@@ -95,8 +95,9 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
                                                       const v1::ClassifyRequest* request,
                                                       v1::ClassifyResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const Answer finish = StartCountedUnary(metrics_, reactor, "Classify", start);
+  CountedUnary counted = StartCountedUnary(metrics_, "Classify", start);
+  grpc::ServerUnaryReactor* reactor = counted.reactor;
+  const Answer finish = std::move(counted.finish);
   if (RefusedAsNotServing(finish)) return reactor;
   absl::StatusOr<ImageRef> image = ToImageRef(request->image());
   if (!image.ok()) {
@@ -129,8 +130,9 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
                                                            const v1::BatchClassifyRequest* request,
                                                            v1::BatchClassifyResponse* response) {
   const absl::Time start = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const Answer finish = StartCountedUnary(metrics_, reactor, "BatchClassify", start);
+  CountedUnary counted = StartCountedUnary(metrics_, "BatchClassify", start);
+  grpc::ServerUnaryReactor* reactor = counted.reactor;
+  const Answer finish = std::move(counted.finish);
   if (RefusedAsNotServing(finish)) return reactor;
   const int items = request->items_size();
   if (items == 0) {

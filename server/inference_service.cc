@@ -179,10 +179,9 @@ void InferenceService::Infer(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* context,
                                                        const inference::ModelInferRequest* request,
                                                        inference::ModelInferResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  Infer(context, *request, response,
-        StartCountedUnary(metrics_, reactor, "ModelInfer", absl::Now()));
-  return reactor;
+  CountedUnary call = StartCountedUnary(metrics_, "ModelInfer", absl::Now());
+  Infer(context, *request, response, std::move(call.finish));
+  return call.reactor;
 }
 
 // One ModelStreamInfer stream: each request is answered in order, a failed

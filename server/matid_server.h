@@ -95,6 +95,8 @@ class MatidServer {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_->port(); }
+  // The metrics this server records (also when it serves no /metrics).
+  prometheus::Registry& metrics_registry() { return metrics_->registry(); }
   const ModelManager& models() const { return *models_; }
   // The MQTT topic model events go to; empty when they go to no broker.
   std::string events_topic() const { return events_ != nullptr ? events_->topic() : ""; }

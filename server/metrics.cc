@@ -45,6 +45,15 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
            .Name("matid_request_duration_seconds")
            .Help("Server-side time from receiving a request (stream: frame) to its answer")
            .Register(r);
+  auto& cancelled = BuildCounter()
+                        .Name("matid_requests_cancelled_total")
+                        .Help(
+                            "Unary RPCs that ended before their answer was sent: the client "
+                            "cancelled, its deadline passed or its connection dropped")
+                        .Register(r);
+  for (const char* rpc : {"Classify", "BatchClassify", "ModelInfer"}) {
+    cancelled_by_rpc_[rpc] = &cancelled.Add({{"rpc", rpc}});
+  }
   for (const char* rpc :
        {"Classify", "BatchClassify", "ClassifyStream", "ModelInfer", "ModelStreamInfer"}) {
     requests_by_rpc_[rpc] = std::make_unique<CountersByCode>(
@@ -163,6 +172,11 @@ prometheus::Counter& ServerMetrics::CountersByCode::operator[](absl::StatusCode 
     by_code_[index].store(counter, std::memory_order_release);
   }
   return *counter;
+}
+
+void ServerMetrics::RecordCancelled(absl::string_view rpc) {
+  auto counter = cancelled_by_rpc_.find(rpc);
+  if (counter != cancelled_by_rpc_.end()) counter->second->Increment();
 }
 
 void ServerMetrics::RecordRequest(absl::string_view rpc, absl::StatusCode code,

@@ -84,6 +84,9 @@ class ServerMetrics {
 
   // One finished RPC (for ClassifyStream: one finished frame).
   void RecordRequest(absl::string_view rpc, absl::StatusCode code, absl::Duration elapsed);
+  // One unary RPC that ended before its answer was sent (see
+  // cancel_counting_reactor.h); it is also counted by RecordRequest.
+  void RecordCancelled(absl::string_view rpc);
   // One image's outcome, whichever RPC carried it; a refusal is also counted
   // by its reason (see refusal.h).
   void RecordImage(const absl::Status& status);
@@ -143,6 +146,8 @@ class ServerMetrics {
   // matid_requests_total by code for the classifying RPCs (both APIs);
   // matid_images_total by code.
   std::map<std::string, std::unique_ptr<CountersByCode>, std::less<>> requests_by_rpc_;
+  // matid_requests_cancelled_total for the unary classifying RPCs.
+  std::map<std::string, prometheus::Counter*, std::less<>> cancelled_by_rpc_;
   std::unique_ptr<CountersByCode> images_by_code_;
   prometheus::Family<prometheus::Counter>* refusals_;
   // matid_refusals_total for each reason of kRefusalReasons.

@@ -113,6 +113,9 @@ class Server:
     def refusals(self, reason: str) -> float:
         return scrape(self.metrics_port).get(f'matid_refusals_total{{reason="{reason}"}}', 0.0)
 
+    def cancelled_calls(self, rpc: str) -> float:
+        return scrape(self.metrics_port).get(f'matid_requests_cancelled_total{{rpc="{rpc}"}}', 0.0)
+
     def queue_depth(self) -> int:
         return self.probe.Health(matid_pb2.HealthRequest(), timeout=HEALTH_DEADLINE_S).queue_depth
 
@@ -266,15 +269,17 @@ class OverloadTest(unittest.TestCase):
     def test_cancelled_calls_leave_no_work_behind(self) -> None:
         server = self.server
         run_before = server.images_run()
+        cancelled_before = server.cancelled_calls("Classify")
         busy = server.fill_queue(3)  # one image held in the model, two queued
         cancelled = [server.stub.Classify.future(request(f"c{i}"), timeout=60) for i in range(4)]
         server.wait_held(1, 2 + 4)
         for future in cancelled:
             future.cancel()
-        # A barrier: a call on the same connection, answered after the server
-        # has read the cancellations (HTTP/2 frames of one connection are read
-        # in order), so the gate opens only once they are known.
-        server.stub.Health(matid_pb2.HealthRequest(), timeout=HEALTH_DEADLINE_S)
+        # The gate opens once the server has handled the four cancellations
+        # (on its own gRPC threads: a Health answer on the same connection
+        # does not prove that, matid_server_test found).
+        wait_for(lambda: server.cancelled_calls("Classify") - cancelled_before >= 4, 10,
+                 "the server to see the cancellations")
         server.release()
         self.assertEqual(len(busy.result().results), 3)
         server.wait_idle()
