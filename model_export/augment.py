@@ -17,12 +17,6 @@ from .dataset import Sample, folder_name, load_image, write_jsonl, write_lst
 CHANNEL_INDEX = {"red": 0, "green": 1, "blue": 2}  # RGB order
 
 
-def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    shrinking = image.shape[1] >= width and image.shape[0] >= height
-    return cv2.resize(image, (width, height),
-                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-
-
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     """Counter-clockwise about the centre, same size, corners filled black.
     Multiples of 90 degrees are exact (no interpolation)."""
@@ -75,7 +69,6 @@ def random_crop(images: np.ndarray, padding: int, rng: np.random.Generator) -> n
 class AugmentOptions:
     """Which augmentations run, and on how much of the training set."""
     fraction: float = 0.1      # of training images that get augmented copies
-    size: int = 0              # resize augmented copies to size x size (0: keep)
     rotate45: bool = False
     rotate90: bool = False
     flip_horizontal: bool = True
@@ -119,8 +112,6 @@ def augment_training_set(data_dir: str, manifest_dir: str, train: Sequence[Sampl
         image = load_image(os.path.join(data_dir, sample.path), color)
         if color == "rgb":
             image = image[:, :, ::-1]
-        if options.size > 0:
-            image = resize(image, options.size, options.size)
         stem = os.path.splitext(os.path.basename(sample.path))[0]
         for name, transform in transforms.items():
             out = transform(image)

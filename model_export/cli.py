@@ -30,6 +30,7 @@ from . import augment as augment_lib  # noqa: E402
 from . import dataset  # noqa: E402
 from . import evaluate as evaluate_lib  # noqa: E402
 from . import export as export_lib  # noqa: E402
+from . import loader  # noqa: E402
 from . import repository as repository_lib  # noqa: E402
 from . import train as train_lib  # noqa: E402
 
@@ -49,6 +50,12 @@ FULL_PROFILE = {
     "lr_scheduler_step": "12,20", "early_stopping": True, "max_minutes": 0.0,
     "mini_batch_size": 128, "early_stopping_min_epochs": 23, "widths": [32, 64, 128],
 }
+
+
+# Without --image_shape, larger stored images are trained at most this big.
+MAX_DEFAULT_INPUT = 224
+# From this input size on, --photo_augment auto turns photo augmentation on.
+PHOTO_INPUT = 96
 
 
 def str2bool(text: str) -> bool:
@@ -78,12 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test_source", help="folder of class folders used as the test set")
     g.add_argument("--validation_fraction", type=float, default=0.1)
     g.add_argument("--limit_per_class", type=int, default=None, help="training images per class (0: all)")
+    g.add_argument("--image_size", type=int, default=None,
+                   help="photos from a folder are stored at N x N, as JPEG (default "
+                        f"{dataset.PHOTO_SIZE}; 0: stored as they are); smaller images are copied")
+    g.add_argument("--min_per_class", type=int, default=5,
+                   help="fewest training photos (train + validation) a class may have")
+    g.add_argument("--strict_images", type=str2bool, default=False,
+                   help="an unreadable or truncated photo stops prepare (default: listed, skipped)")
+    g.add_argument("--workers", type=int, default=2,
+                   help="processes that decode photos (prepare) and training images (train)")
 
     g = parser.add_argument_group("augment (training images only)")
     g.add_argument("--augment_fraction", type=float, default=None,
                    help="fraction of training images that get augmented copies (default 0.1)")
-    g.add_argument("--image_size", type=int, default=0,
-                   help="resize images to N x N for augmentation and training (0: native size)")
     g.add_argument("--rotate45", type=str2bool, default=False)
     g.add_argument("--rotate90", type=str2bool, default=False)
     g.add_argument("--flip_horizontal", type=str2bool, default=True)
@@ -109,8 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--blocks", type=int_list, default=defaults.blocks, help="blocks per stage")
     g.add_argument("--max_minutes", type=float, default=None, help="training time budget (0: none)")
     g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--image_shape", default=None,
+                   help="C,H,W of the model's input, e.g. 3,224,224 (default: the stored "
+                        f"images' size, at most {MAX_DEFAULT_INPUT} px)")
+    g.add_argument("--num_layers", type=int, default=defaults.num_layers,
+                   help="0: a small ResNet sized by --widths/--blocks; 18, 34, 50: torchvision's")
+    g.add_argument("--pretrained", default=defaults.pretrained,
+                   help="torchvision ImageNet state dict for the backbone (a file on this "
+                        "machine, e.g. resnet18-f37072fd.pth; never downloaded)")
+    g.add_argument("--backbone_lr_factor", type=float, default=defaults.backbone_lr_factor,
+                   help="with --pretrained: the backbone's learning rate over the head's")
+    g.add_argument("--freeze_backbone_epochs", type=int, default=defaults.freeze_backbone_epochs,
+                   help="with --pretrained: first epochs that train the new head only")
+    g.add_argument("--photo_augment", choices=["auto", "true", "false"], default="auto",
+                   help="online random resized crop, rotation by any angle, vertical flip and "
+                        f"colour jitter (auto: for inputs of {PHOTO_INPUT} px and more)")
+    g.add_argument("--cache_mb", type=int, default=1024,
+                   help="hold the training set in memory when it fits (else read it from disk)")
     g.add_argument("--crop_padding", type=int, default=defaults.crop_padding,
-                   help="online random crop after zero padding by N pixels (0: off)")
+                   help="online random crop after zero padding by N pixels (0: off; small inputs)")
     g.add_argument("--label_smoothing", type=float, default=defaults.label_smoothing)
     g.add_argument("--bf16", choices=["auto", "true", "false"], default=defaults.bf16,
                    help="bf16 autocast, fp32 master weights (auto: when the CPU has avx512_bf16/amx_bf16)")
@@ -143,19 +174,50 @@ def resolve_profile(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def image_size(args: argparse.Namespace,
-               prepared: dataset.PreparedDataset) -> Tuple[int, int]:
-    if args.image_size > 0:
-        return args.image_size, args.image_size
+def input_size(args: argparse.Namespace, prepared: dataset.PreparedDataset) -> Tuple[int, int]:
+    """(width, height) the model takes: --image_shape, or the stored images'
+    size capped at MAX_DEFAULT_INPUT (SageMaker's default is 3,224,224)."""
+    channels = 1 if prepared.color == "gray" else 3
+    if args.image_shape:
+        try:
+            c, h, w = (int(v) for v in args.image_shape.split(","))
+        except ValueError:
+            raise ValueError(f"--image_shape {args.image_shape!r}: expected C,H,W such as "
+                             "3,224,224") from None
+        if c != channels or h < 8 or w < 8:
+            raise ValueError(f"--image_shape {args.image_shape}: the images are "
+                             f"{prepared.color} ({channels} channel(s)) and H, W must be >= 8")
+        return w, h
     first = dataset.load_image(os.path.join(prepared.data_dir, prepared.splits["train"][0].path),
                                prepared.color)
-    return first.shape[1], first.shape[0]
+    width, height = first.shape[1], first.shape[0]
+    scale = min(1.0, MAX_DEFAULT_INPUT / max(width, height))
+    return max(8, round(width * scale)), max(8, round(height * scale))
+
+
+def batch_source(args: argparse.Namespace, prepared: dataset.PreparedDataset,
+                 samples: List[dataset.Sample], size: Tuple[int, int], training: bool):
+    """Batches of `samples` at `size`: in memory when small and not
+    photo-augmented, else read from disk by worker processes."""
+    photo = args.photo_augment == "true" or (args.photo_augment == "auto" and
+                                              min(size) >= PHOTO_INPUT)
+    channels = 1 if prepared.color == "gray" else 3
+    in_memory = len(samples) * size[0] * size[1] * channels <= args.cache_mb << 20
+    if in_memory and not (training and photo):
+        images, labels = dataset.load_arrays(prepared.data_dir, samples, prepared.color, size)
+        return loader.ArrayBatches(images, labels, args.mini_batch_size,
+                                   args.crop_padding if training else 0)
+    return loader.FolderBatches(prepared.data_dir, samples, prepared.color, size,
+                                args.mini_batch_size, args.workers,
+                                loader.PhotoAugment() if training and photo else None, args.seed)
 
 
 def stage_prepare(args: argparse.Namespace) -> None:
     started = time.monotonic()
     prepared = dataset.prepare(args.work, args.source, args.validation_fraction, args.seed,
-                               args.limit_per_class, args.test_source)
+                               args.limit_per_class, args.test_source,
+                               image_size=args.image_size, min_per_class=args.min_per_class,
+                               strict=args.strict_images, workers=args.workers)
     counts = {k: len(v) for k, v in prepared.splits.items()}
     print(f"prepare: {counts} images, {len(prepared.labels)} classes ({prepared.color}) "
           f"in {time.monotonic() - started:.1f}s; manifests in {args.work}/manifests")
@@ -164,7 +226,7 @@ def stage_prepare(args: argparse.Namespace) -> None:
 def stage_augment(args: argparse.Namespace) -> None:
     prepared = dataset.load_prepared(args.work)
     options = augment_lib.AugmentOptions(
-        fraction=args.augment_fraction, size=args.image_size, rotate45=args.rotate45,
+        fraction=args.augment_fraction, rotate45=args.rotate45,
         rotate90=args.rotate90, flip_horizontal=args.flip_horizontal,
         flip_vertical=args.flip_vertical,
         saturation=[c for c in args.saturation.split(",") if c], noise_sigma=args.noise_sigma,
@@ -184,13 +246,12 @@ def training_samples(args: argparse.Namespace,
 
 def stage_train(args: argparse.Namespace) -> None:
     prepared = dataset.load_prepared(args.work)
-    size = image_size(args, prepared)
+    size = input_size(args, prepared)
     started = time.monotonic()
-    train_x, train_y = dataset.load_arrays(prepared.data_dir, training_samples(args, prepared),
-                                           prepared.color, size)
-    val_x, val_y = dataset.load_arrays(prepared.data_dir, prepared.splits["val"], prepared.color, size)
-    print(f"train: loaded {len(train_x)} training and {len(val_x)} validation images "
-          f"({size[0]}x{size[1]}) in {time.monotonic() - started:.1f}s")
+    train_source = batch_source(args, prepared, training_samples(args, prepared), size, True)
+    val_source = batch_source(args, prepared, prepared.splits["val"], size, False)
+    print(f"train: {train_source.count} training and {val_source.count} validation images "
+          f"({size[0]}x{size[1]}) ready in {time.monotonic() - started:.1f}s")
     hp = train_lib.Hyperparameters(
         mini_batch_size=args.mini_batch_size, epochs=args.epochs, learning_rate=args.learning_rate,
         lr_scheduler_factor=args.lr_scheduler_factor, lr_scheduler_step=args.lr_scheduler_step,
@@ -200,15 +261,18 @@ def stage_train(args: argparse.Namespace) -> None:
         weight_decay=args.weight_decay, widths=args.widths, blocks=args.blocks,
         max_minutes=args.max_minutes, online_flip=args.flip_horizontal, threads=args.threads,
         seed=args.seed, crop_padding=args.crop_padding, label_smoothing=args.label_smoothing,
-        bf16=args.bf16, channels_last=args.channels_last)
-    train_lib.train(train_x, train_y, val_x, val_y, len(prepared.labels), hp,
+        bf16=args.bf16, channels_last=args.channels_last, num_layers=args.num_layers,
+        pretrained=args.pretrained, backbone_lr_factor=args.backbone_lr_factor,
+        freeze_backbone_epochs=args.freeze_backbone_epochs)
+    train_lib.train(train_source, val_source, len(prepared.labels), hp,
                     os.path.join(args.work, "checkpoints"))
 
 
 def stage_export(args: argparse.Namespace) -> None:
     prepared = dataset.load_prepared(args.work)
-    size = image_size(args, prepared)
     model, info = train_lib.load_checkpoint(os.path.join(args.work, "checkpoints", "best.pt"))
+    size = (info.get("input_width", info["input_size"]),
+            info.get("input_height", info["input_size"]))
     rng = np.random.default_rng(args.seed)
     train_samples = prepared.splits["train"]
     pick = rng.choice(len(train_samples), size=min(args.calibration_images, len(train_samples)),

@@ -15,10 +15,13 @@ Paths in manifests are relative to WORK/data.
 import json
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from . import photo_import
+from .progress import Progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
@@ -142,6 +145,15 @@ def load_image(path: str, color: str) -> np.ndarray:
     return image
 
 
+def fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resized to width x height (area when shrinking, as the server does)."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrinking = image.shape[1] >= width and image.shape[0] >= height
+    return cv2.resize(image, (width, height),
+                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
 @dataclass
 class PreparedDataset:
     data_dir: str
@@ -165,60 +177,37 @@ def _write_images(data_dir: str, split: str, images: Sequence[np.ndarray],
     return samples
 
 
+# Stored size of photos from a folder (square), as in the reference: 512x512.
+PHOTO_SIZE = 512
+# Largest class over smallest class beyond which prepare warns.
+IMBALANCE_WARNING = 2.0
+
+
 def prepare(work_dir: str, source: str = "fashion-mnist", validation_fraction: float = 0.1,
             seed: int = 42, limit_per_class: int = 0, test_source: Optional[str] = None,
-            test_fraction: float = 0.1) -> PreparedDataset:
+            test_fraction: float = 0.1, image_size: Optional[int] = None,
+            min_per_class: int = 1, strict: bool = False, workers: int = 2,
+            log: Callable[[str], None] = print) -> PreparedDataset:
     """Imports `source` into work_dir/data and writes manifests to work_dir/manifests.
 
     source: "fashion-mnist" or a folder of class folders. For a folder, the
     test set is `test_source` (same class folders) or, without it, a
-    stratified `test_fraction` held out before the train/validation split.
-    limit_per_class > 0 keeps only that many training images per class.
+    stratified `test_fraction` held out before the train/validation split;
+    photos are stored at `image_size` (default PHOTO_SIZE; 0 keeps them as
+    they are) by photo_import.py. limit_per_class > 0 keeps only that many
+    training images per class.
     """
     data_dir = os.path.join(work_dir, "data")
     manifest_dir = os.path.join(work_dir, "manifests")
     os.makedirs(manifest_dir, exist_ok=True)
     if source == "fashion-mnist":
-        from . import fashion_mnist
-        labels = list(fashion_mnist.LABELS)
-        color = "gray"
-        train_images, train_labels = fashion_mnist.load("train")
-        test_images, test_labels = fashion_mnist.load("test")
+        labels, color, splits = _prepare_fashion_mnist(data_dir, validation_fraction, seed,
+                                                       limit_per_class)
     else:
-        labels, items = scan_class_folders(source)
-        first = load_image(items[0][0], "rgb")
-        color = "gray" if _is_gray(items, first) else "rgb"
-        train_images = [load_image(p, color) for p, _ in items]
-        train_labels = np.array([label for _, label in items])
-        if test_source:
-            test_labels_found, test_items = scan_class_folders(test_source)
-            unknown = set(test_labels_found) - set(labels)
-            if unknown:
-                raise DatasetError(f"{test_source}: unknown label(s) {sorted(unknown)}; "
-                                   f"training labels are {labels}")
-            test_images = [load_image(p, color) for p, _ in test_items]
-            test_labels = np.array([labels.index(test_labels_found[l]) for _, l in test_items])
-        else:
-            rest, held = stratified_split(train_labels, test_fraction, seed + 1)
-            test_images = [train_images[i] for i in held]
-            test_labels = train_labels[held]
-            train_images = [train_images[i] for i in rest]
-            train_labels = train_labels[rest]
-    train_labels = np.asarray(train_labels)
-    if limit_per_class > 0:
-        keep = np.sort(np.concatenate([np.flatnonzero(train_labels == c)[:limit_per_class]
-                                       for c in range(len(labels))]))
-        train_images = [train_images[i] for i in keep]
-        train_labels = train_labels[keep]
-
-    train_index, val_index = stratified_split(train_labels, validation_fraction, seed)
-    splits = {
-        "train": _write_images(data_dir, "train", [train_images[i] for i in train_index],
-                               train_labels[train_index], labels),
-        "val": _write_images(data_dir, "val", [train_images[i] for i in val_index],
-                             train_labels[val_index], labels),
-        "test": _write_images(data_dir, "test", test_images, test_labels, labels),
-    }
+        labels, color, splits = _prepare_folder(
+            data_dir, source, test_source, validation_fraction, test_fraction, seed,
+            limit_per_class, PHOTO_SIZE if image_size is None else image_size, min_per_class,
+            strict, workers, log)
     for split, samples in splits.items():
         write_lst(os.path.join(manifest_dir, f"{split}.lst"), samples)
         write_jsonl(os.path.join(manifest_dir, f"{split}.jsonl"), samples, labels)
@@ -230,14 +219,130 @@ def prepare(work_dir: str, source: str = "fashion-mnist", validation_fraction: f
     return PreparedDataset(data_dir, labels, color, splits)
 
 
-def _is_gray(items: Sequence[Tuple[str, int]], first: np.ndarray) -> bool:
-    """True when the images carry no colour (checks a few of them)."""
-    for path, _ in list(items)[:: max(1, len(items) // 20)][:20]:
-        image = load_image(path, "rgb")
-        if not (np.array_equal(image[:, :, 0], image[:, :, 1]) and
-                np.array_equal(image[:, :, 1], image[:, :, 2])):
-            return False
-    return True
+def _keep_per_class(labels: np.ndarray, limit: int, classes: int) -> np.ndarray:
+    """Indices of the first `limit` members of each class (all when limit <= 0)."""
+    if limit <= 0:
+        return np.arange(len(labels))
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:limit] for c in range(classes)]))
+
+
+def _prepare_fashion_mnist(data_dir: str, validation_fraction: float, seed: int,
+                           limit_per_class: int) -> Tuple[List[str], str, Dict[str, List[Sample]]]:
+    from . import fashion_mnist
+    labels = list(fashion_mnist.LABELS)
+    train_images, train_labels = fashion_mnist.load("train")
+    test_images, test_labels = fashion_mnist.load("test")
+    keep = _keep_per_class(np.asarray(train_labels), limit_per_class, len(labels))
+    train_images, train_labels = [train_images[i] for i in keep], np.asarray(train_labels)[keep]
+    train_index, val_index = stratified_split(train_labels, validation_fraction, seed)
+    splits = {
+        "train": _write_images(data_dir, "train", [train_images[i] for i in train_index],
+                               train_labels[train_index], labels),
+        "val": _write_images(data_dir, "val", [train_images[i] for i in val_index],
+                             train_labels[val_index], labels),
+        "test": _write_images(data_dir, "test", test_images, test_labels, labels),
+    }
+    return labels, "gray", splits
+
+
+def _prepare_folder(data_dir: str, source: str, test_source: Optional[str],
+                    validation_fraction: float, test_fraction: float, seed: int,
+                    limit_per_class: int, image_size: int, min_per_class: int, strict: bool,
+                    workers: int, log: Callable[[str], None]
+                    ) -> Tuple[List[str], str, Dict[str, List[Sample]]]:
+    """Splits by path first, then imports every photo once (photo_import.py)."""
+    labels, items = scan_class_folders(source)
+    paths = [path for path, _ in items]
+    label_ids = np.array([label for _, label in items])
+    if test_source:
+        test_labels_found, test_items = scan_class_folders(test_source)
+        unknown = set(test_labels_found) - set(labels)
+        if unknown:
+            raise DatasetError(f"{test_source}: unknown label(s) {sorted(unknown)}; "
+                               f"training labels are {labels}")
+        test = [(p, labels.index(test_labels_found[l])) for p, l in test_items]
+    else:
+        rest, held = stratified_split(label_ids, test_fraction, seed + 1)
+        test = [(paths[i], int(label_ids[i])) for i in held]
+        paths, label_ids = [paths[i] for i in rest], label_ids[rest]
+    keep = _keep_per_class(label_ids, limit_per_class, len(labels))
+    paths, label_ids = [paths[i] for i in keep], label_ids[keep]
+    _check_min_per_class(labels, label_ids, min_per_class, "photos in the training folder")
+    train_index, val_index = stratified_split(label_ids, validation_fraction, seed)
+    chosen = {"train": [(paths[i], int(label_ids[i])) for i in train_index],
+              "val": [(paths[i], int(label_ids[i])) for i in val_index], "test": test}
+
+    jobs = [photo_import.PhotoJob(path, label, os.path.join(
+                "images", split, folder_name(labels[label]), f"{split}_{i:05d}"), image_size)
+            for split, members in chosen.items() for i, (path, label) in enumerate(members)]
+    imported = photo_import.import_photos(
+        jobs, data_dir, workers, lambda total: Progress("prepare", total, "photos"))
+    kept, problems = _screen(imported, labels, strict)
+    for problem in problems:
+        log(f"prepare: skipped {problem}")
+    splits: Dict[str, List[Sample]] = {split: [] for split in chosen}
+    for photo in kept:
+        splits[photo.relative.split(os.sep)[1]].append(Sample(photo.relative, photo.job.label))
+    trained = np.array([s.label for s in splits["train"] + splits["val"]])
+    _check_min_per_class(labels, trained, min_per_class, "readable training photos")
+    _report_balance(labels, trained, log)
+    largest = max(kept, key=lambda p: p.width * p.height)
+    stored = (f"those over {image_size}x{image_size} stored at that size as JPEG, the others "
+              "copied" if image_size else "stored as they are")
+    log(f"prepare: {len(kept)} photos imported, {len(problems)} skipped; largest "
+        f"{largest.width}x{largest.height}; {stored}")
+    color = "gray" if all(photo.gray for photo in kept) else "rgb"
+    return labels, color, splits
+
+
+def _screen(imported: Sequence[photo_import.ImportedPhoto], labels: Sequence[str],
+            strict: bool) -> Tuple[List[photo_import.ImportedPhoto], List[str]]:
+    """The photos to keep, and why each other one is left out. The same photo
+    (by content) in two classes is a DatasetError naming both; a second copy
+    in one class (even in another split, where it would leak) is left out;
+    with `strict`, an unreadable photo is a DatasetError too."""
+    kept, problems, conflicts = [], [], []
+    first_by_digest: Dict[str, photo_import.ImportedPhoto] = {}
+    for photo in imported:
+        if photo.error:
+            if strict:
+                raise DatasetError(f"{photo.job.source}: {photo.error} (--strict_images)")
+            problems.append(f"{photo.job.source}: {photo.error}")
+            continue
+        first = first_by_digest.setdefault(photo.digest, photo)
+        if first is photo:
+            kept.append(photo)
+        elif first.job.label != photo.job.label:
+            conflicts.append(f"{first.job.source} ({labels[first.job.label]}) and "
+                             f"{photo.job.source} ({labels[photo.job.label]})")
+        else:
+            problems.append(f"{photo.job.source}: the same photo as {first.job.source}")
+    if conflicts:
+        raise DatasetError("the same photo is in two classes: " + "; ".join(conflicts))
+    if not kept:
+        raise DatasetError("no photo could be imported")
+    return kept, problems
+
+
+def _check_min_per_class(labels: Sequence[str], label_ids: np.ndarray, minimum: int,
+                         what: str) -> None:
+    counts = np.bincount(label_ids, minlength=len(labels)) if len(label_ids) else \
+        np.zeros(len(labels), dtype=np.int64)
+    short = [f"{labels[c]!r} has {counts[c]}" for c in range(len(labels)) if counts[c] < minimum]
+    if short:
+        raise DatasetError(f"too few {what}: {', '.join(short)}; --min_per_class is {minimum}")
+
+
+def _report_balance(labels: Sequence[str], label_ids: np.ndarray,
+                    log: Callable[[str], None]) -> None:
+    counts = np.bincount(label_ids, minlength=len(labels))
+    log("prepare: training photos per class: " +
+        ", ".join(f"{labels[c]} {counts[c]}" for c in range(len(labels))))
+    most, least = int(np.argmax(counts)), int(np.argmin(counts))
+    if counts[least] > 0 and counts[most] / counts[least] > IMBALANCE_WARNING:
+        log(f"prepare: warning: classes are imbalanced: {labels[most]!r} has {counts[most]}, "
+            f"{labels[least]!r} {counts[least]} ({counts[most] / counts[least]:.1f}x); the "
+            f"model will lean to the larger classes: add photos of the smaller ones")
 
 
 def load_prepared(work_dir: str) -> PreparedDataset:
@@ -265,11 +370,7 @@ def load_arrays(data_dir: str, samples: Sequence[Sample], color: str,
     channels = 1 if color == "gray" else 3
     images = np.empty((len(samples), height, width, channels), dtype=np.uint8)
     for i, sample in enumerate(samples):
-        image = load_image(os.path.join(data_dir, sample.path), color)
-        if image.shape[1] != width or image.shape[0] != height:
-            shrinking = image.shape[1] >= width and image.shape[0] >= height
-            image = cv2.resize(image, (width, height),
-                               interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        image = fit(load_image(os.path.join(data_dir, sample.path), color), width, height)
         if channels == 3:
             image = image[:, :, ::-1]  # BGR -> RGB, the model's channel order
         images[i] = image.reshape(height, width, channels)

@@ -1,8 +1,9 @@
-"""Progress inside a training epoch: images/s and time remaining.
+"""Progress of a long loop (a training epoch, a photo import): items/s and
+time remaining.
 
 On a terminal one line is rewritten in place; otherwise (a log file, a
-pipe, CI) a plain line is printed every `interval_seconds`, so a long epoch
-is never silent. Used from the training loop's thread only.
+pipe, CI) a plain line is printed every `interval_seconds`, so a long loop
+is never silent. Used from the loop's thread only.
 """
 import sys
 import time
@@ -15,12 +16,13 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-class EpochProgress:
-    def __init__(self, epoch: int, epochs: int, total_images: int,
-                 stream: TextIO = sys.stdout, is_terminal: Optional[bool] = None,
-                 interval_seconds: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.epoch, self.epochs, self.total = epoch, epochs, total_images
+class Progress:
+    """`label: done/total unit, rate unit/s, time left` (e.g. "photos")."""
+
+    def __init__(self, label: str, total: int, unit: str, stream: TextIO = sys.stdout,
+                 is_terminal: Optional[bool] = None, interval_seconds: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic, left_in: str = "") -> None:
+        self.label, self.total, self.unit, self.left_in = label, total, unit, left_in
         self.stream = stream
         self.is_terminal = stream.isatty() if is_terminal is None else is_terminal
         self.interval = 0.5 if self.is_terminal else interval_seconds
@@ -33,12 +35,13 @@ class EpochProgress:
         elapsed = max(self.clock() - self.started, 1e-9)
         rate = self.done / elapsed
         remaining = (self.total - self.done) / rate if rate > 0 else 0.0
-        return (f"  epoch {self.epoch}/{self.epochs}: {self.done}/{self.total} images, "
-                f"{rate:.0f} images/s, {format_duration(remaining)} left in this epoch")
+        rate_text = f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
+        return (f"  {self.label}: {self.done}/{self.total} {self.unit}, {rate_text} "
+                f"{self.unit}/s, {format_duration(remaining)} left{self.left_in}")
 
-    def advance(self, images: int) -> None:
-        """Records `images` more trained; prints when the interval has passed."""
-        self.done += images
+    def advance(self, count: int) -> None:
+        """Records `count` more done; prints when the interval has passed."""
+        self.done += count
         now = self.clock()
         if now - self.last_report < self.interval or self.done >= self.total:
             return
@@ -50,7 +53,18 @@ class EpochProgress:
         self.stream.flush()
 
     def finish(self) -> None:
-        """Clears the terminal line (the epoch's summary line follows)."""
+        """Clears the terminal line (the loop's summary line follows)."""
         if self.is_terminal:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+class EpochProgress(Progress):
+    """Progress of training epoch `epoch` of `epochs` over `total_images`."""
+
+    def __init__(self, epoch: int, epochs: int, total_images: int,
+                 stream: TextIO = sys.stdout, is_terminal: Optional[bool] = None,
+                 interval_seconds: float = 15.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(f"epoch {epoch}/{epochs}", total_images, "images", stream, is_terminal,
+                         interval_seconds, clock, left_in=" in this epoch")

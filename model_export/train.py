@@ -7,27 +7,47 @@ factor), early_stopping, early_stopping_patience, early_stopping_tolerance
 early_stopping_min_epochs, momentum, weight_decay: same meanings and defaults
 as SageMaker's algorithm. Optimiser: SGD with momentum.
 
-Not SageMaker's: architecture (widths, blocks), the online augmentations
-(horizontal flip, random crop after zero padding), label smoothing, a time
+num_layers (18, 34, 50: torchvision's ResNets) is SageMaker's name too;
+--pretrained FILE is SageMaker's use_pretrained_model with a file the user
+supplies (architectures.py).
+
+Not SageMaker's: the small ResNet (widths, blocks), the online
+augmentations (loader.py; horizontal flip here), label smoothing, a time
 budget, and speed: channels_last memory format and bf16 autocast with fp32
 master weights where the CPU computes bf16 natively (avx512_bf16/amx_bf16).
 Validation and the exported model are fp32.
 """
 import csv
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from .augment import random_crop
-from .model import ResNet
+from . import architectures
 from .progress import EpochProgress
+
+# Training images read from disk whose pixels give the normalisation's mean
+# and std (a set held in memory uses all of its images).
+STATISTICS_IMAGES = 256
+
+
+class BatchSource(Protocol):
+    """What train() reads batches from (loader.py)."""
+    count: int
+
+    def epoch(self, rng: Optional[np.random.Generator]) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        ...
+
+    def sample(self, count: int) -> np.ndarray:
+        ...
+
+    def describe(self) -> str:
+        ...
 
 
 @dataclass
@@ -54,6 +74,10 @@ class Hyperparameters:
     channels_last: bool = True
     threads: int = 2
     seed: int = 42
+    num_layers: int = 0  # 0: the small ResNet above; 18, 34, 50: torchvision's
+    pretrained: str = ""  # a torchvision state dict for the backbone ("": none)
+    backbone_lr_factor: float = 0.1  # with pretrained: the backbone's share of the rate
+    freeze_backbone_epochs: int = 0  # with pretrained: epochs that train the head only
 
     def milestones(self) -> List[int]:
         return [int(s) for s in str(self.lr_scheduler_step).split(",") if s.strip()]
@@ -137,27 +161,60 @@ class EarlyStopping:
         self.stale = 0
 
 
-def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.ndarray,
-          val_labels: np.ndarray, classes: int, hp: Hyperparameters, out_dir: str,
-          log: Callable[[str], None] = print) -> Tuple[nn.Module, TrainResult]:
+def param_groups(model: nn.Module, hp: Hyperparameters) -> List[Dict]:
+    """One group for the whole small ResNet; for a pretrained backbone, the
+    backbone at `backbone_lr_factor` of the head's rate."""
+    if not hp.pretrained:
+        return [{"params": list(model.parameters()), "lr": hp.learning_rate}]
+    return [{"params": architectures.backbone_parameters(model),
+             "lr": hp.learning_rate * hp.backbone_lr_factor},
+            {"params": architectures.head_parameters(model), "lr": hp.learning_rate}]
+
+
+def evaluate_batches(model: nn.Module, source: BatchSource, mean: List[float],
+                     std: List[float], memory_format: torch.memory_format) -> Tuple[torch.Tensor,
+                                                                                    torch.Tensor]:
+    """Logits and labels of every image of `source`, in order, unaugmented."""
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for images, y in source.epoch(None):
+            x = to_tensor(images, mean, std).contiguous(memory_format=memory_format)
+            logits.append(model(x))
+            labels.append(torch.from_numpy(y))
+    return torch.cat(logits), torch.cat(labels)
+
+
+def train(train_source: BatchSource, val_source: BatchSource, classes: int, hp: Hyperparameters,
+          out_dir: str, log: Callable[[str], None] = print) -> Tuple[nn.Module, TrainResult]:
     """Trains, logs each epoch to the console and out_dir/training_log.csv,
     keeps the best model (by validation accuracy) in out_dir/best.pt."""
     torch.manual_seed(hp.seed)
     torch.set_num_threads(hp.threads)
     rng = np.random.default_rng(hp.seed)
     os.makedirs(out_dir, exist_ok=True)
-    mean, std = channel_stats(train_images)
-    channels = train_images.shape[-1]
-    size = min(train_images.shape[1], train_images.shape[2])
+    sample = train_source.sample(STATISTICS_IMAGES)
+    mean, std = channel_stats(sample)
+    channels = sample.shape[-1]
+    size = min(sample.shape[1], sample.shape[2])
     bf16 = use_bf16(hp.bf16)
     memory_format = torch.channels_last if hp.channels_last else torch.contiguous_format
-    model = ResNet(channels, classes, size, hp.widths, hp.blocks).to(memory_format=memory_format)
-    log(f"train: widths {hp.widths}, blocks {hp.blocks}, bf16 autocast "
+    model = architectures.build(hp.num_layers, channels, classes, size, hp.widths, hp.blocks)
+    if hp.pretrained:
+        digest, loaded = architectures.load_pretrained(model, hp.pretrained, hp.num_layers)
+        log(f"train: backbone from {hp.pretrained} (sha256 {digest[:16]}..., {len(loaded)} "
+            f"tensors), learning rate x{hp.backbone_lr_factor:g} for it"
+            + (f", frozen for {hp.freeze_backbone_epochs} epochs"
+               if hp.freeze_backbone_epochs else ""))
+    model = model.to(memory_format=memory_format)
+    shape = (f"torchvision ResNet-{hp.num_layers}" if hp.num_layers else
+             f"widths {hp.widths}, blocks {hp.blocks}")
+    log(f"train: {shape}, input {channels}x{sample.shape[1]}x{sample.shape[2]}, bf16 autocast "
         f"{'on' if bf16 else 'off'} (--bf16={hp.bf16}), channels_last "
-        f"{'on' if hp.channels_last else 'off'}, random crop padding {hp.crop_padding}, "
+        f"{'on' if hp.channels_last else 'off'}, {train_source.describe()}, "
         f"label smoothing {hp.label_smoothing:g}")
-    optimizer = torch.optim.SGD(model.parameters(), lr=hp.learning_rate, momentum=hp.momentum,
-                                weight_decay=hp.weight_decay)
+    optimizer = torch.optim.SGD(param_groups(model, hp), lr=hp.learning_rate,
+                                momentum=hp.momentum, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, hp.milestones(),
                                                      gamma=hp.lr_scheduler_factor)
     stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance,
@@ -172,60 +229,62 @@ def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.nda
     started = time.monotonic()
     best_accuracy, best_epoch, epoch = -1.0, 0, 0
     stop_reason = f"completed {hp.epochs} epochs"
-    batches = math.ceil(len(train_images) / hp.mini_batch_size)
+    count = train_source.count
     with open(log_path, "w", newline="") as log_file:
         writer = csv.writer(log_file)
         writer.writerow(["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                         "learning_rate", "seconds"])
+                         "learning_rate", "seconds", "images_per_second"])
         for epoch in range(1, hp.epochs + 1):
             epoch_start = time.monotonic()
-            learning_rate = optimizer.param_groups[0]["lr"]
+            learning_rate = optimizer.param_groups[-1]["lr"]
+            frozen = bool(hp.pretrained) and epoch <= hp.freeze_backbone_epochs
+            for parameter in architectures.backbone_parameters(model) if hp.pretrained else []:
+                parameter.requires_grad_(not frozen)
             model.train()
-            order = rng.permutation(len(train_images))
             total_loss, correct = 0.0, 0
-            progress = EpochProgress(epoch, hp.epochs, len(train_images))
-            for b in range(batches):
-                index = order[b * hp.mini_batch_size:(b + 1) * hp.mini_batch_size]
-                images = train_images[index]
-                if hp.crop_padding > 0:
-                    images = random_crop(images, hp.crop_padding, rng)
+            progress = EpochProgress(epoch, hp.epochs, count)
+            for images, labels in train_source.epoch(rng):
                 x = to_tensor(images, mean, std)
                 if hp.online_flip:
-                    flip = torch.from_numpy(rng.random(len(index)) < 0.5)
+                    flip = torch.from_numpy(rng.random(len(labels)) < 0.5)
                     x[flip] = x[flip].flip(-1)
                 x = x.contiguous(memory_format=memory_format)
-                y = torch.from_numpy(train_labels[index])
+                y = torch.from_numpy(labels)
                 optimizer.zero_grad()
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     logits = model(x).float()
                 loss = loss_fn(logits, y)
                 loss.backward()
                 optimizer.step()
-                total_loss += loss.item() * len(index)
+                total_loss += loss.item() * len(labels)
                 correct += int((logits.argmax(1) == y).sum())
-                progress.advance(len(index))
+                progress.advance(len(labels))
             progress.finish()
+            train_seconds = time.monotonic() - epoch_start
             scheduler.step()
-            val_logits = evaluate_logits(model, val_images, mean, std)
-            val_y = torch.from_numpy(val_labels)
+            val_logits, val_y = evaluate_batches(model, val_source, mean, std, memory_format)
             val_loss = float(val_loss_fn(val_logits, val_y))
             val_accuracy = float((val_logits.argmax(1) == val_y).float().mean())
-            train_accuracy = correct / len(train_images)
+            train_accuracy = correct / count
             seconds = time.monotonic() - epoch_start
-            writer.writerow([epoch, f"{total_loss / len(train_images):.5f}",
-                             f"{train_accuracy:.5f}", f"{val_loss:.5f}", f"{val_accuracy:.5f}",
-                             f"{learning_rate:g}", f"{seconds:.1f}"])
+            rate = count / max(train_seconds, 1e-9)
+            writer.writerow([epoch, f"{total_loss / count:.5f}", f"{train_accuracy:.5f}",
+                             f"{val_loss:.5f}", f"{val_accuracy:.5f}", f"{learning_rate:g}",
+                             f"{seconds:.1f}", f"{rate:.1f}"])
             log_file.flush()
-            log(f"epoch {epoch:2d}/{hp.epochs}: train loss {total_loss / len(train_images):.4f} "
+            log(f"epoch {epoch:2d}/{hp.epochs}: train loss {total_loss / count:.4f} "
                 f"acc {train_accuracy:.4f} | val loss {val_loss:.4f} acc {val_accuracy:.4f} | "
-                f"lr {learning_rate:g} | {seconds:.1f}s")
+                f"lr {learning_rate:g}{' (backbone frozen)' if frozen else ''} | {seconds:.1f}s, "
+                f"{rate:.0f} images/s")
             if val_accuracy > best_accuracy:
                 best_accuracy, best_epoch = val_accuracy, epoch
                 torch.save({"state_dict": model.state_dict(), "mean": mean, "std": std,
                             "channels": channels, "classes": classes, "input_size": size,
+                            "input_width": sample.shape[2], "input_height": sample.shape[1],
+                            "num_layers": hp.num_layers,
                             "widths": list(hp.widths), "blocks": list(hp.blocks),
                             "epoch": epoch, "val_accuracy": val_accuracy}, best_path)
-            if optimizer.param_groups[0]["lr"] < learning_rate:
+            if optimizer.param_groups[-1]["lr"] < learning_rate:
                 stopper.learning_rate_dropped()  # the next epoch runs at the new rate
             if hp.early_stopping and stopper.update(epoch, val_accuracy):
                 stop_reason = (f"early stopping after epoch {epoch}: validation accuracy did not "
@@ -251,8 +310,9 @@ def train(train_images: np.ndarray, train_labels: np.ndarray, val_images: np.nda
 def load_checkpoint(path: str) -> Tuple[nn.Module, Dict]:
     """The model in eval mode, and what was saved with it (mean, std, epoch, ...)."""
     checkpoint = torch.load(path)
-    model = ResNet(checkpoint["channels"], checkpoint["classes"], checkpoint["input_size"],
-                   checkpoint["widths"], checkpoint["blocks"])
+    model = architectures.build(checkpoint.get("num_layers", 0), checkpoint["channels"],
+                                checkpoint["classes"], checkpoint["input_size"],
+                                checkpoint["widths"], checkpoint["blocks"])
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return model, {k: v for k, v in checkpoint.items() if k != "state_dict"}

@@ -443,10 +443,16 @@ class BadDatasetTest(TempDirTest):
             dataset.prepare(os.path.join(self.tmp, "work"), self.source, **kwargs)
         self.assertIn(says, str(caught.exception))
 
-    def test_corrupt_image(self) -> None:
+    def test_corrupt_image_is_skipped_and_named_or_with_strict_stops_prepare(self) -> None:
         with open(os.path.join(self.source, "cross", "broken.png"), "wb") as f:
             f.write(b"not a png")
-        self.assert_prepare_fails("broken.png: corrupt or not an image")
+        said: list = []
+        prepared = dataset.prepare(os.path.join(self.tmp, "work"), self.source, log=said.append)
+        self.assertEqual(sum(len(v) for v in prepared.splits.values()), 30)
+        self.assertTrue(any("broken.png: not an image OpenCV can decode" in line
+                            for line in said), said)
+        self.assert_prepare_fails("broken.png: not an image OpenCV can decode (--strict_images)",
+                                  strict=True)
 
     def test_empty_class(self) -> None:
         os.makedirs(os.path.join(self.source, "hexagon"))
