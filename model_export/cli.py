@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="photos from a folder are stored at N x N, as JPEG (default "
                         f"{dataset.PHOTO_SIZE}; 0: stored as they are); smaller images are copied")
     g.add_argument("--min_per_class", type=int, default=5,
-                   help="fewest training photos (train + validation) a class may have")
+                   help="fewest photos a class may have in --source")
     g.add_argument("--strict_images", type=str2bool, default=False,
                    help="an unreadable or truncated photo stops prepare (default: listed, skipped)")
     g.add_argument("--workers", type=int, default=2,

@@ -14,6 +14,7 @@ Paths in manifests are relative to WORK/data.
 """
 import json
 import os
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -254,6 +255,7 @@ def _prepare_folder(data_dir: str, source: str, test_source: Optional[str],
     labels, items = scan_class_folders(source)
     paths = [path for path, _ in items]
     label_ids = np.array([label for _, label in items])
+    _check_min_per_class(labels, label_ids, min_per_class, f"photos in {source}")
     if test_source:
         test_labels_found, test_items = scan_class_folders(test_source)
         unknown = set(test_labels_found) - set(labels)
@@ -267,7 +269,6 @@ def _prepare_folder(data_dir: str, source: str, test_source: Optional[str],
         paths, label_ids = [paths[i] for i in rest], label_ids[rest]
     keep = _keep_per_class(label_ids, limit_per_class, len(labels))
     paths, label_ids = [paths[i] for i in keep], label_ids[keep]
-    _check_min_per_class(labels, label_ids, min_per_class, "photos in the training folder")
     train_index, val_index = stratified_split(label_ids, validation_fraction, seed)
     chosen = {"train": [(paths[i], int(label_ids[i])) for i in train_index],
               "val": [(paths[i], int(label_ids[i])) for i in val_index], "test": test}
@@ -275,21 +276,25 @@ def _prepare_folder(data_dir: str, source: str, test_source: Optional[str],
     jobs = [photo_import.PhotoJob(path, label, os.path.join(
                 "images", split, folder_name(labels[label]), f"{split}_{i:05d}"), image_size)
             for split, members in chosen.items() for i, (path, label) in enumerate(members)]
+    started = time.monotonic()
     imported = photo_import.import_photos(
         jobs, data_dir, workers, lambda total: Progress("prepare", total, "photos"))
+    seconds = max(time.monotonic() - started, 1e-9)
     kept, problems = _screen(imported, labels, strict)
     for problem in problems:
         log(f"prepare: skipped {problem}")
     splits: Dict[str, List[Sample]] = {split: [] for split in chosen}
     for photo in kept:
         splits[photo.relative.split(os.sep)[1]].append(Sample(photo.relative, photo.job.label))
-    trained = np.array([s.label for s in splits["train"] + splits["val"]])
-    _check_min_per_class(labels, trained, min_per_class, "readable training photos")
-    _report_balance(labels, trained, log)
+    from_source = splits["train"] + splits["val"] + ([] if test_source else splits["test"])
+    _check_min_per_class(labels, np.array([s.label for s in from_source]), min_per_class,
+                         f"readable photos in {source}")
+    _report_balance(labels, np.array([s.label for s in splits["train"] + splits["val"]]), log)
     largest = max(kept, key=lambda p: p.width * p.height)
     stored = (f"those over {image_size}x{image_size} stored at that size as JPEG, the others "
               "copied" if image_size else "stored as they are")
-    log(f"prepare: {len(kept)} photos imported, {len(problems)} skipped; largest "
+    log(f"prepare: {len(kept)} photos imported, {len(problems)} skipped, in {seconds:.1f}s "
+        f"({len(imported) / seconds:.1f} photos/s, {workers} processes); largest "
         f"{largest.width}x{largest.height}; {stored}")
     color = "gray" if all(photo.gray for photo in kept) else "rgb"
     return labels, color, splits

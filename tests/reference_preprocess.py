@@ -56,10 +56,37 @@ def preprocess(path: str, spec: dict) -> np.ndarray:
     return preprocess_encoded(np.fromfile(path, dtype=np.uint8), spec)
 
 
-def preprocess_encoded(data: np.ndarray, spec: dict) -> np.ndarray:
+REDUCED = {"gray": {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+                    4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8},
+           "rgb": {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                   4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}}
+
+
+def reduced_factor(data: np.ndarray, spec: dict) -> int:
+    """The JPEG decoding reduction the server picks (--reduced_jpeg_decode,
+    on by default): the largest of 8, 4, 2 that leaves both sides at least
+    the model's input size; 1 for anything but a JPEG."""
+    raw = data.tobytes()
+    if raw[:2] != b"\xff\xd8":
+        return 1
+    at = 2
+    while at + 9 < len(raw) and raw[at] == 0xFF:
+        marker, length = raw[at + 1], int.from_bytes(raw[at + 2:at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = int.from_bytes(raw[at + 5:at + 7], "big"), int.from_bytes(raw[at + 7:at + 9], "big")
+            for factor in (8, 4, 2):
+                if w // factor >= spec["width"] and h // factor >= spec["height"]:
+                    return factor
+            return 1
+        at += 2 + length
+    return 1
+
+
+def preprocess_encoded(data: np.ndarray, spec: dict, reduced_jpeg_decode: bool = False) -> np.ndarray:
     """The model input (CHW float32) for an encoded image's bytes (uint8)."""
     gray = spec["color"] == "gray"
-    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    factor = reduced_factor(data, spec) if reduced_jpeg_decode else 1
+    img = cv2.imdecode(data, REDUCED["gray" if gray else "rgb"][factor])
     img = fit(img, spec["width"], spec["height"], spec["resize"])
     if gray:
         img = img[:, :, None]
