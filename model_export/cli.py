@@ -50,6 +50,17 @@ FULL_PROFILE = {
     "lr_scheduler_step": "12,20", "early_stopping": True, "max_minutes": 0.0,
     "mini_batch_size": 128, "early_stopping_min_epochs": 23, "widths": [32, 64, 128],
 }
+# --photo: a folder of part photos (tens per class, camera size): torchvision's
+# ResNet-18 at 160 px, online photo augmentation read from disk, no offline
+# copies, a fixed number of epochs inside a time budget.
+PHOTO_PROFILE = {
+    "limit_per_class": 0, "augment_fraction": 0.0, "epochs": 40,
+    "lr_scheduler_step": "30", "early_stopping": False, "max_minutes": 8.0,
+    "mini_batch_size": 16, "early_stopping_min_epochs": 40, "widths": [16, 32, 64],
+    "num_layers": 18, "image_shape": "3,160,160", "learning_rate": 0.01,
+}
+# What the quick and full profiles leave as they were before --photo.
+FASHION_DEFAULTS = {"num_layers": 0, "image_shape": "", "learning_rate": 0.1}
 
 
 # Without --image_shape, larger stored images are trained at most this big.
@@ -78,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work", default="out/train", help="work directory (data, manifests, checkpoints)")
     parser.add_argument("--out", default="models/fashion-mnist", help="model directory to write/evaluate")
     parser.add_argument("--quick", action="store_true", help="quick profile: " + json.dumps(QUICK_PROFILE) + "; default: full profile " + json.dumps(FULL_PROFILE))
+    parser.add_argument("--photo", action="store_true",
+                        help="photo profile, for a folder of part photos: " +
+                        json.dumps(PHOTO_PROFILE))
     parser.add_argument("--seed", type=int, default=42)
 
     g = parser.add_argument_group("prepare")
@@ -109,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = train_lib.Hyperparameters()
     g.add_argument("--mini_batch_size", type=int, default=None)
     g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
+    g.add_argument("--learning_rate", type=float, default=None,
+                   help=f"default {defaults.learning_rate} (photo profile: "
+                        f"{PHOTO_PROFILE['learning_rate']})")
     g.add_argument("--lr_scheduler_factor", type=float, default=defaults.lr_scheduler_factor)
     g.add_argument("--lr_scheduler_step", default=None)
     g.add_argument("--early_stopping", type=str2bool, default=None)
@@ -126,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image_shape", default=None,
                    help="C,H,W of the model's input, e.g. 3,224,224 (default: the stored "
                         f"images' size, at most {MAX_DEFAULT_INPUT} px)")
-    g.add_argument("--num_layers", type=int, default=defaults.num_layers,
+    g.add_argument("--num_layers", type=int, default=None,
                    help="0: a small ResNet sized by --widths/--blocks; 18, 34, 50: torchvision's")
     g.add_argument("--pretrained", default=defaults.pretrained,
                    help="torchvision ImageNet state dict for the backbone (a file on this "
@@ -167,7 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_profile(args: argparse.Namespace) -> argparse.Namespace:
     """Fills options left unset from the quick profile or the full defaults."""
-    profile = QUICK_PROFILE if args.quick else FULL_PROFILE
+    if args.quick and args.photo:
+        print("model_export: error: --quick and --photo are two profiles; pick one",
+              file=sys.stderr)
+        raise SystemExit(2)
+    profile = PHOTO_PROFILE if args.photo else {**(QUICK_PROFILE if args.quick else FULL_PROFILE),
+                                                **FASHION_DEFAULTS}
     for key, value in profile.items():
         if getattr(args, key) is None:
             setattr(args, key, value)

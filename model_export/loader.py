@@ -106,20 +106,35 @@ class _FolderImages(torch.utils.data.Dataset):
         self.paths = [os.path.join(data_dir, s.path) for s in samples]
         self.labels = np.array([s.label for s in samples], dtype=np.int64)
         self.color, self.size, self.augment, self.seed = color, size, augment, seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> Tuple[np.ndarray, int]:
+    def __getitem__(self, key: Tuple[int, int]) -> Tuple[np.ndarray, int]:
+        """key: (epoch, index); epoch 0 is unaugmented."""
+        epoch, index = key
         image = read_rgb(self.paths[index], self.color)
         width, height = self.size
-        if self.augment is None:
+        if self.augment is None or epoch == 0:
             image = fit(image, width, height).reshape(height, width, -1)
         else:  # the same draw for the same image, epoch and seed, whichever worker
-            rng = np.random.default_rng((self.seed, self.epoch, index))
+            rng = np.random.default_rng((self.seed, epoch, index))
             image = self.augment(image, width, height, rng)
         return image, int(self.labels[index])
+
+
+class _EpochOrder(torch.utils.data.Sampler):
+    """Yields (epoch, index) keys in the order set for the coming epoch, so
+    persistent workers need no state from this process."""
+
+    def __init__(self) -> None:
+        self.keys: List[Tuple[int, int]] = []
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 def _stack(items: List[Tuple[np.ndarray, int]]) -> Batch:
@@ -135,25 +150,23 @@ class FolderBatches:
         self.labels = self.images.labels
         self.batch_size, self.workers = batch_size, workers
         self.count = len(samples)
+        self.epochs = 0
+        self.order = _EpochOrder()
+        # Workers start once and stay for every epoch (one fork, not one per epoch).
+        self.loader = torch.utils.data.DataLoader(
+            self.images, batch_size=batch_size, sampler=self.order, num_workers=workers,
+            collate_fn=_stack, persistent_workers=workers > 0,
+            prefetch_factor=2 if workers > 0 else None)
 
     def epoch(self, rng: Optional[np.random.Generator]) -> Iterator[Batch]:
         """Shuffled (and augmented, when the source augments) with `rng`; in
         order and unaugmented without."""
-        augment = self.images.augment
         if rng is None:
-            self.images.augment = None
-            order = list(range(self.count))
+            self.order.keys = [(0, i) for i in range(self.count)]
         else:
-            self.images.epoch += 1
-            order = rng.permutation(self.count).tolist()
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(self.images, order), batch_size=self.batch_size,
-            num_workers=self.workers, collate_fn=_stack,
-            persistent_workers=False, prefetch_factor=2 if self.workers > 0 else None)
-        try:
-            yield from loader
-        finally:
-            self.images.augment = augment
+            self.epochs += 1
+            self.order.keys = [(self.epochs, int(i)) for i in rng.permutation(self.count)]
+        yield from self.loader
 
     def describe(self) -> str:
         augment = self.images.augment
@@ -164,8 +177,4 @@ class FolderBatches:
         """Up to `count` images spread over the set (which is in class order),
         unaugmented: for the channel statistics."""
         picks = np.unique(np.linspace(0, self.count - 1, min(count, self.count)).astype(int))
-        augment, self.images.augment = self.images.augment, None
-        try:
-            return np.stack([self.images[int(i)][0] for i in picks])
-        finally:
-            self.images.augment = augment
+        return np.stack([self.images[(0, int(i))][0] for i in picks])
