@@ -217,7 +217,8 @@ def input_size(args: argparse.Namespace, prepared: dataset.PreparedDataset) -> T
 
 
 def batch_source(args: argparse.Namespace, prepared: dataset.PreparedDataset,
-                 samples: List[dataset.Sample], size: Tuple[int, int], training: bool):
+                 samples: List[dataset.Sample], size: Tuple[int, int],
+                 training: bool) -> train_lib.BatchSource:
     """Batches of `samples` at `size`: in memory when small and not
     photo-augmented, else read from disk by worker processes."""
     photo = args.photo_augment == "true" or (args.photo_augment == "auto" and
