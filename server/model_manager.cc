@@ -1,8 +1,6 @@
 #include "server/model_manager.h"
 
-#include <fcntl.h>
 #include <malloc.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -12,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/atomic_file.h"
 #include "server/golden_check.h"
 #include "server/refusal.h"
 
@@ -269,16 +268,7 @@ absl::Status ModelManager::WritePolicy(const std::string& model,
                                        const VersionPolicy& policy) const {
   const std::string path = absl::StrCat(options_.repository, "/", model, "/", kVersionPolicyFile);
   const std::string text = VersionPolicyJson(policy);
-  const std::string staging = absl::StrCat(path, ".tmp-", getpid());
-  const int fd = open(staging.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::PermissionDeniedError(absl::StrCat("cannot write ", staging));
-  const bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                       fsync(fd) == 0;
-  close(fd);
-  if (!written || rename(staging.c_str(), path.c_str()) != 0) {
-    unlink(staging.c_str());
-    return absl::InternalError(absl::StrCat("cannot write ", path));
-  }
+  if (absl::Status written = WriteFileAtomically(path, text); !written.ok()) return written;
   Log(absl::StrCat("model ", model, ": ", path, " now says ", text.substr(0, text.size() - 1)));
   return absl::OkStatus();
 }
@@ -290,9 +280,49 @@ int64_t ModelManager::DefaultVersion(const std::string& model) const {
 }
 
 absl::Status ModelManager::Pin(const std::string& model, std::vector<int64_t> versions) {
+  return ChangeVersions(model, [&versions](const RepositoryModel&) { return versions; });
+}
+
+absl::Status ModelManager::Load(const std::string& model, int64_t version) {
+  return ChangeVersions(model, [&](const RepositoryModel& scanned) {
+    std::vector<int64_t> versions = scanned.policy.versions;
+    const int64_t serving = DefaultVersion(model);
+    if (scanned.policy.latest() && serving != 0) versions.push_back(serving);
+    versions.push_back(version);
+    return versions;
+  });
+}
+
+absl::Status ModelManager::Unload(const std::string& model, int64_t version) {
+  return ChangeVersions(
+      model,
+      [&](const RepositoryModel& scanned) -> absl::StatusOr<std::optional<std::vector<int64_t>>> {
+        if (scanned.policy.latest()) {
+          if (DefaultVersion(model) != version) return std::nullopt;  // not served
+          return absl::FailedPreconditionError(
+              absl::StrCat("model '", model, "' serves its latest version ", version,
+                           " by policy: pin the versions to serve instead (matid-admin pin)"));
+        }
+        std::vector<int64_t> versions = scanned.policy.versions;
+        versions.erase(std::remove(versions.begin(), versions.end(), version), versions.end());
+        if (versions.empty()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "version ", version, " is the only one model '", model,
+              "' serves: pin another first, or go back to the latest (matid-admin pin ", model,
+              ")"));
+        }
+        return versions;
+      });
+}
+
+absl::Status ModelManager::ChangeVersions(const std::string& model, const VersionChoice& choose) {
   std::unique_lock<std::mutex> policy_lock(policy_mu_);
   auto scanned = ScanOne(model);
   if (!scanned.ok()) return scanned.status();
+  auto chosen = choose(*scanned);
+  if (!chosen.ok()) return chosen.status();
+  if (!chosen->has_value()) return absl::OkStatus();
+  std::vector<int64_t> versions = **std::move(chosen);
   for (int64_t version : versions) {
     if (!Contains(scanned->versions, version)) {
       return absl::NotFoundError(absl::StrCat("model '", model, "' has no version folder ",
@@ -312,46 +342,22 @@ absl::Status ModelManager::Pin(const std::string& model, std::vector<int64_t> ve
   for (const ModelVersionStatus& status : Statuses()) {
     if (status.model == model && status.state == ModelVersionState::kFailed &&
         Contains(versions, std::stoll(status.version))) {
-      // Put the policy back, so the file says what serves.
-      if (scanned->policy_status.ok() && WritePolicy(model, scanned->policy).ok()) {
-        ReloadAndWait();
+      // Put the policy back, so the file says what serves, unless another
+      // change has written it since.
+      bool restored = false;
+      {
+        std::lock_guard<std::mutex> restore_lock(policy_mu_);
+        auto now = ScanOne(model);
+        restored = scanned->policy_status.ok() && now.ok() && now->policy.versions == versions &&
+                   WritePolicy(model, scanned->policy).ok();
       }
+      if (restored) ReloadAndWait();  // not under policy_mu_: the rules take it
       return absl::FailedPreconditionError(
           absl::StrCat("model '", model, "' version ", status.version, " FAILED: ", status.reason,
                        " (version_policy.json left as it was)"));
     }
   }
   return absl::OkStatus();
-}
-
-absl::Status ModelManager::Load(const std::string& model, int64_t version) {
-  auto scanned = ScanOne(model);
-  if (!scanned.ok()) return scanned.status();
-  std::vector<int64_t> versions = scanned->policy.versions;
-  if (scanned->policy.latest() && DefaultVersion(model) != 0) {
-    versions.push_back(DefaultVersion(model));
-  }
-  versions.push_back(version);
-  return Pin(model, std::move(versions));
-}
-
-absl::Status ModelManager::Unload(const std::string& model, int64_t version) {
-  auto scanned = ScanOne(model);
-  if (!scanned.ok()) return scanned.status();
-  if (scanned->policy.latest()) {
-    if (DefaultVersion(model) != version) return absl::OkStatus();  // not served
-    return absl::FailedPreconditionError(
-        absl::StrCat("model '", model, "' serves its latest version ", version,
-                     " by policy: pin the versions to serve instead (matid-admin pin)"));
-  }
-  std::vector<int64_t> versions = scanned->policy.versions;
-  versions.erase(std::remove(versions.begin(), versions.end(), version), versions.end());
-  if (versions.empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "version ", version, " is the only one model '", model,
-        "' serves: pin another first, or go back to the latest (matid-admin pin ", model, ")"));
-  }
-  return Pin(model, std::move(versions));
 }
 
 absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,

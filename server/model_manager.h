@@ -258,6 +258,13 @@ class ModelManager {
   bool WatchingLocked() const;  // a rule to check; mu_ held
   void Report(EventMessage event);
   absl::StatusOr<RepositoryModel> ScanOne(const std::string& model) const;
+  // The versions to serve, chosen from the repository as scanned under
+  // policy_mu_; nullopt: nothing to change.
+  using VersionChoice = std::function<absl::StatusOr<std::optional<std::vector<int64_t>>>(
+      const RepositoryModel& scanned)>;
+  // Pin, Load and Unload: scans, chooses and writes the policy under
+  // policy_mu_ (so concurrent changes each keep the other's), then rescans.
+  absl::Status ChangeVersions(const std::string& model, const VersionChoice& choose);
   absl::Status WritePolicy(const std::string& model, const VersionPolicy& policy) const;
   int64_t DefaultVersion(const std::string& model) const;
   void Reconcile();

@@ -491,6 +491,51 @@ TEST_F(ModelRepositoryServer, AdminPinsLoadsAndUnloadsThroughThePolicyFile) {
   EXPECT_GE(models.models_size(), 1);
 }
 
+// Two operators loading different versions at once: each Load adds to the
+// versions the policy file holds when it writes, so both stay served (a
+// Load that read the policy before the other wrote used to drop it).
+TEST_F(ModelRepositoryServer, ConcurrentLoadsAndUnloadsEachKeepTheOthersChange) {
+  for (int version : {1, 2, 3, 4}) repo_.Put("parts", version);
+  ASSERT_TRUE(Start().ok());
+  ModelManager& manager = const_cast<ModelManager&>(server_->models());
+  const std::string policy_path = repo_.root() + "/parts/version_policy.json";
+  for (int round = 0; round < 8; ++round) {
+    ASSERT_TRUE(manager.Pin("parts", {1}).ok());
+    std::promise<void> go;
+    std::shared_future<void> started = go.get_future().share();
+    auto load = [&](int64_t version) {
+      started.wait();
+      return manager.Load("parts", version);
+    };
+    auto second = std::async(std::launch::async, load, 2);
+    auto third = std::async(std::launch::async, load, 3);
+    go.set_value();
+    ASSERT_TRUE(second.get().ok());
+    ASSERT_TRUE(third.get().ok());
+    ASSERT_EQ(*ReadFileContents(policy_path),
+              "{\"policy\": \"specific\", \"versions\": [1, 2, 3]}\n")
+        << "round " << round;
+
+    std::promise<void> go_unload;
+    std::shared_future<void> unloading = go_unload.get_future().share();
+    auto unload = [&](int64_t version) {
+      unloading.wait();
+      return manager.Unload("parts", version);
+    };
+    auto without_two = std::async(std::launch::async, unload, 2);
+    auto with_four = std::async(std::launch::async, [&] {
+      unloading.wait();
+      return manager.Load("parts", 4);
+    });
+    go_unload.set_value();
+    ASSERT_TRUE(without_two.get().ok());
+    ASSERT_TRUE(with_four.get().ok());
+    ASSERT_EQ(*ReadFileContents(policy_path),
+              "{\"policy\": \"specific\", \"versions\": [1, 3, 4]}\n")
+        << "round " << round;
+  }
+}
+
 // --- shadow versions --------------------------------------------------------
 
 class ShadowServer : public ModelRepositoryServer {
