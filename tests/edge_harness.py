@@ -40,6 +40,17 @@ def rss_kib(pid: int) -> int:
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
 
+def sanitized_build(build_dir: str) -> bool:
+    """Whether build_dir was configured with a sanitizer (scripts/test.sh's
+    second pass): its programs' RSS is then mostly AddressSanitizer's
+    quarantine of freed memory, so RSS bounds do not apply."""
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            return re.search(r"^MATID_SANITIZE:\w+=\S", f.read(), re.M) is not None
+    except OSError:
+        return False
+
+
 def port_is_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -18,7 +18,6 @@ version and sending SIGHUP. Checked:
 """
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,7 +35,7 @@ import cv2  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from model_export import repository  # noqa: E402
-from tests.edge_harness import Process, rss_kib, scrape, wait_for  # noqa: E402
+from tests.edge_harness import Process, rss_kib, sanitized_build, scrape, wait_for  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 
 MODEL = "parts"
@@ -51,15 +50,6 @@ class Broken(torch.nn.Module):
 torch.jit.script(Broken()).save(sys.argv[1])
 """
 FAILED = matid_pb2.ModelVersionStatus.FAILED
-
-
-def sanitized_build() -> bool:
-    """Whether BUILD_DIR was configured with a sanitizer (scripts/test.sh's second pass)."""
-    try:
-        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
-            return re.search(r"^MATID_SANITIZE:\w+=\S", f.read(), re.M) is not None
-    except OSError:
-        return False
 
 
 class LoadClient(threading.Thread):
@@ -273,7 +263,7 @@ class ModelSwapTest(unittest.TestCase):
             self.assertEqual(self.admin(*wrong).returncode, 2, wrong)
 
     def test_memory_stays_flat_over_50_swaps(self) -> None:
-        if sanitized_build():
+        if sanitized_build(BUILD_DIR):
             self.skipTest("an AddressSanitizer build's RSS is its quarantine, not the server's")
         self.swap()
         after_first = rss_kib(self.server.process.pid)
