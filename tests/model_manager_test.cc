@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <map>
 
@@ -499,37 +500,33 @@ TEST_F(ModelRepositoryServer, ConcurrentLoadsAndUnloadsEachKeepTheOthersChange) 
   ASSERT_TRUE(Start().ok());
   ModelManager& manager = const_cast<ModelManager&>(server_->models());
   const std::string policy_path = repo_.root() + "/parts/version_policy.json";
-  for (int round = 0; round < 8; ++round) {
-    ASSERT_TRUE(manager.Pin("parts", {1}).ok());
+  // Runs both changes at the same moment; their statuses.
+  auto at_once = [](std::function<absl::Status()> first, std::function<absl::Status()> second) {
     std::promise<void> go;
     std::shared_future<void> started = go.get_future().share();
-    auto load = [&](int64_t version) {
+    auto run = [started](std::function<absl::Status()> change) {
       started.wait();
-      return manager.Load("parts", version);
+      return change();
     };
-    auto second = std::async(std::launch::async, load, 2);
-    auto third = std::async(std::launch::async, load, 3);
+    auto one = std::async(std::launch::async, run, std::move(first));
+    auto other = std::async(std::launch::async, run, std::move(second));
     go.set_value();
-    ASSERT_TRUE(second.get().ok());
-    ASSERT_TRUE(third.get().ok());
+    return std::make_pair(one.get(), other.get());
+  };
+  for (int round = 0; round < 8; ++round) {
+    ASSERT_TRUE(manager.Pin("parts", {1}).ok());
+    auto [second, third] =
+        at_once([&] { return manager.Load("parts", 2); }, [&] { return manager.Load("parts", 3); });
+    ASSERT_TRUE(second.ok());
+    ASSERT_TRUE(third.ok());
     ASSERT_EQ(*ReadFileContents(policy_path),
               "{\"policy\": \"specific\", \"versions\": [1, 2, 3]}\n")
         << "round " << round;
 
-    std::promise<void> go_unload;
-    std::shared_future<void> unloading = go_unload.get_future().share();
-    auto unload = [&](int64_t version) {
-      unloading.wait();
-      return manager.Unload("parts", version);
-    };
-    auto without_two = std::async(std::launch::async, unload, 2);
-    auto with_four = std::async(std::launch::async, [&] {
-      unloading.wait();
-      return manager.Load("parts", 4);
-    });
-    go_unload.set_value();
-    ASSERT_TRUE(without_two.get().ok());
-    ASSERT_TRUE(with_four.get().ok());
+    auto [without_two, with_four] = at_once([&] { return manager.Unload("parts", 2); },
+                                            [&] { return manager.Load("parts", 4); });
+    ASSERT_TRUE(without_two.ok());
+    ASSERT_TRUE(with_four.ok());
     ASSERT_EQ(*ReadFileContents(policy_path),
               "{\"policy\": \"specific\", \"versions\": [1, 3, 4]}\n")
         << "round " << round;
