@@ -28,8 +28,8 @@
 #include "bench/cpu_time.h"
 #include "common/program_flags.h"
 #include "common/malloc_tuning.h"
-#include "server/preprocessor.h"
-#include "server/torch_backend.h"
+#include "server/core/preprocessor.h"
+#include "server/backend/torch_backend.h"
 
 ABSL_FLAG(std::string, model_dir, "", "Model directory (required).");
 ABSL_FLAG(bool, int8, false, "Use model_int8.pt.");

@@ -10,8 +10,8 @@
 #include <string>
 
 #include "fuzz/fuzz_check.h"
-#include "server/preprocessor.h"
-#include "server/refusal.h"
+#include "server/core/preprocessor.h"
+#include "server/core/refusal.h"
 
 namespace {
 

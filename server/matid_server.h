@@ -17,16 +17,16 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/admin_service.h"
-#include "server/batcher.h"
-#include "server/classifier_service.h"
+#include "server/api/admin_service.h"
+#include "server/core/batcher.h"
+#include "server/api/classifier_service.h"
 #include "server/event_publisher.h"
-#include "server/inference_service.h"
-#include "server/metrics.h"
-#include "server/model_backend.h"
-#include "server/model_manager.h"
-#include "server/preprocessor.h"
-#include "server/server_credentials.h"
+#include "server/api/inference_service.h"
+#include "server/core/metrics.h"
+#include "server/backend/model_backend.h"
+#include "server/repository/model_manager.h"
+#include "server/core/preprocessor.h"
+#include "server/api/server_credentials.h"
 
 namespace matid {
 

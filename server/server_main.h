@@ -10,7 +10,7 @@
 #include <functional>
 #include <memory>
 
-#include "server/model_backend.h"
+#include "server/backend/model_backend.h"
 
 namespace matid {
 

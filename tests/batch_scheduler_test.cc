@@ -1,6 +1,6 @@
 // BatchScheduler on its own: batches are formed and handed to a callback,
 // with no model behind it.
-#include "server/batch_scheduler.h"
+#include "server/core/batch_scheduler.h"
 
 #include <chrono>
 #include <mutex>
@@ -9,7 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/refusal.h"
+#include "server/core/refusal.h"
 #include "tests/hold_gate.h"
 
 namespace matid {

@@ -1,4 +1,4 @@
-#include "server/batcher.h"
+#include "server/core/batcher.h"
 
 #include <atomic>
 #include <future>
@@ -7,7 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/refusal.h"
+#include "server/core/refusal.h"
 #include "tests/fake_backend.h"
 
 namespace matid {

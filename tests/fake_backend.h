@@ -12,7 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
-#include "server/model_backend.h"
+#include "server/backend/model_backend.h"
 #include "tests/hold_gate.h"
 
 namespace matid {
@@ -104,7 +104,7 @@ class FakeBackend final : public ModelBackend {
   HoldGate gate_;  // Infer() passes it on entry
   std::atomic<int> disagree_every_{0};
   std::atomic<float> top_score_{1.0f};
-  // std::mutex: visible to ThreadSanitizer (see server/batch_scheduler.h).
+  // std::mutex: visible to ThreadSanitizer (see server/core/batch_scheduler.h).
   mutable std::mutex mu_;
   absl::Duration delay_;  // guarded by mu_, like every field below
   absl::Status failure_;

@@ -17,7 +17,7 @@
 #include <utility>
 
 #include "absl/flags/flag.h"
-#include "server/model_backend.h"
+#include "server/backend/model_backend.h"
 #include "server/server_main.h"
 
 ABSL_FLAG(std::string, test_hold_file, "",

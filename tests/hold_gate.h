@@ -43,7 +43,7 @@ class HoldGate {
   }
 
  private:
-  // std::mutex: visible to ThreadSanitizer (see server/batch_scheduler.h).
+  // std::mutex: visible to ThreadSanitizer (see server/core/batch_scheduler.h).
   std::mutex mu_;
   std::condition_variable changed_;  // closed_ or arrivals_ changed
   bool closed_ = false;              // guarded by mu_

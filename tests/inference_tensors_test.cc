@@ -1,12 +1,12 @@
 // Unit tests of the Open Inference Protocol's tensor reading and writing
-// (server/inference_tensors.h): no server, no model.
-#include "server/inference_tensors.h"
+// (server/api/inference_tensors.h): no server, no model.
+#include "server/api/inference_tensors.h"
 
 #include <cstring>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/refusal.h"
+#include "server/core/refusal.h"
 
 namespace matid {
 namespace {

@@ -1,6 +1,6 @@
 // A model directory is loaded only when every file its metadata.json lists
 // a sha256 for is there and matches (written by `model_export publish`).
-#include "server/model_files.h"
+#include "server/backend/model_files.h"
 
 #include <filesystem>
 #include <fstream>

@@ -1,4 +1,4 @@
-#include "server/model_info.h"
+#include "server/backend/model_info.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -3,7 +3,7 @@
 // that let admitted requests finish on their version, FAILED versions that
 // leave the old one serving, per-model routing and health, and the files'
 // layout rules.
-#include "server/model_manager.h"
+#include "server/repository/model_manager.h"
 
 #include <grpcpp/create_channel.h>
 
@@ -23,7 +23,7 @@
 #include "gtest/gtest.h"
 #include "matid/v1/admin.grpc.pb.h"
 #include "matid/v1/matid.grpc.pb.h"
-#include "server/admin_access.h"
+#include "server/api/admin_access.h"
 #include "server/matid_server.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/fake_backend.h"

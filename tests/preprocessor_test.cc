@@ -1,4 +1,4 @@
-#include "server/preprocessor.h"
+#include "server/core/preprocessor.h"
 
 #include <cstdlib>
 #include <filesystem>
@@ -11,7 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/refusal.h"
+#include "server/core/refusal.h"
 #include "tests/test_paths.h"
 
 namespace matid {

@@ -1,6 +1,6 @@
 // Refusal reasons: the payload round trip, and every reason the server's
 // sources attach is in kRefusalReasons (so metrics keep a handle for it).
-#include "server/refusal.h"
+#include "server/core/refusal.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -69,7 +69,7 @@ TEST(Refusal, EveryReasonTheServerAttachesIsListed) {
       EXPECT_NE(std::find(kRefusalReasons.begin(), kRefusalReasons.end(), reason),
                 kRefusalReasons.end())
           << entry.path().filename() << " attaches reason \"" << reason
-          << "\", missing from kRefusalReasons in server/refusal.h";
+          << "\", missing from kRefusalReasons in server/core/refusal.h";
     }
   }
   EXPECT_GE(found, static_cast<int>(kRefusalReasons.size())) << "the pattern no longer matches";

@@ -1,0 +1,46 @@
+// Runs operators' model changes for the gRPC services that offer them
+// (matid.v1.ModelAdmin, the Open Inference Protocol's repository RPCs):
+// checks that the caller may administer (see admin_access.h), then runs the
+// change on a thread of its own, because changes wait for model loads and
+// gRPC's threads must not, and finishes the call with its status.
+// Thread-safety: Run may be called from any thread; the destructor waits for
+// changes still running.
+#ifndef MATID_SERVER_API_ADMIN_CALLS_H_
+#define MATID_SERVER_API_ADMIN_CALLS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace matid {
+
+class AdminCalls {
+ public:
+  explicit AdminCalls(std::vector<std::string> admin_subjects);
+  ~AdminCalls();
+
+  AdminCalls(const AdminCalls&) = delete;
+  AdminCalls& operator=(const AdminCalls&) = delete;
+
+  // PERMISSION_DENIED unless the caller may administer; otherwise `change`
+  // runs on its own thread (it fills the response) and its status answers.
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
+                                std::function<absl::Status()> change);
+
+ private:
+  const std::vector<std::string> admin_subjects_;
+
+  std::mutex mu_;  // std::mutex: visible to ThreadSanitizer
+  std::condition_variable idle_;
+  int running_ = 0;  // guarded by mu_
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_API_ADMIN_CALLS_H_

@@ -1,0 +1,74 @@
+// The matid.v1.Classifier gRPC service (callback API): translates protobuf
+// to the serving core's types and back, and records per-RPC metrics. No
+// thread is parked per call: handlers preprocess, queue, and return; the
+// batcher's completion finishes the RPC.
+// Thread-safety: gRPC calls the handlers from its own threads; SetServing
+// may be called from any thread.
+#ifndef MATID_SERVER_API_CLASSIFIER_SERVICE_H_
+#define MATID_SERVER_API_CLASSIFIER_SERVICE_H_
+
+#include <atomic>
+#include <functional>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "matid/v1/matid.grpc.pb.h"
+#include "server/core/batcher.h"
+#include "server/core/classifier.h"
+#include "server/router/model_router.h"
+
+namespace matid {
+
+class ServerMetrics;
+
+struct ServiceLimits {
+  int max_batch_items = 64;             // images in one BatchClassify
+  int max_stream_frames_in_flight = 8;  // per ClassifyStream; reads pause beyond it
+};
+
+class ClassifierService final : public v1::Classifier::CallbackService {
+ public:
+  // All pointers must outlive the service; `metrics` may be nullptr.
+  // `batcher` gives the per-version queue limits Health reports.
+  ClassifierService(const ModelRouter* models, const BatcherOptions& batcher,
+                    ServerMetrics* metrics, const ServiceLimits& limits);
+
+  // While not serving, new RPCs get UNAVAILABLE and Health says NOT_SERVING.
+  void SetServing(bool serving) { serving_.store(serving); }
+
+  grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
+                                     const v1::ClassifyRequest* request,
+                                     v1::ClassifyResponse* response) override;
+  grpc::ServerUnaryReactor* BatchClassify(grpc::CallbackServerContext* context,
+                                          const v1::BatchClassifyRequest* request,
+                                          v1::BatchClassifyResponse* response) override;
+  grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>* ClassifyStream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* context,
+                                   const v1::HealthRequest* request,
+                                   v1::HealthResponse* response) override;
+
+ private:
+  class StreamReactor;
+  using Answer = std::function<void(const absl::Status&)>;
+
+  // Answers UNAVAILABLE (counted as a refusal) and returns true when the
+  // server is not serving.
+  bool RefusedAsNotServing(const Answer& answer) const;
+  // The version serving `model`/`version`; records the refusal otherwise.
+  absl::StatusOr<std::shared_ptr<const ServingModel>> Resolve(const std::string& model,
+                                                              int64_t version) const;
+
+  // Constant after construction.
+  const ModelRouter* const models_;
+  const BatcherOptions batcher_options_;
+  ServerMetrics* const metrics_;  // or nullptr if not recorded
+  const ServiceLimits limits_;
+  const absl::Time started_at_;
+
+  std::atomic<bool> serving_{false};
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_API_CLASSIFIER_SERVICE_H_

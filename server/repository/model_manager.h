@@ -1,0 +1,270 @@
+// The models a server serves and their versions: routes each request to a
+// loaded version, and (with a repository) keeps what is loaded in line with
+// REPOSITORY/<model>/<version>/ and each model's version policy.
+//
+// A reload (poll, SIGHUP, RequestReload) rescans the repository on the
+// manager's own thread. A new version is loaded, warmed up and checked
+// beside the serving one (the loader should work at lower CPU priority, as
+// the torch backend's low_priority_load does, so serving keeps its cores);
+// then new requests go to it atomically. Requests
+// already admitted hold the old version and finish on it; the old version is
+// released (its queue drained, its memory freed) when the last of them is
+// done. A version that fails to load, warm up or pass its smoke checks
+// (one score per label; its golden images, see golden_check.h) is
+// FAILED with the reason, logged and counted, and is tried again only when
+// its folder changes; the previous version keeps serving.
+//
+// A shadow version (see shadow_tap.h) is promoted by an operator or, when
+// the model's policy has a promotion rule, by itself once the rule holds;
+// the version it replaces stays loaded for the rollback window, within which
+// the promoted version is rolled back when its rollback rule is crossed
+// (promotion_rules.h). The manager's thread checks the rules every
+// rule_check_interval. Each promotion, rollback and closed window is logged,
+// counted and handed to the event listener (common/event_message.h).
+//
+// Thread-safety: every public method may be called from any thread.
+// Resolve() is on the request path: one uncontended mutex and a shared_ptr
+// copy.
+#ifndef MATID_SERVER_REPOSITORY_MODEL_MANAGER_H_
+#define MATID_SERVER_REPOSITORY_MODEL_MANAGER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "common/event_message.h"
+#include "server/shadow/disagreement_folder.h"
+#include "server/core/metrics.h"
+#include "server/backend/model_backend.h"
+#include "server/repository/model_repository.h"
+#include "server/core/model_version_state.h"
+#include "server/shadow/promotion_rules.h"
+#include "server/core/serving_model.h"
+#include "server/router/model_control.h"
+#include "server/router/model_router.h"
+#include "server/shadow/shadow_comparison.h"
+#include "server/shadow/shadow_tap.h"
+
+namespace matid {
+
+struct ModelManagerOptions {
+  std::string repository;     // REPOSITORY/<model>/<version>/
+  std::string default_model;  // serves requests naming no model; empty: the only model
+  ServingOptions serving;
+  // How often the repository is rescanned; zero: only on RequestReload().
+  absl::Duration poll_interval = absl::ZeroDuration();
+  // Memory budget for loaded versions, estimated by the size of each
+  // version's `model_file` (its weights; activations come on top); 0: none.
+  // A version that would not fit beside the loaded ones is refused (FAILED,
+  // retried on every rescan) unless unload_first_over_memory: then the
+  // model's serving versions are unloaded first (their requests finish) and
+  // requests for the model get UNAVAILABLE until the new one is loaded.
+  int64_t max_model_memory_bytes = 0;
+  bool unload_first_over_memory = false;
+  std::string model_file = "model.pt";
+  // A shadow version's worker runs only when a core would otherwise idle
+  // (SCHED_IDLE), so it never takes CPU from serving; false: normal
+  // priority (tests that count every comparison on a busy machine).
+  bool shadow_idle_priority = true;
+  // How often promotion and rollback rules are checked while a model has one.
+  absl::Duration rule_check_interval = absl::Seconds(1);
+  // Where images a shadow disagrees on are saved (empty: not saved), and
+  // how many are kept (see disagreement_folder.h).
+  std::string shadow_disagreements_dir;
+  int shadow_disagreements_max_files = 1000;
+};
+
+absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);
+
+// Loads one version folder into a backend (the torch backend in the server,
+// fakes in tests). Called on the manager's thread only.
+using BackendLoader =
+    std::function<absl::StatusOr<std::unique_ptr<ModelBackend>>(const std::string& version_dir)>;
+
+class ModelManager : public ModelRouter, public ModelControl {
+ public:
+  // Serves one model that is loaded already (--model_dir): no repository,
+  // nothing reloads.
+  static absl::StatusOr<std::unique_ptr<ModelManager>> CreateFixed(
+      const ServingOptions& options, std::unique_ptr<ModelBackend> backend,
+      ServerMetrics* metrics);
+
+  // Scans and loads the repository before returning; fails when no model
+  // version could be loaded (naming each failure), otherwise serves what
+  // loaded and keeps watching. `metrics` may be nullptr.
+  static absl::StatusOr<std::unique_ptr<ModelManager>> CreateFromRepository(
+      const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
+
+  // Shutdown(), then releases every version.
+  ~ModelManager();
+
+  // Stops watching the repository and drains every version: queued images
+  // run, later requests get UNAVAILABLE. Idempotent.
+  void Shutdown();
+
+  ModelManager(const ModelManager&) = delete;
+  ModelManager& operator=(const ModelManager&) = delete;
+
+  // ModelRouter (see model_router.h for each method's contract).
+  absl::StatusOr<std::shared_ptr<const ServingModel>> Resolve(absl::string_view model,
+                                                              int64_t version) const override;
+  std::shared_ptr<const ServingModel> DefaultModel() const override;
+  std::vector<ModelVersionStatus> Statuses() const override;
+  int queue_depth() const override;
+  int in_flight() const override;
+
+  // Rescans the repository soon, on the manager's thread; returns at once.
+  void RequestReload();
+
+  // ModelControl (see model_control.h): operator changes, with a repository
+  // only. Each writes the model's version_policy.json atomically (so it
+  // survives a restart), rescans and waits.
+  void ReloadAndWait() override;
+  absl::Status Pin(const std::string& model, std::vector<int64_t> versions) override;
+  absl::Status Load(const std::string& model, int64_t version) override;
+  absl::Status Unload(const std::string& model, int64_t version) override;
+  absl::Status SetShadow(const std::string& model, int64_t version, double fraction,
+                         std::optional<PromotionRule> promote_when,
+                         std::optional<RollbackRule> rollback_when) override;
+  absl::Status Promote(const std::string& model) override;
+  absl::Status Rollback(const std::string& model) override;
+  absl::StatusOr<ShadowReport> Shadow(const std::string& model) const override;
+
+  // Called on the manager's thread after versions changed state (for the
+  // grpc.health.v1 per-model status). Set before changes matter.
+  void SetChangeListener(std::function<void()> listener);
+  // Called with each promotion, rollback and closed rollback window (box_id
+  // and message_id left for the listener to fill), on the thread that made
+  // the change. Set before changes matter.
+  void SetEventListener(std::function<void(EventMessage)> listener);
+
+  // How many times the manager's thread has checked the promotion and
+  // rollback rules (every rule_check_interval while a rule is watched), so
+  // that a caller can wait for checks rather than for time.
+  uint64_t rule_checks_done() const;
+
+ private:
+  struct Slot {
+    ModelVersionState state = ModelVersionState::kLoading;
+    std::string reason;
+    std::string stamp;                    // VersionDirStamp when it was last tried
+    std::shared_ptr<ServingModel> model;  // set while AVAILABLE
+    int64_t bytes = 0;                    // memory estimate while loaded
+  };
+  struct Entry {
+    std::map<int64_t, Slot> versions;
+    int64_t default_version = 0;  // 0: none available
+    std::string policy_error;     // last version_policy.json problem
+    // The shadow tap the default version offers images to (or nullptr), and
+    // what it was made for (also when making it failed, so that is not
+    // retried on every rescan).
+    std::shared_ptr<const ShadowTap> tap;
+    std::weak_ptr<ServingModel> tap_primary;
+    std::weak_ptr<ServingModel> tap_shadow;
+    int64_t shadow_version = 0;  // the tap's (0: no shadow)
+    double shadow_fraction = 0;
+    std::string shadow_problem;  // why the configured shadow does not run
+    std::optional<PromotionRule> promote_when;  // the policy's, with a shadow
+    RollbackWindow rollback;                    // the policy's open window (version 0: none)
+    // The promoted version's outcomes when its window was first seen.
+    OutcomeSnapshot rollback_baseline;
+    std::string rule_problem;  // the last failure acting on a rule (logged once)
+  };
+  // Who changes the policy: an operator's call waits for the manager's
+  // thread to rescan; the manager's own thread rescans itself.
+  enum class Caller { kOperator, kManagerThread };
+  struct Retired {
+    std::string model;
+    int64_t version = 0;
+    std::shared_ptr<ServingModel> serving;  // null while being freed
+    int64_t bytes = 0;
+    ModelIdentity identity;
+  };
+
+  ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
+
+  void Run();  // the manager thread
+  void Rescan(Caller caller);
+  // Promotes the shadow / rolls back / closes the window, writing the policy
+  // (under policy_mu_), rescanning and reporting the event.
+  absl::Status PromoteShadow(const std::string& model, const std::string& trigger,
+                             const std::string& reason, Caller caller);
+  absl::Status RollBack(const std::string& model, const std::string& trigger,
+                        const std::string& reason, std::map<std::string, double> figures,
+                        Caller caller);
+  void CloseWindow(const std::string& model, const RollbackWindow& window);
+  // On the manager's thread: acts on the rules whose figures say so.
+  void CheckRules();
+  bool WatchingLocked() const;  // a rule to check; mu_ held
+  void Report(EventMessage event);
+  absl::StatusOr<RepositoryModel> ScanOne(const std::string& model) const;
+  // The versions to serve, chosen from the repository as scanned under
+  // policy_mu_; nullopt: nothing to change.
+  using VersionChoice = std::function<absl::StatusOr<std::optional<std::vector<int64_t>>>(
+      const RepositoryModel& scanned)>;
+  // Pin, Load and Unload: scans, chooses and writes the policy under
+  // policy_mu_ (so concurrent changes each keep the other's), then rescans.
+  absl::Status ChangeVersions(const std::string& model, const VersionChoice& choose);
+  absl::Status WritePolicy(const std::string& model, const VersionPolicy& policy) const;
+  int64_t DefaultVersion(const std::string& model) const;
+  void Reconcile();
+  void ReconcileModel(const RepositoryModel& model);
+  // Loads one version unless it is loaded or FAILED with an unchanged
+  // folder. Returns true when it is AVAILABLE afterwards.
+  bool EnsureLoaded(const std::string& model, int64_t version);
+  // Points the model's default version at `shadow_version` (0: none),
+  // making a new tap when the pair or the fraction changed.
+  void UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
+                    std::string problem);
+  void SetState(const std::string& model, int64_t version, ModelVersionState state,
+                const std::string& reason);
+  // Takes a version out of routing; released once its last request is done.
+  void RetireLocked(const std::string& model, int64_t version);
+  void ReleaseUnused();
+  void NotifyChanged();
+  // Makes room for `needed` bytes under the memory budget, unloading the
+  // model's versions first when allowed; the refusal otherwise.
+  absl::Status MakeRoom(const std::string& model, int64_t needed);
+  int64_t LoadedBytes() const;
+  // Every loaded version, serving or retired.
+  std::vector<std::shared_ptr<const ServingModel>> Loaded() const;
+
+  const ModelManagerOptions options_;
+  const BackendLoader loader_;
+  ServerMetrics* const metrics_;  // or nullptr
+  std::shared_ptr<DisagreementFolder> disagreements_;  // or nullptr; set before serving
+  bool fixed_ = true;             // --model_dir: one model, no repository; set before serving
+
+  mutable std::mutex mu_;  // std::mutex: visible to ThreadSanitizer
+  std::map<std::string, Entry, std::less<>> models_;  // guarded by mu_
+  std::vector<Retired> retired_;                       // guarded by mu_
+  std::function<void()> listener_;                     // guarded by mu_
+  std::function<void(EventMessage)> event_listener_;   // guarded by mu_
+  std::condition_variable wake_;
+  // Serializes the read-modify-write of version_policy.json by policy
+  // changes (pin, shadow, promotion, rollback; operators' and the manager
+  // thread's); never held while waiting for a rescan.
+  std::mutex policy_mu_;
+  bool stop_ = false;               // guarded by mu_
+  uint64_t reloads_requested_ = 0;  // guarded by mu_
+  uint64_t reloads_started_ = 0;    // guarded by mu_
+  uint64_t reloads_done_ = 0;       // guarded by mu_
+  uint64_t rule_checks_done_ = 0;   // guarded by mu_
+  std::condition_variable reload_done_;
+
+  std::thread thread_;  // last: started after everything above exists
+};
+
+}  // namespace matid
+
+#endif  // MATID_SERVER_REPOSITORY_MODEL_MANAGER_H_
