@@ -81,12 +81,12 @@ absl::StatusOr<int64_t> ParseVersion(const char* text) {
 }
 
 void Print(const matid::v1::ListModelsResponse& response) {
-  std::printf("%-24s %-8s %-10s %-7s %-8s %-6s %-12s %s\n", "MODEL", "VERSION", "STATE",
-              "DEFAULT", "ROLE", "VARIANT", "SHA256", "REASON");
+  std::printf("%-24s %-8s %-10s %-7s %-8s %-6s %-12s %s\n", "MODEL", "VERSION", "STATE", "DEFAULT",
+              "ROLE", "VARIANT", "SHA256", "REASON");
   for (const auto& m : response.models()) {
     const char* role = m.is_shadow() ? "shadow" : m.is_rollback_target() ? "rollback" : "";
-    std::printf("%-24s %-8s %-10s %-7s %-8s %-6s %-12s %s\n", m.name().c_str(),
-                m.version().c_str(), matid::v1::ModelVersionStatus::State_Name(m.state()).c_str(),
+    std::printf("%-24s %-8s %-10s %-7s %-8s %-6s %-12s %s\n", m.name().c_str(), m.version().c_str(),
+                matid::v1::ModelVersionStatus::State_Name(m.state()).c_str(),
                 m.is_default() ? "yes" : "", role, m.variant().c_str(), m.sha256().c_str(),
                 m.reason().c_str());
   }
@@ -162,11 +162,11 @@ int main(int argc, char** argv) {
       auto version = ParseVersion(args[3]);
       if (!version.ok()) return matid::FailWith(version.status(), 2);
       double fraction = 0.1;
-      if (operands == 3 && (!absl::SimpleAtod(args[4], &fraction) || !(fraction > 0) ||
-                            fraction > 1)) {
-        return matid::FailWith(absl::InvalidArgumentError(absl::StrCat(
-                                   "'", args[4], "' is not a fraction in (0, 1]")),
-                               2);
+      if (operands == 3 &&
+          (!absl::SimpleAtod(args[4], &fraction) || !(fraction > 0) || fraction > 1)) {
+        return matid::FailWith(
+            absl::InvalidArgumentError(absl::StrCat("'", args[4], "' is not a fraction in (0, 1]")),
+            2);
       }
       request.set_version(*version);
       request.set_fraction(fraction);
@@ -193,10 +193,9 @@ int main(int argc, char** argv) {
       std::printf("%s", json.c_str());
     }
   } else {
-    return matid::FailWith(
-        absl::InvalidArgumentError(absl::StrCat("unknown command or wrong operands: ", command,
-                                                "\n", kUsage)),
-        2);
+    return matid::FailWith(absl::InvalidArgumentError(absl::StrCat(
+                               "unknown command or wrong operands: ", command, "\n", kUsage)),
+                           2);
   }
   if (response.models_size() > 0) Print(response);
   if (!status.ok()) {

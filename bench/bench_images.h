@@ -11,8 +11,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/image_files.h"
 #include "common/file_contents.h"
+#include "common/image_files.h"
 
 namespace matid {
 

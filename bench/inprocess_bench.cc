@@ -26,10 +26,10 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench_images.h"
 #include "bench/cpu_time.h"
-#include "common/program_flags.h"
 #include "common/malloc_tuning.h"
-#include "server/core/preprocessor.h"
+#include "common/program_flags.h"
 #include "server/backend/torch_backend.h"
+#include "server/core/preprocessor.h"
 
 ABSL_FLAG(std::string, model_dir, "", "Model directory (required).");
 ABSL_FLAG(bool, int8, false, "Use model_int8.pt.");
@@ -140,10 +140,10 @@ double SingleImageP50Ms(matid::ModelBackend& backend, const matid::Preprocessor&
 }  // namespace
 
 int main(int argc, char** argv) {
-  matid::ParseProgramFlags(
-      argc, argv,
-      "The in-process ceiling: decode + preprocess + forward with the server's own backend, no gRPC.\n"
-      "Usage: matid-inprocess-bench --model_dir=DIR [--pipelines=N]");
+  matid::ParseProgramFlags(argc, argv,
+                           "The in-process ceiling: decode + preprocess + forward with the "
+                           "server's own backend, no gRPC.\n"
+                           "Usage: matid-inprocess-bench --model_dir=DIR [--pipelines=N]");
   matid::TuneMallocForLargeBuffers();  // as matid-server does
   matid::TorchBackendOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);

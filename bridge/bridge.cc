@@ -37,9 +37,9 @@ absl::StatusOr<std::unique_ptr<Bridge>> Bridge::Create(const BridgeOptions& opti
   }
   // The templates with a one-byte id must make topics the cloud accepts.
   for (const auto& [flag, topic] :
-       {std::pair<const char*, std::string>{"--cloud_topic_template",
-                                            absl::StrReplaceAll(options.cloud_topic_template,
-                                                                {{"{camera_id}", "x"}})},
+       {std::pair<const char*, std::string>{
+            "--cloud_topic_template",
+            absl::StrReplaceAll(options.cloud_topic_template, {{"{camera_id}", "x"}})},
         {"--cloud_events_topic_template",
          absl::StrReplaceAll(options.cloud_events_topic_template, {{"{box_id}", "x"}})}}) {
     absl::Status valid = CheckCloudTopic(topic);
@@ -115,7 +115,8 @@ absl::StatusOr<std::pair<std::string, std::string>> Bridge::RouteByContent(
       TopicMatchesFilter(topic, options_.local_events_filter)) {
     absl::StatusOr<EventMessage> event = ParseEventMessage(payload);
     if (!event.ok()) return event.status();
-    absl::Status on_topic = CheckResultTopic(topic, options_.local_events_filter, event->box_id, "box_id");
+    absl::Status on_topic =
+        CheckResultTopic(topic, options_.local_events_filter, event->box_id, "box_id");
     if (!on_topic.ok()) return on_topic;
     return std::make_pair(event->message_id, CloudEventsTopic(event->box_id));
   }

@@ -66,8 +66,8 @@ absl::Status BridgeService::Start() {
   cloud_connections_ = &connections.Add({{"broker", "cloud"}});
 
   cloud_link_ = std::make_unique<CloudLinkAdapter>();
-  auto bridge = Bridge::Create(options_.bridge, spool_.get(), cloud_link_.get(),
-                               &metrics_->registry());
+  auto bridge =
+      Bridge::Create(options_.bridge, spool_.get(), cloud_link_.get(), &metrics_->registry());
   if (!bridge.ok()) return bridge.status();
   bridge_ = *std::move(bridge);
 
@@ -93,8 +93,8 @@ absl::Status BridgeService::Start() {
   local_callbacks.on_connection = [this](bool up, const std::string& reason) {
     if (up) local_connections_->Increment();
     std::fprintf(stderr, "matid-bridge: local broker %s:%d %s%s\n", options_.local.host.c_str(),
-                 options_.local.port, up ? "connected" : "not connected: ",
-                 up ? "" : reason.c_str());
+                 options_.local.port,
+                 up ? "connected" : "not connected: ", up ? "" : reason.c_str());
   };
   local_callbacks.on_message = [this](const std::string& topic, absl::string_view payload) {
     absl::Status stored = bridge_->OnLocalMessage(topic, payload);
@@ -121,8 +121,7 @@ absl::Status BridgeService::Start() {
 void BridgeService::OnCloudConnection(bool up, const std::string& reason) {
   if (up) cloud_connections_->Increment();
   std::fprintf(stderr, "matid-bridge: cloud %s:%d %s%s\n", options_.cloud.host.c_str(),
-               options_.cloud.port, up ? "connected" : "not connected: ",
-               up ? "" : reason.c_str());
+               options_.cloud.port, up ? "connected" : "not connected: ", up ? "" : reason.c_str());
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!up && cloud_up_) cloud_down_since_ = absl::Now();

@@ -26,9 +26,9 @@ namespace matid {
 
 struct BridgeServiceOptions {
   SpoolOptions spool;
-  BridgeOptions bridge;  // bridge.local_topic_filter is also the subscription
-  MqttOptions local;     // the local broker (persistent session)
-  MqttOptions cloud;     // the cloud broker; TLS files required unless cloud_plaintext
+  BridgeOptions bridge;          // bridge.local_topic_filter is also the subscription
+  MqttOptions local;             // the local broker (persistent session)
+  MqttOptions cloud;             // the cloud broker; TLS files required unless cloud_plaintext
   bool cloud_plaintext = false;  // tests only
   std::string metrics_host = "0.0.0.0";
   int metrics_port = 8082;  // 0 picks one, -1 turns it off
@@ -71,10 +71,10 @@ class BridgeService {
 
   std::mutex mu_;
   std::condition_variable changed_;
-  bool cloud_up_ = false;      // guarded by mu_
+  bool cloud_up_ = false;        // guarded by mu_
   absl::Time cloud_down_since_;  // guarded by mu_
-  bool stopping_ = false;      // guarded by mu_
-  std::thread watchdog_;       // joined by Stop()
+  bool stopping_ = false;        // guarded by mu_
+  std::thread watchdog_;         // joined by Stop()
 };
 
 }  // namespace matid

@@ -23,10 +23,10 @@ absl::Status ValidateCameraOptions(const CameraOptions& options) {
     int value;
     const char* flag;
   };
-  for (const AtLeastOne& check : {AtLeastOne{options.top_k, "--top_k"},
-                                  AtLeastOne{options.max_in_flight, "--max_in_flight"},
-                                  AtLeastOne{options.max_pending, "--max_pending"},
-                                  AtLeastOne{options.every_nth_frame, "--every_nth_frame"}}) {
+  for (const AtLeastOne& check :
+       {AtLeastOne{options.top_k, "--top_k"}, AtLeastOne{options.max_in_flight, "--max_in_flight"},
+        AtLeastOne{options.max_pending, "--max_pending"},
+        AtLeastOne{options.every_nth_frame, "--every_nth_frame"}}) {
     if (check.value < 1) {
       return absl::InvalidArgumentError(
           absl::StrCat(check.flag, " is ", check.value, "; it must be at least 1"));
@@ -36,15 +36,15 @@ absl::Status ValidateCameraOptions(const CameraOptions& options) {
     return absl::InvalidArgumentError("--max_fps, --pace_fps and --max_frames must be >= 0");
   }
   if (options.jpeg_quality < 0 || options.jpeg_quality > 100) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--jpeg_quality is ", options.jpeg_quality, "; it must be 1..100, or 0 for raw pixels"));
+    return absl::InvalidArgumentError(absl::StrCat("--jpeg_quality is ", options.jpeg_quality,
+                                                   "; it must be 1..100, or 0 for raw pixels"));
   }
   if (!(options.inspection_threshold >= 0 && options.inspection_threshold <= 1)) {
     return absl::InvalidArgumentError("--inspection_threshold must be in 0..1");
   }
   if (options.inspection_max_files < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--inspection_max_files is ",
-                                                   options.inspection_max_files, "; must be >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--inspection_max_files is ", options.inspection_max_files, "; must be >= 1"));
   }
   return absl::OkStatus();
 }
@@ -77,9 +77,8 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
       publish_(std::move(publish)) {
   if (!options_.inspection_dir.empty()) {
     inspection_budget_ = std::make_unique<FolderBudget>(
-        options_.inspection_max_files, [dir = options_.inspection_dir] {
-          return CountFiles(dir, ".jpg");
-        });
+        options_.inspection_max_files,
+        [dir = options_.inspection_dir] { return CountFiles(dir, ".jpg"); });
   }
   if (registry == nullptr) return;
   auto counter = [&](const char* name, const char* help) {
@@ -353,8 +352,7 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
                                                  : absl::StatusOr<cv::Mat>(whole.status());
         if (roi.ok()) full = *roi;
       }
-      if (!full.empty() &&
-          cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
+      if (!full.empty() && cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
         written = WriteFileContents(path, std::string(bytes.begin(), bytes.end()));
       }
     }

@@ -43,13 +43,13 @@ struct CameraOptions {
   std::string camera_id = "camera-1";
   std::string boot_id;  // unique per run; part of every message_id
   int top_k = 3;
-  int max_in_flight = 4;              // frames sent and not yet answered
-  int max_pending = 8;                // captured frames waiting to be sent; oldest dropped beyond
-  double max_fps = 0;                 // sample at most this many frames per second (0: all)
-  int every_nth_frame = 1;            // keep one frame in N
-  double pace_fps = 0;                // read the source no faster than this (files: real time)
-  int64_t max_frames = 0;             // stop after this many captured frames (0: no limit)
-  cv::Rect roi;                       // crop before sending (empty: whole frame)
+  int max_in_flight = 4;    // frames sent and not yet answered
+  int max_pending = 8;      // captured frames waiting to be sent; oldest dropped beyond
+  double max_fps = 0;       // sample at most this many frames per second (0: all)
+  int every_nth_frame = 1;  // keep one frame in N
+  double pace_fps = 0;      // read the source no faster than this (files: real time)
+  int64_t max_frames = 0;   // stop after this many captured frames (0: no limit)
+  cv::Rect roi;             // crop before sending (empty: whole frame)
   // Shrink each frame (after the ROI) to the model's input size before
   // encoding, as the server would fit it; the size and resize mode come
   // from the server's Health, asked at every (re)connection.
@@ -158,7 +158,7 @@ class Camera {
   // Set when inspection_dir is: how many more frames it may take.
   std::unique_ptr<FolderBudget> inspection_budget_;
   std::atomic<bool> inspection_folder_full_{false};  // logged once per time it fills
-  std::unique_ptr<FrameSource> source_;  // only the capture thread reads it
+  std::unique_ptr<FrameSource> source_;              // only the capture thread reads it
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
   const Publish publish_;

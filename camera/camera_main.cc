@@ -15,7 +15,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "camera/camera.h"
-#include "common/publish_link.h"
 #include "camera/result_publisher.h"
 #include "common/channel_credentials.h"
 #include "common/client_tls_flags.h"
@@ -23,6 +22,7 @@
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
+#include "common/publish_link.h"
 #include "common/result_topic.h"
 #include "common/stop_signals.h"
 
@@ -118,7 +118,7 @@ int main(int argc, char** argv) {
       "Streams camera frames to matid-server and publishes results to MQTT.\n"
       "Usage: matid-camera --source=0|URL|FILE|DIR --camera_id=ID [--server=host:port]");
   matid::TurnOffMutexDeadlockDetection();
-  matid::TuneMallocForLargeBuffers();  // frames of hundreds of KiB, every frame
+  matid::TuneMallocForLargeBuffers();     // frames of hundreds of KiB, every frame
   const matid::StopSignals stop_signals;  // before any thread starts
 
   auto options = CameraOptionsFromFlags();
@@ -142,8 +142,8 @@ int main(int argc, char** argv) {
       .max_outbox = absl::GetFlag(FLAGS_max_outbox),
       .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template),
       .destination = absl::StrCat("MQTT broker ", mqtt.host, ":", mqtt.port)};
-  auto publisher = matid::ResultPublisher::Create(
-      publishing, matid::MqttPublishLinkFactory(mqtt), &(*metrics)->registry());
+  auto publisher = matid::ResultPublisher::Create(publishing, matid::MqttPublishLinkFactory(mqtt),
+                                                  &(*metrics)->registry());
   if (!publisher.ok()) return matid::FailWith(publisher.status());
 
   auto credentials = matid::ChannelCredentialsFromFlags();

@@ -64,8 +64,10 @@ class VideoSource final : public FrameSource {
     if (frame.ok()) return frame;
     // Packets this process cannot decode alone (MJPEG without Huffman
     // tables, ...): let FFmpeg decode the stream from here on.
-    std::fprintf(stderr, "matid-camera: %s: MJPEG packets not decodable as JPEG; decoding whole "
-                 "frames with FFmpeg\n", spec_.c_str());
+    std::fprintf(stderr,
+                 "matid-camera: %s: MJPEG packets not decodable as JPEG; decoding whole "
+                 "frames with FFmpeg\n",
+                 spec_.c_str());
     const double position = capture_.get(cv::CAP_PROP_POS_FRAMES);
     packets_ = false;
     capture_.open(spec_);
@@ -128,9 +130,8 @@ absl::StatusOr<Frame> DecodeJpegFrame(std::string jpeg, const DecodeScale& scale
   if (!header || header->format != "jpeg") {
     return absl::InvalidArgumentError("not a JPEG");
   }
-  const int scale = scale_for ? scale_for(static_cast<int>(header->width),
-                                          static_cast<int>(header->height))
-                              : 1;
+  const int scale =
+      scale_for ? scale_for(static_cast<int>(header->width), static_cast<int>(header->height)) : 1;
   try {
     const cv::Mat buffer(1, static_cast<int>(jpeg.size()), CV_8UC1, jpeg.data());
     cv::Mat pixels = cv::imdecode(buffer, ImreadFlags(/*gray=*/false, scale));

@@ -15,10 +15,10 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "common/channel_credentials.h"
-#include "common/client_tls_flags.h"
 #include "classify/classify_result.h"
 #include "classify/file_classifier.h"
+#include "common/channel_credentials.h"
+#include "common/client_tls_flags.h"
 #include "common/image_files.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"

@@ -35,7 +35,6 @@ absl::StatusOr<OutputFormat> ParseOutputFormat(const std::string& name);
 void WriteResults(const std::vector<ClassifyResult>& results, OutputFormat format,
                   std::ostream& out);
 
-
 }  // namespace matid
 
 #endif  // MATID_CLASSIFY_CLASSIFY_RESULT_H_

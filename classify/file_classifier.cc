@@ -86,9 +86,8 @@ void ClassifyBatch(v1::Classifier::StubInterface* stub, const FileClassifierOpti
     item->set_request_id(results[j]->path);
   }
   v1::BatchClassifyResponse response;
-  grpc::Status status = CallWithRetry(options, [&](grpc::ClientContext* c) {
-    return stub->BatchClassify(c, request, &response);
-  });
+  grpc::Status status = CallWithRetry(
+      options, [&](grpc::ClientContext* c) { return stub->BatchClassify(c, request, &response); });
   const double latency = MillisecondsSince(start);
   for (size_t j = 0; j < results.size(); ++j) {
     ClassifyResult& result = *results[j];

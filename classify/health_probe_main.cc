@@ -17,10 +17,9 @@ ABSL_FLAG(std::string, service, "", "Service name to check (empty: the whole ser
 ABSL_FLAG(double, timeout_seconds, 3, "Deadline of the check.");
 
 int main(int argc, char** argv) {
-  matid::ParseProgramFlags(
-      argc, argv,
-      "Checks a matid-server with grpc.health.v1; exit 0 when SERVING.\n"
-      "Usage: matid-health-probe --server=host:port [--service=NAME]");
+  matid::ParseProgramFlags(argc, argv,
+                           "Checks a matid-server with grpc.health.v1; exit 0 when SERVING.\n"
+                           "Usage: matid-health-probe --server=host:port [--service=NAME]");
   auto credentials = matid::ChannelCredentialsFromFlags();
   if (!credentials.ok()) return matid::FailWith(credentials.status());
   auto stub = grpc::health::v1::Health::NewStub(

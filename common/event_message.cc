@@ -21,18 +21,19 @@ bool KnownType(const std::string& type) {
 
 void StampEvent(absl::Time time, EventMessage& event) {
   event.timestamp = Rfc3339Millis(time);
-  event.message_id = absl::StrCat(event.box_id, "-", event.model, "-", event.type, "-",
-                                  absl::ToUnixMillis(time));
+  event.message_id =
+      absl::StrCat(event.box_id, "-", event.model, "-", event.type, "-", absl::ToUnixMillis(time));
 }
 
 std::string ToJson(const EventMessage& e) {
   nlohmann::json figures = nlohmann::json::object();
   for (const auto& [name, value] : e.figures) figures[name] = value;
   const nlohmann::json json = {
-      {"message_id", e.message_id},     {"box_id", e.box_id},   {"timestamp", e.timestamp},
-      {"type", e.type},                 {"model", e.model},     {"from_version", e.from_version},
-      {"to_version", e.to_version},     {"trigger", e.trigger}, {"reason", e.reason},
-      {"figures", figures},
+      {"message_id", e.message_id}, {"box_id", e.box_id},
+      {"timestamp", e.timestamp},   {"type", e.type},
+      {"model", e.model},           {"from_version", e.from_version},
+      {"to_version", e.to_version}, {"trigger", e.trigger},
+      {"reason", e.reason},         {"figures", figures},
   };
   return json.dump();
 }
@@ -51,12 +52,12 @@ absl::StatusOr<EventMessage> ParseEventMessage(absl::string_view text) {
                            {"trigger", &e.trigger},
                            {"reason", &e.reason}}) {
     auto it = json.find(name);
-    if (it == json.end() || !it->is_string()) return Invalid(absl::StrCat(name, " must be a string"));
+    if (it == json.end() || !it->is_string())
+      return Invalid(absl::StrCat(name, " must be a string"));
     *out = it->get<std::string>();
   }
-  for (auto [name, value] : {std::pair{"message_id", &e.message_id},
-                             {"box_id", &e.box_id},
-                             {"model", &e.model}}) {
+  for (auto [name, value] :
+       {std::pair{"message_id", &e.message_id}, {"box_id", &e.box_id}, {"model", &e.model}}) {
     if (value->empty()) return Invalid(absl::StrCat(name, " is empty"));
   }
   if (!KnownType(e.type)) {
@@ -66,8 +67,8 @@ absl::StatusOr<EventMessage> ParseEventMessage(absl::string_view text) {
   if (e.trigger != "policy" && e.trigger != "admin") {
     return Invalid(absl::StrCat("trigger is \"", e.trigger, "\"; expected policy or admin"));
   }
-  for (auto [name, out] : {std::pair{"from_version", &e.from_version},
-                           {"to_version", &e.to_version}}) {
+  for (auto [name, out] :
+       {std::pair{"from_version", &e.from_version}, {"to_version", &e.to_version}}) {
     auto it = json.find(name);
     if (it == json.end() || !it->is_number_integer() || it->get<int64_t>() <= 0) {
       return Invalid(absl::StrCat(name, " must be a positive integer"));

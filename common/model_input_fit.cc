@@ -81,8 +81,8 @@ cv::Mat FitToModel(const cv::Mat& src, int width, int height, ResizeMode mode) {
   if (scaled.cols == width && scaled.rows == height) return scaled;
   // Letterbox: pad the rest with black, the image in the middle.
   cv::Mat canvas = cv::Mat::zeros(height, width, src.type());
-  scaled.copyTo(canvas(cv::Rect((width - scaled.cols) / 2, (height - scaled.rows) / 2,
-                                scaled.cols, scaled.rows)));
+  scaled.copyTo(canvas(
+      cv::Rect((width - scaled.cols) / 2, (height - scaled.rows) / 2, scaled.cols, scaled.rows)));
   return canvas;
 }
 

@@ -16,31 +16,27 @@ absl::StatusOr<std::unique_ptr<MqttOutbox>> MqttOutbox::Create(const MqttOutboxO
   std::unique_ptr<MqttOutbox> outbox(new MqttOutbox(options));
   if (registry != nullptr) {
     auto counter = [&](const std::string& name, const std::string& help) {
-      return &prometheus::BuildCounter()
-                  .Name(name)
-                  .Help(help)
-                  .Register(*registry)
-                  .Add({});
+      return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
     };
     const MqttOutboxOptions::MetricNames& names = options.metrics;
     outbox->published_ =
         counter(names.published, absl::StrCat(options.what, " acknowledged by the local broker"));
-    outbox->failures_ = counter(names.failures,
-                                "Publish attempts refused (broker unreachable); retried");
+    outbox->failures_ =
+        counter(names.failures, "Publish attempts refused (broker unreachable); retried");
     outbox->dropped_ =
         counter(names.dropped, absl::StrCat(options.what, " dropped because the outbox was full"));
-    outbox->backlog_ = &prometheus::BuildGauge()
-                            .Name(names.backlog)
-                            .Help(absl::StrCat(options.what,
-                                               " waiting to be published or acknowledged"))
-                            .Register(*registry)
-                            .Add({});
+    outbox->backlog_ =
+        &prometheus::BuildGauge()
+             .Name(names.backlog)
+             .Help(absl::StrCat(options.what, " waiting to be published or acknowledged"))
+             .Register(*registry)
+             .Add({});
   }
   MqttOutbox* self = outbox.get();
-  auto link = make_link({.on_acked = [self](int id) { self->OnAck(id); },
-                         .on_connection = [self](bool up, const std::string& reason) {
-                           self->OnConnection(up, reason);
-                         }});
+  auto link = make_link(
+      {.on_acked = [self](int id) { self->OnAck(id); },
+       .on_connection = [self](bool up,
+                               const std::string& reason) { self->OnConnection(up, reason); }});
   if (!link.ok()) return link.status();
   {
     std::lock_guard<std::mutex> lock(outbox->mu_);

@@ -49,8 +49,8 @@ class MqttOutbox {
   // Makes the link with the outbox's callbacks. INVALID_ARGUMENT naming
   // --max_outbox when it is out of 1..10000000. `registry` may be nullptr.
   static absl::StatusOr<std::unique_ptr<MqttOutbox>> Create(const MqttOutboxOptions& options,
-                                                           const PublishLinkFactory& make_link,
-                                                           prometheus::Registry* registry);
+                                                            const PublishLinkFactory& make_link,
+                                                            prometheus::Registry* registry);
   // Stops retrying and closes the link; messages not yet acknowledged are
   // left to the link (call Drain first to wait for them).
   ~MqttOutbox();

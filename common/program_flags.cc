@@ -35,8 +35,7 @@ std::vector<char*> ParseProgramFlags(int argc, char** argv, absl::string_view us
 }
 
 int FailWith(const absl::Status& status, int exit_code) {
-  std::fprintf(stderr, "%s: %s\n", ProgramName().c_str(),
-               status.ToString().c_str());
+  std::fprintf(stderr, "%s: %s\n", ProgramName().c_str(), status.ToString().c_str());
   return exit_code;
 }
 

@@ -20,15 +20,15 @@ class MqttPublishLink final : public PublishLink {
 }  // namespace
 
 PublishLinkFactory MqttPublishLinkFactory(const MqttOptions& options) {
-  return [options](PublishLink::Callbacks callbacks)
-             -> absl::StatusOr<std::unique_ptr<PublishLink>> {
-    MqttClient::Callbacks mqtt;
-    mqtt.on_published = std::move(callbacks.on_acked);
-    mqtt.on_connection = std::move(callbacks.on_connection);
-    auto client = MqttClient::Create(options, std::move(mqtt));
-    if (!client.ok()) return client.status();
-    return std::make_unique<MqttPublishLink>(*std::move(client));
-  };
+  return
+      [options](PublishLink::Callbacks callbacks) -> absl::StatusOr<std::unique_ptr<PublishLink>> {
+        MqttClient::Callbacks mqtt;
+        mqtt.on_published = std::move(callbacks.on_acked);
+        mqtt.on_connection = std::move(callbacks.on_connection);
+        auto client = MqttClient::Create(options, std::move(mqtt));
+        if (!client.ok()) return client.status();
+        return std::make_unique<MqttPublishLink>(*std::move(client));
+      };
 }
 
 }  // namespace matid

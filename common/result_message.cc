@@ -89,7 +89,8 @@ absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
   for (auto [name, out] : {std::pair{"version", &m.model_version},
                            {"variant", &m.model_variant},
                            {"sha256", &m.model_sha256}}) {
-    if (model->contains(name) && (*model)[name].is_string()) *out = (*model)[name].get<std::string>();
+    if (model->contains(name) && (*model)[name].is_string())
+      *out = (*model)[name].get<std::string>();
   }
   auto predictions = json.find("predictions");
   if (predictions == json.end() || !predictions->is_array()) {

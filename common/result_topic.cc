@@ -26,10 +26,10 @@ absl::Status ValidateResultTopicTemplate(absl::string_view topic_template) {
     }
   }
   if (placeholders != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "topic template \"", topic_template,
-        "\" must hold {camera_id} once, as a whole level, and no + or # "
-        "(e.g. matid/{camera_id}/results)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("topic template \"", topic_template,
+                     "\" must hold {camera_id} once, as a whole level, and no + or # "
+                     "(e.g. matid/{camera_id}/results)"));
   }
   return absl::OkStatus();
 }

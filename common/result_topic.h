@@ -33,8 +33,7 @@ bool TopicMatchesFilter(absl::string_view topic, absl::string_view filter);
 // camera; for model events the level is the box id, named `id_name`);
 // INVALID_ARGUMENT saying which rule failed otherwise.
 absl::Status CheckResultTopic(absl::string_view topic, absl::string_view filter,
-                              absl::string_view camera_id,
-                              absl::string_view id_name = "camera_id");
+                              absl::string_view camera_id, absl::string_view id_name = "camera_id");
 
 }  // namespace matid
 

@@ -22,8 +22,8 @@ absl::Status ValidateEventOptions(const EventOptions& options) {
                      "' must contain {box_id} and no MQTT wildcards"));
   }
   if (options.max_outbox < 1 || options.max_outbox > 1'000'000) {
-    return absl::InvalidArgumentError(absl::StrCat("--events_max_outbox is ", options.max_outbox,
-                                                   "; must be in 1..1000000"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--events_max_outbox is ", options.max_outbox, "; must be in 1..1000000"));
   }
   return absl::OkStatus();
 }

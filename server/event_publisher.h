@@ -42,8 +42,9 @@ class EventPublisher {
   // Validates the options and makes the link: `make_link`, or when it is
   // empty an MQTT client to options.mqtt with a persistent session named
   // matid-server-events-<box_id>. `registry` may be nullptr.
-  static absl::StatusOr<std::unique_ptr<EventPublisher>> Create(
-      const EventOptions& options, PublishLinkFactory make_link, prometheus::Registry* registry);
+  static absl::StatusOr<std::unique_ptr<EventPublisher>> Create(const EventOptions& options,
+                                                                PublishLinkFactory make_link,
+                                                                prometheus::Registry* registry);
 
   // Fills in the box id, message id and time, and sends it.
   void Publish(EventMessage event);

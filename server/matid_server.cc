@@ -125,13 +125,11 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(const Serve
   }
   server->service_ = std::make_unique<ClassifierService>(server->models_.get(), options.batcher,
                                                          server->metrics_.get(), options.limits);
-  server->admin_ =
-      std::make_unique<AdminService>(server->models_.get(), server->models_.get(),
-                                     options.admin_client_subjects);
+  server->admin_ = std::make_unique<AdminService>(server->models_.get(), server->models_.get(),
+                                                  options.admin_client_subjects);
   server->inference_ = std::make_unique<InferenceService>(
       server->models_.get(), server->models_.get(), options.batcher, server->metrics_.get(),
-      options.limits,
-      options.admin_client_subjects, MATID_VERSION);
+      options.limits, options.admin_client_subjects, MATID_VERSION);
 
   auto credentials = MakeServerCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();

@@ -1,7 +1,7 @@
 // Wires one serving process together: metrics endpoint, model manager, the
 // matid.v1 services, the Open Inference Protocol service, the standard
-// grpc.health.v1 service and server reflection, all on one port. Owns them all and shuts them down in order.
-// Thread-safety: Shutdown() may be called from any thread, once or more.
+// grpc.health.v1 service and server reflection, all on one port. Owns them all and shuts them down
+// in order. Thread-safety: Shutdown() may be called from any thread, once or more.
 #ifndef MATID_SERVER_MATID_SERVER_H_
 #define MATID_SERVER_MATID_SERVER_H_
 
@@ -18,15 +18,15 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "server/api/admin_service.h"
-#include "server/core/batcher.h"
 #include "server/api/classifier_service.h"
-#include "server/event_publisher.h"
 #include "server/api/inference_service.h"
-#include "server/core/metrics.h"
-#include "server/backend/model_backend.h"
-#include "server/repository/model_manager.h"
-#include "server/core/preprocessor.h"
 #include "server/api/server_credentials.h"
+#include "server/backend/model_backend.h"
+#include "server/core/batcher.h"
+#include "server/core/metrics.h"
+#include "server/core/preprocessor.h"
+#include "server/event_publisher.h"
+#include "server/repository/model_manager.h"
 
 namespace matid {
 
@@ -132,8 +132,8 @@ class MatidServer {
 
   std::mutex shutdown_mu_;  // std::mutex: visible to ThreadSanitizer (see batch_scheduler.h)
   bool shut_down_ = false;  // guarded by shutdown_mu_
-  std::atomic<bool> stopping_{false};  // Shutdown() has begun
-  std::mutex health_mu_;    // serializes UpdateModelHealth
+  std::atomic<bool> stopping_{false};     // Shutdown() has begun
+  std::mutex health_mu_;                  // serializes UpdateModelHealth
   std::set<std::string> healthy_models_;  // guarded by health_mu_
 };
 

@@ -13,8 +13,8 @@
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/stop_signals.h"
-#include "server/matid_server.h"
 #include "server/backend/torch_backend.h"
+#include "server/matid_server.h"
 
 ABSL_FLAG(std::string, model_dir, "",
           "Model directory: metadata.json plus model.pt (and model_int8.pt for --int8). One "

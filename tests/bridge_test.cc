@@ -209,8 +209,8 @@ TEST_F(BridgeTest, MessagesTheCloudWouldRefuseAreDeadLetteredAndTheNextIsDeliver
   StartBridge();
   ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 1, 200 * 1024)).ok());
   const std::string long_camera(300, 'c');
-  ASSERT_TRUE(bridge_->OnLocalMessage("matid/" + long_camera + "/results",
-                                      Message(long_camera, 1)).ok());
+  ASSERT_TRUE(
+      bridge_->OnLocalMessage("matid/" + long_camera + "/results", Message(long_camera, 1)).ok());
   ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", 2)).ok());
   ASSERT_TRUE(Eventually([&] { return cloud_.delivered_ids().size() == 1; }));
   EXPECT_EQ(cloud_.delivered_ids()[0], "cam1-boot-2");

@@ -150,10 +150,9 @@ class FakeClassifier final : public v1::Classifier::Service {
     SeenFrame seen{frame.seq(), frame.image().has_encoded()};
     if (seen.encoded) {
       const std::string& bytes = frame.image().encoded();
-      const cv::Mat decoded =
-          cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1,
-                               const_cast<char*>(bytes.data())),
-                       cv::IMREAD_UNCHANGED);
+      const cv::Mat decoded = cv::imdecode(
+          cv::Mat(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data())),
+          cv::IMREAD_UNCHANGED);
       seen.width = decoded.cols;
       seen.height = decoded.rows;
     } else {

@@ -25,8 +25,9 @@ class EmptySource final : public FrameSource {
 
 absl::Status CreateWith(const CameraOptions& options) {
   auto channel = grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials());
-  return Camera::Create(options, std::make_unique<EmptySource>(), channel,
-                        [](const ResultMessage&) {}, nullptr)
+  return Camera::Create(
+             options, std::make_unique<EmptySource>(), channel, [](const ResultMessage&) {},
+             nullptr)
       .status();
 }
 

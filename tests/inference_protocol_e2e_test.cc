@@ -85,7 +85,6 @@ class InferenceProtocolEndToEnd : public SharedServerSuite<InferenceProtocolEndT
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };
 
-
 TEST_F(InferenceProtocolEndToEnd, ModelInferGivesTheScoresClassifyGives) {
   const std::vector<std::string> images = {Png(1), Png(2), Png(3)};
   inference::ModelInferRequest request = RawBytesRequest(images);

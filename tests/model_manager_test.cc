@@ -7,25 +7,24 @@
 
 #include <grpcpp/create_channel.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <map>
 
-#include <cmath>
-
 #include "absl/strings/str_cat.h"
 #include "common/event_message.h"
 #include "common/file_contents.h"
 #include "gmock/gmock.h"
-#include "opencv2/imgcodecs.hpp"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "matid/v1/admin.grpc.pb.h"
 #include "matid/v1/matid.grpc.pb.h"
+#include "opencv2/imgcodecs.hpp"
 #include "server/api/admin_access.h"
 #include "server/matid_server.h"
-#include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/fake_backend.h"
 #include "tests/tagged_image.h"
 
@@ -35,7 +34,6 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
 
 // A repository on disk whose version folders hold one file, fake.txt: "ok"
 // loads a FakeBackend ("ok-disagree4": one that gives tags divisible by 4
@@ -70,8 +68,8 @@ class FakeRepository {
     ++loads_[dir];
     if (!content.ok()) return content.status();
     if (content->substr(0, 2) != "ok") return absl::InvalidArgumentError(*content);
-    auto backend = std::make_unique<FakeBackend>(
-        *content == "ok-labels3" ? FakeModelInfo(4, 4, 3) : FakeModelInfo());
+    auto backend = std::make_unique<FakeBackend>(*content == "ok-labels3" ? FakeModelInfo(4, 4, 3)
+                                                                          : FakeModelInfo());
     if (*content == "ok-disagree4") backend->set_disagree_every(4);
     if (*content == "ok-unsure") backend->set_top_score(0.3f);
     backends_[dir] = backend.get();
@@ -93,8 +91,8 @@ class FakeRepository {
   static inline int counter_ = 0;
   fs::path root_;
   std::mutex mu_;
-  std::map<std::string, int> loads_;                 // guarded by mu_
-  std::map<std::string, FakeBackend*> backends_;     // guarded by mu_; owned by the server
+  std::map<std::string, int> loads_;              // guarded by mu_
+  std::map<std::string, FakeBackend*> backends_;  // guarded by mu_; owned by the server
 };
 
 class ModelRepositoryServer : public ::testing::Test {
@@ -355,8 +353,7 @@ TEST_F(ModelRepositoryServer, VersionThatDoesNotFitTheMemoryBudgetIsRefusedOrSwa
 
 // Golden images: 4x4 PNGs of one gray value, which the fake model answers
 // with class c<value mod 10>.
-void PutGoldenSet(const std::string& dir, const std::string& json,
-                  const std::vector<int>& values) {
+void PutGoldenSet(const std::string& dir, const std::string& json, const std::vector<int>& values) {
   for (size_t i = 0; i < values.size(); ++i) {
     std::vector<uchar> png;
     cv::imencode(".png", cv::Mat(4, 4, CV_8UC1, cv::Scalar(values[i])), png);
@@ -480,8 +477,7 @@ TEST_F(ModelRepositoryServer, AdminPinsLoadsAndUnloadsThroughThePolicyFile) {
   EXPECT_EQ(VersionServing(), "3");  // latest again: 4 is FAILED
 
   pin.set_model("bolts");
-  EXPECT_EQ(call(&v1::ModelAdmin::Stub::Pin, pin).first.error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(call(&v1::ModelAdmin::Stub::Pin, pin).first.error_code(), grpc::StatusCode::NOT_FOUND);
   pin.set_model("parts");
   pin.add_versions(9);
   auto [missing, unused2] = call(&v1::ModelAdmin::Stub::Pin, pin);
@@ -657,7 +653,7 @@ TEST_F(ShadowServer, ShadowWorkNeverDelaysThePrimaryAndIsSkippedUnderLoad) {
   options.batcher.max_batch_size = 2;  // the shadow's queue holds 4
   ASSERT_TRUE(Start(options).ok());
   FakeBackend* shadow = repo_.backend("parts", 2);
-  shadow->Hold();  // a stuck shadow: the primary must not notice
+  shadow->Hold();       // a stuck shadow: the primary must not notice
   ClassifyTags(0, 12);  // every answer arrives while the shadow is stuck
   shadow->WaitForEntered(1);
   v1::ShadowReport report;
@@ -792,7 +788,9 @@ class PromotionServer : public ShadowServer {
     return command == "promote" ? admin_->Promote(&context, request, &listed)
                                 : admin_->Rollback(&context, request, &listed);
   }
-  std::string PolicyFile() { return *ReadFileContents(repo_.root() + "/parts/version_policy.json"); }
+  std::string PolicyFile() {
+    return *ReadFileContents(repo_.root() + "/parts/version_policy.json");
+  }
 
   std::mutex mu_;
   std::vector<EventMessage> events_;  // guarded by mu_
@@ -1006,7 +1004,8 @@ TEST_F(ShadowServer, DisagreeingImagesAreSavedForLabellingUpToTheBound) {
     ASSERT_TRUE(Report(&report).ok());
     const auto full = report.disagreements_not_saved().find("folder_full");
     if (report.disagreements_saved() +
-            (full == report.disagreements_not_saved().end() ? 0 : full->second) >= 10) {
+            (full == report.disagreements_not_saved().end() ? 0 : full->second) >=
+        10) {
       break;
     }
     absl::SleepFor(absl::Milliseconds(10));

@@ -215,9 +215,8 @@ TEST(Preprocessor, ReducedDecodeLeavesSmallJpegsAndOtherFormatsAlone) {
 // libjpeg-turbo 2.1); the bounds are those figures with about 50% margin.
 TEST(Preprocessor, ReducedDecodeStaysWithinTheMeasuredBound) {
   for (ColorMode color : {ColorMode::kRgb, ColorMode::kGray}) {
-    const InputSpec spec = color == ColorMode::kRgb
-                               ? Spec(224, 224, color, ResizeMode::kStretch)
-                               : Spec(28, 28, color, ResizeMode::kStretch);
+    const InputSpec spec = color == ColorMode::kRgb ? Spec(224, 224, color, ResizeMode::kStretch)
+                                                    : Spec(28, 28, color, ResizeMode::kStretch);
     const std::string jpeg = Encode(TestPicture(1920, 1080, 3, 23), ".jpg");
     auto expected = Preprocessor(spec, {.reduced_jpeg_decode = false}).Run(ImageRef::Encoded(jpeg));
     auto actual = Preprocessor(spec, {}).Run(ImageRef::Encoded(jpeg));  // reduced by default

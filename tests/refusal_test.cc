@@ -36,8 +36,10 @@ std::vector<std::string> RefusalCallArguments(const std::string& source) {
     for (; i < source.size() && depth > 0; ++i) {
       const char c = source[i];
       if (in_string) {
-        if (c == '\\') ++i;
-        else if (c == '"') in_string = false;
+        if (c == '\\')
+          ++i;
+        else if (c == '"')
+          in_string = false;
       } else if (c == '"') {
         in_string = true;
       } else if (c == '(') {

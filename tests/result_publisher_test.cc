@@ -147,8 +147,9 @@ TEST(ResultPublisher, SendsAtOnceWhileTheLinkIsUpAndDrainsOnAcknowledgement) {
   f.link->SetUp(true);
   f.publisher->Publish(Message(1));
   f.publisher->Publish(Message(2, "cam-2"));
-  EXPECT_THAT(f.link->sent(), ElementsAre(std::pair<std::string, uint64_t>{"matid/cam-1/results", 1},
-                                          std::pair<std::string, uint64_t>{"matid/cam-2/results", 2}));
+  EXPECT_THAT(f.link->sent(),
+              ElementsAre(std::pair<std::string, uint64_t>{"matid/cam-1/results", 1},
+                          std::pair<std::string, uint64_t>{"matid/cam-2/results", 2}));
   EXPECT_FALSE(f.publisher->Drain(absl::Milliseconds(20))) << "nothing acknowledged yet";
   EXPECT_EQ(f.Metric("matid_camera_publish_backlog"), 2);
   f.link->AckAll();

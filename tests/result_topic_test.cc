@@ -33,7 +33,8 @@ TEST(ResultTopic, FilterMatchingFollowsMqtt) {
 
 TEST(ResultTopic, CheckNamesTheRuleABadTopicBreaks) {
   EXPECT_TRUE(CheckResultTopic("plant/l1/cam7/classified", "plant/l1/+/classified", "cam7").ok());
-  absl::Status other = CheckResultTopic("plant/l1/cam8/classified", "plant/l1/+/classified", "cam7");
+  absl::Status other =
+      CheckResultTopic("plant/l1/cam8/classified", "plant/l1/+/classified", "cam7");
   EXPECT_THAT(other.message(), HasSubstr("does not match camera_id cam7"));
   absl::Status outside = CheckResultTopic("matid/cam7/results", "plant/l1/+/classified", "cam7");
   EXPECT_THAT(outside.message(), HasSubstr("does not match the filter"));

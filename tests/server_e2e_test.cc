@@ -77,7 +77,6 @@ class ServerEndToEnd : public SharedServerSuite<ServerEndToEnd> {
   std::unique_ptr<v1::Classifier::Stub> stub_;
 };
 
-
 TEST_F(ServerEndToEnd, ClassifyReturnsTopKLabelsOfTheModel) {
   v1::ClassifyRequest request;
   request.mutable_image()->set_encoded(Png(28, 28, 1));

@@ -69,7 +69,7 @@ TEST_F(SpoolTest, OldestRespectsCountAndBytesButReturnsAtLeastOne) {
   EXPECT_EQ(spool->Oldest(3, 1 << 20)->size(), 3u);
   EXPECT_EQ(spool->Oldest(10, 250)->size(), 2u);
   EXPECT_EQ(spool->Oldest(10, 200)->size(), 1u);  // joined: 100 + a newline + 100
-  EXPECT_EQ(spool->Oldest(10, 10)->size(), 1u);  // one message even if over the byte cap
+  EXPECT_EQ(spool->Oldest(10, 10)->size(), 1u);   // one message even if over the byte cap
 }
 
 TEST_F(SpoolTest, RemoveDeletesOnlyTheGivenMessages) {

@@ -19,16 +19,16 @@ absl::Status CheckAdminAccess(absl::string_view peer, const std::vector<std::str
                               const std::vector<std::string>& admin_subjects) {
   if (IsLoopback(peer)) return absl::OkStatus();
   for (const std::string& identity : identities) {
-    if (std::find(admin_subjects.begin(), admin_subjects.end(), identity) !=
-        admin_subjects.end()) {
+    if (std::find(admin_subjects.begin(), admin_subjects.end(), identity) != admin_subjects.end()) {
       return absl::OkStatus();
     }
   }
   return absl::PermissionDeniedError(absl::StrCat(
       "the admin service takes callers on loopback, or with a client certificate listed in "
       "--admin_client_subjects; ",
-      peer, identities.empty() ? " presented no certificate"
-                               : absl::StrCat(" presented ", identities.front())));
+      peer,
+      identities.empty() ? " presented no certificate"
+                         : absl::StrCat(" presented ", identities.front())));
 }
 
 }  // namespace matid

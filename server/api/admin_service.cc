@@ -42,9 +42,8 @@ grpc::ServerUnaryReactor* AdminService::Pin(grpc::CallbackServerContext* context
                                             const v1::PinRequest* request,
                                             v1::ListModelsResponse* response) {
   std::vector<int64_t> versions(request->versions().begin(), request->versions().end());
-  return Run(context, response, [this, model = request->model(), versions] {
-    return control_->Pin(model, versions);
-  });
+  return Run(context, response,
+             [this, model = request->model(), versions] { return control_->Pin(model, versions); });
 }
 
 grpc::ServerUnaryReactor* AdminService::Load(grpc::CallbackServerContext* context,
@@ -66,23 +65,24 @@ grpc::ServerUnaryReactor* AdminService::Unload(grpc::CallbackServerContext* cont
 grpc::ServerUnaryReactor* AdminService::SetShadow(grpc::CallbackServerContext* context,
                                                   const v1::ShadowRequest* request,
                                                   v1::ListModelsResponse* response) {
-  return Run(context, response,
-             [this, model = request->model(), version = request->version(),
-              fraction = request->fraction(),
-              promote_when = request->has_promote_when()
-                                 ? std::optional<PromotionRule>(FromProto(request->promote_when()))
-                                 : std::nullopt,
-              rollback_when = request->has_rollback_when()
-                                  ? std::optional<RollbackRule>(FromProto(request->rollback_when()))
-                                  : std::nullopt] {
-               return control_->SetShadow(model, version, fraction, promote_when, rollback_when);
-             });
+  return Run(
+      context, response,
+      [this, model = request->model(), version = request->version(), fraction = request->fraction(),
+       promote_when = request->has_promote_when()
+                          ? std::optional<PromotionRule>(FromProto(request->promote_when()))
+                          : std::nullopt,
+       rollback_when = request->has_rollback_when()
+                           ? std::optional<RollbackRule>(FromProto(request->rollback_when()))
+                           : std::nullopt] {
+        return control_->SetShadow(model, version, fraction, promote_when, rollback_when);
+      });
 }
 
 grpc::ServerUnaryReactor* AdminService::Promote(grpc::CallbackServerContext* context,
                                                 const v1::ModelRequest* request,
                                                 v1::ListModelsResponse* response) {
-  return Run(context, response, [this, model = request->model()] { return control_->Promote(model); });
+  return Run(context, response,
+             [this, model = request->model()] { return control_->Promote(model); });
 }
 
 grpc::ServerUnaryReactor* AdminService::Rollback(grpc::CallbackServerContext* context,

@@ -21,7 +21,8 @@ namespace matid {
 class AdminService final : public v1::ModelAdmin::CallbackService {
  public:
   // `models` and `control` must outlive the service.
-  AdminService(const ModelRouter* models, ModelControl* control, std::vector<std::string> admin_subjects);
+  AdminService(const ModelRouter* models, ModelControl* control,
+               std::vector<std::string> admin_subjects);
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,
@@ -29,8 +30,7 @@ class AdminService final : public v1::ModelAdmin::CallbackService {
   grpc::ServerUnaryReactor* Reload(grpc::CallbackServerContext* context,
                                    const v1::ReloadRequest* request,
                                    v1::ListModelsResponse* response) override;
-  grpc::ServerUnaryReactor* Pin(grpc::CallbackServerContext* context,
-                                const v1::PinRequest* request,
+  grpc::ServerUnaryReactor* Pin(grpc::CallbackServerContext* context, const v1::PinRequest* request,
                                 v1::ListModelsResponse* response) override;
   grpc::ServerUnaryReactor* Load(grpc::CallbackServerContext* context,
                                  const v1::VersionRequest* request,

@@ -7,11 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/api/call_context.h"
-#include "server/core/metrics.h"
 #include "server/api/model_status_proto.h"
 #include "server/api/ordered_stream_reactor.h"
-#include "server/core/refusal.h"
 #include "server/api/request_image.h"
+#include "server/core/metrics.h"
+#include "server/core/refusal.h"
 
 namespace matid {
 namespace {
@@ -156,9 +156,8 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
   for (int i = 0; i < items; ++i) response->add_results();
   // Shared by the item callbacks; the last one to finish answers the RPC.
   auto remaining = std::make_shared<std::atomic<int>>(items);
-  auto item_done = [response, start, remaining, finish](size_t i,
-                                                         absl::StatusOr<Classification> result,
-                                                         const ServingModel* model) {
+  auto item_done = [response, start, remaining, finish](
+                       size_t i, absl::StatusOr<Classification> result, const ServingModel* model) {
     v1::BatchItemResult* item = response->mutable_results(static_cast<int>(i));
     *item->mutable_status() = ToItemStatus(result.status());
     if (result.ok()) {
@@ -199,11 +198,11 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
     group.items.push_back(i);
   }
   for (auto& [key, group] : groups) {
-    group.model->classifier().ClassifyMany(
-        group.calls, [item_done, items = group.items, model = group.model](
-                         size_t j, absl::StatusOr<Classification> r) {
-          item_done(items[j], std::move(r), model.get());
-        });
+    group.model->classifier().ClassifyMany(group.calls,
+                                           [item_done, items = group.items, model = group.model](
+                                               size_t j, absl::StatusOr<Classification> r) {
+                                             item_done(items[j], std::move(r), model.get());
+                                           });
   }
   return reactor;
 }
@@ -217,10 +216,9 @@ class ClassifierService::StreamReactor final
       : OrderedStreamReactor(service->limits_.max_stream_frames_in_flight),
         service_(service),
         context_(context) {
-    Begin(service_->serving_.load()
-              ? grpc::Status::OK
-              : grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                             "server is not serving (starting or draining)"));
+    Begin(service_->serving_.load() ? grpc::Status::OK
+                                    : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                   "server is not serving (starting or draining)"));
   }
 
  private:

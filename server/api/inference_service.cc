@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "server/api/call_context.h"
 #include "server/api/inference_tensors.h"
-#include "server/core/metrics.h"
 #include "server/api/ordered_stream_reactor.h"
+#include "server/core/metrics.h"
 #include "server/core/refusal.h"
 
 namespace matid {
@@ -101,8 +101,8 @@ absl::StatusOr<int64_t> VersionParameter(
 }  // namespace
 
 InferenceService::InferenceService(const ModelRouter* models, ModelControl* control,
-                                   const BatcherOptions& batcher,
-                                   ServerMetrics* metrics, const ServiceLimits& limits,
+                                   const BatcherOptions& batcher, ServerMetrics* metrics,
+                                   const ServiceLimits& limits,
                                    std::vector<std::string> admin_subjects,
                                    std::string server_version)
     : models_(models),

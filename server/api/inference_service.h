@@ -19,8 +19,8 @@
 #include "absl/status/statusor.h"
 #include "inference/grpc_service.grpc.pb.h"
 #include "server/api/admin_calls.h"
-#include "server/core/batcher.h"
 #include "server/api/classifier_service.h"
+#include "server/core/batcher.h"
 #include "server/router/model_control.h"
 #include "server/router/model_router.h"
 
@@ -32,9 +32,9 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
  public:
   // `models` and `control` must outlive the service; `metrics` may be nullptr.
   // `server_version` answers ServerMetadata.
-  InferenceService(const ModelRouter* models, ModelControl* control, const BatcherOptions& batcher, ServerMetrics* metrics,
-                   const ServiceLimits& limits, std::vector<std::string> admin_subjects,
-                   std::string server_version);
+  InferenceService(const ModelRouter* models, ModelControl* control, const BatcherOptions& batcher,
+                   ServerMetrics* metrics, const ServiceLimits& limits,
+                   std::vector<std::string> admin_subjects, std::string server_version);
 
   // While not serving, ServerReady/ModelReady say false and inference gets
   // UNAVAILABLE.

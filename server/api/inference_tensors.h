@@ -14,9 +14,9 @@
 
 #include "absl/status/statusor.h"
 #include "inference/grpc_service.pb.h"
+#include "server/backend/model_info.h"
 #include "server/core/classifier.h"
 #include "server/core/image.h"
-#include "server/backend/model_info.h"
 
 namespace matid {
 

@@ -29,28 +29,27 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(context.get(), digest, &length);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), length));
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
 absl::Status VerifyModelFiles(const std::string& model_dir, const ModelInfo& info) {
   for (const auto& [name, expected] : info.file_sha256) {
     if (name.empty() || absl::StrContains(name, "/") || name == "." || name == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(model_dir, "/metadata.json: sha256 lists \"", name,
-                       "\", which is not a file name"));
+      return absl::InvalidArgumentError(absl::StrCat(model_dir, "/metadata.json: sha256 lists \"",
+                                                     name, "\", which is not a file name"));
     }
     const std::string path = absl::StrCat(model_dir, "/", name);
     absl::StatusOr<std::string> actual = FileSha256(path);
     if (!actual.ok()) {
       return absl::FailedPreconditionError(absl::StrCat(
-          path, " is missing; metadata.json lists it (a partial copy?): not loading ",
-          model_dir));
+          path, " is missing; metadata.json lists it (a partial copy?): not loading ", model_dir));
     }
     if (*actual != absl::AsciiStrToLower(expected)) {
       return absl::FailedPreconditionError(
-          absl::StrCat(path, " does not match the sha256 in metadata.json (a truncated or "
-                             "changed copy): not loading ", model_dir));
+          absl::StrCat(path,
+                       " does not match the sha256 in metadata.json (a truncated or "
+                       "changed copy): not loading ",
+                       model_dir));
     }
   }
   return absl::OkStatus();

@@ -45,7 +45,6 @@ absl::string_view ColorModeName(ColorMode mode) {
   return mode == ColorMode::kGray ? "gray" : "rgb";
 }
 
-
 absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   v1::ModelMetadata metadata;
   google::protobuf::util::JsonParseOptions options;

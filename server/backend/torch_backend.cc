@@ -156,9 +156,9 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
   if (recorded != info->file_sha256.end()) {
     info->loaded_sha256 = recorded->second;  // verified above
   } else if (options.require_sha256) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        options.model_dir, "/metadata.json records no sha256 for ", file,
-        ": put versions into a repository with `python3 -m model_export publish`"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(options.model_dir, "/metadata.json records no sha256 for ", file,
+                     ": put versions into a repository with `python3 -m model_export publish`"));
   } else {
     auto digest = FileSha256(path);
     if (!digest.ok()) return digest.status();

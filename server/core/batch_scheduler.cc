@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/core/refusal.h"
 #include "server/backend/thread_priority.h"
+#include "server/core/refusal.h"
 
 namespace matid {
 

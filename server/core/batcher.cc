@@ -28,7 +28,8 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const BatcherOptions& o
     };
   }
   auto scheduler = BatchScheduler::Create(
-      options, [b = batcher.get()](std::vector<QueuedTask> batch) { b->RunBatch(std::move(batch)); },
+      options,
+      [b = batcher.get()](std::vector<QueuedTask> batch) { b->RunBatch(std::move(batch)); },
       std::move(queue_depth_changed));
   if (!scheduler.ok()) return scheduler.status();
   batcher->scheduler_ = *std::move(scheduler);

@@ -16,10 +16,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/backend/model_backend.h"
 #include "server/core/batch_scheduler.h"
 #include "server/core/inference_statistics.h"
 #include "server/core/inference_task.h"
-#include "server/backend/model_backend.h"
 
 namespace matid {
 
@@ -75,7 +75,7 @@ class Batcher {
 
   // Constant after construction.
   ModelBackend* const backend_;
-  ServerMetrics* const metrics_;  // or nullptr if not recorded
+  ServerMetrics* const metrics_;           // or nullptr if not recorded
   InferenceStatistics* const statistics_;  // or nullptr if not recorded
   const size_t tensor_size_;
   std::atomic<int> reported_queue_depth_{0};  // last depth added to the metrics

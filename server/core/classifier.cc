@@ -70,9 +70,9 @@ absl::StatusOr<InferenceTask> Classifier::Prepare(const ClassifyCall& call,
       tap = shadow_;
     }
     if (tap != nullptr) {
-      shadow = tap->Offer(task.input, batcher_->queue_depth(),
-                          call.image.kind == ImageRef::Kind::kEncoded ? call.image.encoded
-                                                                      : absl::string_view());
+      shadow = tap->Offer(
+          task.input, batcher_->queue_depth(),
+          call.image.kind == ImageRef::Kind::kEncoded ? call.image.encoded : absl::string_view());
     }
   }
   task.done = [this, start, preprocess, top_k, shadow = std::move(shadow),

@@ -14,14 +14,14 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/backend/model_info.h"
 #include "server/core/batcher.h"
 #include "server/core/classification_tap.h"
 #include "server/core/image.h"
 #include "server/core/inference_statistics.h"
-#include "server/core/version_outcomes.h"
 #include "server/core/metrics.h"
-#include "server/backend/model_info.h"
 #include "server/core/preprocessor.h"
+#include "server/core/version_outcomes.h"
 
 namespace matid {
 
@@ -51,8 +51,8 @@ class Classifier {
   // `batcher`, `metrics`, `statistics` and `outcomes` (the last three
   // nullable) must outlive the classifier.
   Classifier(const ModelInfo& model, const PreprocessOptions& preprocess, int default_top_k,
-             Batcher* batcher, ServerMetrics* metrics,
-             InferenceStatistics* statistics = nullptr, VersionOutcomes* outcomes = nullptr);
+             Batcher* batcher, ServerMetrics* metrics, InferenceStatistics* statistics = nullptr,
+             VersionOutcomes* outcomes = nullptr);
 
   // `done` is called exactly once: inline when the image is refused (bad
   // input, queue full), otherwise later from the batcher's worker.
@@ -82,7 +82,7 @@ class Classifier {
   const Preprocessor preprocessor_;
   const int default_top_k_;
   Batcher* const batcher_;
-  ServerMetrics* const metrics_;  // or nullptr if not recorded
+  ServerMetrics* const metrics_;           // or nullptr if not recorded
   InferenceStatistics* const statistics_;  // or nullptr if not recorded
   VersionOutcomes* const outcomes_;        // or nullptr if not recorded
   const LabelCounters predictions_;

@@ -117,13 +117,15 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                       .Register(r);
   model_events_ = &BuildCounter()
                        .Name("matid_model_events_total")
-                       .Help("Model lifecycle events by model, type (promotion, rollback, "
-                             "rollback_window_closed) and trigger (policy, admin)")
+                       .Help(
+                           "Model lifecycle events by model, type (promotion, rollback, "
+                           "rollback_window_closed) and trigger (policy, admin)")
                        .Register(r);
   model_version_state_ = &BuildGauge()
                               .Name("matid_model_version_state")
-                              .Help("1 for the state each model version is in (LOADING, "
-                                    "AVAILABLE, UNLOADING, FAILED), 0 for the others")
+                              .Help(
+                                  "1 for the state each model version is in (LOADING, "
+                                  "AVAILABLE, UNLOADING, FAILED), 0 for the others")
                               .Register(r);
   shadow_compared_ = &BuildCounter()
                           .Name("matid_shadow_compared_total")
@@ -139,9 +141,10 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
                        .Register(r);
   shadow_frames_ = &BuildCounter()
                         .Name("matid_shadow_disagreement_frames_total")
-                        .Help("Images the shadow and serving versions disagree on, by result: "
-                              "saved to --shadow_disagreements_dir, or folder_full, "
-                              "writer_busy, write_failed")
+                        .Help(
+                            "Images the shadow and serving versions disagree on, by result: "
+                            "saved to --shadow_disagreements_dir, or folder_full, "
+                            "writer_busy, write_failed")
                         .Register(r);
   shadow_skipped_ = &BuildCounter()
                          .Name("matid_shadow_skipped_total")
@@ -252,8 +255,7 @@ void ServerMetrics::SetModelLoaded(const ModelIdentity& model, bool loaded) {
   }
 }
 
-void ServerMetrics::RecordModelLoad(const std::string& model, const std::string& version,
-                                    bool ok) {
+void ServerMetrics::RecordModelLoad(const std::string& model, const std::string& version, bool ok) {
   model_loads_->Add({{"model", model}, {"version", version}, {"result", ok ? "ok" : "failed"}})
       .Increment();
 }
@@ -308,8 +310,11 @@ void ShadowCounters::Compared(bool agree, int primary_label, int shadow_label,
   const int labels = static_cast<int>(labels_.size());
   if (!agree && primary_label >= 0 && primary_label < labels && shadow_label >= 0 &&
       shadow_label < labels) {
-    flips_->Add({{"model", model_}, {"shadow_version", shadow_version_},
-                 {"primary_label", labels_[primary_label]}, {"shadow_label", labels_[shadow_label]}})
+    flips_
+        ->Add({{"model", model_},
+               {"shadow_version", shadow_version_},
+               {"primary_label", labels_[primary_label]},
+               {"shadow_label", labels_[shadow_label]}})
         .Increment();
   }
 }

@@ -13,8 +13,8 @@ namespace matid {
 
 enum class ModelVersionState { kLoading, kAvailable, kUnloading, kFailed };
 
-inline constexpr std::array<absl::string_view, 4> kModelVersionStates = {
-    "LOADING", "AVAILABLE", "UNLOADING", "FAILED"};
+inline constexpr std::array<absl::string_view, 4> kModelVersionStates = {"LOADING", "AVAILABLE",
+                                                                         "UNLOADING", "FAILED"};
 
 inline absl::string_view ModelVersionStateName(ModelVersionState state) {
   return kModelVersionStates[static_cast<int>(state)];

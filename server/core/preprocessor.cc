@@ -8,8 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "common/model_input_fit.h"
 #include "common/image_header.h"
+#include "common/model_input_fit.h"
 #include "server/core/refusal.h"
 
 namespace matid {
@@ -64,7 +64,8 @@ absl::StatusOr<cv::Mat> DecodeEncoded(absl::string_view bytes, const InputSpec& 
         "unchecked_format");
   }
   const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
-  cv::Mat decoded = cv::imdecode(buffer, ImreadFlags(spec.color == ColorMode::kGray, reduce_factor));
+  cv::Mat decoded =
+      cv::imdecode(buffer, ImreadFlags(spec.color == ColorMode::kGray, reduce_factor));
   if (decoded.empty() && format == "gif") {
     // Debian 12's OpenCV (4.6) has no GIF decoder: a valid GIF fails here too.
     return Refusal(absl::InvalidArgumentError(absl::StrCat(
@@ -173,10 +174,10 @@ absl::Status Preprocessor::Run(const ImageRef& image, float* out) const {
 absl::Status Preprocessor::CopyTensor(absl::string_view bytes, float* out) const {
   const size_t expected = spec_.tensor_size() * sizeof(float);
   if (bytes.size() != expected) {
-    return Refusal(absl::InvalidArgumentError(absl::StrCat(
-                       "a preprocessed tensor has ", bytes.size(), " bytes; the model takes ",
-                       spec_.channels(), "x", spec_.height, "x", spec_.width,
-                       " float32 (", expected, " bytes)")),
+    return Refusal(absl::InvalidArgumentError(
+                       absl::StrCat("a preprocessed tensor has ", bytes.size(),
+                                    " bytes; the model takes ", spec_.channels(), "x", spec_.height,
+                                    "x", spec_.width, " float32 (", expected, " bytes)")),
                    "raw_size_mismatch");
   }
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire's float32 is little-endian");

@@ -13,8 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "server/core/image.h"
 #include "server/backend/model_info.h"
+#include "server/core/image.h"
 
 namespace matid {
 
@@ -37,7 +37,6 @@ struct PreprocessOptions {
   // false: every image decoded whole, exactly the reference preprocessing.
   bool reduced_jpeg_decode = true;
 };
-
 
 class Preprocessor {
  public:

@@ -13,12 +13,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/backend/model_backend.h"
+#include "server/backend/model_info.h"
 #include "server/core/batcher.h"
 #include "server/core/classifier.h"
 #include "server/core/inference_statistics.h"
 #include "server/core/metrics.h"
-#include "server/backend/model_backend.h"
-#include "server/backend/model_info.h"
 #include "server/core/preprocessor.h"
 #include "server/core/version_outcomes.h"
 
@@ -35,9 +35,11 @@ class ServingModel {
   // `name` and `version` are the repository's model folder and version;
   // empty: the metadata's (--model_dir). `metrics` may be nullptr and must
   // outlive the model.
-  static absl::StatusOr<std::unique_ptr<ServingModel>> Create(
-      const ServingOptions& options, std::unique_ptr<ModelBackend> backend,
-      const std::string& name, const std::string& version, ServerMetrics* metrics);
+  static absl::StatusOr<std::unique_ptr<ServingModel>> Create(const ServingOptions& options,
+                                                              std::unique_ptr<ModelBackend> backend,
+                                                              const std::string& name,
+                                                              const std::string& version,
+                                                              ServerMetrics* metrics);
 
   ~ServingModel();
 
@@ -52,7 +54,9 @@ class ServingModel {
   ModelBackend* backend() const { return backend_.get(); }
   // Offers a sample of this version's images to a shadow version (nullptr:
   // stop); see shadow_tap.h.
-  void SetShadow(std::shared_ptr<const ClassificationTap> tap) { classifier_->SetShadow(std::move(tap)); }
+  void SetShadow(std::shared_ptr<const ClassificationTap> tap) {
+    classifier_->SetShadow(std::move(tap));
+  }
   const Batcher& batcher() const { return *batcher_; }
   // Cumulative per-image and per-batch statistics (Open Inference Protocol).
   InferenceStatisticsSnapshot statistics() const { return statistics_.Snapshot(); }

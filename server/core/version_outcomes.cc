@@ -24,7 +24,8 @@ OutcomeSnapshot OutcomeSnapshot::Since(const OutcomeSnapshot& earlier) const {
   OutcomeSnapshot delta;
   delta.answered = answered - earlier.answered;
   delta.failed = failed - earlier.failed;
-  for (int i = 0; i < kBuckets; ++i) delta.score_buckets[i] = score_buckets[i] - earlier.score_buckets[i];
+  for (int i = 0; i < kBuckets; ++i)
+    delta.score_buckets[i] = score_buckets[i] - earlier.score_buckets[i];
   return delta;
 }
 

@@ -11,8 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
-#include "server/repository/golden_check.h"
 #include "server/core/refusal.h"
+#include "server/repository/golden_check.h"
 
 namespace matid {
 namespace {
@@ -93,13 +93,12 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository
     }
   }
   if (!any_available) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("no model version in ", options.repository, " could be loaded",
-                     problems.empty() ? " (no version folders)" : ": ",
-                     absl::StrJoin(problems, "; ")));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no model version in ", options.repository, " could be loaded",
+        problems.empty() ? " (no version folders)" : ": ", absl::StrJoin(problems, "; ")));
   }
-  if (!options.default_model.empty() && manager->Resolve("", 0).status().code() ==
-                                            absl::StatusCode::kNotFound) {
+  if (!options.default_model.empty() &&
+      manager->Resolve("", 0).status().code() == absl::StatusCode::kNotFound) {
     return absl::NotFoundError(absl::StrCat("--default_model=", options.default_model,
                                             " is not a model of ", options.repository));
   }
@@ -161,15 +160,15 @@ absl::StatusOr<std::shared_ptr<const ServingModel>> ModelManager::Resolve(absl::
   }
   auto found = models_.find(name);
   if (found == models_.end()) {
-    return Refusal(absl::NotFoundError(
-                       absl::StrCat("model '", name, "' is not served; models: ", names())),
-                   "model_not_found");
+    return Refusal(
+        absl::NotFoundError(absl::StrCat("model '", name, "' is not served; models: ", names())),
+        "model_not_found");
   }
   const Entry& entry = found->second;
   if (version == 0) {
     if (entry.default_version == 0) {
-      return Refusal(absl::UnavailableError(absl::StrCat(
-                         "model '", name, "' has no available version (see Health)")),
+      return Refusal(absl::UnavailableError(
+                         absl::StrCat("model '", name, "' has no available version (see Health)")),
                      "model_unavailable");
     }
     return entry.versions.at(entry.default_version).model;
@@ -185,8 +184,8 @@ absl::StatusOr<std::shared_ptr<const ServingModel>> ModelManager::Resolve(absl::
     }
     return Refusal(
         absl::NotFoundError(absl::StrCat(
-            "model '", name, "' has no available version ", version, "; available: ",
-            absl::StrJoin(available, ", "),
+            "model '", name, "' has no available version ", version,
+            "; available: ", absl::StrJoin(available, ", "),
             fixed_ ? " (served from --model_dir: pin versions with --model_repository)" : "")),
         "model_not_found");
   }
@@ -325,9 +324,9 @@ absl::Status ModelManager::ChangeVersions(const std::string& model, const Versio
   std::vector<int64_t> versions = **std::move(chosen);
   for (int64_t version : versions) {
     if (!Contains(scanned->versions, version)) {
-      return absl::NotFoundError(absl::StrCat("model '", model, "' has no version folder ",
-                                              version, "; versions: ",
-                                              absl::StrJoin(scanned->versions, ", ")));
+      return absl::NotFoundError(
+          absl::StrCat("model '", model, "' has no version folder ", version,
+                       "; versions: ", absl::StrJoin(scanned->versions, ", ")));
     }
   }
   std::sort(versions.begin(), versions.end());
@@ -352,16 +351,16 @@ absl::Status ModelManager::ChangeVersions(const std::string& model, const Versio
                    WritePolicy(model, scanned->policy).ok();
       }
       if (restored) ReloadAndWait();  // not under policy_mu_: the rules take it
-      return absl::FailedPreconditionError(
-          absl::StrCat("model '", model, "' version ", status.version, " FAILED: ", status.reason,
-                       " (version_policy.json left as it was)"));
+      return absl::FailedPreconditionError(absl::StrCat("model '", model, "' version ",
+                                                        status.version, " FAILED: ", status.reason,
+                                                        " (version_policy.json left as it was)"));
     }
   }
   return absl::OkStatus();
 }
 
-absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,
-                                     double fraction, std::optional<PromotionRule> promote_when,
+absl::Status ModelManager::SetShadow(const std::string& model, int64_t version, double fraction,
+                                     std::optional<PromotionRule> promote_when,
                                      std::optional<RollbackRule> rollback_when) {
   if (promote_when.has_value()) {
     if (absl::Status valid = ValidatePromotionRule(*promote_when); !valid.ok()) return valid;
@@ -373,8 +372,9 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,
   auto scanned = ScanOne(model);
   if (!scanned.ok()) return scanned.status();
   if (version != 0 && !Contains(scanned->versions, version)) {
-    return absl::NotFoundError(absl::StrCat("model '", model, "' has no version folder ", version,
-                                            "; versions: ", absl::StrJoin(scanned->versions, ", ")));
+    return absl::NotFoundError(
+        absl::StrCat("model '", model, "' has no version folder ", version,
+                     "; versions: ", absl::StrJoin(scanned->versions, ", ")));
   }
   if (version != 0 && !(fraction > 0 && fraction <= 1)) {
     return absl::InvalidArgumentError(
@@ -384,7 +384,8 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,
   policy.shadow_version = version;
   policy.shadow_fraction = version != 0 ? fraction : 0;
   policy.promote_when = version != 0 ? promote_when : std::nullopt;
-  policy.rollback_when = version != 0 && rollback_when.has_value() ? *rollback_when : RollbackRule();
+  policy.rollback_when =
+      version != 0 && rollback_when.has_value() ? *rollback_when : RollbackRule();
   absl::Status written = WritePolicy(model, policy);
   policy_lock.unlock();
   if (!written.ok()) return written;
@@ -398,8 +399,8 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version,
     problem = entry.shadow_problem.empty() ? "it did not start" : entry.shadow_problem;
   }
   if (scanned->policy_status.ok() && WritePolicy(model, scanned->policy).ok()) ReloadAndWait();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "model '", model, "': ", problem, " (version_policy.json left as it was)"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("model '", model, "': ", problem, " (version_policy.json left as it was)"));
 }
 
 absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) const {
@@ -416,10 +417,10 @@ absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) cons
     auto primary = entry.tap_primary.lock();
     auto shadow = entry.tap_shadow.lock();
     if (tap == nullptr || primary == nullptr || shadow == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model '", model, "' has no shadow version",
-          entry.shadow_problem.empty() ? " (set one with matid-admin shadow)"
-                                       : absl::StrCat(": ", entry.shadow_problem)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", model, "' has no shadow version",
+                       entry.shadow_problem.empty() ? " (set one with matid-admin shadow)"
+                                                    : absl::StrCat(": ", entry.shadow_problem)));
     }
     report.model = model;
     report.primary_version = primary->identity().version;
@@ -507,8 +508,8 @@ void ModelManager::Run() {
     if (wake_at == absl::InfiniteFuture()) {
       wake_.wait(lock);
     } else {
-      wake_.wait_for(lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(),
-                                                              wake_at - absl::Now())));
+      wake_.wait_for(
+          lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), wake_at - absl::Now())));
     }
     if (!retired_.empty()) {
       lock.unlock();
@@ -577,10 +578,10 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
   } else {
     for (int64_t version : model.policy.versions) {
       if (!Contains(model.versions, version)) {
-        SetState(model.name, version, ModelVersionState::kFailed,
-                 absl::StrCat("version_policy.json names version ", version, " but ",
-                              VersionDir(options_.repository, model.name, version),
-                              " does not exist"));
+        SetState(
+            model.name, version, ModelVersionState::kFailed,
+            absl::StrCat("version_policy.json names version ", version, " but ",
+                         VersionDir(options_.repository, model.name, version), " does not exist"));
       } else if (EnsureLoaded(model.name, version)) {
         wanted.push_back(version);
       }
@@ -608,8 +609,9 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
       shadow = shadow_wanted;
     } else {
       std::lock_guard<std::mutex> lock(mu_);
-      shadow_problem = absl::StrCat("shadow version ", shadow_wanted, " FAILED: ",
-                                    models_[model.name].versions[shadow_wanted].reason);
+      shadow_problem =
+          absl::StrCat("shadow version ", shadow_wanted,
+                       " FAILED: ", models_[model.name].versions[shadow_wanted].reason);
     }
   }
   {
@@ -619,16 +621,17 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
         Contains(model.versions, entry.default_version)) {
       wanted.push_back(entry.default_version);  // nothing wanted loads: the old one keeps serving
     }
-    const int64_t new_default = wanted.empty() ? 0 : *std::max_element(wanted.begin(), wanted.end());
+    const int64_t new_default =
+        wanted.empty() ? 0 : *std::max_element(wanted.begin(), wanted.end());
     if (shadow_wanted != 0 && shadow_wanted == new_default) {
       shadow = 0;
       shadow_problem = absl::StrCat("shadow version ", shadow_wanted,
                                     " is the default version: nothing to compare it with");
     }
     if (new_default != entry.default_version) {
-      Log(absl::StrCat("model ", model.name, ": version ", new_default, " serves new requests",
-                       entry.default_version != 0 ? absl::StrCat(" (was ", entry.default_version, ")")
-                                                  : ""));
+      Log(absl::StrCat(
+          "model ", model.name, ": version ", new_default, " serves new requests",
+          entry.default_version != 0 ? absl::StrCat(" (was ", entry.default_version, ")") : ""));
       entry.default_version = new_default;
     }
     std::vector<int64_t> unwanted;
@@ -646,17 +649,18 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
         window.until != entry.rollback.until) {
       // A new window (or the server started inside one): count from now.
       const auto promoted = entry.versions.find(window.promoted_version);
-      entry.rollback_baseline = promoted != entry.versions.end() && promoted->second.model != nullptr
-                                    ? promoted->second.model->outcomes()
-                                    : OutcomeSnapshot();
+      entry.rollback_baseline =
+          promoted != entry.versions.end() && promoted->second.model != nullptr
+              ? promoted->second.model->outcomes()
+              : OutcomeSnapshot();
     }
     entry.rollback = window;
   }
   UpdateShadow(model.name, shadow, model.policy.shadow_fraction, shadow_problem);
 }
 
-void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version,
-                                double fraction, std::string problem) {
+void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
+                                std::string problem) {
   std::shared_ptr<ServingModel> primary;
   std::shared_ptr<ServingModel> shadow;
   std::shared_ptr<ServingModel> old_primary;
@@ -677,24 +681,23 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
   if (old_primary != nullptr && old_primary != primary) old_primary->SetShadow(nullptr);
   std::shared_ptr<const ShadowTap> tap;
   if (shadow != nullptr) {
-    auto comparison = std::make_shared<ShadowComparison>(
-        static_cast<int>(primary->info().labels.size()));
-    ShadowCounters counters = metrics_ != nullptr
-                                  ? metrics_->ShadowCountersFor(primary->info(),
-                                                                shadow->identity().version)
-                                  : ShadowCounters();
+    auto comparison =
+        std::make_shared<ShadowComparison>(static_cast<int>(primary->info().labels.size()));
+    ShadowCounters counters = metrics_ != nullptr ? metrics_->ShadowCountersFor(
+                                                        primary->info(), shadow->identity().version)
+                                                  : ShadowCounters();
     BatcherOptions batcher = options_.serving.batcher;
     batcher.idle_priority = options_.shadow_idle_priority;
-    auto created = ShadowTap::Create(primary->info(), primary->identity().version, shadow,
-                                     fraction, batcher, std::move(comparison),
-                                     std::move(counters), disagreements_);
+    auto created =
+        ShadowTap::Create(primary->info(), primary->identity().version, shadow, fraction, batcher,
+                          std::move(comparison), std::move(counters), disagreements_);
     if (created.ok()) {
       tap = *std::move(created);
       Log(absl::StrCat("model ", model, ": version ", shadow_version, " shadows version ",
                        primary->identity().version, " on ", fraction, " of its images"));
     } else {
-      problem = absl::StrCat("shadow version ", shadow_version, " cannot shadow: ",
-                             created.status().message());
+      problem = absl::StrCat("shadow version ", shadow_version,
+                             " cannot shadow: ", created.status().message());
       Log(absl::StrCat("model ", model, ": ", problem));
     }
   } else if (!problem.empty()) {
@@ -726,8 +729,8 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
     slot.stamp = stamp;
   }
   std::error_code ignored;
-  const int64_t bytes = static_cast<int64_t>(
-      std::filesystem::file_size(dir + "/" + options_.model_file, ignored));
+  const int64_t bytes =
+      static_cast<int64_t>(std::filesystem::file_size(dir + "/" + options_.model_file, ignored));
   if (absl::Status room = MakeRoom(model, ignored ? 0 : bytes); !room.ok()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -759,8 +762,8 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
   }
   if (metrics_ != nullptr) metrics_->RecordModelLoad(model, absl::StrCat(version), serving.ok());
   if (!serving.ok()) {
-    Log(absl::StrCat("model ", model, " version ", version, " FAILED: ",
-                     serving.status().message()));
+    Log(absl::StrCat("model ", model, " version ", version,
+                     " FAILED: ", serving.status().message()));
     SetState(model, version, ModelVersionState::kFailed, std::string(serving.status().message()));
     return false;
   }
@@ -839,8 +842,7 @@ void ModelManager::ReleaseUnused() {
       }
       Log(absl::StrCat("model ", it->model, " version ", it->version, ": released"));
       const auto entry = models_.find(it->model);
-      const bool reloaded =
-          entry != models_.end() && entry->second.versions.count(it->version) > 0;
+      const bool reloaded = entry != models_.end() && entry->second.versions.count(it->version) > 0;
       if (metrics_ != nullptr && !reloaded) {
         metrics_->SetModelVersionState(it->model, absl::StrCat(it->version), "");
       }
@@ -871,9 +873,9 @@ absl::Status ModelManager::MakeRoom(const std::string& model, int64_t needed) {
   auto over = [&] { return limit > 0 && LoadedBytes() + needed > limit; };
   auto refusal = [&](absl::string_view why) {
     constexpr int64_t kMiB = 1 << 20;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "not loaded: its ", (needed + kMiB - 1) / kMiB, " MiB ", why,
-        " would exceed --max_model_memory_mb=", limit / kMiB));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("not loaded: its ", (needed + kMiB - 1) / kMiB, " MiB ", why,
+                     " would exceed --max_model_memory_mb=", limit / kMiB));
   };
   if (!over()) return absl::OkStatus();
   if (!options_.unload_first_over_memory) {

@@ -43,15 +43,15 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/event_message.h"
-#include "server/shadow/disagreement_folder.h"
-#include "server/core/metrics.h"
 #include "server/backend/model_backend.h"
-#include "server/repository/model_repository.h"
+#include "server/core/metrics.h"
 #include "server/core/model_version_state.h"
-#include "server/shadow/promotion_rules.h"
 #include "server/core/serving_model.h"
+#include "server/repository/model_repository.h"
 #include "server/router/model_control.h"
 #include "server/router/model_router.h"
+#include "server/shadow/disagreement_folder.h"
+#include "server/shadow/promotion_rules.h"
 #include "server/shadow/shadow_comparison.h"
 #include "server/shadow/shadow_tap.h"
 
@@ -96,8 +96,7 @@ class ModelManager : public ModelRouter, public ModelControl {
   // Serves one model that is loaded already (--model_dir): no repository,
   // nothing reloads.
   static absl::StatusOr<std::unique_ptr<ModelManager>> CreateFixed(
-      const ServingOptions& options, std::unique_ptr<ModelBackend> backend,
-      ServerMetrics* metrics);
+      const ServingOptions& options, std::unique_ptr<ModelBackend> backend, ServerMetrics* metrics);
 
   // Scans and loads the repository before returning; fails when no model
   // version could be loaded (naming each failure), otherwise serves what
@@ -173,7 +172,7 @@ class ModelManager : public ModelRouter, public ModelControl {
     std::weak_ptr<ServingModel> tap_shadow;
     int64_t shadow_version = 0;  // the tap's (0: no shadow)
     double shadow_fraction = 0;
-    std::string shadow_problem;  // why the configured shadow does not run
+    std::string shadow_problem;                 // why the configured shadow does not run
     std::optional<PromotionRule> promote_when;  // the policy's, with a shadow
     RollbackWindow rollback;                    // the policy's open window (version 0: none)
     // The promoted version's outcomes when its window was first seen.
@@ -241,15 +240,15 @@ class ModelManager : public ModelRouter, public ModelControl {
 
   const ModelManagerOptions options_;
   const BackendLoader loader_;
-  ServerMetrics* const metrics_;  // or nullptr
+  ServerMetrics* const metrics_;                       // or nullptr
   std::shared_ptr<DisagreementFolder> disagreements_;  // or nullptr; set before serving
-  bool fixed_ = true;             // --model_dir: one model, no repository; set before serving
+  bool fixed_ = true;  // --model_dir: one model, no repository; set before serving
 
-  mutable std::mutex mu_;  // std::mutex: visible to ThreadSanitizer
+  mutable std::mutex mu_;                             // std::mutex: visible to ThreadSanitizer
   std::map<std::string, Entry, std::less<>> models_;  // guarded by mu_
-  std::vector<Retired> retired_;                       // guarded by mu_
-  std::function<void()> listener_;                     // guarded by mu_
-  std::function<void(EventMessage)> event_listener_;   // guarded by mu_
+  std::vector<Retired> retired_;                      // guarded by mu_
+  std::function<void()> listener_;                    // guarded by mu_
+  std::function<void(EventMessage)> event_listener_;  // guarded by mu_
   std::condition_variable wake_;
   // Serializes the read-modify-write of version_policy.json by policy
   // changes (pin, shadow, promotion, rollback; operators' and the manager

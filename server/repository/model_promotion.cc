@@ -20,10 +20,10 @@ void LogEvent(const EventMessage& event, const std::string& detail) {
 
 std::map<std::string, double> OutcomeFigures(const OutcomeSnapshot& outcomes,
                                              const RollbackRule& rule) {
-  return {{"images", static_cast<double>(outcomes.answered + outcomes.failed)},
-          {"errors", static_cast<double>(outcomes.failed)},
-          {"low_confidence",
-           static_cast<double>(outcomes.AnsweredBelow(rule.low_confidence_below))}};
+  return {
+      {"images", static_cast<double>(outcomes.answered + outcomes.failed)},
+      {"errors", static_cast<double>(outcomes.failed)},
+      {"low_confidence", static_cast<double>(outcomes.AnsweredBelow(rule.low_confidence_below))}};
 }
 
 }  // namespace
@@ -112,8 +112,8 @@ absl::Status ModelManager::RollBack(const std::string& model, const std::string&
   if (!scanned.ok()) return scanned.status();
   const RollbackWindow window = scanned->policy.rollback;
   if (!scanned->policy_status.ok() || window.version == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model '", model, "' has no open rollback window (a promotion opens one)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", model, "' has no open rollback window (a promotion opens one)"));
   }
   VersionPolicy back;
   back.versions = {window.version};
@@ -190,7 +190,7 @@ void ModelManager::CheckRules() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [name, entry] : models_) {
-      Watch watch{name, entry.rollback, nullptr, entry.rollback_baseline, entry.promote_when,
+      Watch watch{name,     entry.rollback, nullptr, entry.rollback_baseline, entry.promote_when,
                   entry.tap};
       const auto promoted = entry.versions.find(entry.rollback.promoted_version);
       if (entry.rollback.version != 0 && entry.default_version == entry.rollback.promoted_version &&

@@ -50,8 +50,8 @@ RepositoryModel ScanModel(const fs::path& folder) {
     if (policy.ok()) {
       model.policy = *std::move(policy);
     } else {
-      model.policy_status = absl::Status(policy.status().code(),
-                                         absl::StrCat(policy_path, ": ", policy.status().message()));
+      model.policy_status = absl::Status(
+          policy.status().code(), absl::StrCat(policy_path, ": ", policy.status().message()));
     }
   }
   return model;
@@ -105,13 +105,13 @@ absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
   if (parsed.has_shadow() && parsed.shadow().version() != 0) {
     const v1::ShadowPolicy& shadow = parsed.shadow();
     if (shadow.version() < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shadow version ", shadow.version(), ": versions are positive integers"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("shadow version ", shadow.version(), ": versions are positive integers"));
     }
     if (!(shadow.fraction() > 0 && shadow.fraction() <= 1)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "shadow fraction ", shadow.fraction(), " must be in (0, 1]: the share of images the "
-          "shadow version classifies"));
+      return absl::InvalidArgumentError(absl::StrCat("shadow fraction ", shadow.fraction(),
+                                                     " must be in (0, 1]: the share of images the "
+                                                     "shadow version classifies"));
     }
     policy.shadow_version = shadow.version();
     policy.shadow_fraction = shadow.fraction();
@@ -129,8 +129,8 @@ absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
     return policy;
   }
   if (parsed.policy() != "specific") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"policy\" is \"", parsed.policy(), "\"; expected \"latest\" or \"specific\""));
+    return absl::InvalidArgumentError(absl::StrCat("\"policy\" is \"", parsed.policy(),
+                                                   "\"; expected \"latest\" or \"specific\""));
   }
   if (parsed.versions_size() == 0) {
     return absl::InvalidArgumentError("\"policy\": \"specific\" needs a non-empty \"versions\"");
@@ -149,18 +149,18 @@ absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json) {
 }
 
 std::string VersionPolicyJson(const VersionPolicy& policy) {
-  std::string text = policy.latest()
-                         ? std::string("{\"policy\": \"latest\"")
-                         : absl::StrCat("{\"policy\": \"specific\", \"versions\": [",
-                                        absl::StrJoin(policy.versions, ", "), "]");
+  std::string text = policy.latest() ? std::string("{\"policy\": \"latest\"")
+                                     : absl::StrCat("{\"policy\": \"specific\", \"versions\": [",
+                                                    absl::StrJoin(policy.versions, ", "), "]");
   if (policy.shadow_version != 0) {
     absl::StrAppend(&text, ", \"shadow\": {\"version\": ", policy.shadow_version,
                     ", \"fraction\": ", policy.shadow_fraction);
     if (policy.promote_when.has_value()) {
       const PromotionRule& rule = *policy.promote_when;
       absl::StrAppend(&text, ", \"promote_when\": {\"min_compared\": ", rule.min_compared,
-                      ", \"min_agreement\": ", rule.min_agreement, ", \"max_shadow_p99_ms\": ",
-                      absl::ToDoubleMilliseconds(rule.max_shadow_p99), "}");
+                      ", \"min_agreement\": ", rule.min_agreement,
+                      ", \"max_shadow_p99_ms\": ", absl::ToDoubleMilliseconds(rule.max_shadow_p99),
+                      "}");
     }
     if (!(policy.rollback_when == RollbackRule())) {
       absl::StrAppend(&text, ", \"rollback_when\": ", RollbackRuleJson(policy.rollback_when));
@@ -168,12 +168,11 @@ std::string VersionPolicyJson(const VersionPolicy& policy) {
     absl::StrAppend(&text, "}");
   }
   if (policy.rollback.version != 0) {
-    absl::StrAppend(&text, ", \"rollback\": {\"version\": ", policy.rollback.version,
-                    ", \"promoted_version\": ", policy.rollback.promoted_version,
-                    ", \"until\": \"",
-                    absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", policy.rollback.until,
-                                     absl::UTCTimeZone()),
-                    "\", \"rule\": ", RollbackRuleJson(policy.rollback.rule), "}");
+    absl::StrAppend(
+        &text, ", \"rollback\": {\"version\": ", policy.rollback.version,
+        ", \"promoted_version\": ", policy.rollback.promoted_version, ", \"until\": \"",
+        absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", policy.rollback.until, absl::UTCTimeZone()),
+        "\", \"rule\": ", RollbackRuleJson(policy.rollback.rule), "}");
   }
   return text + "}\n";
 }

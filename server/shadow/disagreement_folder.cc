@@ -1,8 +1,8 @@
 #include "server/shadow/disagreement_folder.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -44,7 +44,8 @@ absl::StatusOr<std::string> TensorPng(const std::vector<float>& tensor, const In
       uint8_t* row = image.ptr<uint8_t>(y);
       for (int x = 0; x < input.width; ++x) {
         for (int c = 0; c < channels; ++c) {
-          const float value = tensor[c * plane + y * input.width + x] * input.std[c] + input.mean[c];
+          const float value =
+              tensor[c * plane + y * input.width + x] * input.std[c] + input.mean[c];
           const int out_channel = channels == 1 ? 0 : 2 - c;  // RGB -> BGR
           row[x * channels + out_channel] =
               static_cast<uint8_t>(std::clamp(value * 255.0f + 0.5f, 0.0f, 255.0f));
@@ -70,8 +71,8 @@ std::string Extension(const std::string& encoded) {
 absl::StatusOr<std::shared_ptr<DisagreementFolder>> DisagreementFolder::Create(
     const std::string& dir, int max_files) {
   if (max_files < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--shadow_disagreements_max_files is ",
-                                                   max_files, "; must be >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shadow_disagreements_max_files is ", max_files, "; must be >= 1"));
   }
   absl::Status writable = CheckFolderWritable(dir, "--shadow_disagreements_dir");
   if (!writable.ok()) return writable;
@@ -133,7 +134,8 @@ absl::StatusOr<std::string> DisagreementFolder::Write(const Disagreement& d) {
   const std::string folder = absl::StrCat(dir_, "/", FileNamePart(d.model));
   std::error_code error;
   fs::create_directories(folder, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot create ", folder, ": ", error.message()));
+  if (error)
+    return absl::InternalError(absl::StrCat("cannot create ", folder, ": ", error.message()));
   std::string bytes = d.encoded;
   std::string extension = Extension(d.encoded);
   if (bytes.empty()) {
@@ -142,20 +144,20 @@ absl::StatusOr<std::string> DisagreementFolder::Write(const Disagreement& d) {
     bytes = *std::move(png);
     extension = "png";
   }
-  const std::string stem = absl::StrCat(
-      folder, "/", FileNamePart(d.model), "-v", FileNamePart(d.primary_version), "-",
-      FileNamePart(d.primary_label), "-vs-v", FileNamePart(d.shadow_version), "-",
-      FileNamePart(d.shadow_label), "-", absl::ToUnixMillis(d.time), "-", ++written_);
+  const std::string stem =
+      absl::StrCat(folder, "/", FileNamePart(d.model), "-v", FileNamePart(d.primary_version), "-",
+                   FileNamePart(d.primary_label), "-vs-v", FileNamePart(d.shadow_version), "-",
+                   FileNamePart(d.shadow_label), "-", absl::ToUnixMillis(d.time), "-", ++written_);
   const std::string image = absl::StrCat(stem, ".", extension);
   if (absl::Status saved = WriteFileContents(image, bytes); !saved.ok()) return saved;
   const nlohmann::json json = {
       {"image", fs::path(image).filename().string()},
       {"model", d.model},
       {"time", Rfc3339Millis(d.time)},
-      {"primary", {{"version", d.primary_version}, {"label", d.primary_label},
-                   {"score", d.primary_score}}},
-      {"shadow", {{"version", d.shadow_version}, {"label", d.shadow_label},
-                  {"score", d.shadow_score}}},
+      {"primary",
+       {{"version", d.primary_version}, {"label", d.primary_label}, {"score", d.primary_score}}},
+      {"shadow",
+       {{"version", d.shadow_version}, {"label", d.shadow_label}, {"score", d.shadow_score}}},
       {"input", d.encoded.empty() ? "model input (preprocessed)" : "request image"},
   };
   if (absl::Status saved = WriteFileContents(stem + ".json", json.dump(1) + "\n"); !saved.ok()) {

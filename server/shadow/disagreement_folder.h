@@ -77,7 +77,7 @@ class DisagreementFolder {
   int CountImages() const;
 
   const std::string dir_;
-  FolderBudget budget_;    // images in dir_ (every model's subfolder)
+  FolderBudget budget_;   // images in dir_ (every model's subfolder)
   uint64_t written_ = 0;  // writer thread only
 
   std::mutex mu_;

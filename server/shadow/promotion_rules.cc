@@ -14,12 +14,12 @@ std::string Milliseconds(absl::Duration d) {
 
 absl::Status ValidatePromotionRule(const PromotionRule& rule) {
   if (rule.min_compared < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "promote_when.min_compared is ", rule.min_compared, "; must be >= 1"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("promote_when.min_compared is ", rule.min_compared, "; must be >= 1"));
   }
   if (!(rule.min_agreement >= 0 && rule.min_agreement <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "promote_when.min_agreement is ", rule.min_agreement, "; must be in [0, 1]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("promote_when.min_agreement is ", rule.min_agreement, "; must be in [0, 1]"));
   }
   if (!(rule.max_shadow_p99 > absl::ZeroDuration())) {
     return absl::InvalidArgumentError("promote_when.max_shadow_p99_ms must be > 0");
@@ -29,13 +29,13 @@ absl::Status ValidatePromotionRule(const PromotionRule& rule) {
 
 absl::Status ValidateRollbackRule(const RollbackRule& rule) {
   if (!(rule.window > absl::ZeroDuration()) || rule.window > absl::Hours(24 * 30)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rollback_when.window_seconds is ", absl::ToDoubleSeconds(rule.window),
-        "; must be in (0, 2592000] (30 days)"));
+    return absl::InvalidArgumentError(absl::StrCat("rollback_when.window_seconds is ",
+                                                   absl::ToDoubleSeconds(rule.window),
+                                                   "; must be in (0, 2592000] (30 days)"));
   }
   if (!(rule.max_error_rate >= 0 && rule.max_error_rate <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rollback_when.max_error_rate is ", rule.max_error_rate, "; must be in [0, 1]"));
+    return absl::InvalidArgumentError(absl::StrCat("rollback_when.max_error_rate is ",
+                                                   rule.max_error_rate, "; must be in [0, 1]"));
   }
   if (!(rule.low_confidence_below >= 0 && rule.low_confidence_below <= 1)) {
     return absl::InvalidArgumentError(absl::StrCat("rollback_when.low_confidence_below is ",
@@ -60,9 +60,8 @@ std::optional<std::string> PromotionDue(const PromotionRule& rule, const ShadowS
     return std::nullopt;
   }
   return absl::StrFormat("%d compared >= %d, agreement %.4f >= %g, shadow p99 %s <= %s",
-                         shadow.compared, rule.min_compared, shadow.agreement(),
-                         rule.min_agreement, Milliseconds(shadow.latency_p99),
-                         Milliseconds(rule.max_shadow_p99));
+                         shadow.compared, rule.min_compared, shadow.agreement(), rule.min_agreement,
+                         Milliseconds(shadow.latency_p99), Milliseconds(rule.max_shadow_p99));
 }
 
 std::optional<std::string> RollbackDue(const RollbackRule& rule, const OutcomeSnapshot& outcomes) {
@@ -77,9 +76,9 @@ std::optional<std::string> RollbackDue(const RollbackRule& rule, const OutcomeSn
     const double low = static_cast<double>(outcomes.AnsweredBelow(rule.low_confidence_below)) /
                        static_cast<double>(outcomes.answered);
     if (low > rule.max_low_confidence_ratio) {
-      return absl::StrFormat("low-confidence ratio %.4f > %g (top-1 score under %g) over %d answers",
-                             low, rule.max_low_confidence_ratio, rule.low_confidence_below,
-                             outcomes.answered);
+      return absl::StrFormat(
+          "low-confidence ratio %.4f > %g (top-1 score under %g) over %d answers", low,
+          rule.max_low_confidence_ratio, rule.low_confidence_below, outcomes.answered);
     }
   }
   return std::nullopt;

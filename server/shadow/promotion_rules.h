@@ -13,8 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "server/shadow/shadow_comparison.h"
 #include "server/core/version_outcomes.h"
+#include "server/shadow/shadow_comparison.h"
 
 namespace matid {
 

@@ -68,8 +68,7 @@ class ShadowTap::Pair {
     sink_->comparison->RecordCompared(primary_label_, primary_score_, shadow_label_, shadow_score_,
                                       shadow_latency_);
     sink_->counters.Compared(primary_label_ == shadow_label_, primary_label_, shadow_label_,
-                             static_cast<double>(shadow_score_) - primary_score_,
-                             shadow_latency_);
+                             static_cast<double>(shadow_score_) - primary_score_, shadow_latency_);
     if (primary_label_ != shadow_label_ && sink_->folder != nullptr) {
       sink_->Disagreed(primary_label_, primary_score_, shadow_label_, shadow_score_,
                        std::move(encoded_), std::move(tensor_));
@@ -77,11 +76,11 @@ class ShadowTap::Pair {
   }
 
   const std::shared_ptr<const Sink> sink_;
-  std::string skip_reason_;  // only before the pair is shared
-  std::string encoded_;         // guarded by mu_ once shared
-  std::vector<float> tensor_;   // guarded by mu_ once shared
+  std::string skip_reason_;    // only before the pair is shared
+  std::string encoded_;        // guarded by mu_ once shared
+  std::vector<float> tensor_;  // guarded by mu_ once shared
   std::mutex mu_;
-  bool primary_done_ = false;      // guarded by mu_, like every field below
+  bool primary_done_ = false;  // guarded by mu_, like every field below
   bool shadow_done_ = false;
   bool compared_ = false;
   int primary_label_ = -1;
@@ -101,7 +100,7 @@ void ShadowTap::Sink::Disagreed(int primary_label, float primary_score, int shad
                                 std::vector<float> tensor) const {
   auto name = [this](int label) {
     return label >= 0 && label < static_cast<int>(labels.size()) ? labels[label]
-                                                                  : absl::StrCat(label);
+                                                                 : absl::StrCat(label);
   };
   Disagreement d = names;
   d.primary_label = name(primary_label);
@@ -179,8 +178,7 @@ bool ShadowTap::Sampled() const {
          std::floor(static_cast<double>(n) * fraction_);
 }
 
-ShadowTap::PrimaryAnswer ShadowTap::Offer(const std::vector<float>& input,
-                                          int primary_queue_depth,
+ShadowTap::PrimaryAnswer ShadowTap::Offer(const std::vector<float>& input, int primary_queue_depth,
                                           absl::string_view encoded) const {
   if (!Sampled()) return {};
   if (primary_queue_depth > 0) {

@@ -23,11 +23,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "server/backend/model_info.h"
 #include "server/core/batcher.h"
 #include "server/core/classification_tap.h"
-#include "server/shadow/disagreement_folder.h"
 #include "server/core/metrics.h"
-#include "server/backend/model_info.h"
+#include "server/shadow/disagreement_folder.h"
 #include "server/shadow/shadow_comparison.h"
 
 namespace matid {
