@@ -6,8 +6,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake pkg-config ccache git
-  # libFuzzer (scripts/fuzz.sh) and perf (bench profiling)
-  clang libclang-rt-14-dev linux-perf
+  # libFuzzer (scripts/fuzz.sh), perf (bench profiling), clang-format (the cxx_format test)
+  clang libclang-rt-14-dev linux-perf clang-format
   # serving core
   libtorch-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libopencv-dev libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
