@@ -7,6 +7,7 @@
 #include "absl/strings/str_replace.h"
 #include "bridge/cloud_limits.h"
 #include "common/backoff.h"
+#include "common/log.h"
 #include "common/result_message.h"
 
 namespace matid {
@@ -134,7 +135,7 @@ absl::Status Bridge::OnLocalMessage(const std::string& topic, absl::string_view 
   if (!route.ok()) {
     const std::string reason(route.status().message());
     Add(metrics_.dead_letters);
-    std::fprintf(stderr, "matid-bridge: dead letter from %s: %s\n", topic.c_str(), reason.c_str());
+    LogWarning("dead letter from %s: %s", topic, reason);
     return spool_->DeadLetter(topic, payload, reason, now);
   }
   absl::StatusOr<bool> inserted = spool_->Append(route->first, route->second, payload, now);
@@ -178,8 +179,7 @@ void Bridge::EnforceSpoolLimits() {
   absl::StatusOr<int64_t> dropped = spool_->EnforceLimits(absl::Now());
   if (dropped.ok() && *dropped > 0) {
     Add(metrics_.dropped, *dropped);
-    std::fprintf(stderr, "matid-bridge: spool limit reached: dropped the %lld oldest messages\n",
-                 static_cast<long long>(*dropped));
+    LogWarning("spool limit reached: dropped the %d oldest messages", *dropped);
   }
 }
 
@@ -247,7 +247,7 @@ bool Bridge::ForwardOnce() {
   absl::StatusOr<std::vector<SpooledMessage>> batch =
       spool_->Oldest(options_.batch_max_messages, options_.batch_max_bytes);
   if (!batch.ok()) {
-    std::fprintf(stderr, "matid-bridge: %s\n", batch.status().ToString().c_str());
+    LogError("%s", batch.status().ToString());
     return false;
   }
   if (batch->empty()) return true;
@@ -268,7 +268,7 @@ bool Bridge::ForwardOnce() {
   absl::StatusOr<int> id = cloud_->Publish(topic, payload);
   if (!id.ok()) {
     Add(metrics_.publish_failures);
-    std::fprintf(stderr, "matid-bridge: %s\n", id.status().ToString().c_str());
+    LogError("%s", id.status().ToString());
     return false;
   }
   lock.lock();
@@ -282,7 +282,7 @@ bool Bridge::ForwardOnce() {
   }
   absl::Status removed = spool_->Remove(seqs);
   if (!removed.ok()) {
-    std::fprintf(stderr, "matid-bridge: %s\n", removed.ToString().c_str());
+    LogError("%s", removed.ToString());
     return false;
   }
   Add(metrics_.forwarded, static_cast<double>(seqs.size()));

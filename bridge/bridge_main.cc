@@ -1,11 +1,14 @@
 // matid-bridge: local MQTT broker -> SQLite spool -> AWS IoT Core (MQTT over
 // mutual TLS). Parses flags into BridgeServiceOptions, starts the service,
 // runs until SIGTERM/SIGINT, stops it.
+#include <unistd.h>
+
 #include <cstdio>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "bridge/bridge_service.h"
+#include "common/log.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
 #include "common/result_topic.h"
@@ -77,18 +80,24 @@ int main(int argc, char** argv) {
   options.local.port = absl::GetFlag(FLAGS_local_port);
   options.local.client_id = absl::GetFlag(FLAGS_local_client_id);
   options.local.reconnect_max = absl::Seconds(5);
-  options.local.log_prefix = "matid-bridge: local MQTT";
+  options.local.log_prefix = "local MQTT";
   options.cloud.host = absl::GetFlag(FLAGS_cloud_endpoint);
   options.cloud.port = absl::GetFlag(FLAGS_cloud_port);
   options.cloud.client_id = absl::GetFlag(FLAGS_cloud_client_id);
   options.cloud.ca_file = absl::GetFlag(FLAGS_cloud_ca);
   options.cloud.cert_file = absl::GetFlag(FLAGS_cloud_cert);
   options.cloud.key_file = absl::GetFlag(FLAGS_cloud_key);
-  options.cloud.log_prefix = "matid-bridge: cloud MQTT";
+  options.cloud.log_prefix = "cloud MQTT";
   options.cloud_plaintext = absl::GetFlag(FLAGS_cloud_insecure_plaintext);
   options.metrics_host = absl::GetFlag(FLAGS_metrics_host);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.cloud_warn_after = absl::Seconds(absl::GetFlag(FLAGS_cloud_warn_after_seconds));
+  options.on_spool_failure = [](const absl::Status& status) {
+    // Exit before the message is acknowledged, so the broker keeps it for
+    // the next run (EX_TEMPFAIL; a supervisor restarts us).
+    matid::LogError("cannot spool a message, exiting: %s", status.ToString());
+    _exit(75);
+  };
 
   auto service = matid::BridgeService::Create(options);
   if (!service.ok()) return matid::FailWith(service.status());

@@ -1,11 +1,10 @@
 #include "bridge/bridge_service.h"
 
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 
 namespace matid {
 
@@ -40,6 +39,9 @@ absl::StatusOr<std::unique_ptr<BridgeService>> BridgeService::Create(
     return absl::InvalidArgumentError(
         "--cloud_ca, --cloud_cert and --cloud_key are required (mutual TLS, as AWS IoT Core "
         "wants); --cloud_insecure_plaintext only for tests");
+  }
+  if (!options.on_spool_failure) {
+    return absl::InvalidArgumentError("BridgeServiceOptions.on_spool_failure is required");
   }
   std::unique_ptr<BridgeService> service(new BridgeService(options));
   absl::Status started = service->Start();
@@ -92,18 +94,16 @@ absl::Status BridgeService::Start() {
   MqttClient::Callbacks local_callbacks;
   local_callbacks.on_connection = [this](bool up, const std::string& reason) {
     if (up) local_connections_->Increment();
-    std::fprintf(stderr, "matid-bridge: local broker %s:%d %s%s\n", options_.local.host.c_str(),
-                 options_.local.port,
-                 up ? "connected" : "not connected: ", up ? "" : reason.c_str());
+    LogLine(up ? LogLevel::kInfo : LogLevel::kWarning,
+            absl::StrFormat("local broker %s:%d %s%s", options_.local.host, options_.local.port,
+                            up ? "connected" : "not connected: ", up ? "" : reason));
   };
   local_callbacks.on_message = [this](const std::string& topic, absl::string_view payload) {
     absl::Status stored = bridge_->OnLocalMessage(topic, payload);
     if (!stored.ok()) {
       // Not stored: exit before the PUBACK is written, so the broker keeps
       // the message for our next run. A supervisor restarts us.
-      std::fprintf(stderr, "matid-bridge: FATAL: cannot spool a message: %s\n",
-                   stored.ToString().c_str());
-      _exit(75);
+      options_.on_spool_failure(stored);
     }
   };
   MqttOptions local_options = options_.local;
@@ -120,8 +120,9 @@ absl::Status BridgeService::Start() {
 
 void BridgeService::OnCloudConnection(bool up, const std::string& reason) {
   if (up) cloud_connections_->Increment();
-  std::fprintf(stderr, "matid-bridge: cloud %s:%d %s%s\n", options_.cloud.host.c_str(),
-               options_.cloud.port, up ? "connected" : "not connected: ", up ? "" : reason.c_str());
+  LogLine(up ? LogLevel::kInfo : LogLevel::kWarning,
+          absl::StrFormat("cloud %s:%d %s%s", options_.cloud.host, options_.cloud.port,
+                          up ? "connected" : "not connected: ", up ? "" : reason));
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!up && cloud_up_) cloud_down_since_ = absl::Now();
@@ -147,13 +148,11 @@ void BridgeService::WatchdogLoop() {
       changed_.wait_for(lock, absl::ToChronoMicroseconds(next_warning - now));
       continue;
     }
-    std::fprintf(stderr,
-                 "matid-bridge: WARNING: cloud %s:%d unreachable for %.0f s; messages wait in "
-                 "the spool. Check the endpoint and network, that --cloud_cert/--cloud_key "
-                 "are a certificate the broker trusts (AWS IoT: registered, active, policy "
-                 "attached) and that --cloud_ca is the broker's CA.\n",
-                 options_.cloud.host.c_str(), options_.cloud.port,
-                 absl::ToDoubleSeconds(now - cloud_down_since_));
+    LogWarning(
+        "cloud %s:%d unreachable for %.0f s; messages wait in the spool. Check the endpoint "
+        "and network, that --cloud_cert/--cloud_key are a certificate the broker trusts (AWS "
+        "IoT: registered, active, policy attached) and that --cloud_ca is the broker's CA.",
+        options_.cloud.host, options_.cloud.port, absl::ToDoubleSeconds(now - cloud_down_since_));
     next_warning = now + absl::Seconds(60);
   }
 }

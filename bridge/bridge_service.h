@@ -10,6 +10,7 @@
 #define MATID_BRIDGE_BRIDGE_SERVICE_H_
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -35,6 +36,12 @@ struct BridgeServiceOptions {
   // A cloud unreachable this long gets a warning with what to check (then
   // one a minute).
   absl::Duration cloud_warn_after = absl::Seconds(20);
+  // Called on the local MQTT thread when a message cannot be spooled (disk
+  // full, spool unreadable). It must not return: the message is acknowledged
+  // to the local broker only when the callback returns, so ending the
+  // process here (the main exits 75; a supervisor restarts it) leaves the
+  // message with the broker for the next run. Required.
+  std::function<void(const absl::Status&)> on_spool_failure;
 };
 
 class BridgeService {

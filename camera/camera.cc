@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/backoff.h"
 #include "common/file_contents.h"
+#include "common/log.h"
 #include "common/metrics_endpoint.h"
 
 namespace matid {
@@ -179,16 +180,16 @@ void Camera::LearnModelFit() {
   const std::optional<ResizeMode> mode = ParseResizeMode(input.resize());
   if (!status.ok() || input.width() == 0 || input.height() == 0 || !mode) {
     // Frames go as they are until a later connection learns the size.
-    std::fprintf(stderr, "matid-camera: model input size unknown (%s); sending whole frames\n",
-                 status.ok() ? "Health has no input size" : status.error_message().c_str());
+    LogWarning("model input size unknown (%s); sending whole frames",
+               status.ok() ? "Health has no input size" : status.error_message());
     return;
   }
   const ModelFit fit{static_cast<int>(input.width()), static_cast<int>(input.height()), *mode};
   std::lock_guard<std::mutex> lock(mu_);
   if (!model_fit_ || model_fit_->width != fit.width || model_fit_->height != fit.height ||
       model_fit_->mode != fit.mode) {
-    std::fprintf(stderr, "matid-camera: frames shrunk to the model input %dx%d (%s)\n", fit.width,
-                 fit.height, std::string(ResizeModeName(fit.mode)).c_str());
+    LogInfo("frames shrunk to the model input %dx%d (%s)", fit.width, fit.height,
+            ResizeModeName(fit.mode));
   }
   model_fit_ = fit;
 }
@@ -292,8 +293,7 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   if (code != grpc::StatusCode::OK) {
     Add(metrics_.failed);
     ++failed_;
-    std::fprintf(stderr, "matid-camera: frame %llu refused by the server: %s\n",
-                 static_cast<unsigned long long>(result.seq()), result.status().message().c_str());
+    LogWarning("frame %d refused by the server: %s", result.seq(), result.status().message());
     return;
   }
   Add(metrics_.classified);
@@ -328,10 +328,10 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
   if (!inspection_budget_->TryTake()) {
     Add(metrics_.inspection_folder_full);
     if (!inspection_folder_full_.exchange(true)) {
-      std::fprintf(stderr,
-                   "matid-camera: --inspection_dir=%s holds %d frames (--inspection_max_files): "
-                   "frames needing inspection are counted, not saved, until some are removed\n",
-                   options_.inspection_dir.c_str(), options_.inspection_max_files);
+      LogWarning(
+          "--inspection_dir=%s holds %d frames (--inspection_max_files): "
+          "frames needing inspection are counted, not saved, until some are removed",
+          options_.inspection_dir, options_.inspection_max_files);
     }
     return;
   }
@@ -362,8 +362,7 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
   if (!written.ok()) {
     inspection_budget_->GiveBack();
     Add(metrics_.inspection_write_failures);
-    std::fprintf(stderr, "matid-camera: ERROR inspection frame not saved: %s\n",
-                 written.ToString().c_str());
+    LogError("inspection frame not saved: %s", written.ToString());
   }
 }
 
@@ -389,8 +388,8 @@ Camera::SendStep Camera::WaitForFrameToSend(PendingFrame* frame) {
     if (stopping_ || stream_broken_) return SendStep::kReconnect;
     if (finished()) return SendStep::kFinished;
     if (!in_flight_.empty() && absl::Now() - last_result_at_ >= options_.frame_timeout) {
-      std::fprintf(stderr, "matid-camera: no result for %s; restarting the stream\n",
-                   absl::FormatDuration(options_.frame_timeout).c_str());
+      LogWarning("no result for %s; restarting the stream",
+                 absl::FormatDuration(options_.frame_timeout));
       return SendStep::kReconnect;
     }
     if (!can_send()) continue;
@@ -448,8 +447,7 @@ bool Camera::RunOneStream() {
   reader.join();
   grpc::Status status = stream->Finish();
   if (!all_done && !status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-    std::fprintf(stderr, "matid-camera: stream ended: %s (%d)\n", status.error_message().c_str(),
-                 status.error_code());
+    LogWarning("stream ended: %s (%d)", status.error_message(), status.error_code());
   }
   // Frames still unanswered go back to the front of the queue, in order.
   std::lock_guard<std::mutex> lock(mu_);

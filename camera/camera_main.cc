@@ -137,7 +137,7 @@ int main(int argc, char** argv) {
   mqtt.client_id = "matid-camera-" + options->camera_id;
   mqtt.clean_session = false;
   mqtt.reconnect_max = absl::Seconds(5);
-  mqtt.log_prefix = "matid-camera: MQTT";
+  mqtt.log_prefix = "MQTT";
   const matid::ResultPublisherOptions publishing{
       .max_outbox = absl::GetFlag(FLAGS_max_outbox),
       .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template),

@@ -12,6 +12,7 @@
 #include "common/file_contents.h"
 #include "common/image_files.h"
 #include "common/image_header.h"
+#include "common/log.h"
 #include "common/model_input_fit.h"
 
 namespace matid {
@@ -64,10 +65,7 @@ class VideoSource final : public FrameSource {
     if (frame.ok()) return frame;
     // Packets this process cannot decode alone (MJPEG without Huffman
     // tables, ...): let FFmpeg decode the stream from here on.
-    std::fprintf(stderr,
-                 "matid-camera: %s: MJPEG packets not decodable as JPEG; decoding whole "
-                 "frames with FFmpeg\n",
-                 spec_.c_str());
+    LogInfo("%s: MJPEG packets not decodable as JPEG; decoding whole frames with FFmpeg", spec_);
     const double position = capture_.get(cv::CAP_PROP_POS_FRAMES);
     packets_ = false;
     capture_.open(spec_);

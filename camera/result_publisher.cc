@@ -25,7 +25,6 @@ absl::StatusOr<std::unique_ptr<ResultPublisher>> ResultPublisher::Create(
   if (!valid.ok()) return valid;
   MqttOutboxOptions outbox_options;
   outbox_options.max_outbox = options.max_outbox;
-  outbox_options.program = "matid-camera";
   outbox_options.destination = options.destination;
   outbox_options.metrics = {"matid_camera_results_published_total",
                             "matid_camera_publish_failures_total",

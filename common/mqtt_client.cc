@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 
 namespace matid {
 namespace {
@@ -135,7 +136,8 @@ void MqttClient::OnMessage(struct mosquitto*, void* self, const struct mosquitto
 void MqttClient::OnLog(struct mosquitto*, void* self, int level, const char* text) {
   if ((level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING)) == 0) return;
   auto* client = static_cast<MqttClient*>(self);
-  std::fprintf(stderr, "%s: %s\n", client->options_.log_prefix.c_str(), text);
+  LogLine((level & MOSQ_LOG_ERR) != 0 ? LogLevel::kError : LogLevel::kWarning,
+          absl::StrCat(client->options_.log_prefix, ": ", text));
 }
 
 void MqttClient::OnPublish(struct mosquitto*, void* self, int mid) {

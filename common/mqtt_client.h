@@ -37,8 +37,9 @@ struct MqttOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
-  // Errors and warnings of the MQTT library (TLS failures among them) go to
-  // standard error with this prefix; empty: not logged.
+  // Errors and warnings of the MQTT library (TLS failures among them) are
+  // logged (common/log.h) with this prefix, e.g. "cloud MQTT"; empty: not
+  // logged.
   std::string log_prefix;
 };
 

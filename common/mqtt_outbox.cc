@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 
 namespace matid {
 
@@ -97,8 +98,9 @@ void MqttOutbox::OnAck(int id) {
 }
 
 void MqttOutbox::OnConnection(bool up, const std::string& reason) {
-  std::fprintf(stderr, "%s: %s %s%s\n", options_.program.c_str(), options_.destination.c_str(),
-               up ? "connected" : "not connected: ", up ? "" : reason.c_str());
+  LogLine(up ? LogLevel::kInfo : LogLevel::kWarning,
+          absl::StrCat(options_.destination, " ",
+                       up ? "connected" : "not connected: ", up ? "" : reason));
   {
     std::lock_guard<std::mutex> lock(mu_);
     link_up_ = up;

@@ -29,8 +29,7 @@ namespace matid {
 struct MqttOutboxOptions {
   // Messages kept while the broker is away. Bounds memory.
   int max_outbox = 10000;
-  // Log lines: "<program>: <destination> connected".
-  std::string program = "matid";
+  // Log lines: "<destination> connected" (common/log.h).
   std::string destination = "MQTT broker";
   // Metric names; `what` ("Results") names the messages in their help.
   struct MetricNames {

@@ -3,10 +3,15 @@
 #include <cstdio>
 #include <string>
 
+#include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "common/log.h"
+
+ABSL_FLAG(matid::LogLevel, log_level, matid::LogLevel::kInfo,
+          "Least important log lines shown: debug, info, warning or error");
 
 namespace matid {
 
@@ -31,7 +36,9 @@ std::vector<char*> ParseProgramFlags(int argc, char** argv, absl::string_view us
   config.contains_help_flags = ours;
   config.contains_helpshort_flags = ours;
   absl::SetFlagsUsageConfig(config);
-  return absl::ParseCommandLine(argc, argv);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  SetMinLogLevel(absl::GetFlag(FLAGS_log_level));
+  return positional;
 }
 
 int FailWith(const absl::Status& status, int exit_code) {

@@ -4,6 +4,7 @@
 // after the program, so `matid-server --help` printed "No flags matched");
 // call it once, first thing in main, before any thread starts. It returns
 // the positional arguments (argv[0] first), as absl::ParseCommandLine does.
+// Every program gets --log_level (common/log.h) from here.
 // FailWith prints "<program>: <error>" on standard error and returns the
 // exit code, for `return FailWith(status);` in a main.
 #ifndef MATID_COMMON_PROGRAM_FLAGS_H_

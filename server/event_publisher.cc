@@ -45,7 +45,6 @@ absl::StatusOr<std::unique_ptr<EventPublisher>> EventPublisher::Create(
   }
   MqttOutboxOptions outbox_options;
   outbox_options.max_outbox = options.max_outbox;
-  outbox_options.program = "matid-server";
   outbox_options.destination =
       absl::StrCat("MQTT broker ", options.mqtt.host, ":", options.mqtt.port, " (events)");
   outbox_options.metrics = {"matid_events_published_total", "matid_events_publish_failures_total",

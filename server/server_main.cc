@@ -172,7 +172,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.events.mqtt.host = absl::GetFlag(FLAGS_events_mqtt_host);
   options.events.mqtt.port = absl::GetFlag(FLAGS_events_mqtt_port);
   options.events.mqtt.reconnect_max = absl::Seconds(5);
-  options.events.mqtt.log_prefix = "matid-server: MQTT";
+  options.events.mqtt.log_prefix = "MQTT";
   options.events.topic_template = absl::GetFlag(FLAGS_events_topic);
   options.events.max_outbox = absl::GetFlag(FLAGS_events_max_outbox);
   return options;

@@ -273,7 +273,7 @@ class EdgePipelineTest(unittest.TestCase):
         cloud = self.start(Mosquitto(self.dir, "cloud", self.certs))
         bridge = self.start_bridge(local, cloud, "rogue", "bridge.log",
                                    "--cloud_warn_after_seconds=2")
-        wait_for(lambda: "WARNING: cloud 127.0.0.1:%d unreachable" % cloud.port in bridge.output(),
+        wait_for(lambda: "WARNING cloud 127.0.0.1:%d unreachable" % cloud.port in bridge.output(),
                  20, "the bridge's warning about the unreachable cloud")
         self.assertIn("--cloud_cert/--cloud_key are a certificate the broker trusts", bridge.output())
         self.assertNotIn("cloud 127.0.0.1:%d connected" % cloud.port, bridge.output())

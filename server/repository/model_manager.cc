@@ -11,16 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
+#include "common/log.h"
 #include "server/core/refusal.h"
 #include "server/repository/golden_check.h"
 
 namespace matid {
 namespace {
-
-void Log(const std::string& line) {
-  std::fprintf(stderr, "matid-server: %s\n", line.c_str());
-  std::fflush(stderr);
-}
 
 bool Contains(const std::vector<int64_t>& versions, int64_t version) {
   return std::find(versions.begin(), versions.end(), version) != versions.end();
@@ -268,7 +264,8 @@ absl::Status ModelManager::WritePolicy(const std::string& model,
   const std::string path = absl::StrCat(options_.repository, "/", model, "/", kVersionPolicyFile);
   const std::string text = VersionPolicyJson(policy);
   if (absl::Status written = WriteFileAtomically(path, text); !written.ok()) return written;
-  Log(absl::StrCat("model ", model, ": ", path, " now says ", text.substr(0, text.size() - 1)));
+  LogInfo("%s",
+          absl::StrCat("model ", model, ": ", path, " now says ", text.substr(0, text.size() - 1)));
   return absl::OkStatus();
 }
 
@@ -522,7 +519,8 @@ void ModelManager::Run() {
 void ModelManager::Reconcile() {
   auto scan = ScanModelRepository(options_.repository);
   if (!scan.ok()) {
-    Log(absl::StrCat("cannot rescan: ", scan.status().message(), "; serving what is loaded"));
+    LogWarning(
+        "%s", absl::StrCat("cannot rescan: ", scan.status().message(), "; serving what is loaded"));
     return;
   }
   std::set<std::string> present;
@@ -535,7 +533,8 @@ void ModelManager::Reconcile() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto& [name, entry] : models_) {
       if (present.count(name) > 0) continue;
-      if (entry.default_version != 0) Log(absl::StrCat("model ", name, " left the repository"));
+      if (entry.default_version != 0)
+        LogInfo("%s", absl::StrCat("model ", name, " left the repository"));
       entry.default_version = 0;
       std::vector<int64_t> versions;
       for (const auto& [version, slot] : entry.versions) versions.push_back(version);
@@ -554,7 +553,7 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
     if (!model.policy_status.ok()) {
       const std::string problem(model.policy_status.message());
       if (entry.policy_error != problem) {
-        Log(absl::StrCat(problem, "; model ", model.name, " keeps its versions"));
+        LogWarning("%s", absl::StrCat(problem, "; model ", model.name, " keeps its versions"));
       }
       entry.policy_error = problem;
       return;
@@ -629,9 +628,11 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
                                     " is the default version: nothing to compare it with");
     }
     if (new_default != entry.default_version) {
-      Log(absl::StrCat(
-          "model ", model.name, ": version ", new_default, " serves new requests",
-          entry.default_version != 0 ? absl::StrCat(" (was ", entry.default_version, ")") : ""));
+      LogInfo("%s",
+              absl::StrCat("model ", model.name, ": version ", new_default, " serves new requests",
+                           entry.default_version != 0
+                               ? absl::StrCat(" (was ", entry.default_version, ")")
+                               : ""));
       entry.default_version = new_default;
     }
     std::vector<int64_t> unwanted;
@@ -693,15 +694,15 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
                           std::move(comparison), std::move(counters), disagreements_);
     if (created.ok()) {
       tap = *std::move(created);
-      Log(absl::StrCat("model ", model, ": version ", shadow_version, " shadows version ",
-                       primary->identity().version, " on ", fraction, " of its images"));
+      LogInfo("%s", absl::StrCat("model ", model, ": version ", shadow_version, " shadows version ",
+                                 primary->identity().version, " on ", fraction, " of its images"));
     } else {
       problem = absl::StrCat("shadow version ", shadow_version,
                              " cannot shadow: ", created.status().message());
-      Log(absl::StrCat("model ", model, ": ", problem));
+      LogWarning("%s", absl::StrCat("model ", model, ": ", problem));
     }
   } else if (!problem.empty()) {
-    Log(absl::StrCat("model ", model, ": ", problem));
+    LogWarning("%s", absl::StrCat("model ", model, ": ", problem));
   }
   if (primary != nullptr) primary->SetShadow(tap);
   std::lock_guard<std::mutex> lock(mu_);
@@ -736,7 +737,7 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
       std::lock_guard<std::mutex> lock(mu_);
       Slot& slot = models_[model].versions[version];
       if (slot.reason != room.message()) {
-        Log(absl::StrCat("model ", model, " version ", version, " ", room.message()));
+        LogWarning("%s", absl::StrCat("model ", model, " version ", version, " ", room.message()));
       }
       slot.stamp.clear();  // memory may free up: try again on the next rescan
     }
@@ -745,7 +746,7 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
   }
   SetState(model, version, ModelVersionState::kLoading, "");
   NotifyChanged();
-  Log(absl::StrCat("model ", model, " version ", version, ": loading ", dir));
+  LogInfo("%s", absl::StrCat("model ", model, " version ", version, ": loading ", dir));
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<ServingModel>> serving = absl::UnknownError("not loaded");
   {
@@ -762,14 +763,15 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
   }
   if (metrics_ != nullptr) metrics_->RecordModelLoad(model, absl::StrCat(version), serving.ok());
   if (!serving.ok()) {
-    Log(absl::StrCat("model ", model, " version ", version,
-                     " FAILED: ", serving.status().message()));
+    LogWarning("%s", absl::StrCat("model ", model, " version ", version,
+                                  " FAILED: ", serving.status().message()));
     SetState(model, version, ModelVersionState::kFailed, std::string(serving.status().message()));
     return false;
   }
-  Log(absl::StrCat("model ", model, " version ", version, ": AVAILABLE (",
-                   (*serving)->identity().variant, ", sha256 ", (*serving)->identity().sha256,
-                   ") after ", absl::FormatDuration(absl::Now() - start)));
+  LogInfo("%s",
+          absl::StrCat("model ", model, " version ", version, ": AVAILABLE (",
+                       (*serving)->identity().variant, ", sha256 ", (*serving)->identity().sha256,
+                       ") after ", absl::FormatDuration(absl::Now() - start)));
   {
     std::lock_guard<std::mutex> lock(mu_);
     Slot& slot = models_[model].versions[version];
@@ -803,8 +805,8 @@ void ModelManager::RetireLocked(const std::string& model, int64_t version) {
     if (metrics_ != nullptr) metrics_->SetModelVersionState(model, absl::StrCat(version), "");
     return;
   }
-  Log(absl::StrCat("model ", model, " version ", version,
-                   ": UNLOADING (released when its last request is done)"));
+  LogInfo("%s", absl::StrCat("model ", model, " version ", version,
+                             ": UNLOADING (released when its last request is done)"));
   const ModelIdentity identity = slot->second.model->identity();
   retired_.push_back({model, version, std::move(slot->second.model), slot->second.bytes, identity});
   entry.versions.erase(slot);
@@ -840,7 +842,7 @@ void ModelManager::ReleaseUnused() {
         ++it;
         continue;
       }
-      Log(absl::StrCat("model ", it->model, " version ", it->version, ": released"));
+      LogInfo("%s", absl::StrCat("model ", it->model, " version ", it->version, ": released"));
       const auto entry = models_.find(it->model);
       const bool reloaded = entry != models_.end() && entry->second.versions.count(it->version) > 0;
       if (metrics_ != nullptr && !reloaded) {
@@ -891,8 +893,8 @@ absl::Status ModelManager::MakeRoom(const std::string& model, int64_t needed) {
     for (const auto& [version, slot] : entry.versions) {
       if (slot.model != nullptr) loaded.push_back(version);
     }
-    Log(absl::StrCat("model ", model, ": unloading ", absl::StrJoin(loaded, ", "),
-                     " first to make room (--unload_first_over_memory)"));
+    LogInfo("%s", absl::StrCat("model ", model, ": unloading ", absl::StrJoin(loaded, ", "),
+                               " first to make room (--unload_first_over_memory)"));
     for (int64_t version : loaded) RetireLocked(model, version);
   }
   NotifyChanged();

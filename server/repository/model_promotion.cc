@@ -5,17 +5,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
 #include "server/repository/model_manager.h"
 
 namespace matid {
 namespace {
 
 void LogEvent(const EventMessage& event, const std::string& detail) {
-  std::fprintf(stderr, "matid-server: model %s: %s version %lld -> %lld (%s: %s)%s\n",
-               event.model.c_str(), event.type.c_str(), static_cast<long long>(event.from_version),
-               static_cast<long long>(event.to_version), event.trigger.c_str(),
-               event.reason.c_str(), detail.c_str());
-  std::fflush(stderr);
+  LogInfo("model %s: %s version %d -> %d (%s: %s)%s", event.model, event.type, event.from_version,
+          event.to_version, event.trigger, event.reason, detail);
 }
 
 std::map<std::string, double> OutcomeFigures(const OutcomeSnapshot& outcomes,
@@ -221,7 +219,7 @@ void ModelManager::CheckRules() {
     Entry& entry = models_[watch.model];
     const std::string problem = acted.ok() ? "" : std::string(acted.message());
     if (!problem.empty() && problem != entry.rule_problem) {
-      std::fprintf(stderr, "matid-server: model %s: %s\n", watch.model.c_str(), problem.c_str());
+      LogWarning("model %s: %s", watch.model, problem);
     }
     entry.rule_problem = problem;
   }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_contents.h"
 #include "common/image_header.h"
+#include "common/log.h"
 #include "common/result_message.h"
 #include "opencv2/core.hpp"
 #include "opencv2/imgcodecs.hpp"
@@ -122,8 +123,7 @@ void DisagreementFolder::WriterLoop() {
     } else {
       budget_.GiveBack();
       not_saved = "write_failed";
-      std::fprintf(stderr, "matid-server: disagreement not saved: %s\n",
-                   written.status().ToString().c_str());
+      LogError("disagreement not saved: %s", written.status().ToString());
     }
     if (next.done) next.done(path, not_saved);
     lock.lock();
