@@ -9,6 +9,24 @@ namespace {
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
+prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& registry,
+                                                       const std::string& name,
+                                                       const std::string& help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
+
+prometheus::Family<prometheus::Gauge>& GaugeFamily(prometheus::Registry& registry,
+                                                   const std::string& name,
+                                                   const std::string& help) {
+  return prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+}
+
+prometheus::Family<prometheus::Histogram>& HistogramFamily(prometheus::Registry& registry,
+                                                           const std::string& name,
+                                                           const std::string& help) {
+  return prometheus::BuildHistogram().Name(name).Help(help).Register(registry);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
@@ -20,37 +38,32 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(
 
 ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
     : endpoint_(std::move(endpoint)) {
-  using prometheus::BuildCounter;
-  using prometheus::BuildGauge;
-  using prometheus::BuildHistogram;
-  auto& r = endpoint_->registry();
-  requests_ = &BuildCounter()
-                   .Name("matid_requests_total")
-                   .Help("Finished RPCs (ClassifyStream: frames) by rpc and gRPC status code")
-                   .Register(r);
-  images_ = &BuildCounter()
-                 .Name("matid_images_total")
-                 .Help("Images classified or refused, by gRPC status code")
-                 .Register(r);
+  prometheus::Registry& registry = endpoint_->registry();
+  RegisterRequestMetrics(registry);
+  RegisterBatchingMetrics(registry);
+  RegisterModelMetrics(registry);
+  RegisterShadowMetrics(registry);
+}
+
+// Per RPC and per image: counts by status code and reason, latency,
+// cancellations.
+void ServerMetrics::RegisterRequestMetrics(prometheus::Registry& r) {
+  requests_ = &CounterFamily(r, "matid_requests_total",
+                             "Finished RPCs (ClassifyStream: frames) by rpc and gRPC status code");
+  images_ =
+      &CounterFamily(r, "matid_images_total", "Images classified or refused, by gRPC status code");
   images_by_code_ = std::make_unique<CountersByCode>(images_, std::map<std::string, std::string>{});
-  refusals_ = &BuildCounter()
-                   .Name("matid_refusals_total")
-                   .Help("Images and requests refused or dropped unrun, by reason")
-                   .Register(r);
+  refusals_ = &CounterFamily(r, "matid_refusals_total",
+                             "Images and requests refused or dropped unrun, by reason");
   for (absl::string_view reason : kRefusalReasons) {
     refusals_by_reason_.emplace(reason, &refusals_->Add({{"reason", std::string(reason)}}));
   }
   request_duration_ =
-      &BuildHistogram()
-           .Name("matid_request_duration_seconds")
-           .Help("Server-side time from receiving a request (stream: frame) to its answer")
-           .Register(r);
-  auto& cancelled = BuildCounter()
-                        .Name("matid_requests_cancelled_total")
-                        .Help(
-                            "Unary RPCs that ended before their answer was sent: the client "
-                            "cancelled, its deadline passed or its connection dropped")
-                        .Register(r);
+      &HistogramFamily(r, "matid_request_duration_seconds",
+                       "Server-side time from receiving a request (stream: frame) to its answer");
+  auto& cancelled = CounterFamily(r, "matid_requests_cancelled_total",
+                                  "Unary RPCs that ended before their answer was sent: the client "
+                                  "cancelled, its deadline passed or its connection dropped");
   for (const char* rpc : {"Classify", "BatchClassify", "ModelInfer"}) {
     cancelled_by_rpc_[rpc] = &cancelled.Add({{"rpc", rpc}});
   }
@@ -61,104 +74,68 @@ ServerMetrics::ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint)
     request_duration_by_rpc_[rpc] =
         &request_duration_->Add({{"rpc", rpc}}, LatencyBucketsSeconds());
   }
-  preprocess_duration_ = &BuildHistogram()
-                              .Name("matid_preprocess_duration_seconds")
-                              .Help("Decode, resize and normalise time per image")
-                              .Register(r)
+  in_flight_ =
+      &GaugeFamily(r, "matid_in_flight_requests", "RPCs (stream: frames) being processed").Add({});
+  serving_ =
+      &GaugeFamily(r, "matid_serving", "1 while accepting requests, 0 while starting or draining")
+           .Add({});
+}
+
+// The way through the model: preprocessing, the queue, batches.
+void ServerMetrics::RegisterBatchingMetrics(prometheus::Registry& r) {
+  preprocess_duration_ = &HistogramFamily(r, "matid_preprocess_duration_seconds",
+                                          "Decode, resize and normalise time per image")
                               .Add({}, LatencyBucketsSeconds());
-  queue_wait_ = &BuildHistogram()
-                     .Name("matid_queue_wait_seconds")
-                     .Help("Time an image waited in the inference queue")
-                     .Register(r)
-                     .Add({}, LatencyBucketsSeconds());
-  inference_duration_ = &BuildHistogram()
-                             .Name("matid_inference_duration_seconds")
-                             .Help("Forward-pass time per batch")
-                             .Register(r)
-                             .Add({}, LatencyBucketsSeconds());
-  batch_size_ = &BuildHistogram()
-                     .Name("matid_batch_size")
-                     .Help("Images per forward pass")
-                     .Register(r)
+  queue_wait_ =
+      &HistogramFamily(r, "matid_queue_wait_seconds", "Time an image waited in the inference queue")
+           .Add({}, LatencyBucketsSeconds());
+  inference_duration_ =
+      &HistogramFamily(r, "matid_inference_duration_seconds", "Forward-pass time per batch")
+           .Add({}, LatencyBucketsSeconds());
+  batch_size_ = &HistogramFamily(r, "matid_batch_size", "Images per forward pass")
                      .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128});
-  batches_ =
-      &BuildCounter().Name("matid_batches_total").Help("Forward passes run").Register(r).Add({});
-  queue_depth_ = &BuildGauge()
-                      .Name("matid_queue_depth")
-                      .Help("Images waiting for the model")
-                      .Register(r)
-                      .Add({});
-  queue_capacity_ = &BuildGauge()
-                         .Name("matid_queue_capacity")
-                         .Help("Most images that may wait (--max_queue_size)")
-                         .Register(r)
-                         .Add({});
-  in_flight_ = &BuildGauge()
-                    .Name("matid_in_flight_requests")
-                    .Help("RPCs (stream: frames) being processed")
-                    .Register(r)
-                    .Add({});
-  serving_ = &BuildGauge()
-                  .Name("matid_serving")
-                  .Help("1 while accepting requests, 0 while starting or draining")
-                  .Register(r)
-                  .Add({});
-  predictions_ = &BuildCounter()
-                      .Name("matid_predictions_total")
-                      .Help("Top-1 predictions by label")
-                      .Register(r);
-  model_info_ = &BuildGauge()
-                     .Name("matid_model_info")
-                     .Help("Each loaded model version (value is always 1)")
-                     .Register(r);
-  model_loads_ = &BuildCounter()
-                      .Name("matid_model_loads_total")
-                      .Help("Model version loads by model, version and result (ok, failed)")
-                      .Register(r);
-  model_events_ = &BuildCounter()
-                       .Name("matid_model_events_total")
-                       .Help(
-                           "Model lifecycle events by model, type (promotion, rollback, "
-                           "rollback_window_closed) and trigger (policy, admin)")
-                       .Register(r);
-  model_version_state_ = &BuildGauge()
-                              .Name("matid_model_version_state")
-                              .Help(
-                                  "1 for the state each model version is in (LOADING, "
-                                  "AVAILABLE, UNLOADING, FAILED), 0 for the others")
-                              .Register(r);
-  shadow_compared_ = &BuildCounter()
-                          .Name("matid_shadow_compared_total")
-                          .Help("Images both the default and the shadow version classified")
-                          .Register(r);
-  shadow_agreements_ = &BuildCounter()
-                            .Name("matid_shadow_agreements_total")
-                            .Help("Compared images on which both versions gave the same top-1")
-                            .Register(r);
-  shadow_flips_ = &BuildCounter()
-                       .Name("matid_shadow_flips_total")
-                       .Help("Compared images whose top-1 differed, by primary and shadow label")
-                       .Register(r);
-  shadow_frames_ = &BuildCounter()
-                        .Name("matid_shadow_disagreement_frames_total")
-                        .Help(
-                            "Images the shadow and serving versions disagree on, by result: "
-                            "saved to --shadow_disagreements_dir, or folder_full, "
-                            "writer_busy, write_failed")
-                        .Register(r);
-  shadow_skipped_ = &BuildCounter()
-                         .Name("matid_shadow_skipped_total")
-                         .Help("Sampled images the shadow did not classify, by reason")
-                         .Register(r);
-  shadow_score_difference_ =
-      &BuildHistogram()
-           .Name("matid_shadow_score_difference")
-           .Help("Shadow top-1 score minus the serving version's top-1 score, per compared image")
-           .Register(r);
-  shadow_latency_ = &BuildHistogram()
-                         .Name("matid_shadow_latency_seconds")
-                         .Help("The shadow's time from queueing an image to its scores")
-                         .Register(r);
+  batches_ = &CounterFamily(r, "matid_batches_total", "Forward passes run").Add({});
+  queue_depth_ = &GaugeFamily(r, "matid_queue_depth", "Images waiting for the model").Add({});
+  queue_capacity_ =
+      &GaugeFamily(r, "matid_queue_capacity", "Most images that may wait (--max_queue_size)")
+           .Add({});
+}
+
+// Model versions: what is loaded, loads, lifecycle events, answers.
+void ServerMetrics::RegisterModelMetrics(prometheus::Registry& r) {
+  predictions_ = &CounterFamily(r, "matid_predictions_total", "Top-1 predictions by label");
+  model_info_ =
+      &GaugeFamily(r, "matid_model_info", "Each loaded model version (value is always 1)");
+  model_loads_ = &CounterFamily(r, "matid_model_loads_total",
+                                "Model version loads by model, version and result (ok, failed)");
+  model_events_ = &CounterFamily(r, "matid_model_events_total",
+                                 "Model lifecycle events by model, type (promotion, rollback, "
+                                 "rollback_window_closed) and trigger (policy, admin)");
+  model_version_state_ = &GaugeFamily(r, "matid_model_version_state",
+                                      "1 for the state each model version is in (LOADING, "
+                                      "AVAILABLE, UNLOADING, FAILED), 0 for the others");
+}
+
+// A shadow version beside the serving one.
+void ServerMetrics::RegisterShadowMetrics(prometheus::Registry& r) {
+  shadow_compared_ = &CounterFamily(r, "matid_shadow_compared_total",
+                                    "Images both the default and the shadow version classified");
+  shadow_agreements_ = &CounterFamily(r, "matid_shadow_agreements_total",
+                                      "Compared images on which both versions gave the same top-1");
+  shadow_flips_ =
+      &CounterFamily(r, "matid_shadow_flips_total",
+                     "Compared images whose top-1 differed, by primary and shadow label");
+  shadow_frames_ = &CounterFamily(r, "matid_shadow_disagreement_frames_total",
+                                  "Images the shadow and serving versions disagree on, by result: "
+                                  "saved to --shadow_disagreements_dir, or folder_full, "
+                                  "writer_busy, write_failed");
+  shadow_skipped_ = &CounterFamily(r, "matid_shadow_skipped_total",
+                                   "Sampled images the shadow did not classify, by reason");
+  shadow_score_difference_ = &HistogramFamily(
+      r, "matid_shadow_score_difference",
+      "Shadow top-1 score minus the serving version's top-1 score, per compared image");
+  shadow_latency_ = &HistogramFamily(r, "matid_shadow_latency_seconds",
+                                     "The shadow's time from queueing an image to its scores");
 }
 
 prometheus::Counter& ServerMetrics::CountersByCode::operator[](absl::StatusCode code) {

@@ -120,6 +120,11 @@ class ServerMetrics {
 
  private:
   explicit ServerMetrics(std::unique_ptr<MetricsEndpoint> endpoint);
+  // The constructor's registrations, by subsystem.
+  void RegisterRequestMetrics(prometheus::Registry& registry);
+  void RegisterBatchingMetrics(prometheus::Registry& registry);
+  void RegisterModelMetrics(prometheus::Registry& registry);
+  void RegisterShadowMetrics(prometheus::Registry& registry);
 
   // Constant after construction (families and handles are thread-safe).
   std::unique_ptr<MetricsEndpoint> endpoint_;
