@@ -547,72 +547,10 @@ void ModelManager::Reconcile() {
 }
 
 void ModelManager::ReconcileModel(const RepositoryModel& model) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = models_[model.name];
-    if (!model.policy_status.ok()) {
-      const std::string problem(model.policy_status.message());
-      if (entry.policy_error != problem) {
-        LogWarning("%s", absl::StrCat(problem, "; model ", model.name, " keeps its versions"));
-      }
-      entry.policy_error = problem;
-      return;
-    }
-    entry.policy_error.clear();
-    std::vector<int64_t> gone;
-    for (const auto& [version, slot] : entry.versions) {
-      if (!Contains(model.versions, version)) gone.push_back(version);
-    }
-    for (int64_t version : gone) RetireLocked(model.name, version);
-  }
-
-  std::vector<int64_t> wanted;
-  if (model.policy.latest()) {
-    for (auto version = model.versions.rbegin(); version != model.versions.rend(); ++version) {
-      if (EnsureLoaded(model.name, *version)) {
-        wanted.push_back(*version);
-        break;
-      }
-    }
-  } else {
-    for (int64_t version : model.policy.versions) {
-      if (!Contains(model.versions, version)) {
-        SetState(
-            model.name, version, ModelVersionState::kFailed,
-            absl::StrCat("version_policy.json names version ", version, " but ",
-                         VersionDir(options_.repository, model.name, version), " does not exist"));
-      } else if (EnsureLoaded(model.name, version)) {
-        wanted.push_back(version);
-      }
-    }
-  }
-
-  // A rollback window's target: kept loaded, routed to only when named.
-  int64_t rollback_target = model.policy.rollback.version;
-  if (rollback_target != 0 && !Contains(wanted, rollback_target) &&
-      (!Contains(model.versions, rollback_target) || !EnsureLoaded(model.name, rollback_target))) {
-    rollback_target = 0;
-  }
-
-  // The shadow version, if the policy names one: loaded beside the serving
-  // versions, never routed to by default.
-  const int64_t shadow_wanted = model.policy.shadow_version;
-  int64_t shadow = 0;
-  std::string shadow_problem;
-  if (shadow_wanted != 0 && !Contains(wanted, shadow_wanted)) {
-    if (!Contains(model.versions, shadow_wanted)) {
-      shadow_problem = absl::StrCat("shadow version ", shadow_wanted, ": ",
-                                    VersionDir(options_.repository, model.name, shadow_wanted),
-                                    " does not exist");
-    } else if (EnsureLoaded(model.name, shadow_wanted)) {
-      shadow = shadow_wanted;
-    } else {
-      std::lock_guard<std::mutex> lock(mu_);
-      shadow_problem =
-          absl::StrCat("shadow version ", shadow_wanted,
-                       " FAILED: ", models_[model.name].versions[shadow_wanted].reason);
-    }
-  }
+  if (!AcceptPolicy(model)) return;
+  std::vector<int64_t> wanted = LoadWantedVersions(model);
+  const int64_t rollback_target = LoadRollbackTarget(model, wanted);
+  ShadowChoice shadow = LoadShadowVersion(model, wanted);
   {
     std::lock_guard<std::mutex> lock(mu_);
     Entry& entry = models_[model.name];
@@ -622,42 +560,125 @@ void ModelManager::ReconcileModel(const RepositoryModel& model) {
     }
     const int64_t new_default =
         wanted.empty() ? 0 : *std::max_element(wanted.begin(), wanted.end());
-    if (shadow_wanted != 0 && shadow_wanted == new_default) {
-      shadow = 0;
-      shadow_problem = absl::StrCat("shadow version ", shadow_wanted,
+    if (shadow.wanted != 0 && shadow.wanted == new_default) {
+      shadow.version = 0;
+      shadow.problem = absl::StrCat("shadow version ", shadow.wanted,
                                     " is the default version: nothing to compare it with");
     }
-    if (new_default != entry.default_version) {
-      LogInfo("%s",
-              absl::StrCat("model ", model.name, ": version ", new_default, " serves new requests",
-                           entry.default_version != 0
-                               ? absl::StrCat(" (was ", entry.default_version, ")")
-                               : ""));
-      entry.default_version = new_default;
-    }
+    SetDefaultVersionLocked(model.name, entry, new_default);
     std::vector<int64_t> unwanted;
     for (const auto& [version, slot] : entry.versions) {
       if (slot.state == ModelVersionState::kAvailable && !Contains(wanted, version) &&
-          version != shadow && version != rollback_target) {
+          version != shadow.version && version != rollback_target) {
         unwanted.push_back(version);
       }
     }
     for (int64_t version : unwanted) RetireLocked(model.name, version);
     entry.promote_when = model.policy.promote_when;
-    const RollbackWindow& window = model.policy.rollback;
-    if (window.version != entry.rollback.version ||
-        window.promoted_version != entry.rollback.promoted_version ||
-        window.until != entry.rollback.until) {
-      // A new window (or the server started inside one): count from now.
-      const auto promoted = entry.versions.find(window.promoted_version);
-      entry.rollback_baseline =
-          promoted != entry.versions.end() && promoted->second.model != nullptr
-              ? promoted->second.model->outcomes()
-              : OutcomeSnapshot();
-    }
-    entry.rollback = window;
+    SetRollbackWindowLocked(entry, model.policy.rollback);
   }
-  UpdateShadow(model.name, shadow, model.policy.shadow_fraction, shadow_problem);
+  UpdateShadow(model.name, shadow.version, model.policy.shadow_fraction, shadow.problem);
+}
+
+bool ModelManager::AcceptPolicy(const RepositoryModel& model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& entry = models_[model.name];
+  if (!model.policy_status.ok()) {
+    const std::string problem(model.policy_status.message());
+    if (entry.policy_error != problem) {
+      LogWarning("%s; model %s keeps its versions", problem, model.name);
+    }
+    entry.policy_error = problem;
+    return false;
+  }
+  entry.policy_error.clear();
+  std::vector<int64_t> gone;
+  for (const auto& [version, slot] : entry.versions) {
+    if (!Contains(model.versions, version)) gone.push_back(version);
+  }
+  for (int64_t version : gone) RetireLocked(model.name, version);
+  return true;
+}
+
+// The versions the policy wants served that load: the newest that loads
+// (latest), or each listed one (FAILED when its folder is missing).
+std::vector<int64_t> ModelManager::LoadWantedVersions(const RepositoryModel& model) {
+  std::vector<int64_t> wanted;
+  if (model.policy.latest()) {
+    for (auto version = model.versions.rbegin(); version != model.versions.rend(); ++version) {
+      if (EnsureLoaded(model.name, *version)) {
+        wanted.push_back(*version);
+        break;
+      }
+    }
+    return wanted;
+  }
+  for (int64_t version : model.policy.versions) {
+    if (!Contains(model.versions, version)) {
+      SetState(
+          model.name, version, ModelVersionState::kFailed,
+          absl::StrCat("version_policy.json names version ", version, " but ",
+                       VersionDir(options_.repository, model.name, version), " does not exist"));
+    } else if (EnsureLoaded(model.name, version)) {
+      wanted.push_back(version);
+    }
+  }
+  return wanted;
+}
+
+// A rollback window's target: kept loaded, routed to only when named. 0
+// when there is none or it does not load.
+int64_t ModelManager::LoadRollbackTarget(const RepositoryModel& model,
+                                         const std::vector<int64_t>& wanted) {
+  const int64_t target = model.policy.rollback.version;
+  if (target == 0 || Contains(wanted, target)) return target;
+  if (!Contains(model.versions, target) || !EnsureLoaded(model.name, target)) return 0;
+  return target;
+}
+
+// The shadow version, if the policy names one: loaded beside the serving
+// versions, never routed to by default.
+ModelManager::ShadowChoice ModelManager::LoadShadowVersion(const RepositoryModel& model,
+                                                           const std::vector<int64_t>& wanted) {
+  ShadowChoice choice;
+  choice.wanted = model.policy.shadow_version;
+  if (choice.wanted == 0 || Contains(wanted, choice.wanted)) return choice;
+  if (!Contains(model.versions, choice.wanted)) {
+    choice.problem =
+        absl::StrCat("shadow version ", choice.wanted, ": ",
+                     VersionDir(options_.repository, model.name, choice.wanted), " does not exist");
+  } else if (EnsureLoaded(model.name, choice.wanted)) {
+    choice.version = choice.wanted;
+  } else {
+    std::lock_guard<std::mutex> lock(mu_);
+    const Entry& entry = models_[model.name];
+    const auto slot = entry.versions.find(choice.wanted);
+    choice.problem =
+        absl::StrCat("shadow version ", choice.wanted,
+                     " FAILED: ", slot != entry.versions.end() ? slot->second.reason : "");
+  }
+  return choice;
+}
+
+void ModelManager::SetDefaultVersionLocked(const std::string& model, Entry& entry,
+                                           int64_t version) {
+  if (version == entry.default_version) return;
+  LogInfo("model %s: version %d serves new requests%s", model, version,
+          entry.default_version != 0 ? absl::StrCat(" (was ", entry.default_version, ")") : "");
+  entry.default_version = version;
+}
+
+void ModelManager::SetRollbackWindowLocked(Entry& entry, const RollbackWindow& window) {
+  if (window.version != entry.rollback.version ||
+      window.promoted_version != entry.rollback.promoted_version ||
+      window.until != entry.rollback.until) {
+    // A new window (or the server started inside one): count from now.
+    const auto promoted = entry.versions.find(window.promoted_version);
+    entry.rollback_baseline = promoted != entry.versions.end() && promoted->second.model != nullptr
+                                  ? promoted->second.model->outcomes()
+                                  : OutcomeSnapshot();
+  }
+  entry.rollback = window;
 }
 
 void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,

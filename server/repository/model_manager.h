@@ -217,7 +217,19 @@ class ModelManager : public ModelRouter, public ModelControl {
   absl::Status WritePolicy(const std::string& model, const VersionPolicy& policy) const;
   int64_t DefaultVersion(const std::string& model) const;
   void Reconcile();
+  // One model's reconcile, in steps: accept its policy (retire versions
+  // whose folders are gone), load what it wants served, its rollback target
+  // and its shadow, then route and retire under mu_.
   void ReconcileModel(const RepositoryModel& model);
+  struct ShadowChoice {
+    int64_t wanted = 0;   // the policy's shadow version (0: none)
+    int64_t version = 0;  // the one that runs (0: none)
+    std::string problem;  // why the wanted one does not run
+  };
+  bool AcceptPolicy(const RepositoryModel& model);
+  std::vector<int64_t> LoadWantedVersions(const RepositoryModel& model);
+  int64_t LoadRollbackTarget(const RepositoryModel& model, const std::vector<int64_t>& wanted);
+  ShadowChoice LoadShadowVersion(const RepositoryModel& model, const std::vector<int64_t>& wanted);
   // Loads one version unless it is loaded or FAILED with an unchanged
   // folder. Returns true when it is AVAILABLE afterwards.
   bool EnsureLoaded(const std::string& model, int64_t version);
@@ -229,6 +241,8 @@ class ModelManager : public ModelRouter, public ModelControl {
                 const std::string& reason);
   // Takes a version out of routing; released once its last request is done.
   void RetireLocked(const std::string& model, int64_t version);
+  void SetDefaultVersionLocked(const std::string& model, Entry& entry, int64_t version);
+  void SetRollbackWindowLocked(Entry& entry, const RollbackWindow& window);
   void ReleaseUnused();
   void NotifyChanged();
   // Makes room for `needed` bytes under the memory budget, unloading the
