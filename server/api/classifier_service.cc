@@ -198,11 +198,13 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
     group.items.push_back(i);
   }
   for (auto& [key, group] : groups) {
-    group.model->classifier().ClassifyMany(group.calls,
-                                           [item_done, items = group.items, model = group.model](
-                                               size_t j, absl::StatusOr<Classification> r) {
-                                             item_done(items[j], std::move(r), model.get());
-                                           });
+    group.model->classifier().ClassifyAll(
+        group.calls, [item_done, items = group.items,
+                      model = group.model](std::vector<absl::StatusOr<Classification>> results) {
+          for (size_t j = 0; j < results.size(); ++j) {
+            item_done(items[j], std::move(results[j]), model.get());
+          }
+        });
   }
   return reactor;
 }

@@ -145,36 +145,19 @@ void InferenceService::Infer(grpc::CallbackServerContext* context,
   for (const ImageRef& image : images->images) {
     calls.push_back({image, classes, DeadlineOf(context), CancelledCheck(context)});
   }
-  // The N images are queued together (all or none); the last one answered
-  // writes the outputs, or the first failure (by position) answers. The
-  // callback holds only this (the classifier copies it per image).
-  struct Pending {
-    std::shared_ptr<const ServingModel> model;
-    std::vector<RequestedOutput> outputs;
-    inference::ModelInferResponse* response;
-    InferDone done;
-    std::vector<absl::StatusOr<Classification>> results;
-    std::atomic<size_t> remaining;
-  };
-  auto pending = std::make_shared<Pending>();
-  pending->model = *model;
-  pending->outputs = *std::move(outputs);
-  pending->response = response;
-  pending->done = std::move(done);
-  pending->results.resize(calls.size());
-  pending->remaining.store(calls.size());
-  (*model)->classifier().ClassifyMany(
-      calls, [pending](size_t i, absl::StatusOr<Classification> result) {
-        pending->results[i] = std::move(result);
-        if (pending->remaining.fetch_sub(1) != 1) return;
+  // The N images are queued together (all or none); once all are answered
+  // the outputs are written, or the first failure (by position) answers.
+  (*model)->classifier().ClassifyAll(
+      calls, [model = *model, outputs = *std::move(outputs), response,
+              done = std::move(done)](std::vector<absl::StatusOr<Classification>> results) {
         std::vector<Classification> answered;
-        answered.reserve(pending->results.size());
-        for (auto& r : pending->results) {
-          if (!r.ok()) return pending->done(r.status());
-          answered.push_back(*std::move(r));
+        answered.reserve(results.size());
+        for (auto& result : results) {
+          if (!result.ok()) return done(result.status());
+          answered.push_back(*std::move(result));
         }
-        WriteInferOutputs(answered, pending->model->info(), pending->outputs, pending->response);
-        pending->done(absl::OkStatus());
+        WriteInferOutputs(answered, model->info(), outputs, response);
+        done(absl::OkStatus());
       });
 }
 

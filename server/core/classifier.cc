@@ -1,6 +1,7 @@
 #include "server/core/classifier.h"
 
 #include <algorithm>
+#include <atomic>
 #include <numeric>
 #include <utility>
 
@@ -148,6 +149,25 @@ void Classifier::ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyMa
   if (!queued.ok()) {
     for (size_t i : queued_items) Finish(item_done(i), queued);
   }
+}
+
+void Classifier::ClassifyAll(const std::vector<ClassifyCall>& calls, ClassifyAllDone done) const {
+  // Shared by the item callbacks (ClassifyMany copies its callback per item,
+  // so the callback holds only this pointer).
+  struct Gather {
+    std::vector<absl::StatusOr<Classification>> results;
+    std::atomic<size_t> remaining;
+    ClassifyAllDone done;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->results.resize(calls.size(), absl::UnknownError("not answered"));
+  gather->remaining.store(calls.size());
+  gather->done = std::move(done);
+  if (calls.empty()) return gather->done({});
+  ClassifyMany(calls, [gather](size_t i, absl::StatusOr<Classification> result) {
+    gather->results[i] = std::move(result);
+    if (gather->remaining.fetch_sub(1) == 1) gather->done(std::move(gather->results));
+  });
 }
 
 void Classifier::SetShadow(std::shared_ptr<const ClassificationTap> tap) {

@@ -45,6 +45,7 @@ struct ClassifyCall {
 
 using ClassifyDone = std::function<void(absl::StatusOr<Classification>)>;
 using ClassifyManyDone = std::function<void(size_t item, absl::StatusOr<Classification>)>;
+using ClassifyAllDone = std::function<void(std::vector<absl::StatusOr<Classification>>)>;
 
 class Classifier {
  public:
@@ -62,6 +63,11 @@ class Classifier {
   // (all or none, so the call is not half-refused under load). `done` is
   // called exactly once per item, inline or from the batcher's worker.
   void ClassifyMany(const std::vector<ClassifyCall>& calls, ClassifyManyDone done) const;
+
+  // ClassifyMany, gathered: `done` is called once, after the last item is
+  // answered, with every item's result in the order of `calls` (the split
+  // and gather of BatchClassify and the Open Inference Protocol's ModelInfer).
+  void ClassifyAll(const std::vector<ClassifyCall>& calls, ClassifyAllDone done) const;
 
   const ModelInfo& model() const { return model_; }
 
