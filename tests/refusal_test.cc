@@ -58,7 +58,7 @@ TEST(Refusal, EveryReasonTheServerAttachesIsListed) {
   const std::regex last_literal(R"re(,\s*"([a-z_]+)"\s*$)re");
   int found = 0;
   for (const auto& entry :
-       std::filesystem::directory_iterator(std::string(kSourceDir) + "/server")) {
+       std::filesystem::recursive_directory_iterator(std::string(kSourceDir) + "/server")) {
     if (entry.path().extension() != ".cc") continue;
     std::ifstream file(entry.path());
     std::stringstream text;
