@@ -73,6 +73,12 @@ absl::Status BridgeService::Start() {
   if (!bridge.ok()) return bridge.status();
   bridge_ = *std::move(bridge);
 
+  if (absl::Status cloud = ConnectCloud(); !cloud.ok()) return cloud;
+  watchdog_ = std::thread([this] { WatchdogLoop(); });
+  return SubscribeLocal();
+}
+
+absl::Status BridgeService::ConnectCloud() {
   MqttClient::Callbacks cloud_callbacks;
   cloud_callbacks.on_connection = [this](bool up, const std::string& reason) {
     OnCloudConnection(up, reason);
@@ -89,8 +95,11 @@ absl::Status BridgeService::Start() {
   if (!cloud.ok()) return cloud.status();
   cloud_ = *std::move(cloud);
   cloud_link_->set_client(cloud_.get());
-  watchdog_ = std::thread([this] { WatchdogLoop(); });
+  return absl::OkStatus();
+}
 
+// Last, so nothing is taken from the local broker before it can be stored.
+absl::Status BridgeService::SubscribeLocal() {
   MqttClient::Callbacks local_callbacks;
   local_callbacks.on_connection = [this](bool up, const std::string& reason) {
     if (up) local_connections_->Increment();

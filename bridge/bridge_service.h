@@ -61,6 +61,10 @@ class BridgeService {
 
   explicit BridgeService(const BridgeServiceOptions& options);
   absl::Status Start();
+  // Start's steps after the spool and the forwarder: the cloud link, then
+  // the local broker's subscription.
+  absl::Status ConnectCloud();
+  absl::Status SubscribeLocal();
   void OnCloudConnection(bool up, const std::string& reason);
   void WatchdogLoop();
 

@@ -22,28 +22,31 @@ std::mutex& WriteMutex() {
   return mu;
 }
 
-absl::string_view Tag(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug:
-      return "DEBUG ";
-    case LogLevel::kInfo:
-      return "";
-    case LogLevel::kWarning:
-      return "WARNING ";
-    case LogLevel::kError:
-      return "ERROR ";
+// Each level's flag name and the tag its lines carry.
+struct LevelName {
+  LogLevel level;
+  const char* name;
+  const char* tag;
+};
+constexpr LevelName kLevels[] = {{LogLevel::kDebug, "debug", "DEBUG "},
+                                 {LogLevel::kInfo, "info", ""},
+                                 {LogLevel::kWarning, "warning", "WARNING "},
+                                 {LogLevel::kError, "error", "ERROR "}};
+
+const LevelName& NameOf(LogLevel level) {
+  for (const LevelName& known : kLevels) {
+    if (known.level == level) return known;
   }
-  return "";
+  return kLevels[1];
 }
 
 }  // namespace
 
 absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view name) {
   const std::string lower = absl::AsciiStrToLower(name);
-  if (lower == "debug") return LogLevel::kDebug;
-  if (lower == "info") return LogLevel::kInfo;
-  if (lower == "warning") return LogLevel::kWarning;
-  if (lower == "error") return LogLevel::kError;
+  for (const LevelName& known : kLevels) {
+    if (lower == known.name) return known.level;
+  }
   return absl::InvalidArgumentError(
       absl::StrCat("--log_level=", name, ": must be debug, info, warning or error"));
 }
@@ -58,19 +61,7 @@ bool AbslParseFlag(absl::string_view text, LogLevel* level, std::string* error) 
   return true;
 }
 
-std::string AbslUnparseFlag(LogLevel level) {
-  switch (level) {
-    case LogLevel::kDebug:
-      return "debug";
-    case LogLevel::kInfo:
-      return "info";
-    case LogLevel::kWarning:
-      return "warning";
-    case LogLevel::kError:
-      return "error";
-  }
-  return "info";
-}
+std::string AbslUnparseFlag(LogLevel level) { return NameOf(level).name; }
 
 void SetMinLogLevel(LogLevel level) { min_level.store(static_cast<int>(level)); }
 
@@ -78,7 +69,7 @@ bool LogLevelEnabled(LogLevel level) { return static_cast<int>(level) >= min_lev
 
 void LogLine(LogLevel level, absl::string_view message) {
   if (!LogLevelEnabled(level)) return;
-  std::string line = absl::StrCat(program_invocation_short_name, ": ", Tag(level), message);
+  std::string line = absl::StrCat(program_invocation_short_name, ": ", NameOf(level).tag, message);
   if (line.empty() || line.back() != '\n') line.push_back('\n');
   std::lock_guard<std::mutex> lock(WriteMutex());
   std::fwrite(line.data(), 1, line.size(), stderr);

@@ -2,10 +2,17 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace matid {
+
+std::string NewBootId() {
+  std::random_device random;
+  return absl::StrFormat("%08x", random());
+}
 
 std::string MessageId(absl::string_view camera_id, absl::string_view boot_id, uint64_t frame_seq) {
   return absl::StrCat(camera_id, "-", boot_id, "-", frame_seq);
@@ -44,6 +51,54 @@ absl::Status Invalid(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("result message: ", what));
 }
 
+absl::Status ReadString(const nlohmann::json& json, const char* name, std::string* out) {
+  const auto it = json.find(name);
+  if (it == json.end() || !it->is_string()) return Invalid(absl::StrCat(name, " must be a string"));
+  *out = it->get<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status ReadNumber(const nlohmann::json& json, const char* name, double* out) {
+  const auto it = json.find(name);
+  if (it == json.end() || !it->is_number()) return Invalid(absl::StrCat(name, " must be a number"));
+  *out = it->get<double>();
+  return absl::OkStatus();
+}
+
+// "model": {"name": ..., and optionally "version", "variant", "sha256"}.
+absl::Status ReadModel(const nlohmann::json& json, ResultMessage* m) {
+  const auto model = json.find("model");
+  if (model == json.end() || !model->is_object() ||
+      !ReadString(*model, "name", &m->model_name).ok()) {
+    return Invalid("model must be an object with a string name");
+  }
+  for (auto [name, out] : {std::pair{"version", &m->model_version},
+                           {"variant", &m->model_variant},
+                           {"sha256", &m->model_sha256}}) {
+    const auto field = model->find(name);
+    if (field != model->end() && field->is_string()) *out = field->get<std::string>();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadPredictions(const nlohmann::json& json, ResultMessage* m) {
+  const auto predictions = json.find("predictions");
+  if (predictions == json.end() || !predictions->is_array()) {
+    return Invalid("predictions must be an array");
+  }
+  for (const auto& p : *predictions) {
+    std::string label;
+    double score = 0;
+    if (!p.is_object() || !ReadString(p, "label", &label).ok() ||
+        !ReadNumber(p, "score", &score).ok()) {
+      return Invalid("each prediction needs a string label and a numeric score");
+    }
+    if (!(score >= 0 && score <= 1)) return Invalid("each prediction score must be in [0, 1]");
+    m->predictions.push_back({std::move(label), score});
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
@@ -51,69 +106,30 @@ absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
       nlohmann::json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return Invalid("not valid JSON");
   if (!json.is_object()) return Invalid("not a JSON object");
-  auto string_field = [&](const char* name, std::string* out) -> absl::Status {
-    auto it = json.find(name);
-    if (it == json.end() || !it->is_string())
-      return Invalid(absl::StrCat(name, " must be a string"));
-    *out = it->get<std::string>();
-    return absl::OkStatus();
-  };
-  auto number_field = [&](const char* name, double* out) -> absl::Status {
-    auto it = json.find(name);
-    if (it == json.end() || !it->is_number())
-      return Invalid(absl::StrCat(name, " must be a number"));
-    *out = it->get<double>();
-    return absl::OkStatus();
-  };
   ResultMessage m;
   for (auto [name, out] : {std::pair{"message_id", &m.message_id},
                            {"timestamp", &m.timestamp},
                            {"camera_id", &m.camera_id},
                            {"top_label", &m.top_label}}) {
-    absl::Status status = string_field(name, out);
-    if (!status.ok()) return status;
+    if (absl::Status status = ReadString(json, name, out); !status.ok()) return status;
   }
   if (m.message_id.empty()) return Invalid("message_id is empty");
   if (m.camera_id.empty()) return Invalid("camera_id is empty");
-  auto seq = json.find("frame_seq");
+  const auto seq = json.find("frame_seq");
   if (seq == json.end() || !seq->is_number_unsigned()) {
     return Invalid("frame_seq must be a non-negative integer");
   }
   m.frame_seq = seq->get<uint64_t>();
-  auto model = json.find("model");
-  if (model == json.end() || !model->is_object() || !model->contains("name") ||
-      !(*model)["name"].is_string()) {
-    return Invalid("model must be an object with a string name");
-  }
-  m.model_name = (*model)["name"].get<std::string>();
-  for (auto [name, out] : {std::pair{"version", &m.model_version},
-                           {"variant", &m.model_variant},
-                           {"sha256", &m.model_sha256}}) {
-    if (model->contains(name) && (*model)[name].is_string())
-      *out = (*model)[name].get<std::string>();
-  }
-  auto predictions = json.find("predictions");
-  if (predictions == json.end() || !predictions->is_array()) {
-    return Invalid("predictions must be an array");
-  }
-  for (const auto& p : *predictions) {
-    if (!p.is_object() || !p.contains("label") || !p["label"].is_string() || !p.contains("score") ||
-        !p["score"].is_number()) {
-      return Invalid("each prediction needs a string label and a numeric score");
-    }
-    const double score = p["score"].get<double>();
-    if (!(score >= 0 && score <= 1)) return Invalid("each prediction score must be in [0, 1]");
-    m.predictions.push_back({p["label"].get<std::string>(), score});
-  }
+  if (absl::Status model = ReadModel(json, &m); !model.ok()) return model;
+  if (absl::Status predictions = ReadPredictions(json, &m); !predictions.ok()) return predictions;
   for (auto [name, out] : {std::pair{"top_score", &m.top_score}, {"latency_ms", &m.latency_ms}}) {
-    absl::Status status = number_field(name, out);
-    if (!status.ok()) return status;
+    if (absl::Status status = ReadNumber(json, name, out); !status.ok()) return status;
   }
   if (!(m.top_score >= 0 && m.top_score <= 1)) return Invalid("top_score must be in [0, 1]");
   if (!(m.latency_ms >= 0 && std::isfinite(m.latency_ms))) {
     return Invalid("latency_ms must be a finite number >= 0");
   }
-  auto inspection = json.find("needs_inspection");
+  const auto inspection = json.find("needs_inspection");
   if (inspection == json.end() || !inspection->is_boolean()) {
     return Invalid("needs_inspection must be true or false");
   }

@@ -36,6 +36,9 @@ struct ResultMessage {
 
 std::string MessageId(absl::string_view camera_id, absl::string_view boot_id, uint64_t frame_seq);
 
+// A random id for this run of a program (8 hex digits), for MessageId.
+std::string NewBootId();
+
 // "2026-11-25T06:05:04.123Z"
 std::string Rfc3339Millis(absl::Time time);
 

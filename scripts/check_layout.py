@@ -23,15 +23,14 @@ SERVER_LAYERS = {
     "server": ["server/api", "server/backend", "server/core", "server/repository",
                "server/router", "server/shadow"],
 }
-PROGRAMS = {name: [] for name in ("camera", "classify", "admin", "bridge")}
+PROGRAMS = {name: [] for name in ("client/camera", "client/classify", "client/admin", "bridge")}
 # Every program's folders may use common/; common/ uses nothing of theirs.
 ALLOWED = {folder: allowed + ["common"] for folder, allowed in {**SERVER_LAYERS, **PROGRAMS}.items()}
 ALLOWED["common"] = []
 
 # Include prefixes that are project folders (anything else is a library or
 # generated code, e.g. absl/, matid/v1/, inference/).
-PROJECT = ("server", "camera", "classify", "admin", "bridge", "common", "bench", "fuzz",
-           "tests")
+PROJECT = ("server", "client", "bridge", "common", "bench", "fuzz", "tests")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 
@@ -40,8 +39,8 @@ def folder_of(include: str) -> "str | None":
     parts = include.split("/")
     if parts[0] not in PROJECT or len(parts) < 2:
         return None
-    if parts[0] == "server" and len(parts) > 2:
-        return "server/" + parts[1]
+    if parts[0] in ("server", "client") and len(parts) > 2:
+        return parts[0] + "/" + parts[1]
     return parts[0]
 
 

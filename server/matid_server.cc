@@ -131,6 +131,20 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(const Serve
       server->models_.get(), server->models_.get(), options.batcher, server->metrics_.get(),
       options.limits, options.admin_client_subjects, MATID_VERSION);
 
+  if (absl::Status listening = server->Listen(); !listening.ok()) return listening;
+  server->service_->SetServing(true);
+  server->inference_->SetServing(true);
+  server->server_->GetHealthCheckService()->SetServingStatus(true);
+  server->server_->GetHealthCheckService()->SetServingStatus(v1::Classifier::service_full_name(),
+                                                             true);
+  server->UpdateModelHealth();
+  server->models_->SetChangeListener([s = server.get()] { s->UpdateModelHealth(); });
+  server->metrics_->SetServing(true);
+  return server;
+}
+
+absl::Status MatidServer::Listen() {
+  const ServerOptions& options = options_;
   auto credentials = MakeServerCredentials(options.tls);
   if (!credentials.ok()) return credentials.status();
 
@@ -140,7 +154,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(const Serve
   const std::string address = absl::StrCat(
       options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host, ":",
       options.port);
-  builder.AddListeningPort(address, *credentials, &server->port_);
+  builder.AddListeningPort(address, *credentials, &port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   // A backstop for answers too: none is meant to come near it (ModelInfer
   // writes at most max_batch_items x 2 outputs), and one that did would be
@@ -156,24 +170,16 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(const Serve
         GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
         static_cast<int>(absl::ToInt64Milliseconds(options.max_connection_age_grace)));
   }
-  builder.RegisterService(server->service_.get());
-  builder.RegisterService(server->admin_.get());
-  builder.RegisterService(server->inference_.get());
-  server->server_ = builder.BuildAndStart();
-  if (server->server_ == nullptr || server->port_ == 0) {
+  builder.RegisterService(service_.get());
+  builder.RegisterService(admin_.get());
+  builder.RegisterService(inference_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen for gRPC on ", address,
                      " (address in use, or not an address of this machine)"));
   }
-  server->service_->SetServing(true);
-  server->inference_->SetServing(true);
-  server->server_->GetHealthCheckService()->SetServingStatus(true);
-  server->server_->GetHealthCheckService()->SetServingStatus(v1::Classifier::service_full_name(),
-                                                             true);
-  server->UpdateModelHealth();
-  server->models_->SetChangeListener([s = server.get()] { s->UpdateModelHealth(); });
-  server->metrics_->SetServing(true);
-  return server;
+  return absl::OkStatus();
 }
 
 void MatidServer::UpdateModelHealth() {

@@ -116,6 +116,9 @@ class MatidServer {
   MatidServer() = default;
   static absl::StatusOr<std::unique_ptr<MatidServer>> CreateWith(const ServerOptions& options,
                                                                  const ModelsFactory& models);
+  // Builds and starts the gRPC server (credentials, limits, services) on
+  // options_.host:port; UNAVAILABLE when it cannot listen.
+  absl::Status Listen();
   // grpc.health.v1 per model: SERVING while the model has a default version.
   void UpdateModelHealth();
 

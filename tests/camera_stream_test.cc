@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "camera/camera.h"
+#include "client/camera/camera.h"
 #include "common/file_contents.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

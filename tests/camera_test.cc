@@ -1,6 +1,6 @@
 // The camera's factory: options checked before anything starts, each error
 // naming its flag.
-#include "camera/camera.h"
+#include "client/camera/camera.h"
 
 #include <grpcpp/create_channel.h>
 

@@ -1,4 +1,4 @@
-#include "classify/classify_result.h"
+#include "client/classify/classify_result.h"
 
 #include <nlohmann/json.hpp>
 #include <sstream>

@@ -2,7 +2,7 @@
 // in file order, unreadable files failed locally, batches of the asked size
 // with per-item failures, busy answers retried within max_attempts, and no
 // more calls in flight than `concurrency`.
-#include "classify/file_classifier.h"
+#include "client/classify/file_classifier.h"
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/server.h>

@@ -32,13 +32,16 @@ class LayoutTest(unittest.TestCase):
              "server/core/ may include only"),
             ("server/backend/model_info.cc", '#include "server/core/refusal.h"',
              "server/backend/ may include only"),
-            ("common/mqtt_client.cc", '#include "camera/camera.h"',
+            ("common/mqtt_client.cc", '#include "client/camera/camera.h"',
              "common/ may include only its own folder"),
-            ("camera/camera.cc", '#include "server/core/image.h"', "camera/ may include only"),
+            ("client/camera/camera.cc", '#include "server/core/image.h"',
+             "client/camera/ may include only"),
+            ("client/admin/matid_admin_main.cc", '#include "client/classify/file_classifier.h"',
+             "client/admin/ may include only"),
         ]
         for path, include, message in cases:
             with self.subTest(path=path), tempfile.TemporaryDirectory() as copy:
-                for folder in ("server", "common", "camera"):
+                for folder in ("server", "common", "client"):
                     shutil.copytree(os.path.join(ROOT, folder), os.path.join(copy, folder))
                 with open(os.path.join(copy, path), "a") as source:
                     source.write(include + "\n")

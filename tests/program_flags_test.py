@@ -17,11 +17,11 @@ BIN = os.path.join(BUILD, "bin")
 CLIENT_TLS = "common/client_tls_flags.cc"
 PROGRAMS = {
     "matid-server": ["server/server_main.cc"],
-    "matid-camera": ["camera/camera_main.cc", CLIENT_TLS],
+    "matid-camera": ["client/camera/camera_main.cc", CLIENT_TLS],
     "matid-bridge": ["bridge/bridge_main.cc"],
-    "matid-classify": ["classify/classify_main.cc", CLIENT_TLS],
-    "matid-health-probe": ["classify/health_probe_main.cc", CLIENT_TLS],
-    "matid-admin": ["admin/matid_admin_main.cc", CLIENT_TLS],
+    "matid-classify": ["client/classify/classify_main.cc", CLIENT_TLS],
+    "matid-health-probe": ["client/classify/health_probe_main.cc", CLIENT_TLS],
+    "matid-admin": ["client/admin/matid_admin_main.cc", CLIENT_TLS],
     "matid-bench": ["bench/matid_bench.cc"],
     "matid-inprocess-bench": ["bench/inprocess_bench.cc"],
 }

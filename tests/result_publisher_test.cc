@@ -1,7 +1,7 @@
 // ResultPublisher against a fake link: what it sends, in which order, what
 // it keeps while the broker is away, and what it drops when the outbox is
 // full. No broker involved (tests/edge_pipeline_test.py covers real MQTT).
-#include "camera/result_publisher.h"
+#include "client/camera/result_publisher.h"
 
 #include <condition_variable>
 #include <deque>

@@ -1,4 +1,4 @@
-#include "camera/camera.h"
+#include "client/camera/camera.h"
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
@@ -120,56 +120,6 @@ void Camera::Stop() {
   changed_.notify_all();
 }
 
-absl::StatusOr<cv::Mat> Camera::RegionOfInterest(const cv::Mat& frame, int scale) const {
-  if (options_.roi.empty()) return frame;
-  const cv::Rect scaled(options_.roi.x / scale, options_.roi.y / scale,
-                        std::max(1, options_.roi.width / scale),
-                        std::max(1, options_.roi.height / scale));
-  const cv::Rect roi = scaled & cv::Rect(0, 0, frame.cols, frame.rows);
-  if (roi.empty()) return absl::InvalidArgumentError("region of interest is outside the frame");
-  return frame(roi);
-}
-
-DecodeScale Camera::DecodeScaleFor(const std::optional<ModelFit>& fit) const {
-  if (!fit) return nullptr;
-  return [fit, roi = options_.roi](int width, int height) {
-    const cv::Rect frame(0, 0, width, height);
-    const cv::Rect region = roi.empty() ? frame : (roi & frame);
-    return ReducedDecodeFactor(region.width, region.height, fit->width, fit->height);
-  };
-}
-
-absl::StatusOr<v1::Image> Camera::Encode(const cv::Mat& roi_view,
-                                         const std::optional<ModelFit>& fit) const try {
-  const cv::Mat view =
-      fit ? ShrinkForModel(roi_view, fit->width, fit->height, fit->mode) : roi_view;
-  v1::Image image;
-  if (options_.jpeg_quality > 0) {
-    std::vector<uint8_t> bytes;
-    if (!cv::imencode(".jpg", view, bytes, {cv::IMWRITE_JPEG_QUALITY, options_.jpeg_quality})) {
-      return absl::InternalError("JPEG encoding failed");
-    }
-    image.set_encoded(std::string(bytes.begin(), bytes.end()));
-    return image;
-  }
-  // Raw BGR: written once, straight into the message's buffer.
-  v1::RawImage* raw = image.mutable_raw();
-  raw->set_width(view.cols);
-  raw->set_height(view.rows);
-  raw->set_format(v1::PIXEL_FORMAT_BGR8);
-  std::string* pixels = raw->mutable_pixels();
-  pixels->resize(view.total() * 3);
-  cv::Mat into(view.rows, view.cols, CV_8UC3, pixels->data());
-  if (view.channels() == 3) {
-    view.copyTo(into);
-  } else {
-    cv::cvtColor(view, into, cv::COLOR_GRAY2BGR);
-  }
-  return image;
-} catch (const cv::Exception& e) {
-  return absl::InternalError(absl::StrCat("frame could not be encoded: ", e.what()));
-}
-
 void Camera::LearnModelFit() {
   if (!options_.shrink_to_model) return;
   grpc::ClientContext context;
@@ -194,6 +144,46 @@ void Camera::LearnModelFit() {
   model_fit_ = fit;
 }
 
+bool Camera::WaitToRead(absl::Time next_read) {
+  std::unique_lock<std::mutex> lock(mu_);
+  const absl::Time now = absl::Now();
+  if (now < next_read) {  // pacing; Stop() ends it
+    changed_.wait_for(lock, absl::ToChronoMicroseconds(next_read - now), [&] { return stopping_; });
+  }
+  return !stopping_;
+}
+
+absl::StatusOr<Camera::PendingFrame> Camera::ToPending(Frame frame,
+                                                       const std::optional<ModelFit>& fit,
+                                                       uint64_t seq, absl::Time captured_at) const {
+  absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(frame.pixels, frame.scale, options_.roi);
+  if (!roi_view.ok()) return roi_view.status();
+  absl::StatusOr<v1::Image> image = EncodeFrame(*roi_view, fit, options_.jpeg_quality);
+  if (!image.ok()) return image.status();
+  PendingFrame pending{seq, captured_at, *std::move(image), cv::Mat(), std::string()};
+  if (!options_.inspection_dir.empty()) {  // kept for a full-resolution inspection image
+    if (frame.scale == 1) {
+      pending.full_frame = *roi_view;
+    } else {
+      pending.full_jpeg = std::move(frame.jpeg);
+    }
+  }
+  return pending;
+}
+
+void Camera::Queue(PendingFrame pending) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back(std::move(pending));
+    if (static_cast<int>(pending_.size()) > options_.max_pending) {
+      pending_.pop_front();  // never block capture on a slow server
+      Add(metrics_.dropped_queue_full);
+      ++dropped_;
+    }
+  }
+  changed_.notify_all();
+}
+
 void Camera::CaptureLoop() {
   const absl::Duration pace =
       options_.pace_fps > 0 ? absl::Seconds(1.0 / options_.pace_fps) : absl::ZeroDuration();
@@ -204,16 +194,7 @@ void Camera::CaptureLoop() {
   uint64_t read_count = 0;
   uint64_t seq = 0;
   absl::Status status;
-  while (true) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      const absl::Time now = absl::Now();
-      if (pace > absl::ZeroDuration() && now < next_read) {  // pacing; Stop() ends it
-        changed_.wait_for(lock, absl::ToChronoMicroseconds(next_read - now),
-                          [&] { return stopping_; });
-      }
-      if (stopping_) break;
-    }
+  while (WaitToRead(pace > absl::ZeroDuration() ? next_read : absl::InfinitePast())) {
     if (options_.max_frames > 0 && static_cast<int64_t>(seq) >= options_.max_frames) break;
     if (pace > absl::ZeroDuration()) next_read = std::max(next_read + pace, absl::Now() - pace);
     std::optional<ModelFit> fit;
@@ -221,7 +202,7 @@ void Camera::CaptureLoop() {
       std::lock_guard<std::mutex> lock(mu_);
       fit = model_fit_;
     }
-    absl::StatusOr<Frame> frame = source_->Next(DecodeScaleFor(fit));
+    absl::StatusOr<Frame> frame = source_->Next(DecodeScaleFor(fit, options_.roi));
     if (!frame.ok()) {
       if (!absl::IsOutOfRange(frame.status())) status = frame.status();
       break;
@@ -230,36 +211,15 @@ void Camera::CaptureLoop() {
     if (read_count++ % std::max(1, options_.every_nth_frame) != 0) continue;
     if (captured_at - last_kept < min_gap) continue;
     last_kept = captured_at;
-    absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(frame->pixels, frame->scale);
-    if (!roi_view.ok()) {
-      status = roi_view.status();
+    absl::StatusOr<PendingFrame> pending = ToPending(*std::move(frame), fit, seq, captured_at);
+    if (!pending.ok()) {
+      status = pending.status();
       break;
     }
-    absl::StatusOr<v1::Image> image = Encode(*roi_view, fit);
-    if (!image.ok()) {
-      status = image.status();
-      break;
-    }
+    ++seq;
     Add(metrics_.captured);
     ++captured_;
-    PendingFrame pending{seq++, captured_at, *std::move(image), cv::Mat(), std::string()};
-    if (!options_.inspection_dir.empty()) {  // kept for a full-resolution inspection image
-      if (frame->scale == 1) {
-        pending.full_frame = *roi_view;
-      } else {
-        pending.full_jpeg = std::move(frame->jpeg);
-      }
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_back(std::move(pending));
-      if (static_cast<int>(pending_.size()) > options_.max_pending) {
-        pending_.pop_front();  // never block capture on a slow server
-        Add(metrics_.dropped_queue_full);
-        ++dropped_;
-      }
-    }
-    changed_.notify_all();
+    Queue(*std::move(pending));
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -348,7 +308,7 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
       cv::Mat full = frame.full_frame;
       if (!frame.full_jpeg.empty()) {  // decoded at reduced scale: decode it whole now
         absl::StatusOr<Frame> whole = DecodeJpegFrame(frame.full_jpeg, nullptr);
-        absl::StatusOr<cv::Mat> roi = whole.ok() ? RegionOfInterest(whole->pixels, 1)
+        absl::StatusOr<cv::Mat> roi = whole.ok() ? RegionOfInterest(whole->pixels, 1, options_.roi)
                                                  : absl::StatusOr<cv::Mat>(whole.status());
         if (roi.ok()) full = *roi;
       }

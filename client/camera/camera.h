@@ -10,8 +10,8 @@
 // jitter. Run() returns when the source ends (after every frame was
 // answered), when max_frames is reached, or after Stop().
 // Thread-safety: Run() once, from one thread; Stop() from any thread.
-#ifndef MATID_CAMERA_CAMERA_H_
-#define MATID_CAMERA_CAMERA_H_
+#ifndef MATID_CLIENT_CAMERA_CAMERA_H_
+#define MATID_CLIENT_CAMERA_CAMERA_H_
 
 #include <atomic>
 #include <condition_variable>
@@ -28,7 +28,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "camera/frame_source.h"
+#include "client/camera/frame_encoding.h"
+#include "client/camera/frame_source.h"
 #include "common/folder_budget.h"
 #include "common/model_input_fit.h"
 #include "common/result_message.h"
@@ -107,12 +108,6 @@ class Camera {
     cv::Mat full_frame;
     std::string full_jpeg;
   };
-  // The model input the server fits images to, from its Health.
-  struct ModelFit {
-    int width = 0;
-    int height = 0;
-    ResizeMode mode = ResizeMode::kStretch;
-  };
   struct Metrics {
     prometheus::Counter* captured = nullptr;
     prometheus::Counter* sent = nullptr;
@@ -130,6 +125,13 @@ class Camera {
          std::shared_ptr<grpc::Channel> channel, Publish publish, prometheus::Registry* registry);
 
   void CaptureLoop();
+  // The capture loop's steps: wait until `next_read` (false once stopping),
+  // turn a kept frame into what is sent, queue it (dropping the oldest past
+  // max_pending).
+  bool WaitToRead(absl::Time next_read);
+  absl::StatusOr<PendingFrame> ToPending(Frame frame, const std::optional<ModelFit>& fit,
+                                         uint64_t seq, absl::Time captured_at) const;
+  void Queue(PendingFrame pending);
   // Runs streams until everything captured has been answered (or Stop()).
   void StreamLoop();
   // One stream's life; returns true when all work is done, false to reconnect.
@@ -141,13 +143,6 @@ class Camera {
   void HandleResult(const v1::FrameResult& result);
   // Asks the server's Health for its model input (when shrinking).
   void LearnModelFit();
-  // The ROI of `frame`, shrunk to `fit` when known, as JPEG or raw pixels.
-  absl::StatusOr<v1::Image> Encode(const cv::Mat& roi_view,
-                                   const std::optional<ModelFit>& fit) const;
-  // The ROI of a frame decoded at 1/`scale`.
-  absl::StatusOr<cv::Mat> RegionOfInterest(const cv::Mat& frame, int scale) const;
-  // Decode JPEG frames as small as the model input allows (no fit: whole).
-  DecodeScale DecodeScaleFor(const std::optional<ModelFit>& fit) const;
   void SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id);
   static void Add(prometheus::Counter* counter) {
     if (counter != nullptr) counter->Increment();
@@ -184,4 +179,4 @@ class Camera {
 
 }  // namespace matid
 
-#endif  // MATID_CAMERA_CAMERA_H_
+#endif  // MATID_CLIENT_CAMERA_CAMERA_H_

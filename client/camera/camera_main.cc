@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -12,12 +11,12 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "camera/camera.h"
-#include "camera/result_publisher.h"
+#include "client/camera/camera.h"
+#include "client/camera/result_publisher.h"
 #include "common/channel_credentials.h"
 #include "common/client_tls_flags.h"
+#include "common/log.h"
 #include "common/malloc_tuning.h"
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
@@ -79,16 +78,11 @@ absl::StatusOr<cv::Rect> ParseRoi(const std::string& text) {
   return cv::Rect(v[0], v[1], v[2], v[3]);
 }
 
-std::string NewBootId() {
-  std::random_device random;
-  return absl::StrFormat("%08x", random());
-}
-
 // The camera's options from the flags, checked before anything is opened.
 absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   matid::CameraOptions options;
   options.camera_id = absl::GetFlag(FLAGS_camera_id);
-  options.boot_id = NewBootId();
+  options.boot_id = matid::NewBootId();
   options.top_k = absl::GetFlag(FLAGS_top_k);
   options.max_in_flight = absl::GetFlag(FLAGS_max_in_flight);
   options.max_pending = absl::GetFlag(FLAGS_max_pending);
@@ -108,6 +102,29 @@ absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   absl::Status valid = matid::ValidateCameraOptions(options);
   if (!valid.ok()) return valid;
   return options;
+}
+
+matid::MqttOptions MqttOptionsFromFlags(const std::string& camera_id) {
+  matid::MqttOptions mqtt;
+  mqtt.host = absl::GetFlag(FLAGS_mqtt_host);
+  mqtt.port = absl::GetFlag(FLAGS_mqtt_port);
+  mqtt.client_id = "matid-camera-" + camera_id;
+  mqtt.clean_session = false;
+  mqtt.reconnect_max = absl::Seconds(5);
+  mqtt.log_prefix = "MQTT";
+  return mqtt;
+}
+
+// After the run: whether the broker took every result, and the counts.
+void PrintSummary(const matid::CameraStats& stats, const absl::Status& status, bool drained) {
+  if (!drained) matid::LogWarning("some results were not acknowledged by the broker");
+  std::printf(
+      "matid-camera: finished%s: %lld frames captured, %lld classified, %lld dropped (server "
+      "behind), %lld refused\n",
+      status.ok() ? "" : " with an error", static_cast<long long>(stats.captured),
+      static_cast<long long>(stats.classified), static_cast<long long>(stats.dropped),
+      static_cast<long long>(stats.failed));
+  std::fflush(stdout);
 }
 
 }  // namespace
@@ -131,13 +148,7 @@ int main(int argc, char** argv) {
                                                 absl::GetFlag(FLAGS_metrics_port));
   if (!metrics.ok()) return matid::FailWith(metrics.status());
 
-  matid::MqttOptions mqtt;
-  mqtt.host = absl::GetFlag(FLAGS_mqtt_host);
-  mqtt.port = absl::GetFlag(FLAGS_mqtt_port);
-  mqtt.client_id = "matid-camera-" + options->camera_id;
-  mqtt.clean_session = false;
-  mqtt.reconnect_max = absl::Seconds(5);
-  mqtt.log_prefix = "MQTT";
+  const matid::MqttOptions mqtt = MqttOptionsFromFlags(options->camera_id);
   const matid::ResultPublisherOptions publishing{
       .max_outbox = absl::GetFlag(FLAGS_max_outbox),
       .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template),
@@ -169,16 +180,7 @@ int main(int argc, char** argv) {
   });
   absl::Status status = camera.Run();
   const bool drained = (*publisher)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
-  if (!drained)
-    std::fprintf(stderr, "matid-camera: some results were not acknowledged by the broker\n");
-  const matid::CameraStats stats = camera.stats();
-  std::printf(
-      "matid-camera: finished%s: %lld frames captured, %lld classified, %lld dropped (server "
-      "behind), %lld refused\n",
-      status.ok() ? "" : " with an error", static_cast<long long>(stats.captured),
-      static_cast<long long>(stats.classified), static_cast<long long>(stats.dropped),
-      static_cast<long long>(stats.failed));
-  std::fflush(stdout);
+  PrintSummary(camera.stats(), status, drained);
   stop_signals.Release();
   signals.join();
   if (!status.ok()) return matid::FailWith(status);

@@ -1,4 +1,4 @@
-#include "camera/frame_source.h"
+#include "client/camera/frame_source.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -5,8 +5,8 @@
 // when the caller asks for it: libjpeg's scaled decoding is several times
 // cheaper than a full decode, and a camera that only needs a 224x224 model
 // input need not pay for 1920x1080 pixels. One thread reads a source.
-#ifndef MATID_CAMERA_FRAME_SOURCE_H_
-#define MATID_CAMERA_FRAME_SOURCE_H_
+#ifndef MATID_CLIENT_CAMERA_FRAME_SOURCE_H_
+#define MATID_CLIENT_CAMERA_FRAME_SOURCE_H_
 
 #include <functional>
 #include <memory>
@@ -48,4 +48,4 @@ absl::StatusOr<std::unique_ptr<FrameSource>> OpenFrameSource(const std::string& 
 
 }  // namespace matid
 
-#endif  // MATID_CAMERA_FRAME_SOURCE_H_
+#endif  // MATID_CLIENT_CAMERA_FRAME_SOURCE_H_

@@ -1,4 +1,4 @@
-#include "camera/result_publisher.h"
+#include "client/camera/result_publisher.h"
 
 #include <utility>
 

@@ -3,8 +3,8 @@
 // message the broker cannot take now waits in the bounded outbox and is
 // sent when it is back; Drain() waits until every message was acknowledged.
 // Publish and Drain may be called from any thread.
-#ifndef MATID_CAMERA_RESULT_PUBLISHER_H_
-#define MATID_CAMERA_RESULT_PUBLISHER_H_
+#ifndef MATID_CLIENT_CAMERA_RESULT_PUBLISHER_H_
+#define MATID_CLIENT_CAMERA_RESULT_PUBLISHER_H_
 
 #include <memory>
 #include <string>
@@ -62,4 +62,4 @@ class ResultPublisher {
 
 }  // namespace matid
 
-#endif  // MATID_CAMERA_RESULT_PUBLISHER_H_
+#endif  // MATID_CLIENT_CAMERA_RESULT_PUBLISHER_H_

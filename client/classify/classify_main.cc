@@ -15,8 +15,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "classify/classify_result.h"
-#include "classify/file_classifier.h"
+#include "client/classify/classify_result.h"
+#include "client/classify/file_classifier.h"
 #include "common/channel_credentials.h"
 #include "common/client_tls_flags.h"
 #include "common/image_files.h"

@@ -1,8 +1,8 @@
 // One image's answer as matid-classify reports it, and the writers for its
 // output formats (table, CSV, JSON lines). Plain values; writers are not
 // shared between threads.
-#ifndef MATID_CLASSIFY_CLASSIFY_RESULT_H_
-#define MATID_CLASSIFY_CLASSIFY_RESULT_H_
+#ifndef MATID_CLIENT_CLASSIFY_CLASSIFY_RESULT_H_
+#define MATID_CLIENT_CLASSIFY_CLASSIFY_RESULT_H_
 
 #include <ostream>
 #include <string>
@@ -37,4 +37,4 @@ void WriteResults(const std::vector<ClassifyResult>& results, OutputFormat forma
 
 }  // namespace matid
 
-#endif  // MATID_CLASSIFY_CLASSIFY_RESULT_H_
+#endif  // MATID_CLIENT_CLASSIFY_CLASSIFY_RESULT_H_

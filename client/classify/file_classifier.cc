@@ -1,4 +1,4 @@
-#include "classify/file_classifier.h"
+#include "client/classify/file_classifier.h"
 
 #include <grpcpp/client_context.h>
 

@@ -4,15 +4,15 @@
 // rides out a busy server instead of failing images. One call of
 // ClassifyFiles uses its own threads; the stub must be thread-safe (gRPC
 // stubs are).
-#ifndef MATID_CLASSIFY_FILE_CLASSIFIER_H_
-#define MATID_CLASSIFY_FILE_CLASSIFIER_H_
+#ifndef MATID_CLIENT_CLASSIFY_FILE_CLASSIFIER_H_
+#define MATID_CLIENT_CLASSIFY_FILE_CLASSIFIER_H_
 
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
-#include "classify/classify_result.h"
+#include "client/classify/classify_result.h"
 #include "matid/v1/matid.grpc.pb.h"
 
 namespace matid {
@@ -36,4 +36,4 @@ std::vector<ClassifyResult> ClassifyFiles(v1::Classifier::StubInterface* stub,
 
 }  // namespace matid
 
-#endif  // MATID_CLASSIFY_FILE_CLASSIFIER_H_
+#endif  // MATID_CLIENT_CLASSIFY_FILE_CLASSIFIER_H_

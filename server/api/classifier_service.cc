@@ -60,6 +60,22 @@ void FillTimings(const Classification& result, absl::Duration total, v1::Timings
   timings->set_batch_size(result.timing.batch_size);
 }
 
+// INVALID_ARGUMENT (with its refusal reason) for a batch with no items or
+// more than the limit.
+absl::Status CheckBatchSize(int items, int max_items) {
+  if (items == 0) {
+    return Refusal(absl::InvalidArgumentError("BatchClassify needs at least one item"),
+                   "batch_empty");
+  }
+  if (items > max_items) {
+    return Refusal(absl::InvalidArgumentError(
+                       absl::StrCat("BatchClassify has ", items, " items; the limit is ", max_items,
+                                    " (--max_batch_items): split the request")),
+                   "batch_too_large");
+  }
+  return absl::OkStatus();
+}
+
 v1::Status ToItemStatus(const absl::Status& status) {
   v1::Status item;
   item.set_code(static_cast<int>(status.code()));
@@ -135,29 +151,18 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
   const Answer finish = std::move(counted.finish);
   if (RefusedAsNotServing(finish)) return reactor;
   const int items = request->items_size();
-  if (items == 0) {
-    const absl::Status empty =
-        Refusal(absl::InvalidArgumentError("BatchClassify needs at least one item"), "batch_empty");
-    if (metrics_ != nullptr) metrics_->RecordRefusal(empty);
-    finish(empty);
-    return reactor;
-  }
-  if (items > limits_.max_batch_items) {
-    const absl::Status too_many =
-        Refusal(absl::InvalidArgumentError(absl::StrCat(
-                    "BatchClassify has ", items, " items; the limit is ", limits_.max_batch_items,
-                    " (--max_batch_items): split the request")),
-                "batch_too_large");
-    if (metrics_ != nullptr) metrics_->RecordRefusal(too_many);
-    finish(too_many);
+  if (absl::Status size = CheckBatchSize(items, limits_.max_batch_items); !size.ok()) {
+    if (metrics_ != nullptr) metrics_->RecordRefusal(size);
+    finish(size);
     return reactor;
   }
 
   for (int i = 0; i < items; ++i) response->add_results();
   // Shared by the item callbacks; the last one to finish answers the RPC.
   auto remaining = std::make_shared<std::atomic<int>>(items);
-  auto item_done = [response, start, remaining, finish](
-                       size_t i, absl::StatusOr<Classification> result, const ServingModel* model) {
+  const ItemDone item_done = [response, start, remaining, finish](
+                                 size_t i, absl::StatusOr<Classification> result,
+                                 const ServingModel* model) {
     v1::BatchItemResult* item = response->mutable_results(static_cast<int>(i));
     *item->mutable_status() = ToItemStatus(result.status());
     if (result.ok()) {
@@ -169,14 +174,24 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
   };
 
   // Items may name different models: each model's items are queued together.
-  struct Group {
-    std::shared_ptr<const ServingModel> model;
-    std::vector<ClassifyCall> calls;
-    std::vector<size_t> items;  // calls[j] is item items[j]
-  };
-  std::map<const ServingModel*, Group> groups;
-  for (int i = 0; i < items; ++i) {
-    const v1::ClassifyRequest& item = request->items(i);
+  for (auto& [key, group] : GroupByModel(context, *request, response, item_done)) {
+    group.model->classifier().ClassifyAll(
+        group.calls, [item_done, items = group.items,
+                      model = group.model](std::vector<absl::StatusOr<Classification>> results) {
+          for (size_t j = 0; j < results.size(); ++j) {
+            item_done(items[j], std::move(results[j]), model.get());
+          }
+        });
+  }
+  return reactor;
+}
+
+std::map<const ServingModel*, ClassifierService::ModelGroup> ClassifierService::GroupByModel(
+    grpc::CallbackServerContext* context, const v1::BatchClassifyRequest& request,
+    v1::BatchClassifyResponse* response, const ItemDone& item_done) const {
+  std::map<const ServingModel*, ModelGroup> groups;
+  for (int i = 0; i < request.items_size(); ++i) {
+    const v1::ClassifyRequest& item = request.items(i);
     v1::ClassifyResponse* out = response->mutable_results(i)->mutable_response();
     out->set_request_id(item.request_id());
     *out->mutable_tags() = item.tags();
@@ -191,22 +206,13 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
       item_done(i, model.status(), nullptr);
       continue;
     }
-    Group& group = groups[model->get()];
+    ModelGroup& group = groups[model->get()];
     group.model = *model;
     group.calls.push_back(
         {*image, TopKOf(item.top_k()), DeadlineOf(context), CancelledCheck(context)});
     group.items.push_back(i);
   }
-  for (auto& [key, group] : groups) {
-    group.model->classifier().ClassifyAll(
-        group.calls, [item_done, items = group.items,
-                      model = group.model](std::vector<absl::StatusOr<Classification>> results) {
-          for (size_t j = 0; j < results.size(); ++j) {
-            item_done(items[j], std::move(results[j]), model.get());
-          }
-        });
-  }
-  return reactor;
+  return groups;
 }
 
 // One camera stream: frames are classified as they arrive and answered in

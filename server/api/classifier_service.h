@@ -9,6 +9,9 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -51,6 +54,22 @@ class ClassifierService final : public v1::Classifier::CallbackService {
  private:
   class StreamReactor;
   using Answer = std::function<void(const absl::Status&)>;
+  // A BatchClassify item's answer (`model` is nullptr when it failed before
+  // reaching one).
+  using ItemDone =
+      std::function<void(size_t item, absl::StatusOr<Classification>, const ServingModel* model)>;
+  // The items of one BatchClassify that go to one model version.
+  struct ModelGroup {
+    std::shared_ptr<const ServingModel> model;
+    std::vector<ClassifyCall> calls;
+    std::vector<size_t> items;  // calls[j] is item items[j]
+  };
+  // Fills each item's request id and tags, answers the items whose image or
+  // model is refused (through `item_done`), and groups the rest by version.
+  std::map<const ServingModel*, ModelGroup> GroupByModel(grpc::CallbackServerContext* context,
+                                                         const v1::BatchClassifyRequest& request,
+                                                         v1::BatchClassifyResponse* response,
+                                                         const ItemDone& item_done) const;
 
   // Answers UNAVAILABLE (counted as a refusal) and returns true when the
   // server is not serving.

@@ -45,6 +45,48 @@ absl::string_view ColorModeName(ColorMode mode) {
   return mode == ColorMode::kGray ? "gray" : "rgb";
 }
 
+namespace {
+
+// metadata.input: size, colour, resize, mean and std.
+absl::StatusOr<InputSpec> ReadInputSpec(const v1::InputSpec& input) {
+  if (input.width() == 0 || input.height() == 0 || input.width() > kMaxInputSide ||
+      input.height() > kMaxInputSide) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata input size is ", input.width(), "x",
+                                                   input.height(), "; each side must be in 1..",
+                                                   kMaxInputSide));
+  }
+  InputSpec spec;
+  spec.width = static_cast<int>(input.width());
+  spec.height = static_cast<int>(input.height());
+  auto color =
+      ParseColor(input.color().empty() ? (input.channels() == 3 ? "rgb" : "gray") : input.color());
+  if (!color.ok()) return color.status();
+  spec.color = *color;
+  if (input.channels() != 0 && static_cast<int>(input.channels()) != spec.channels()) {
+    return absl::InvalidArgumentError(absl::StrCat("metadata input.channels is ", input.channels(),
+                                                   " but input.color \"", ColorModeName(*color),
+                                                   "\" has ", spec.channels()));
+  }
+  auto resize = ParseResize(input.resize());
+  if (!resize.ok()) return resize.status();
+  spec.resize = *resize;
+  auto mean = PerChannel(input.mean(), spec.channels(), 0.0f, "mean");
+  if (!mean.ok()) return mean.status();
+  auto std = PerChannel(input.std(), spec.channels(), 1.0f, "std");
+  if (!std.ok()) return std.status();
+  for (float s : *std) {
+    if (!(s > 0.0f)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metadata input.std must be > 0, got [", absl::StrJoin(*std, ", "), "]"));
+    }
+  }
+  spec.mean = *std::move(mean);
+  spec.std = *std::move(std);
+  return spec;
+}
+
+}  // namespace
+
 absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   v1::ModelMetadata metadata;
   google::protobuf::util::JsonParseOptions options;
@@ -62,40 +104,9 @@ absl::StatusOr<ModelInfo> ParseModelMetadata(absl::string_view json) {
   if (info.labels.empty()) {
     return absl::InvalidArgumentError("metadata labels[] is empty");
   }
-  const v1::InputSpec& input = metadata.input();
-  if (input.width() == 0 || input.height() == 0 || input.width() > kMaxInputSide ||
-      input.height() > kMaxInputSide) {
-    return absl::InvalidArgumentError(absl::StrCat("metadata input size is ", input.width(), "x",
-                                                   input.height(), "; each side must be in 1..",
-                                                   kMaxInputSide));
-  }
-  info.input.width = static_cast<int>(input.width());
-  info.input.height = static_cast<int>(input.height());
-  auto color =
-      ParseColor(input.color().empty() ? (input.channels() == 3 ? "rgb" : "gray") : input.color());
-  if (!color.ok()) return color.status();
-  info.input.color = *color;
-  if (input.channels() != 0 && static_cast<int>(input.channels()) != info.input.channels()) {
-    return absl::InvalidArgumentError(absl::StrCat("metadata input.channels is ", input.channels(),
-                                                   " but input.color \"", ColorModeName(*color),
-                                                   "\" has ", info.input.channels()));
-  }
-  auto resize = ParseResize(input.resize());
-  if (!resize.ok()) return resize.status();
-  info.input.resize = *resize;
-  const int channels = info.input.channels();
-  auto mean = PerChannel(input.mean(), channels, 0.0f, "mean");
-  if (!mean.ok()) return mean.status();
-  auto std = PerChannel(input.std(), channels, 1.0f, "std");
-  if (!std.ok()) return std.status();
-  for (float s : *std) {
-    if (!(s > 0.0f)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metadata input.std must be > 0, got [", absl::StrJoin(*std, ", "), "]"));
-    }
-  }
-  info.input.mean = *std::move(mean);
-  info.input.std = *std::move(std);
+  absl::StatusOr<InputSpec> input = ReadInputSpec(metadata.input());
+  if (!input.ok()) return input.status();
+  info.input = *std::move(input);
   if (!metadata.qengine().empty()) info.qengine = metadata.qengine();
   info.file_sha256.insert(metadata.sha256().begin(), metadata.sha256().end());
   if (metadata.output() == "probabilities") {

@@ -233,6 +233,10 @@ class ModelManager : public ModelRouter, public ModelControl {
   // Loads one version unless it is loaded or FAILED with an unchanged
   // folder. Returns true when it is AVAILABLE afterwards.
   bool EnsureLoaded(const std::string& model, int64_t version);
+  // Loads `dir` and checks its golden images; nothing is routed to it yet.
+  absl::StatusOr<std::unique_ptr<ServingModel>> LoadVersion(const std::string& model,
+                                                            int64_t version,
+                                                            const std::string& dir);
   // Points the model's default version at `shadow_version` (0: none),
   // making a new tap when the pair or the fraction changed.
   void UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,

@@ -1,6 +1,5 @@
-// ModelManager's promotions, rollbacks and rollback windows (see
-// model_manager.h); the rules themselves are in promotion_rules.h.
-#include <cstdio>
+// ModelManager: the shadow tap, promotions, rollbacks and rollback windows
+// (see model_manager.h); the rules themselves are in promotion_rules.h.
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -233,6 +232,61 @@ void ModelManager::Report(EventMessage event) {
     listener = event_listener_;
   }
   if (listener) listener(std::move(event));
+}
+
+void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
+                                std::string problem) {
+  std::shared_ptr<ServingModel> primary;
+  std::shared_ptr<ServingModel> shadow;
+  std::shared_ptr<ServingModel> old_primary;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Entry& entry = models_[model];
+    if (entry.default_version != 0) primary = entry.versions[entry.default_version].model;
+    if (shadow_version != 0) shadow = entry.versions[shadow_version].model;
+    if (primary == nullptr || shadow == nullptr) shadow_version = 0;
+    if (shadow_version == 0) shadow.reset();
+    entry.shadow_problem = problem;
+    if (entry.tap_primary.lock() == primary && entry.tap_shadow.lock() == shadow &&
+        entry.shadow_version == shadow_version && entry.shadow_fraction == fraction) {
+      return;  // as it is
+    }
+    old_primary = entry.tap_primary.lock();
+  }
+  if (old_primary != nullptr && old_primary != primary) old_primary->SetShadow(nullptr);
+  std::shared_ptr<const ShadowTap> tap;
+  if (shadow != nullptr) {
+    auto comparison =
+        std::make_shared<ShadowComparison>(static_cast<int>(primary->info().labels.size()));
+    ShadowCounters counters = metrics_ != nullptr ? metrics_->ShadowCountersFor(
+                                                        primary->info(), shadow->identity().version)
+                                                  : ShadowCounters();
+    BatcherOptions batcher = options_.serving.batcher;
+    batcher.idle_priority = options_.shadow_idle_priority;
+    auto created =
+        ShadowTap::Create(primary->info(), primary->identity().version, shadow, fraction, batcher,
+                          std::move(comparison), std::move(counters), disagreements_);
+    if (created.ok()) {
+      tap = *std::move(created);
+      LogInfo("%s", absl::StrCat("model ", model, ": version ", shadow_version, " shadows version ",
+                                 primary->identity().version, " on ", fraction, " of its images"));
+    } else {
+      problem = absl::StrCat("shadow version ", shadow_version,
+                             " cannot shadow: ", created.status().message());
+      LogWarning("%s", absl::StrCat("model ", model, ": ", problem));
+    }
+  } else if (!problem.empty()) {
+    LogWarning("%s", absl::StrCat("model ", model, ": ", problem));
+  }
+  if (primary != nullptr) primary->SetShadow(tap);
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& entry = models_[model];
+  entry.tap = std::move(tap);
+  entry.tap_primary = primary;
+  entry.tap_shadow = shadow;
+  entry.shadow_version = shadow_version;
+  entry.shadow_fraction = fraction;
+  entry.shadow_problem = problem;
 }
 
 }  // namespace matid

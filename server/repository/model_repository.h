@@ -44,6 +44,14 @@ inline constexpr char kVersionPolicyFile[] = "version_policy.json";
 // Parses version_policy.json text; INVALID_ARGUMENT naming what is wrong.
 absl::StatusOr<VersionPolicy> ParseVersionPolicy(absl::string_view json);
 
+// Whether `versions` holds `version`.
+inline bool ContainsVersion(const std::vector<int64_t>& versions, int64_t version) {
+  for (int64_t v : versions) {
+    if (v == version) return true;
+  }
+  return false;
+}
+
 struct RepositoryModel {
   std::string name;
   std::vector<int64_t> versions;  // ascending
