@@ -26,7 +26,7 @@ std::string ToJson(const ResultMessage& m) {
   nlohmann::json predictions = nlohmann::json::array();
   for (const auto& p : m.predictions)
     predictions.push_back({{"label", p.label}, {"score", p.score}});
-  const nlohmann::json json = {
+  nlohmann::json json = {
       {"message_id", m.message_id},
       {"timestamp", m.timestamp},
       {"camera_id", m.camera_id},
@@ -42,6 +42,10 @@ std::string ToJson(const ResultMessage& m) {
       {"needs_inspection", m.needs_inspection},
       {"latency_ms", m.latency_ms},
   };
+  if (m.trigger) {
+    json["trigger"] = {
+        {"part_id", m.trigger->part_id}, {"seq", m.trigger->seq}, {"recipe", m.trigger->recipe}};
+  }
   return json.dump();
 }
 
@@ -99,6 +103,29 @@ absl::Status ReadPredictions(const nlohmann::json& json, ResultMessage* m) {
   return absl::OkStatus();
 }
 
+// The optional "trigger" object of a result a PLC asked for.
+absl::StatusOr<ResultMessage> ReadTrigger(const nlohmann::json& json, ResultMessage* m) {
+  const auto trigger = json.find("trigger");
+  if (trigger == json.end()) return std::move(*m);
+  const auto field = [&](const char* name, uint64_t max) -> std::optional<uint64_t> {
+    const auto it = trigger->find(name);
+    if (it == trigger->end() || !it->is_number_unsigned() || it->get<uint64_t>() > max) {
+      return std::nullopt;
+    }
+    return it->get<uint64_t>();
+  };
+  if (!trigger->is_object()) return Invalid("trigger must be an object");
+  const auto part_id = field("part_id", 0xFFFFFFFFu);
+  const auto seq = field("seq", 0xFFFF);
+  const auto recipe = field("recipe", 0xFFFF);
+  if (!part_id || !seq || !recipe) {
+    return Invalid("trigger needs part_id (uint32), seq and recipe (uint16)");
+  }
+  m->trigger = ResultMessage::Trigger{static_cast<uint32_t>(*part_id), static_cast<uint16_t>(*seq),
+                                      static_cast<uint16_t>(*recipe)};
+  return std::move(*m);
+}
+
 }  // namespace
 
 absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
@@ -134,7 +161,7 @@ absl::StatusOr<ResultMessage> ParseResultMessage(absl::string_view text) {
     return Invalid("needs_inspection must be true or false");
   }
   m.needs_inspection = inspection->get<bool>();
-  return m;
+  return ReadTrigger(json, &m);
 }
 
 }  // namespace matid

@@ -5,6 +5,7 @@
 #define MATID_COMMON_RESULT_MESSAGE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,14 @@ struct ResultMessage {
   double top_score = 0;
   bool needs_inspection = false;  // top_score under the camera's threshold
   double latency_ms = 0;          // capture to result
+  // Set when a PLC trigger asked for the frame (matid-plc): the part id and
+  // the trigger's sequence number the PLC wrote.
+  struct Trigger {
+    uint32_t part_id = 0;
+    uint16_t seq = 0;
+    uint16_t recipe = 0;
+  };
+  std::optional<Trigger> trigger;
 };
 
 std::string MessageId(absl::string_view camera_id, absl::string_view boot_id, uint64_t frame_seq);

@@ -24,6 +24,8 @@ SERVER_LAYERS = {
                "server/router", "server/shadow"],
 }
 PROGRAMS = {name: [] for name in ("client/camera", "client/classify", "client/admin", "bridge")}
+# matid-plc takes its frames and publishes its results as the camera does.
+PROGRAMS["client/plc"] = ["client/camera"]
 # Every program's folders may use common/; common/ uses nothing of theirs.
 ALLOWED = {folder: allowed + ["common"] for folder, allowed in {**SERVER_LAYERS, **PROGRAMS}.items()}
 ALLOWED["common"] = []

@@ -11,8 +11,9 @@ packages=(
   # serving core
   libtorch-dev libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libopencv-dev libabsl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
-  # clients: MQTT and the durable spool
+  # clients: MQTT and the durable spool; Modbus TCP for the PLC (and its test PLC)
   libmosquitto-dev nlohmann-json3-dev libsqlite3-dev mosquitto mosquitto-clients
+  libmodbus-dev python3-pymodbus
   # Python side: training/export and the cross-language client test
   python3 python3-torch python3-torchvision python3-opencv python3-numpy
   python3-sklearn python3-matplotlib python3-grpcio python3-protobuf

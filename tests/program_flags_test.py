@@ -22,6 +22,7 @@ PROGRAMS = {
     "matid-classify": ["client/classify/classify_main.cc", CLIENT_TLS],
     "matid-health-probe": ["client/classify/health_probe_main.cc", CLIENT_TLS],
     "matid-admin": ["client/admin/matid_admin_main.cc", CLIENT_TLS],
+    "matid-plc": ["client/plc/plc_main.cc", CLIENT_TLS],
     "matid-bench": ["bench/matid_bench.cc"],
     "matid-inprocess-bench": ["bench/inprocess_bench.cc"],
 }

@@ -50,6 +50,24 @@ TEST(ResultMessage, JsonRoundTrip) {
   EXPECT_DOUBLE_EQ(parsed->latency_ms, 12.5);
 }
 
+TEST(ResultMessage, APlcTriggerRoundTripsAndIsLeftOutWhenAbsent) {
+  EXPECT_EQ(ToJson(Example()).find("trigger"), std::string::npos);
+  ResultMessage triggered = Example();
+  triggered.trigger = ResultMessage::Trigger{4'000'000'000u, 65535, 2};
+  auto parsed = ParseResultMessage(ToJson(triggered));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_TRUE(parsed->trigger.has_value());
+  EXPECT_EQ(parsed->trigger->part_id, 4'000'000'000u);
+  EXPECT_EQ(parsed->trigger->seq, 65535);
+  EXPECT_EQ(parsed->trigger->recipe, 2);
+
+  nlohmann::json broken = nlohmann::json::parse(ToJson(triggered));
+  broken["trigger"]["seq"] = 70000;
+  auto refused = ParseResultMessage(broken.dump());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("trigger"));
+}
+
 struct Broken {
   std::string json;
   std::string says;
