@@ -25,7 +25,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "bridge/spool.h"
+#include "common/spool.h"
 #include "common/event_message.h"
 #include "common/result_topic.h"
 #include "prometheus/counter.h"

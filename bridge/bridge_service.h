@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "bridge/bridge.h"
-#include "bridge/spool.h"
+#include "common/spool.h"
 #include "common/metrics_endpoint.h"
 #include "common/mqtt_client.h"
 

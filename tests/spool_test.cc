@@ -1,4 +1,4 @@
-#include "bridge/spool.h"
+#include "common/spool.h"
 
 #include <filesystem>
 

@@ -1,13 +1,14 @@
-// The bridge's durable store-and-forward queue: an SQLite database in WAL
-// mode. A message is appended (and fsynced, with sync=full) before the local
-// broker gets its PUBACK, and removed only after the cloud's PUBACK, so
+// A durable store-and-forward queue: the bridge's to the cloud, the
+// Sparkplug node's to the plant broker. An SQLite database in WAL mode. A
+// message is appended (and fsynced, with sync=full) before the local broker
+// gets its PUBACK, and removed only after delivery is confirmed, so
 // nothing is lost across crashes, kill -9 or network loss. Duplicates of a
 // message_id are stored once. Bounded by bytes and age: when over a bound,
 // the OLDEST messages are dropped and counted (persisted across restarts).
 // Malformed messages go to a dead-letter table with their reason.
 // Thread-safety: every method may be called from any thread (one mutex).
-#ifndef MATID_BRIDGE_SPOOL_H_
-#define MATID_BRIDGE_SPOOL_H_
+#ifndef MATID_COMMON_SPOOL_H_
+#define MATID_COMMON_SPOOL_H_
 
 #include <cstdint>
 #include <memory>
@@ -91,4 +92,4 @@ class Spool {
 
 }  // namespace matid
 
-#endif  // MATID_BRIDGE_SPOOL_H_
+#endif  // MATID_COMMON_SPOOL_H_
