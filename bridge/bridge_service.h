@@ -19,9 +19,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "bridge/bridge.h"
-#include "common/spool.h"
 #include "common/metrics_endpoint.h"
 #include "common/mqtt_client.h"
+#include "common/spool.h"
 
 namespace matid {
 

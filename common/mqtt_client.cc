@@ -54,6 +54,16 @@ absl::StatusOr<std::unique_ptr<MqttClient>> MqttClient::Create(const MqttOptions
           options.key_file, "): ", mosquitto_strerror(rc)));
     }
   }
+  if (!options.username.empty()) {
+    const int rc =
+        mosquitto_username_pw_set(client->mosq_, options.username.c_str(),
+                                  options.password.empty() ? nullptr : options.password.c_str());
+    if (rc != MOSQ_ERR_SUCCESS) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("MQTT username/password: ", mosquitto_strerror(rc)));
+    }
+  }
+  if (absl::Status will = client->SetNextWill(); !will.ok()) return will;
   // A failed first attempt is fine: the network thread keeps retrying.
   mosquitto_connect_async(client->mosq_, options.host.c_str(), options.port,
                           options.keepalive_seconds);
@@ -116,9 +126,23 @@ void MqttClient::OnConnect(struct mosquitto* mosq, void* self, int rc) {
   if (client->callbacks_.on_connection) client->callbacks_.on_connection(true, "connected");
 }
 
+absl::Status MqttClient::SetNextWill() {
+  if (!options_.will) return absl::OkStatus();
+  const MqttOptions::Will will = options_.will();
+  const int rc =
+      mosquitto_will_set(mosq_, will.topic.c_str(), static_cast<int>(will.payload.size()),
+                         will.payload.data(), will.qos, will.retain);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("MQTT will on ", will.topic, ": ", mosquitto_strerror(rc)));
+  }
+  return absl::OkStatus();
+}
+
 void MqttClient::OnDisconnect(struct mosquitto*, void* self, int rc) {
   auto* client = static_cast<MqttClient*>(self);
   client->connected_.store(false);
+  if (absl::Status will = client->SetNextWill(); !will.ok()) LogError("%s", will.ToString());
   if (client->callbacks_.on_connection) {
     client->callbacks_.on_connection(false, rc == 0 ? "disconnected" : mosquitto_strerror(rc));
   }

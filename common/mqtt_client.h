@@ -37,10 +37,24 @@ struct MqttOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
+  // MQTT username and password (empty username: none). Send them over TLS.
+  std::string username;
+  std::string password;
   // Errors and warnings of the MQTT library (TLS failures among them) are
   // logged (common/log.h) with this prefix, e.g. "cloud MQTT"; empty: not
   // logged.
   std::string log_prefix;
+  // The MQTT will (last will and testament), asked for before the first
+  // connection and again after every disconnect, before the next CONNECT:
+  // a Sparkplug edge node's NDEATH carries a new bdSeq each time. Called on
+  // the creating thread, then on the network thread. Unset: no will.
+  struct Will {
+    std::string topic;
+    std::string payload;
+    int qos = 1;
+    bool retain = false;
+  };
+  std::function<Will()> will;
 };
 
 class MqttClient {
@@ -82,6 +96,8 @@ class MqttClient {
   static void OnMessage(struct mosquitto*, void* self, const struct mosquitto_message* message);
   static void OnPublish(struct mosquitto*, void* self, int mid);
   static void OnLog(struct mosquitto*, void* self, int level, const char* text);
+  // Sets options_.will's next will for the next CONNECT.
+  absl::Status SetNextWill();
 
   // Constant after construction.
   const MqttOptions options_;

@@ -23,7 +23,8 @@ SERVER_LAYERS = {
     "server": ["server/api", "server/backend", "server/core", "server/repository",
                "server/router", "server/shadow"],
 }
-PROGRAMS = {name: [] for name in ("client/camera", "client/classify", "client/admin", "bridge")}
+PROGRAMS = {name: [] for name in ("client/camera", "client/classify", "client/admin", "bridge",
+                                      "sparkplug")}
 # matid-plc takes its frames and publishes its results as the camera does.
 PROGRAMS["client/plc"] = ["client/camera"]
 # Every program's folders may use common/; common/ uses nothing of theirs.
@@ -32,7 +33,7 @@ ALLOWED["common"] = []
 
 # Include prefixes that are project folders (anything else is a library or
 # generated code, e.g. absl/, matid/v1/, inference/).
-PROJECT = ("server", "client", "bridge", "common", "bench", "fuzz", "tests")
+PROJECT = ("server", "client", "bridge", "sparkplug", "common", "bench", "fuzz", "tests")
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 
 

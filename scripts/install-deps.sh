@@ -25,6 +25,19 @@ packages=(
   dataset-fashion-mnist prometheus openssl libssl-dev curl
 )
 
+# Eclipse Tahu's Sparkplug B codec, the decoder of tests/sparkplug_test.py
+# (npm registry; a test tool, no shipped program uses it).
+install_sparkplug_decoder() {
+  local dir="tests/sparkplug"
+  [ -d "$dir/node_modules/sparkplug-payload" ] && return 0
+  if command -v npm >/dev/null; then
+    (cd "$(dirname "$0")/../$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+      echo "install-deps: npm ci in $dir failed; sparkplug_test will fail" >&2
+  else
+    echo "install-deps: no npm: sparkplug_test will fail (it needs Tahu's decoder)" >&2
+  fi
+}
+
 # The Kubernetes schema validator for the deploy tests (npm registry; where
 # node/npm are installed). Quick when already there.
 install_k8s_validator() {
@@ -45,6 +58,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
   install_k8s_validator
+  install_sparkplug_decoder
   exit 0
 fi
 
@@ -55,3 +69,4 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 install_k8s_validator
+install_sparkplug_decoder

@@ -107,12 +107,16 @@ def make_certificates(directory: str, server_names: Sequence[str] = ("localhost"
 class Mosquitto:
     """A mosquitto broker on a free loopback port, with persistence."""
 
-    def __init__(self, directory: str, name: str, tls: dict = None, port: int = 0) -> None:
+    def __init__(self, directory: str, name: str, tls: dict = None, port: int = 0,
+                 client_certificates: bool = True, passwords: dict = None) -> None:
+        """TLS with `tls`'s server files (and client certificates unless told
+        otherwise); with `passwords` ({user: password}), only those users."""
         self.dir = os.path.join(directory, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
         self.conf = os.path.join(self.dir, "mosquitto.conf")
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence true",
+        lines = [f"listener {self.port} 127.0.0.1", f"allow_anonymous {str(not passwords).lower()}",
+                 "persistence true",
                  f"persistence_location {self.dir}/", "autosave_interval 1",
                  "max_queued_messages 100000",
                  # mosquitto started as root drops to user "mosquitto", which
@@ -120,7 +124,15 @@ class Mosquitto:
                  f"user {getpass.getuser()}"]
         if tls:
             lines += [f"cafile {tls['ca.crt']}", f"certfile {tls['server.crt']}",
-                      f"keyfile {tls['server.key']}", "require_certificate true"]
+                      f"keyfile {tls['server.key']}",
+                      f"require_certificate {str(client_certificates).lower()}"]
+        if passwords:
+            password_file = os.path.join(self.dir, "passwords")
+            open(password_file, "w").close()
+            for user, password in passwords.items():
+                run("mosquitto_passwd", "-b", password_file, user, password)
+            os.chmod(password_file, 0o600)
+            lines.append(f"password_file {password_file}")
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.process = None

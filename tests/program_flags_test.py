@@ -19,6 +19,7 @@ PROGRAMS = {
     "matid-server": ["server/server_main.cc"],
     "matid-camera": ["client/camera/camera_main.cc", CLIENT_TLS],
     "matid-bridge": ["bridge/bridge_main.cc"],
+    "matid-sparkplug": ["sparkplug/sparkplug_main.cc", CLIENT_TLS],
     "matid-classify": ["client/classify/classify_main.cc", CLIENT_TLS],
     "matid-health-probe": ["client/classify/health_probe_main.cc", CLIENT_TLS],
     "matid-admin": ["client/admin/matid_admin_main.cc", CLIENT_TLS],
