@@ -81,6 +81,20 @@ MqttClient::~MqttClient() {
   mosquitto_destroy(mosq_);
 }
 
+absl::Status MqttClient::Reconnect() {
+  // After a DISCONNECT of ours the network thread ends its loop (and
+  // OnDisconnect has set the next will).
+  mosquitto_disconnect(mosq_);
+  mosquitto_loop_stop(mosq_, /*force=*/false);
+  connected_.store(false);
+  mosquitto_reconnect_async(mosq_);
+  const int rc = mosquitto_loop_start(mosq_);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    return absl::InternalError(absl::StrCat("MQTT thread: ", mosquitto_strerror(rc)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status MqttClient::Subscribe(const std::string& topic_filter, int qos) {
   {
     std::lock_guard<std::mutex> lock(subscriptions_mu_);

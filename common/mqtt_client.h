@@ -85,6 +85,11 @@ class MqttClient {
   // QoS 1). UNAVAILABLE when the library refuses (e.g. not connected).
   absl::StatusOr<int> Publish(const std::string& topic, absl::string_view payload, int qos);
 
+  // Ends this connection cleanly (no will) and connects again, with the
+  // next will: what a Sparkplug node does when its primary host goes
+  // offline. Not from a callback (it joins the network thread).
+  absl::Status Reconnect();
+
   bool connected() const { return connected_.load(); }
   const MqttOptions& options() const { return options_; }
 

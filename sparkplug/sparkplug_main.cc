@@ -22,6 +22,9 @@
 ABSL_FLAG(std::string, sparkplug_group, "matid", "Sparkplug group id (the line or area).");
 ABSL_FLAG(std::string, sparkplug_node, "",
           "Sparkplug edge node id (this box); required. Cameras are its devices.");
+ABSL_FLAG(std::string, primary_host_id, "",
+          "The primary host application's id (Ignition: its MQTT Engine's): births wait for "
+          "its STATE online, results are held while it is offline. Empty: none.");
 ABSL_FLAG(int, device_timeout_seconds, 60,
           "A camera without a result for this long gets a DDEATH; its next result a DBIRTH.");
 ABSL_FLAG(int, max_cameras, 256, "Cameras one node reports; results of more are dead letters.");
@@ -86,6 +89,7 @@ absl::StatusOr<matid::sparkplug::SparkplugNodeOptions> OptionsFromFlags() {
   options.session.edge_node_id = absl::GetFlag(FLAGS_sparkplug_node);
   options.session.device_timeout = absl::Seconds(absl::GetFlag(FLAGS_device_timeout_seconds));
   options.session.max_cameras = absl::GetFlag(FLAGS_max_cameras);
+  options.primary_host_id = absl::GetFlag(FLAGS_primary_host_id);
   absl::StatusOr<matid::MqttOptions> plant = PlantFromFlags();
   if (!plant.ok()) return plant.status();
   options.plant = *std::move(plant);

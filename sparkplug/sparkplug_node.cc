@@ -19,15 +19,23 @@ absl::StatusOr<std::unique_ptr<SparkplugNode>> SparkplugNode::Create(SparkplugNo
   }
   absl::StatusOr<EdgeNodeSession> session = EdgeNodeSession::Create(options.session);
   if (!session.ok()) return session.status();
+  std::optional<PrimaryHost> host;
+  if (!options.primary_host_id.empty()) {
+    absl::StatusOr<PrimaryHost> created = PrimaryHost::Create(options.primary_host_id);
+    if (!created.ok()) return created.status();
+    host = *std::move(created);
+  }
   options.marker_topic =
       absl::StrReplaceAll(options.marker_topic, {{"{node}", options.session.edge_node_id}});
-  std::unique_ptr<SparkplugNode> node(new SparkplugNode(std::move(options), *std::move(session)));
+  std::unique_ptr<SparkplugNode> node(
+      new SparkplugNode(std::move(options), *std::move(session), std::move(host)));
   if (absl::Status started = node->Start(); !started.ok()) return started;
   return node;
 }
 
-SparkplugNode::SparkplugNode(SparkplugNodeOptions options, EdgeNodeSession session)
-    : options_(std::move(options)), session_(std::move(session)) {}
+SparkplugNode::SparkplugNode(SparkplugNodeOptions options, EdgeNodeSession session,
+                             std::optional<PrimaryHost> host)
+    : options_(std::move(options)), session_(std::move(session)), host_(std::move(host)) {}
 
 SparkplugNode::~SparkplugNode() { Stop(); }
 
@@ -101,10 +109,14 @@ absl::Status SparkplugNode::ConnectPlant() {
   plant_ = *std::move(client);
   // Subscribed again on every CONNECT, before the NBIRTH (MqttClient
   // subscribes before it reports the connection).
-  std::string ncmd;
+  std::string ncmd, state;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ncmd = session_.NcmdTopic();
+    if (host_) state = host_->StateTopic();
+  }
+  if (!state.empty()) {
+    if (absl::Status subscribed = plant_->Subscribe(state, 1); !subscribed.ok()) return subscribed;
   }
   return plant_->Subscribe(ncmd, 1);
 }
@@ -158,6 +170,7 @@ void SparkplugNode::OnPlantConnection(bool up, const std::string& reason) {
   if (up) {
     birth_due_ = true;
     reconnected_ = true;
+    if (host_) host_->Reconnected();
   } else {
     session_.Disconnected();
   }
@@ -165,6 +178,20 @@ void SparkplugNode::OnPlantConnection(bool up, const std::string& reason) {
 }
 
 void SparkplugNode::OnPlantMessage(const std::string& topic, absl::string_view payload) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (host_ && topic == host_->StateTopic()) {
+      absl::StatusOr<HostChange> change = host_->Apply(payload);
+      if (!change.ok()) {
+        LogWarning("%s: %s", topic, change.status().message());
+      } else if (*change != HostChange::kNone) {
+        LogInfo("primary host %s", *change == HostChange::kOnline ? "online" : "offline");
+        if (*change == HostChange::kOffline && session_.born()) leave_due_ = true;
+        wake_.notify_all();
+      }
+      return;
+    }
+  }
   absl::StatusOr<bool> rebirth = EdgeNodeSession::IsRebirthRequest(payload);
   if (!rebirth.ok()) {
     LogWarning("%s: %s", topic, rebirth.status().message());
@@ -196,11 +223,14 @@ void SparkplugNode::ForwarderLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
     wake_.wait_for(lock, absl::ToChronoMicroseconds(options_.housekeeping_interval),
-                   [this] { return stopping_ || work_hint_ || birth_due_; });
+                   [this] { return stopping_ || work_hint_ || BirthReady() || leave_due_; });
     if (stopping_) break;
     work_hint_ = false;
     const bool up = plant_up_;
+    const bool leave = leave_due_;
+    leave_due_ = false;
     lock.unlock();
+    if (up && leave) LeaveSession();
     const absl::Time now = absl::Now();
     if (up && PublishAll(SessionMessages(now))) {
       while (ForwardBatch()) {
@@ -218,7 +248,7 @@ std::vector<Outgoing> SparkplugNode::SessionMessages(absl::Time now) {
   const NodeStatus status = CurrentStatus();
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Outgoing> out;
-  if (birth_due_) {
+  if (BirthReady()) {
     out = session_.Birth(status, now);
     birth_due_ = false;
     if (reconnected_) born_at_ = now;
@@ -247,7 +277,7 @@ absl::StatusOr<std::vector<Outgoing>> SparkplugNode::ResultMessages(const Spoole
   absl::StatusOr<ResultMessage> result = ParseResultMessage(message.payload);
   if (!result.ok()) return result.status();
   std::lock_guard<std::mutex> lock(mu_);
-  if (stopping_ || birth_due_ || !session_.born()) {
+  if (stopping_ || birth_due_ || leave_due_ || !session_.born()) {
     return absl::UnavailableError("no Sparkplug session now");
   }
   const bool historical = message.received_at < born_at_;
@@ -311,6 +341,20 @@ void SparkplugNode::Housekeeping(absl::Time now) {
   }
   absl::StatusOr<SpoolStats> stats = spool_->Stats();
   if (stats.ok()) metrics_.backlog->Set(static_cast<double>(stats->messages));
+}
+
+void SparkplugNode::LeaveSession() {
+  Outgoing death;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    death = session_.Death(absl::Now());
+    session_.Disconnected();
+  }
+  absl::StatusOr<int> id = plant_->Publish(death.topic, death.payload, 1);
+  if (id.ok()) WaitForAck(*id, absl::Seconds(2), /*until_stopping=*/true);
+  if (absl::Status reconnect = plant_->Reconnect(); !reconnect.ok()) {
+    LogError("plant MQTT: %s", reconnect.message());
+  }
 }
 
 void SparkplugNode::Stop() {

@@ -14,6 +14,11 @@
 // again in the next session, flagged is_historical, as are results stored
 // while the plant server was away. At least once: a consumer drops repeats
 // by the Result/Message ID metric.
+//
+// With a primary host application (primary_host_id), births wait for its
+// STATE to say online, and the node publishes NDEATH and reconnects when it
+// goes offline (sparkplug/primary_host.h); results wait in the spool
+// meanwhile.
 // Thread-safety: Stop() from any thread; callbacks from the MQTT threads.
 #ifndef MATID_SPARKPLUG_SPARKPLUG_NODE_H_
 #define MATID_SPARKPLUG_SPARKPLUG_NODE_H_
@@ -22,6 +27,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -35,12 +41,14 @@
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "sparkplug/edge_node_session.h"
+#include "sparkplug/primary_host.h"
 #include "sparkplug/server_status.h"
 
 namespace matid::sparkplug {
 
 struct SparkplugNodeOptions {
   EdgeNodeOptions session;
+  std::string primary_host_id;     // empty: no primary host application
   MqttOptions local;               // the local broker (persistent session)
   std::string local_topic_filter;  // the camera results
   MqttOptions plant;               // the plant's MQTT server (TLS, username/password)
@@ -85,7 +93,8 @@ class SparkplugNode {
     prometheus::Gauge* plant_connected = nullptr;
   };
 
-  SparkplugNode(SparkplugNodeOptions options, EdgeNodeSession session);
+  SparkplugNode(SparkplugNodeOptions options, EdgeNodeSession session,
+                std::optional<PrimaryHost> host);
   absl::Status Start();
   void BuildMetrics();
   absl::Status ConnectPlant();
@@ -110,6 +119,10 @@ class SparkplugNode {
                                                        absl::Time now);
   // Waits for the QoS 1 acknowledgement of `message_id`; false on timeout,
   // a lost connection or (when `until_stopping`) Stop().
+  // A birth is due and the primary host (if any) is online. mu_ held.
+  bool BirthReady() const { return birth_due_ && (!host_ || host_->online()); }
+  // The primary host went offline: NDEATH, then a new connection.
+  void LeaveSession();
   bool WaitForAck(int message_id, absl::Duration timeout, bool until_stopping);
   // Drops what is over the spool's limits and sets the backlog gauge.
   void Housekeeping(absl::Time now);
@@ -122,14 +135,16 @@ class SparkplugNode {
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  EdgeNodeSession session_;   // guarded by mu_
-  bool plant_up_ = false;     // guarded by mu_
-  bool birth_due_ = false;    // guarded by mu_: after a CONNECT or a rebirth request
-  bool reconnected_ = false;  // guarded by mu_: no birth since the CONNECT
-  absl::Time born_at_;        // guarded by mu_: results received earlier are historical
-  bool work_hint_ = true;     // guarded by mu_
-  bool stopping_ = false;     // guarded by mu_
-  std::set<int> acked_;       // guarded by mu_: QoS 1 acks since the marker was sent
+  EdgeNodeSession session_;          // guarded by mu_
+  bool plant_up_ = false;            // guarded by mu_
+  bool birth_due_ = false;           // guarded by mu_: after a CONNECT or a rebirth request
+  std::optional<PrimaryHost> host_;  // guarded by mu_
+  bool leave_due_ = false;           // guarded by mu_: the primary host went offline
+  bool reconnected_ = false;         // guarded by mu_: no birth since the CONNECT
+  absl::Time born_at_;               // guarded by mu_: results received earlier are historical
+  bool work_hint_ = true;            // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+  std::set<int> acked_;              // guarded by mu_: QoS 1 acks since the marker was sent
   std::unique_ptr<MqttClient> plant_;
   std::unique_ptr<MqttClient> local_;
   std::thread forwarder_;  // joined by Stop()

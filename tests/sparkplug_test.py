@@ -9,7 +9,8 @@ Checked: NBIRTH (bdSeq, Node Control/Rebirth, the model), a DBIRTH per
 camera before its DDATA, DDATA by alias with the result's values, seq
 0..255 continuous in each session, 600 results giving 600 DDATA with none
 lost across a plant broker restart (those stored meanwhile flagged
-is_historical), NDEATH delivered as the will with the NBIRTH's bdSeq when
+is_historical), births held until a primary host's STATE says online and
+NDEATH plus a new connection when it goes offline, NDEATH delivered as the will with the NBIRTH's bdSeq when
 the node is SIGKILLed, a rebirth on NCMD, a DDEATH for a silent camera,
 TLS with username and password, and refused flags and results."""
 import base64
@@ -314,6 +315,45 @@ class SparkplugNodeTest(unittest.TestCase):
         wait_for(lambda: len(self.ddata_ids()) == 2, 20, "DDATA after the rebirth")
         self.check_sessions()
 
+    def test_primary_host_state_gates_births(self) -> None:
+        self.start_node("--primary_host_id=scada")
+        state_topic = "spBv1.0/STATE/scada"
+        now = int(time.time() * 1000)
+
+        def state(online: bool, timestamp: int) -> None:
+            self.host.client.publish(state_topic, json.dumps(
+                {"online": online, "timestamp": timestamp}), qos=1, retain=True)
+
+        for seq in range(10):
+            self.publish("cam-a", seq)
+        time.sleep(1.5)
+        self.assertEqual(self.host.of_type("NBIRTH"), [], "no birth before the host is online")
+        state(True, now)
+        _, first = self.wait_births(1)[0]
+        wait_for(lambda: len(self.ddata_ids()) == 10, 20, "the held results")
+        self.assertTrue(all(p["metrics"][0].get("isHistorical")
+                            for _, p in self.host.of_type("DDATA")))
+        state(False, now + 1000)
+        _, ndeath = wait_for(lambda: self.host.of_type("NDEATH") and
+                             self.host.of_type("NDEATH")[0], 20, "NDEATH when the host left")
+        self.assertEqual(metrics_by_name(ndeath)["bdSeq"]["value"],
+                         metrics_by_name(first)["bdSeq"]["value"])
+        for seq in range(10, 20):
+            self.publish("cam-a", seq)
+        time.sleep(1.5)
+        self.assertEqual(len(self.ddata_ids()), 10, "results held while the host is offline")
+        state(True, now + 2000)
+        _, second = self.wait_births(2)[1]
+        self.assertEqual(metrics_by_name(second)["bdSeq"]["value"],
+                         metrics_by_name(first)["bdSeq"]["value"] + 1, "a new connection")
+        wait_for(lambda: len(self.ddata_ids()) == 20, 20, "the results held meanwhile")
+        self.assertEqual(set(self.ddata_ids()), {f"cam-a-boot1-{seq}" for seq in range(20)})
+        state(False, now + 500)  # older than the last STATE: ignored
+        self.publish("cam-a", 20)
+        wait_for(lambda: len(self.ddata_ids()) == 21, 20, "data after a stale STATE")
+        self.assertEqual(len(self.host.of_type("NDEATH")), 1)
+        self.check_sessions()
+
     def test_ddeath_for_a_silent_camera(self) -> None:
         self.start_node("--device_timeout_seconds=2")
         self.wait_births(1)
@@ -344,6 +384,8 @@ class SparkplugNodeTest(unittest.TestCase):
                  (["--plant_host=127.0.0.1", "--sparkplug_node=a/b"], "--sparkplug_node"),
                  (["--plant_host=127.0.0.1", "--sparkplug_node=n", "--max_cameras=0"],
                   "--max_cameras"),
+                 (["--plant_host=127.0.0.1", "--sparkplug_node=n", "--primary_host_id=a+b"],
+                  "--primary_host_id"),
                  (["--plant_host=127.0.0.1", "--sparkplug_node=n",
                    "--plant_password_file=/nonexistent"], "--plant_password_file")]
         for args, flag in cases:
