@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the matid container images from this checkout with BuildKit:
-# matid-server, matid-camera, matid-bridge, matid-mosquitto, matid-prometheus
+# matid-server, matid-camera, matid-bridge, matid-plc, matid-sparkplug,
+# matid-mosquitto, matid-prometheus
 # (tag MATID_IMAGE_TAG, default latest; registry prefix MATID_REGISTRY, e.g.
 # "registry.plant.local:5000/"). Makes the base image first when it is missing
 # (scripts/base-image.sh: pulled, or built from Debian packages offline).
@@ -17,7 +18,7 @@ base="${MATID_BASE_IMAGE:-debian:bookworm-slim}"
 tag="${MATID_IMAGE_TAG:-latest}"
 registry="${MATID_REGISTRY:-}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(server camera bridge mosquitto prometheus)
+[ ${#targets[@]} -gt 0 ] || targets=(server camera bridge plc sparkplug mosquitto prometheus)
 
 MATID_DOCKER="$docker_cli" bash scripts/base-image.sh "$base"
 for target in "${targets[@]}"; do

@@ -51,8 +51,8 @@ def flag(command: list, name: str) -> str:
 class ComposeTest(unittest.TestCase):
     def test_config_is_valid_without_any_setting(self) -> None:
         config = compose_config()
-        self.assertEqual(set(config["services"]),
-                         {"mosquitto", "server", "camera", "bridge", "prometheus"})
+        self.assertEqual(set(config["services"]), {"mosquitto", "server", "camera", "bridge",
+                                                   "prometheus", "plc", "sparkplug"})
         with open(os.path.join(ROOT, "docker-compose.yml")) as f:
             self.assertNotIn("version", yaml.safe_load(f))  # obsolete key
 
@@ -94,6 +94,20 @@ class ComposeTest(unittest.TestCase):
         self.assertGreaterEqual(seconds(camera["stop_grace_period"]),
                                 float(flag(camera["command"], "drain_seconds")))
 
+    def test_plant_outputs_are_opt_in_profiles(self) -> None:
+        services = compose_config()["services"]
+        for name in ("plc", "sparkplug"):
+            self.assertEqual(services[name].get("profiles"), [name], name)
+        for name in ("mosquitto", "server", "camera", "bridge", "prometheus"):
+            self.assertNotIn("profiles", services[name], name)
+        # Modbus inside the container listens on every interface of its own
+        # network; the host publishes it on loopback unless told.
+        self.assertIn("--modbus_host=0.0.0.0", services["plc"]["command"])
+        self.assertTrue(all(p.startswith("127.0.0.1:") for p in services["plc"]["ports"]),
+                        services["plc"]["ports"])
+        sparkplug = compose_config(env={"MATID_PLANT_MQTT_HOST": "scada.plant"})["services"]
+        self.assertIn("--plant_host=scada.plant", sparkplug["sparkplug"]["command"])
+
     def test_camera_device_is_an_opt_in_override(self) -> None:
         self.assertNotIn("devices", compose_config()["services"]["camera"])
         camera = compose_config("docker-compose.yml", "deploy/compose/camera-device.yml")["services"]["camera"]
@@ -118,7 +132,7 @@ class ComposeTest(unittest.TestCase):
         with open(os.path.join(DEPLOY, "docker", "Dockerfile")) as f:
             stages = re.split(r"^FROM ", f.read(), flags=re.M)[1:]
         by_name = {re.match(r"\S+ AS (\S+)", stage).group(1): stage for stage in stages}
-        for target in ("server", "camera", "bridge", "mosquitto", "prometheus"):
+        for target in ("server", "camera", "bridge", "mosquitto", "prometheus", "plc", "sparkplug"):
             self.assertRegex(by_name[target], r"(?m)^USER (?!root|0)", target)
             self.assertRegex(by_name[target], r"(?m)^HEALTHCHECK ", target)
         self.assertIn("matid-health-probe", by_name["server"].split("HEALTHCHECK", 1)[1])
@@ -306,7 +320,8 @@ class GreengrassTest(unittest.TestCase):
             recipes[recipe["ComponentName"]] = recipe
             self.assertEqual(os.path.basename(path), recipe["ComponentName"] + ".yaml")
         self.assertEqual(set(recipes), {"com.matid.Server", "com.matid.Camera", "com.matid.Bridge",
-                                        "com.matid.Mosquitto", "com.matid.Model"})
+                                        "com.matid.Mosquitto", "com.matid.Model", "com.matid.Plc",
+                                        "com.matid.Sparkplug"})
         # A new model version must not restart the server.
         self.assertEqual(recipes["com.matid.Server"]["ComponentDependencies"]["com.matid.Model"]
                          ["DependencyType"], "SOFT")

@@ -5,7 +5,8 @@ them: every recipe variable substituted ({artifacts:path}, {work:path},
 dependency order. Install runs twice (it must be idempotent); then the
 broker, the server, the bridge (to a mutual-TLS mosquitto standing in for
 AWS IoT Core) and the camera (a short video) run from their Run scripts, and
-every result reaches the cloud stand-in; the server stops through its
+every result reaches the cloud stand-in; the optional Sparkplug node births
+at a plant broker and publishes a DDATA per result; the server stops through its
 Shutdown script, draining, with exit code 0.
 Needs root for the Install scripts (as the nucleus runs them: RequiresPrivilege).
 """
@@ -17,8 +18,10 @@ import signal
 import subprocess
 import tarfile
 import tempfile
+import threading
 import unittest
 
+import paho.mqtt.client as mqtt
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -169,7 +172,18 @@ class GreengrassLifecycleTest(unittest.TestCase):
              "MqttPort": str(mqtt_port), "MetricsPort": str(free_port()),
              "VideoUser": "matid-no-such-user"},
             {"matid-camera": os.path.join(bin_dir, "matid-camera")})
-        ordered = [model, broker, server, bridge, camera]
+        # The optional Sparkplug node, to a plant broker of its own.
+        plant = Mosquitto(self.tmp, "plant")
+        self.addCleanup(plant.stop)
+        plant_data = PlantSubscriber(plant.port)
+        self.addCleanup(plant_data.close)
+        sparkplug = self.component(
+            "com.matid.Sparkplug",
+            {"PlantHost": "127.0.0.1", "PlantPort": str(plant.port), "Node": "gg-box",
+             "Server": f"127.0.0.1:{grpc_port}", "LocalPort": str(mqtt_port),
+             "MetricsPort": str(free_port())},
+            {"matid-sparkplug": os.path.join(bin_dir, "matid-sparkplug")})
+        ordered = [model, broker, server, bridge, sparkplug, camera]
 
         # Every artifact a script names is one the recipe lists.
         for component in ordered:
@@ -194,9 +208,14 @@ class GreengrassLifecycleTest(unittest.TestCase):
         bridge.start()
         wait_for(lambda: "local broker 127.0.0.1" in bridge.output() and "connected" in bridge.output(),
                  30, "the bridge to connect to the local broker")
+        sparkplug.start()
+        wait_for(lambda: "spBv1.0/matid/NBIRTH/gg-box" in plant_data.topics(), 30,
+                 "the Sparkplug node's NBIRTH at the plant broker")
         camera.start()
         wait_for(lambda: len({p["frame_seq"] for p in collector.payloads}) >= frames, 90,
                  "every result at the cloud stand-in")
+        wait_for(lambda: plant_data.topics().count("spBv1.0/matid/DDATA/gg-box/gg-cam") >= frames,
+                 30, "a DDATA per result at the plant broker")
         self.assertEqual(sorted({p["frame_seq"] for p in collector.payloads}), list(range(frames)))
         self.assertEqual(camera.process.wait(timeout=60), 0, camera.output())
         # The bridge is a client of its own at the cloud: thing name + suffix.
@@ -223,8 +242,31 @@ class GreengrassLifecycleTest(unittest.TestCase):
         self.assertEqual(server.stop(), 0, server.output())
         self.assertIn("received, draining", server.output())
         self.assertIn("matid-server: stopped", server.output())
-        for component in (bridge, broker):
+        for component in (sparkplug, bridge, broker):
             component.stop()
+
+
+class PlantSubscriber:
+    """Every topic published under spBv1.0/ at a plant broker, in order."""
+
+    def __init__(self, port: int) -> None:
+        self.seen = []
+        self.client = mqtt.Client(client_id="plant-host")
+        subscribed = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc: c.subscribe("spBv1.0/#", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, qos: subscribed.set()
+        self.client.on_message = lambda c, u, message: self.seen.append(message.topic)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not subscribed.wait(30):
+            raise AssertionError("plant subscriber not subscribed")
+
+    def topics(self) -> list:
+        return list(self.seen)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
 
 
 def cloud_log(broker: Mosquitto) -> str:
