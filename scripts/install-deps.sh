@@ -23,6 +23,8 @@ packages=(
   docker.io docker-compose debootstrap
   # data and tooling used by the demo and tests
   dataset-fashion-mnist prometheus openssl libssl-dev curl
+  # jq: Firehose's partition query, run as Firehose runs it (athena_sql_test)
+  jq
 )
 
 # Eclipse Tahu's Sparkplug B codec, the decoder of tests/sparkplug_test.py
