@@ -40,27 +40,30 @@ TEST(Handshake, ATriggerCarriesItsRecipeAndPartAndMakesTheBoxBusy) {
   Handshake handshake = ReadyHandshake();
   auto trigger = handshake.OnPlcWrite(kRegTrigger, {7, 2, 0x0001, 0x0002});
   ASSERT_TRUE(trigger.ok());
-  ASSERT_TRUE(trigger->has_value());
-  EXPECT_EQ((*trigger)->seq, 7);
-  EXPECT_EQ((*trigger)->recipe, 2);
-  EXPECT_EQ((*trigger)->part_id, 0x00010002u);
+  ASSERT_TRUE(trigger->started.has_value());
+  EXPECT_FALSE(trigger->answered_busy.has_value());
+  EXPECT_EQ(trigger->started->seq, 7);
+  EXPECT_EQ(trigger->started->recipe, 2);
+  EXPECT_EQ(trigger->started->part_id, 0x00010002u);
   EXPECT_EQ(At(handshake, kRegStatus), static_cast<uint16_t>(BoxStatus::kBusy));
   EXPECT_EQ(At(handshake, kRegTriggersAccepted), 1);
 }
 
 TEST(Handshake, TheSameSequenceAgainOrZeroIsNoTrigger) {
   Handshake handshake = ReadyHandshake();
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {5}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {5}).value().started.has_value());
   ASSERT_TRUE(handshake.OnResult(5, Ok(1)));
-  EXPECT_FALSE(handshake.OnPlcWrite(kRegTrigger, {5}).value().has_value());
-  EXPECT_FALSE(handshake.OnPlcWrite(kRegTrigger, {0}).value().has_value());
+  EXPECT_FALSE(handshake.OnPlcWrite(kRegTrigger, {5}).value().started.has_value());
+  EXPECT_FALSE(handshake.OnPlcWrite(kRegTrigger, {0}).value().started.has_value());
   EXPECT_EQ(At(handshake, kRegTriggersAccepted), 1);
 }
 
 TEST(Handshake, ATriggerWhileBusyIsCountedAndAnsweredBusy) {
   Handshake handshake = ReadyHandshake();
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {1}).value().has_value());
-  EXPECT_FALSE(handshake.OnPlcWrite(kRegTrigger, {2}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {1}).value().started.has_value());
+  const auto busy = handshake.OnPlcWrite(kRegTrigger, {2}).value();
+  EXPECT_FALSE(busy.started.has_value());
+  EXPECT_EQ(busy.answered_busy, std::optional<uint16_t>(2));
   EXPECT_EQ(At(handshake, kRegBusyTriggers), 1);
   EXPECT_EQ(At(handshake, kRegBusySeq), 2);
   // The inspection in progress still ends with its own sequence.
@@ -71,13 +74,13 @@ TEST(Handshake, ATriggerWhileBusyIsCountedAndAnsweredBusy) {
 
 TEST(Handshake, ATriggerBeforeReadyIsAnsweredBusy) {
   Handshake handshake(kStart);
-  EXPECT_FALSE(handshake.OnPlcWrite(kRegTrigger, {9}).value().has_value());
+  EXPECT_FALSE(handshake.OnPlcWrite(kRegTrigger, {9}).value().started.has_value());
   EXPECT_EQ(At(handshake, kRegBusySeq), 9);
 }
 
 TEST(Handshake, TheResultIsWrittenOnlyWhenTheInspectionEnds) {
   Handshake handshake = ReadyHandshake();
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {3}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {3}).value().started.has_value());
   EXPECT_EQ(At(handshake, kRegResultSeq), 0);
   EXPECT_EQ(At(handshake, kRegResultState), static_cast<uint16_t>(ResultState::kNone));
   EXPECT_FALSE(handshake.OnResult(4, Ok(1))) << "a result for another trigger is ignored";
@@ -92,7 +95,7 @@ TEST(Handshake, TheResultIsWrittenOnlyWhenTheInspectionEnds) {
 
 TEST(Handshake, AResultStaysUntilAcknowledged) {
   Handshake handshake = ReadyHandshake();
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {3}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {3}).value().started.has_value());
   ASSERT_TRUE(handshake.OnResult(3, Ok(6)));
   handshake.Tick(kStart + absl::Seconds(30));
   ASSERT_TRUE(handshake.OnPlcWrite(kRegAck, {2}).ok());  // not this result's sequence
@@ -105,17 +108,17 @@ TEST(Handshake, AResultStaysUntilAcknowledged) {
 
 TEST(Handshake, TheNextTriggerReplacesAnUnacknowledgedResult) {
   Handshake handshake = ReadyHandshake();
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {3}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {3}).value().started.has_value());
   ASSERT_TRUE(handshake.OnResult(3, Ok(6)));
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {4}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {4}).value().started.has_value());
   EXPECT_EQ(At(handshake, kRegResultState), static_cast<uint16_t>(ResultState::kNone));
 }
 
 TEST(Handshake, AnErrorKeepsTheLastModelVersionAndNamesTheCause) {
   Handshake handshake = ReadyHandshake();
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {1}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {1}).value().started.has_value());
   ASSERT_TRUE(handshake.OnResult(1, Ok(2)));
-  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {2}).value().has_value());
+  ASSERT_TRUE(handshake.OnPlcWrite(kRegTrigger, {2}).value().started.has_value());
   ASSERT_TRUE(handshake.OnResult(2, ErrorOutcome(absl::UnavailableError("down"))));
   EXPECT_EQ(At(handshake, kRegResultState), static_cast<uint16_t>(ResultState::kError));
   EXPECT_EQ(At(handshake, kRegErrorCode), static_cast<uint16_t>(ErrorCode::kServerUnavailable));

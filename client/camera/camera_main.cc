@@ -104,17 +104,6 @@ absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   return options;
 }
 
-matid::MqttOptions MqttOptionsFromFlags(const std::string& camera_id) {
-  matid::MqttOptions mqtt;
-  mqtt.host = absl::GetFlag(FLAGS_mqtt_host);
-  mqtt.port = absl::GetFlag(FLAGS_mqtt_port);
-  mqtt.client_id = "matid-camera-" + camera_id;
-  mqtt.clean_session = false;
-  mqtt.reconnect_max = absl::Seconds(5);
-  mqtt.log_prefix = "MQTT";
-  return mqtt;
-}
-
 // After the run: whether the broker took every result, and the counts.
 void PrintSummary(const matid::CameraStats& stats, const absl::Status& status, bool drained) {
   if (!drained) matid::LogWarning("some results were not acknowledged by the broker");
@@ -148,13 +137,14 @@ int main(int argc, char** argv) {
                                                 absl::GetFlag(FLAGS_metrics_port));
   if (!metrics.ok()) return matid::FailWith(metrics.status());
 
-  const matid::MqttOptions mqtt = MqttOptionsFromFlags(options->camera_id);
   const matid::ResultPublisherOptions publishing{
       .max_outbox = absl::GetFlag(FLAGS_max_outbox),
-      .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template),
-      .destination = absl::StrCat("MQTT broker ", mqtt.host, ":", mqtt.port)};
-  auto publisher = matid::ResultPublisher::Create(publishing, matid::MqttPublishLinkFactory(mqtt),
-                                                  &(*metrics)->registry());
+      .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template)};
+  const matid::MqttOptions mqtt =
+      matid::LocalBrokerOptions(absl::GetFlag(FLAGS_mqtt_host), absl::GetFlag(FLAGS_mqtt_port),
+                                "matid-camera-" + options->camera_id);
+  auto publisher =
+      matid::ResultPublisher::CreateForBroker(publishing, mqtt, &(*metrics)->registry());
   if (!publisher.ok()) return matid::FailWith(publisher.status());
 
   auto credentials = matid::ChannelCredentialsFromFlags();

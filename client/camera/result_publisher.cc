@@ -18,6 +18,23 @@ absl::Status ValidateResultPublisherOptions(const ResultPublisherOptions& option
   return absl::OkStatus();
 }
 
+MqttOptions LocalBrokerOptions(const std::string& host, int port, const std::string& client_id) {
+  MqttOptions mqtt;
+  mqtt.host = host;
+  mqtt.port = port;
+  mqtt.client_id = client_id;
+  mqtt.clean_session = false;
+  mqtt.reconnect_max = absl::Seconds(5);
+  mqtt.log_prefix = "MQTT";
+  return mqtt;
+}
+
+absl::StatusOr<std::unique_ptr<ResultPublisher>> ResultPublisher::CreateForBroker(
+    ResultPublisherOptions options, const MqttOptions& mqtt, prometheus::Registry* registry) {
+  options.destination = absl::StrCat("MQTT broker ", mqtt.host, ":", mqtt.port);
+  return Create(options, MqttPublishLinkFactory(mqtt), registry);
+}
+
 absl::StatusOr<std::unique_ptr<ResultPublisher>> ResultPublisher::Create(
     const ResultPublisherOptions& options, const PublishLinkFactory& make_link,
     prometheus::Registry* registry) {

@@ -33,8 +33,18 @@ struct ResultPublisherOptions {
 // --mqtt_topic_template) of the first option out of range.
 absl::Status ValidateResultPublisherOptions(const ResultPublisherOptions& options);
 
+// The local broker as the result publishers use it: a persistent session
+// as `client_id` (the broker keeps our QoS 1 backlog across reconnects),
+// reconnecting within 5 s, errors logged as "MQTT".
+MqttOptions LocalBrokerOptions(const std::string& host, int port, const std::string& client_id);
+
 class ResultPublisher {
  public:
+  // Create with the link to the local broker `mqtt` names, the
+  // destination for log lines taken from it.
+  static absl::StatusOr<std::unique_ptr<ResultPublisher>> CreateForBroker(
+      ResultPublisherOptions options, const MqttOptions& mqtt, prometheus::Registry* registry);
+
   // Validates the options, then makes the link with the outbox's
   // callbacks. `registry` may be nullptr.
   static absl::StatusOr<std::unique_ptr<ResultPublisher>> Create(

@@ -18,7 +18,7 @@ void Handshake::ClearResult() {
   Set(kRegErrorCode, static_cast<uint16_t>(ErrorCode::kNone));
 }
 
-absl::StatusOr<std::optional<Trigger>> Handshake::OnPlcWrite(int address,
+absl::StatusOr<Handshake::WriteEffect> Handshake::OnPlcWrite(int address,
                                                              const std::vector<uint16_t>& values) {
   const int end = address + static_cast<int>(values.size());
   if (address < kFirstPlcRegister || end > kRegisterCount || values.empty()) {
@@ -34,19 +34,19 @@ absl::StatusOr<std::optional<Trigger>> Handshake::OnPlcWrite(int address,
   if (ack != previous_ack && ack == registers_[kRegResultSeq] && !busy()) ClearResult();
 
   const uint16_t seq = registers_[kRegTrigger];
-  if (seq == previous_trigger || seq == 0) return std::nullopt;
+  if (seq == previous_trigger || seq == 0) return WriteEffect{};
   if (busy() || !ready_) {  // counted and answered, never dropped silently
     Set(kRegBusyTriggers, static_cast<uint16_t>(registers_[kRegBusyTriggers] + 1));
     Set(kRegBusySeq, seq);
-    return std::nullopt;
+    return WriteEffect{.answered_busy = seq};
   }
   in_progress_ = seq;
   ClearResult();  // the next trigger replaces the previous result
   Set(kRegStatus, static_cast<uint16_t>(BoxStatus::kBusy));
   Set(kRegTriggersAccepted, static_cast<uint16_t>(registers_[kRegTriggersAccepted] + 1));
-  return Trigger{
-      seq, registers_[kRegRecipe],
-      (static_cast<uint32_t>(registers_[kRegPartIdHigh]) << 16) | registers_[kRegPartIdLow]};
+  return WriteEffect{.started = Trigger{seq, registers_[kRegRecipe],
+                                        (static_cast<uint32_t>(registers_[kRegPartIdHigh]) << 16) |
+                                            registers_[kRegPartIdLow]}};
 }
 
 bool Handshake::OnResult(uint16_t seq, const Outcome& outcome) {

@@ -38,11 +38,17 @@ class Handshake {
  public:
   explicit Handshake(absl::Time now);
 
+  // What one write of the PLC did: started an inspection, or brought a
+  // trigger that was answered busy (counted in its registers), or neither
+  // (an acknowledgement, a recipe, the same sequence again).
+  struct WriteEffect {
+    std::optional<Trigger> started;
+    std::optional<uint16_t> answered_busy;  // the trigger's sequence
+  };
+
   // The PLC wrote `values` from `address` on. INVALID_ARGUMENT when any of
   // them lies outside the PLC's registers (nothing is changed then).
-  // Returns the trigger to inspect when the write started one.
-  absl::StatusOr<std::optional<Trigger>> OnPlcWrite(int address,
-                                                    const std::vector<uint16_t>& values);
+  absl::StatusOr<WriteEffect> OnPlcWrite(int address, const std::vector<uint16_t>& values);
 
   // The inspection of trigger `seq` ended: every result register is set at
   // once and the box is ready again. A result for another sequence than the

@@ -108,18 +108,14 @@ matid::plc::ModbusServerOptions ModbusOptionsFromFlags() {
 
 absl::StatusOr<std::unique_ptr<matid::ResultPublisher>> PublisherFromFlags(
     prometheus::Registry* registry) {
-  matid::MqttOptions mqtt;
-  mqtt.host = absl::GetFlag(FLAGS_mqtt_host);
-  mqtt.port = absl::GetFlag(FLAGS_mqtt_port);
-  mqtt.client_id = "matid-plc-" + absl::GetFlag(FLAGS_station_id);
-  mqtt.clean_session = false;
-  mqtt.reconnect_max = absl::Seconds(5);
-  mqtt.log_prefix = "MQTT";
   const matid::ResultPublisherOptions publishing{
       .max_outbox = absl::GetFlag(FLAGS_max_outbox),
-      .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template),
-      .destination = absl::StrCat("MQTT broker ", mqtt.host, ":", mqtt.port)};
-  return matid::ResultPublisher::Create(publishing, matid::MqttPublishLinkFactory(mqtt), registry);
+      .topic_template = absl::GetFlag(FLAGS_mqtt_topic_template)};
+  return matid::ResultPublisher::CreateForBroker(
+      publishing,
+      matid::LocalBrokerOptions(absl::GetFlag(FLAGS_mqtt_host), absl::GetFlag(FLAGS_mqtt_port),
+                                "matid-plc-" + absl::GetFlag(FLAGS_station_id)),
+      registry);
 }
 
 }  // namespace

@@ -56,17 +56,15 @@ Registers PlcStation::Read(absl::Time now) {
 
 absl::Status PlcStation::Write(int address, const std::vector<uint16_t>& values) {
   std::lock_guard<std::mutex> lock(mu_);
-  const uint16_t busy_before = handshake_.registers()[kRegBusyTriggers];
-  absl::StatusOr<std::optional<Trigger>> trigger = handshake_.OnPlcWrite(address, values);
-  if (!trigger.ok()) return trigger.status();
-  if (handshake_.registers()[kRegBusyTriggers] != busy_before) {
+  absl::StatusOr<Handshake::WriteEffect> effect = handshake_.OnPlcWrite(address, values);
+  if (!effect.ok()) return effect.status();
+  if (effect->answered_busy) {
     Add(metrics_.busy);
-    LogWarning("trigger %d answered busy: inspection in progress",
-               handshake_.registers()[kRegBusySeq]);
+    LogWarning("trigger %d answered busy: inspection in progress", *effect->answered_busy);
   }
-  if (*trigger) {
+  if (effect->started) {
     Add(metrics_.triggers);
-    pending_ = **trigger;
+    pending_ = *effect->started;
     pending_since_ = absl::Now();
     changed_.notify_all();
   }

@@ -77,12 +77,12 @@ const Recipe* Recipes::Find(uint16_t id) const {
 
 Outcome DecideOutcome(const v1::ClassifyResponse& response, const Recipe& recipe,
                       double inspection_threshold) {
+  if (response.predictions().empty()) return ErrorOutcome(absl::InternalError("no prediction"));
   Outcome outcome;
   uint32_t version = 0;
   if (absl::SimpleAtoi(response.model().version(), &version) && version <= 0xFFFF) {
     outcome.model_version = static_cast<uint16_t>(version);
   }
-  if (response.predictions().empty()) return ErrorOutcome(absl::InternalError("no prediction"));
   const v1::Prediction& top = response.predictions(0);
   outcome.class_index = top.index() < kNoClass ? static_cast<uint16_t>(top.index()) : kNoClass;
   const double score = std::clamp(static_cast<double>(top.score()), 0.0, 1.0);
