@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Checks the size rules of the style guide: no function over 60 lines and
 no source file over 500 lines in the folders given (default: server/,
-client/camera/, client/plc/, bridge/, sparkplug/, common/). Functions are found by their braces after
+client/, bridge/, sparkplug/, common/). Functions are found by their braces after
 comments, strings and preprocessor lines are blanked, at any depth of
 namespaces (named or anonymous), classes and structs; lambdas and blocks
 count as part of the function they are in.
@@ -15,7 +15,7 @@ from typing import Iterator
 
 MAX_FUNCTION_LINES = 60
 MAX_FILE_LINES = 500
-DEFAULT_FOLDERS = ("server", "client/camera", "client/plc", "bridge", "sparkplug", "common")
+DEFAULT_FOLDERS = ("server", "client", "bridge", "sparkplug", "common")
 
 SCOPE = re.compile(r"\b(namespace|class|struct|union|enum)\b[^()]*$|\bextern\s*\"\"\s*$")
 FUNCTION_HEAD = re.compile(

@@ -7,8 +7,8 @@ plant mosquitto, a real matid-server for the node's model metrics.
 
 Checked: NBIRTH (bdSeq, Node Control/Rebirth, the model), a DBIRTH per
 camera before its DDATA, DDATA by alias with the result's values, seq
-0..255 continuous in each session, 600 results giving 600 DDATA with none
-lost across a plant broker restart (those stored meanwhile flagged
+0..255 continuous in each session, 600 frames of a real camera giving DDATA
+for all 600 results with none lost across a plant broker restart (those stored meanwhile flagged
 is_historical), births held until a primary host's STATE says online and
 NDEATH plus a new connection when it goes offline, NDEATH delivered as the will with the NBIRTH's bdSeq when
 the node is SIGKILLed, a rebirth on NCMD, a DDEATH for a silent camera,
@@ -27,7 +27,7 @@ import unittest
 import paho.mqtt.client as mqtt
 
 from tests.edge_harness import (Collector, Mosquitto, Process, free_port, make_certificates,
-                                scrape, wait_connected, wait_for)
+                                make_conveyor_video, scrape, wait_connected, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -258,24 +258,36 @@ class SparkplugNodeTest(unittest.TestCase):
         self.assertFalse(values["Result/Class"].get("isHistorical", False))
         self.check_sessions()
 
-    def test_600_results_none_lost_across_a_plant_broker_restart(self) -> None:
+    def test_600_frames_none_lost_across_a_plant_broker_restart(self) -> None:
+        """A real camera plays 600 frames of a video through matid-server; the
+        plant broker is stopped after 150 DDATA and started again 3 s later."""
         self.start_node()
         self.wait_births(1)
-        sent = []
-        for seq in range(600):
-            camera = "cam-a" if seq % 2 == 0 else "cam-b"
-            self.publish(camera, seq)
-            sent.append(f"{camera}-boot1-{seq}")
-            if seq == 200:
-                wait_for(lambda: len(self.ddata_ids()) >= 150, 30, "DDATA before the restart")
-                self.plant.stop()
-            if seq == 400:
-                self.plant.start()
-            time.sleep(0.005)
-        wait_for(lambda: set(self.ddata_ids()) >= set(sent), 60,
+        results = Collector(self.local.port, client_id="result-watcher")
+        self.addCleanup(results.close)
+        video = os.path.join(self.work, "line.avi")
+        make_conveyor_video(video, 600, fps=100)
+        camera = subprocess.Popen(
+            [os.path.join(BUILD, "bin", "matid-camera"), f"--source={video}",
+             "--camera_id=cam-a", f"--server=127.0.0.1:{self.server_port}",
+             f"--mqtt_port={self.local.port}", "--metrics_port=-1", "--max_pending=1000",
+             "--pace_fps=100"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: len(self.ddata_ids()) >= 150, 60, "DDATA before the restart")
+            self.plant.stop()
+            time.sleep(3)  # results go to the spool meanwhile
+            self.plant.start()
+            _, errors = camera.communicate(timeout=120)
+            self.assertEqual(camera.returncode, 0, errors)
+        finally:
+            if camera.poll() is None:
+                camera.kill()
+        wait_for(lambda: len(results.seen()) >= 600, 30, "600 results at the local broker")
+        sent = set(results.seen())
+        self.assertEqual(len(sent), 600)
+        wait_for(lambda: set(self.ddata_ids()) >= sent, 60,
                  "every result as DDATA after the restart")
-        ids = self.ddata_ids()
-        self.assertEqual(set(ids), set(sent))
+        self.assertEqual(set(self.ddata_ids()), sent)
         births = self.host.of_type("NBIRTH")
         self.assertEqual(len(births), 2, "one NBIRTH per connection")
         bd_seqs = [metrics_by_name(p)["bdSeq"]["value"] for _, p in births]

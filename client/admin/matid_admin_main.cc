@@ -117,6 +117,102 @@ void SetRules(matid::v1::ShadowRequest& request) {
   if (rollback->ByteSizeLong() == 0) request.clear_rollback_when();
 }
 
+// One call on the server: the stub, the call's context, and where the
+// model versions it answers with go.
+struct Call {
+  matid::v1::ModelAdmin::Stub& stub;
+  grpc::ClientContext& context;
+  matid::v1::ListModelsResponse& response;
+};
+
+// A command's operands (after the command word).
+using Operands = std::vector<std::string>;
+
+absl::StatusOr<grpc::Status> PinCall(const Operands& operands, Call& call) {
+  matid::v1::PinRequest request;
+  request.set_model(operands[0]);
+  for (size_t i = 1; i < operands.size(); ++i) {
+    auto version = ParseVersion(operands[i].c_str());
+    if (!version.ok()) return version.status();
+    request.add_versions(*version);
+  }
+  return call.stub.Pin(&call.context, request, &call.response);
+}
+
+absl::StatusOr<grpc::Status> LoadCall(const std::string& command, const Operands& operands,
+                                      Call& call) {
+  auto version = ParseVersion(operands[1].c_str());
+  if (!version.ok()) return version.status();
+  matid::v1::VersionRequest request;
+  request.set_model(operands[0]);
+  request.set_version(*version);
+  return command == "load" ? call.stub.Load(&call.context, request, &call.response)
+                           : call.stub.Unload(&call.context, request, &call.response);
+}
+
+absl::StatusOr<grpc::Status> ShadowCall(const Operands& operands, Call& call) {
+  matid::v1::ShadowRequest request;
+  request.set_model(operands[0]);
+  if (operands[1] != "off") {
+    auto version = ParseVersion(operands[1].c_str());
+    if (!version.ok()) return version.status();
+    double fraction = 0.1;
+    if (operands.size() == 3 &&
+        (!absl::SimpleAtod(operands[2], &fraction) || !(fraction > 0) || fraction > 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", operands[2], "' is not a fraction in (0, 1]"));
+    }
+    request.set_version(*version);
+    request.set_fraction(fraction);
+    SetRules(request);
+  }
+  return call.stub.SetShadow(&call.context, request, &call.response);
+}
+
+grpc::Status ShadowReportCall(const Operands& operands, Call& call) {
+  matid::v1::ShadowReportRequest request;
+  request.set_model(operands[0]);
+  matid::v1::ShadowReport report;
+  grpc::Status status = call.stub.GetShadowReport(&call.context, request, &report);
+  if (status.ok()) {
+    google::protobuf::util::JsonPrintOptions options;
+    options.add_whitespace = true;
+    options.always_print_primitive_fields = true;
+    options.preserve_proto_field_names = true;
+    std::string json;
+    (void)google::protobuf::util::MessageToJsonString(report, &json, options);
+    std::printf("%s", json.c_str());
+  }
+  return status;
+}
+
+// Runs `command` and returns the server's answer; INVALID_ARGUMENT (exit
+// 2) for an unknown command, wrong operands or an operand that is not a
+// version or fraction.
+absl::StatusOr<grpc::Status> Run(const std::string& command, const Operands& operands, Call& call) {
+  const size_t n = operands.size();
+  if (command == "list" && n == 0) {
+    return call.stub.ListModels(&call.context, matid::v1::ListModelsRequest(), &call.response);
+  }
+  if (command == "reload" && n == 0) {
+    return call.stub.Reload(&call.context, matid::v1::ReloadRequest(), &call.response);
+  }
+  if (command == "pin" && n >= 1) return PinCall(operands, call);
+  if ((command == "load" || command == "unload") && n == 2) {
+    return LoadCall(command, operands, call);
+  }
+  if (command == "shadow" && (n == 2 || n == 3)) return ShadowCall(operands, call);
+  if ((command == "promote" || command == "rollback") && n == 1) {
+    matid::v1::ModelRequest request;
+    request.set_model(operands[0]);
+    return command == "promote" ? call.stub.Promote(&call.context, request, &call.response)
+                                : call.stub.Rollback(&call.context, request, &call.response);
+  }
+  if (command == "shadow-report" && n == 1) return ShadowReportCall(operands, call);
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown command or wrong operands: ", command, "\n", kUsage));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -124,7 +220,6 @@ int main(int argc, char** argv) {
   auto credentials = matid::ChannelCredentialsFromFlags();
   if (!credentials.ok()) return matid::FailWith(credentials.status());
   if (args.size() < 2) return matid::FailWith(absl::InvalidArgumentError(kUsage), 2);
-  const std::string command = args[1];
   auto stub = matid::v1::ModelAdmin::NewStub(
       grpc::CreateChannel(absl::GetFlag(FLAGS_server), *credentials));
   grpc::ClientContext context;
@@ -132,75 +227,14 @@ int main(int argc, char** argv) {
       std::chrono::system_clock::now() +
       std::chrono::milliseconds(static_cast<int64_t>(absl::GetFlag(FLAGS_timeout_seconds) * 1000)));
   matid::v1::ListModelsResponse response;
-  grpc::Status status;
-  const size_t operands = args.size() - 2;
-  if (command == "list" && operands == 0) {
-    status = stub->ListModels(&context, matid::v1::ListModelsRequest(), &response);
-  } else if (command == "reload" && operands == 0) {
-    status = stub->Reload(&context, matid::v1::ReloadRequest(), &response);
-  } else if (command == "pin" && operands >= 1) {
-    matid::v1::PinRequest request;
-    request.set_model(args[2]);
-    for (size_t i = 3; i < args.size(); ++i) {
-      auto version = ParseVersion(args[i]);
-      if (!version.ok()) return matid::FailWith(version.status(), 2);
-      request.add_versions(*version);
-    }
-    status = stub->Pin(&context, request, &response);
-  } else if ((command == "load" || command == "unload") && operands == 2) {
-    auto version = ParseVersion(args[3]);
-    if (!version.ok()) return matid::FailWith(version.status(), 2);
-    matid::v1::VersionRequest request;
-    request.set_model(args[2]);
-    request.set_version(*version);
-    status = command == "load" ? stub->Load(&context, request, &response)
-                               : stub->Unload(&context, request, &response);
-  } else if (command == "shadow" && (operands == 2 || operands == 3)) {
-    matid::v1::ShadowRequest request;
-    request.set_model(args[2]);
-    if (std::string(args[3]) != "off") {
-      auto version = ParseVersion(args[3]);
-      if (!version.ok()) return matid::FailWith(version.status(), 2);
-      double fraction = 0.1;
-      if (operands == 3 &&
-          (!absl::SimpleAtod(args[4], &fraction) || !(fraction > 0) || fraction > 1)) {
-        return matid::FailWith(
-            absl::InvalidArgumentError(absl::StrCat("'", args[4], "' is not a fraction in (0, 1]")),
-            2);
-      }
-      request.set_version(*version);
-      request.set_fraction(fraction);
-      SetRules(request);
-    }
-    status = stub->SetShadow(&context, request, &response);
-  } else if ((command == "promote" || command == "rollback") && operands == 1) {
-    matid::v1::ModelRequest request;
-    request.set_model(args[2]);
-    status = command == "promote" ? stub->Promote(&context, request, &response)
-                                  : stub->Rollback(&context, request, &response);
-  } else if (command == "shadow-report" && operands == 1) {
-    matid::v1::ShadowReportRequest request;
-    request.set_model(args[2]);
-    matid::v1::ShadowReport report;
-    status = stub->GetShadowReport(&context, request, &report);
-    if (status.ok()) {
-      google::protobuf::util::JsonPrintOptions options;
-      options.add_whitespace = true;
-      options.always_print_primitive_fields = true;
-      options.preserve_proto_field_names = true;
-      std::string json;
-      (void)google::protobuf::util::MessageToJsonString(report, &json, options);
-      std::printf("%s", json.c_str());
-    }
-  } else {
-    return matid::FailWith(absl::InvalidArgumentError(absl::StrCat(
-                               "unknown command or wrong operands: ", command, "\n", kUsage)),
-                           2);
-  }
+  Call call{*stub, context, response};
+  const absl::StatusOr<grpc::Status> status =
+      Run(args[1], Operands(args.begin() + 2, args.end()), call);
+  if (!status.ok()) return matid::FailWith(status.status(), 2);
   if (response.models_size() > 0) Print(response);
-  if (!status.ok()) {
+  if (!status->ok()) {
     std::fprintf(stderr, "matid-admin: %s: %s\n", absl::GetFlag(FLAGS_server).c_str(),
-                 status.error_message().c_str());
+                 status->error_message().c_str());
     return 1;
   }
   return 0;

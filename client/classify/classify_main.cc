@@ -71,6 +71,20 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectToServer() {
   return channel;
 }
 
+absl::StatusOr<matid::FileClassifierOptions> ClassifierOptionsFromFlags() {
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  if (mode != "classify" && mode != "batch") {
+    return absl::InvalidArgumentError("--mode must be classify or batch");
+  }
+  matid::FileClassifierOptions options;
+  options.use_batch_rpc = mode == "batch";
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.concurrency = absl::GetFlag(FLAGS_concurrency);
+  options.top_k = absl::GetFlag(FLAGS_top_k);
+  options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_seconds));
+  return options;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,26 +98,17 @@ int main(int argc, char** argv) {
   if (!files.ok()) return matid::FailWith(files.status(), kUsageError);
   auto format = matid::ParseOutputFormat(absl::GetFlag(FLAGS_format));
   if (!format.ok()) return matid::FailWith(format.status(), kUsageError);
-  const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode != "classify" && mode != "batch") {
-    return matid::FailWith(absl::InvalidArgumentError("--mode must be classify or batch"),
-                           kUsageError);
-  }
+  auto options = ClassifierOptionsFromFlags();
+  if (!options.ok()) return matid::FailWith(options.status(), kUsageError);
   auto channel = ConnectToServer();
   if (!channel.ok()) return matid::FailWith(channel.status(), kUsageError);
   auto stub = matid::v1::Classifier::NewStub(*channel);
 
-  matid::FileClassifierOptions options;
-  options.use_batch_rpc = mode == "batch";
-  options.batch_size = absl::GetFlag(FLAGS_batch_size);
-  options.concurrency = absl::GetFlag(FLAGS_concurrency);
-  options.top_k = absl::GetFlag(FLAGS_top_k);
-  options.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout_seconds));
   const bool show_progress = absl::GetFlag(FLAGS_progress);
   const size_t total = files->size();
   const auto start = std::chrono::steady_clock::now();
   std::vector<matid::ClassifyResult> results =
-      matid::ClassifyFiles(stub.get(), *files, options, [&](size_t finished) {
+      matid::ClassifyFiles(stub.get(), *files, *options, [&](size_t finished) {
         if (show_progress && (finished % 500 == 0 || finished == total)) {
           std::fprintf(stderr, "\rmatid-classify: %zu/%zu images", finished, total);
           if (finished == total) std::fprintf(stderr, "\n");
