@@ -27,30 +27,27 @@ packages=(
   jq
 )
 
-# Eclipse Tahu's Sparkplug B codec, the decoder of tests/sparkplug_test.py
-# (npm registry; a test tool, no shipped program uses it).
-install_sparkplug_decoder() {
-  local dir="tests/sparkplug"
-  [ -d "$dir/node_modules/sparkplug-payload" ] && return 0
+# Test tools from the npm registry (where node/npm are installed), each in
+# its folder's node_modules from its package-lock.json; quick when there:
+#   deploy/k8s/validate  the Kubernetes API schemas (deploy_files_test)
+#   tests/sparkplug      Eclipse Tahu's Sparkplug B codec (sparkplug_test)
+# No shipped program uses them.
+npm_ci_in() {  # DIR MARKER_MODULE WHAT_FAILS_WITHOUT_IT
+  local dir
+  dir="$(dirname "$0")/../$1"
+  [ -d "$dir/node_modules/$2" ] && return 0
   if command -v npm >/dev/null; then
-    (cd "$(dirname "$0")/../$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
-      echo "install-deps: npm ci in $dir failed; sparkplug_test will fail" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
+      echo "install-deps: npm ci in $1 failed; $3" >&2
   else
-    echo "install-deps: no npm: sparkplug_test will fail (it needs Tahu's decoder)" >&2
+    echo "install-deps: no npm: $3" >&2
   fi
 }
 
-# The Kubernetes schema validator for the deploy tests (npm registry; where
-# node/npm are installed). Quick when already there.
-install_k8s_validator() {
-  local dir="deploy/k8s/validate"
-  [ -d "$dir/node_modules/kubernetes-models" ] && return 0
-  if command -v npm >/dev/null; then
-    (cd "$(dirname "$0")/../$dir" && npm ci --no-audit --no-fund --loglevel=error) ||
-      echo "install-deps: npm ci in $dir failed; Kubernetes schema checks will be skipped" >&2
-  else
-    echo "install-deps: no npm: Kubernetes schema checks will be skipped (structural checks still run)"
-  fi
+install_npm_test_tools() {
+  npm_ci_in deploy/k8s/validate kubernetes-models \
+    "Kubernetes schema checks will be skipped (structural checks still run)"
+  npm_ci_in tests/sparkplug sparkplug-payload "sparkplug_test will fail (it needs Tahu's decoder)"
 }
 
 missing=()
@@ -59,8 +56,7 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  install_k8s_validator
-  install_sparkplug_decoder
+  install_npm_test_tools
   exit 0
 fi
 
@@ -70,5 +66,4 @@ echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-install_k8s_validator
-install_sparkplug_decoder
+install_npm_test_tools
