@@ -1,6 +1,8 @@
 // The bridge's logic with a real spool and a fake cloud link (no broker).
 #include "bridge/bridge.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <future>
 #include <mutex>
@@ -101,12 +103,16 @@ bool Eventually(Predicate predicate, absl::Duration limit = absl::Seconds(10)) {
 class BridgeTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    // This process's own file: two runs at once once shared one spool, and
+    // each saw the other's messages (bridge_test failed when run twice at once).
     const auto path =
         std::filesystem::path(::testing::TempDir()) /
-        (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".db");
+        (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
+         std::to_string(getpid()) + ".db");
     std::filesystem::remove(path);
     std::filesystem::remove(path.string() + "-wal");
-    spool_ = *Spool::Open({path.string(), 1 << 20, absl::Hours(1), false});
+    spool_path_ = path.string();
+    spool_ = *Spool::Open({spool_path_, 1 << 20, absl::Hours(1), false});
   }
   void StartBridge(BridgeOptions options = {}) {
     options.ack_timeout = absl::Milliseconds(300);
@@ -119,9 +125,14 @@ class BridgeTest : public ::testing::Test {
   }
   void TearDown() override {
     if (bridge_) bridge_->Stop();
+    bridge_.reset();
+    const std::string path = spool_path_;
+    spool_.reset();
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
   }
 
   prometheus::Registry registry_;
+  std::string spool_path_;
   std::unique_ptr<Spool> spool_;
   FakeCloud cloud_;
   std::unique_ptr<Bridge> bridge_;

@@ -1,5 +1,7 @@
 #include "common/spool.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "gmock/gmock.h"
@@ -15,10 +17,16 @@ class SpoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
     path_ = std::filesystem::path(::testing::TempDir()) /
-            (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".db");
+            (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
+             std::to_string(getpid()) + ".db");  // this process's own file
     std::filesystem::remove(path_);
     std::filesystem::remove(path_.string() + "-wal");
     std::filesystem::remove(path_.string() + "-shm");
+  }
+  void TearDown() override {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path_.string() + suffix);
+    }
   }
   std::unique_ptr<Spool> Open(int64_t max_bytes = 1 << 20,
                               absl::Duration max_age = absl::Hours(1)) {
