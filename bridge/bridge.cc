@@ -8,6 +8,7 @@
 #include "bridge/cloud_limits.h"
 #include "common/backoff.h"
 #include "common/log.h"
+#include "common/metric_families.h"
 #include "common/result_message.h"
 
 namespace matid {
@@ -59,11 +60,9 @@ Bridge::~Bridge() { Stop(); }
 
 void Bridge::BuildMetrics(prometheus::Registry& registry) {
   auto counter = [&](const char* name, const char* help) {
-    return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+    return AddCounter(registry, name, help);
   };
-  auto gauge = [&](const char* name, const char* help) {
-    return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
-  };
+  auto gauge = [&](const char* name, const char* help) { return AddGauge(registry, name, help); };
   metrics_.received =
       counter("matid_bridge_received_total", "Messages received from the local broker");
   metrics_.spooled = counter("matid_bridge_spooled_total", "Messages written to the spool");

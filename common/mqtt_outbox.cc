@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/metric_families.h"
 
 namespace matid {
 
@@ -17,7 +18,7 @@ absl::StatusOr<std::unique_ptr<MqttOutbox>> MqttOutbox::Create(const MqttOutboxO
   std::unique_ptr<MqttOutbox> outbox(new MqttOutbox(options));
   if (registry != nullptr) {
     auto counter = [&](const std::string& name, const std::string& help) {
-      return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
+      return AddCounter(*registry, name, help);
     };
     const MqttOutboxOptions::MetricNames& names = options.metrics;
     outbox->published_ =

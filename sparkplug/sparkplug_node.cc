@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/log.h"
+#include "common/metric_families.h"
 #include "common/result_message.h"
 
 namespace matid::sparkplug {
@@ -62,12 +63,10 @@ absl::Status SparkplugNode::Start() {
 
 void SparkplugNode::BuildMetrics() {
   prometheus::Registry& registry = endpoint_->registry();
-  auto counter = [&](const std::string& name, const std::string& help) {
-    return &prometheus::BuildCounter().Name(name).Help(help).Register(registry).Add({});
+  auto counter = [&](const char* name, const char* help) {
+    return AddCounter(registry, name, help);
   };
-  auto gauge = [&](const std::string& name, const std::string& help) {
-    return &prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add({});
-  };
+  auto gauge = [&](const char* name, const char* help) { return AddGauge(registry, name, help); };
   metrics_.received = counter("matid_sparkplug_results_received_total",
                               "Results taken from the local broker and spooled");
   metrics_.dead_letters = counter("matid_sparkplug_dead_letters_total",

@@ -11,6 +11,7 @@
 #include "common/backoff.h"
 #include "common/file_contents.h"
 #include "common/log.h"
+#include "common/metric_families.h"
 #include "common/metrics_endpoint.h"
 
 namespace matid {
@@ -83,7 +84,7 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
   }
   if (registry == nullptr) return;
   auto counter = [&](const char* name, const char* help) {
-    return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
+    return AddCounter(*registry, name, help);
   };
   metrics_.captured =
       counter("matid_camera_frames_captured_total", "Frames read from the source and kept");
