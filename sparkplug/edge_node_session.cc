@@ -1,7 +1,7 @@
 #include "sparkplug/edge_node_session.h"
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "sparkplug/sparkplug_id.h"
 
 namespace matid::sparkplug {
 namespace {
@@ -10,15 +10,6 @@ using sparkplug_b::DataType;
 using sparkplug_b::Payload;
 
 constexpr char kNamespace[] = "spBv1.0";
-
-absl::Status CheckId(absl::string_view id, absl::string_view flag) {
-  if (id.empty() || absl::StrContains(id, "/") || absl::StrContains(id, "+") ||
-      absl::StrContains(id, "#")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--", flag, " '", id, "': a Sparkplug id must be non-empty, without '/', '+' or '#'"));
-  }
-  return absl::OkStatus();
-}
 
 std::string Serialized(const Payload& payload) {
   std::string bytes;
@@ -38,8 +29,8 @@ void AddBirthMetrics(const std::vector<MetricSpec>& specs, const std::vector<Met
 }  // namespace
 
 absl::StatusOr<EdgeNodeSession> EdgeNodeSession::Create(const EdgeNodeOptions& options) {
-  if (absl::Status s = CheckId(options.group_id, "sparkplug_group"); !s.ok()) return s;
-  if (absl::Status s = CheckId(options.edge_node_id, "sparkplug_node"); !s.ok()) return s;
+  if (absl::Status s = CheckSparkplugId(options.group_id, "sparkplug_group"); !s.ok()) return s;
+  if (absl::Status s = CheckSparkplugId(options.edge_node_id, "sparkplug_node"); !s.ok()) return s;
   if (options.device_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--device_timeout must be positive");
   }
@@ -64,7 +55,7 @@ uint64_t EdgeNodeSession::NextSeq() {
 }
 
 Outgoing EdgeNodeSession::NextConnection(absl::Time now) {
-  bd_seq_ = bd_seq_next_.value_or(0);
+  bd_seq_ = bd_seq_next_;
   bd_seq_next_ = (bd_seq_ + 1) % 256;
   born_ = false;
   return Death(now);

@@ -13,7 +13,6 @@
 
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,9 +92,9 @@ class EdgeNodeSession {
   Outgoing DeviceBirth(const std::string& id, Device& device, absl::Time now);
 
   EdgeNodeOptions options_;
-  std::optional<uint64_t> bd_seq_next_;
-  uint64_t bd_seq_ = 0;
-  uint64_t seq_ = 0;  // of the last message published
+  uint64_t bd_seq_next_ = 0;  // for the next CONNECT
+  uint64_t bd_seq_ = 0;       // of this connection
+  uint64_t seq_ = 0;          // of the last message published
   bool born_ = false;
   NodeStatus status_;  // as last published
   std::map<std::string, Device> devices_;

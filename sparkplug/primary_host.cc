@@ -2,18 +2,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/match.h"
-#include "absl/strings/str_cat.h"
+#include "sparkplug/sparkplug_id.h"
 
 namespace matid::sparkplug {
 
 absl::StatusOr<PrimaryHost> PrimaryHost::Create(const std::string& host_id) {
-  if (host_id.empty() || absl::StrContains(host_id, "/") || absl::StrContains(host_id, "+") ||
-      absl::StrContains(host_id, "#")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--primary_host_id '", host_id,
-                     "': a Sparkplug id must be non-empty, without '/', '+' "
-                     "or '#'"));
+  if (absl::Status valid = CheckSparkplugId(host_id, "primary_host_id"); !valid.ok()) {
+    return valid;
   }
   return PrimaryHost(host_id);
 }
