@@ -10,7 +10,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/camera/camera.h"
 #include "client/camera/result_publisher.h"
@@ -21,7 +20,6 @@
 #include "common/metrics_endpoint.h"
 #include "common/mutex_deadlock_detection.h"
 #include "common/program_flags.h"
-#include "common/publish_link.h"
 #include "common/result_topic.h"
 #include "common/stop_signals.h"
 

@@ -20,7 +20,6 @@
 #include "common/log.h"
 #include "common/metrics_endpoint.h"
 #include "common/program_flags.h"
-#include "common/publish_link.h"
 #include "common/result_topic.h"
 #include "common/stop_signals.h"
 
