@@ -362,9 +362,10 @@ Camera::SendStep Camera::WaitForFrameToSend(PendingFrame* frame) {
   }
 }
 
-bool Camera::RunOneStream() {
+Camera::StreamEnd Camera::RunOneStream() {
   grpc::ClientContext context;
   auto stream = stub_->ClassifyStream(&context);
+  std::atomic<bool> answered{false};
   {
     std::lock_guard<std::mutex> lock(mu_);
     stream_broken_ = false;
@@ -373,6 +374,7 @@ bool Camera::RunOneStream() {
   std::thread reader([&] {
     v1::FrameResult result;
     while (stream->Read(&result)) {
+      answered = true;
       {
         std::lock_guard<std::mutex> lock(mu_);
         last_result_at_ = absl::Now();
@@ -416,7 +418,8 @@ bool Camera::RunOneStream() {
     pending_.push_front(std::move(it->second));
   }
   in_flight_.clear();
-  return all_done;
+  if (all_done) return StreamEnd::kAllDone;
+  return answered ? StreamEnd::kEndedAfterResults : StreamEnd::kEndedWithoutResults;
 }
 
 void Camera::StreamLoop() {
@@ -432,9 +435,13 @@ void Camera::StreamLoop() {
       LearnModelFit();  // the server may be another one now, with another model
     }
     first = false;
-    const absl::Time started = absl::Now();
-    if (RunOneStream()) return;
-    if (absl::Now() - started > absl::Seconds(5)) backoff.Reset();  // it had been working
+    const StreamEnd end = RunOneStream();
+    if (end == StreamEnd::kAllDone) return;
+    // A stream that was answered had a working server: it ended by a
+    // server's connection age, a restart or a kill, so the next one starts
+    // at the shortest delay. Only failures in a row wait longer and longer
+    // (a stream rotated every few seconds must not climb to the maximum).
+    if (end == StreamEnd::kEndedAfterResults) backoff.Reset();
     const absl::Duration delay = backoff.Next();
     std::unique_lock<std::mutex> lock(mu_);
     changed_.wait_for(lock, absl::ToChronoMicroseconds(delay), [&] { return stopping_; });

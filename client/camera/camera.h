@@ -7,7 +7,8 @@
 // the oldest unsent one is dropped (and counted) when it is full. When the
 // stream breaks (server restart), the frames in flight go back to the front
 // of the queue and the stream reconnects with exponential backoff and
-// jitter. Run() returns when the source ends (after every frame was
+// jitter (back to the shortest delay after a stream that was answered).
+// Run() returns when the source ends (after every frame was
 // answered), when max_frames is reached, or after Stop().
 // Thread-safety: Run() once, from one thread; Stop() from any thread.
 #ifndef MATID_CLIENT_CAMERA_CAMERA_H_
@@ -134,8 +135,10 @@ class Camera {
   void Queue(PendingFrame pending);
   // Runs streams until everything captured has been answered (or Stop()).
   void StreamLoop();
-  // One stream's life; returns true when all work is done, false to reconnect.
-  bool RunOneStream();
+  // How one stream's life ended: every frame answered, or ended (broken,
+  // timed out, a server's connection age) after or before any result.
+  enum class StreamEnd { kAllDone, kEndedAfterResults, kEndedWithoutResults };
+  StreamEnd RunOneStream();
   // The sender's next step: a frame to send (moved to in_flight_), every
   // frame answered, or a stream to restart (broken, stopped, results overdue).
   enum class SendStep { kSend, kFinished, kReconnect };
