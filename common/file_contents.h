@@ -1,5 +1,5 @@
 // Reads a whole file into a string (bytes as they are), writes one, checks
-// a folder can be written in and counts the files in one. One helper for
+// a folder can be written in. One helper for
 // the model metadata, TLS certificates and keys, images read by the tools,
 // and the frames the camera and the server save for people to look at.
 // Functions without shared state; safe from any thread.
@@ -15,7 +15,6 @@
 #include <system_error>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
@@ -61,19 +60,6 @@ inline absl::Status CheckFolderWritable(const std::string& dir, absl::string_vie
         absl::StrCat(flag, "=", dir, " is not writable: ", written.message()));
   }
   return absl::OkStatus();
-}
-
-// Regular files directly in `dir` whose names end with `suffix` (and do not
-// start with '.'); 0 when the folder cannot be read.
-inline int CountFiles(const std::string& dir, absl::string_view suffix) {
-  int files = 0;
-  std::error_code error;
-  for (auto it = std::filesystem::directory_iterator(dir, error);
-       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
-    const std::string name = it->path().filename().string();
-    if (it->is_regular_file(error) && name[0] != '.' && absl::EndsWith(name, suffix)) ++files;
-  }
-  return files;
 }
 
 }  // namespace matid

@@ -92,6 +92,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWithRepository(
   manager.rule_check_interval = options.rule_check_interval;
   manager.shadow_disagreements_dir = options.shadow_disagreements_dir;
   manager.shadow_disagreements_max_files = options.shadow_disagreements_max_files;
+  manager.shadow_disagreements_max_mb = options.shadow_disagreements_max_mb;
   manager.model_file = options.model_file;
   return CreateWith(options, [&](ServerMetrics* metrics) {
     return ModelManager::CreateFromRepository(manager, std::move(loader), metrics);

@@ -70,9 +70,11 @@ struct ServerOptions {
   bool shadow_idle_priority = true;
   // How often promotion and rollback rules are checked (see ModelManagerOptions).
   absl::Duration rule_check_interval = absl::Seconds(1);
-  // Images a shadow disagrees on: saved here (empty: not), at most this many.
+  // Images a shadow disagrees on: saved here (empty: not), at most this
+  // many and this many megabytes.
   std::string shadow_disagreements_dir;
   int shadow_disagreements_max_files = 1000;
+  int64_t shadow_disagreements_max_mb = 1024;
   // Where model lifecycle events go besides the log and metrics (MQTT).
   EventOptions events;
 };

@@ -112,6 +112,9 @@ ABSL_FLAG(std::string, shadow_disagreements_dir, "",
 ABSL_FLAG(int, shadow_disagreements_max_files, 1000,
           "Most images kept in --shadow_disagreements_dir; beyond it new ones are counted, not "
           "saved, until some are removed.");
+ABSL_FLAG(int64_t, shadow_disagreements_max_mb, 1024,
+          "Most megabytes (images and their JSON) kept in --shadow_disagreements_dir, whatever "
+          "was there before; beyond it new ones are counted, not saved, until some are removed.");
 ABSL_FLAG(std::string, events_mqtt_host, "",
           "Local MQTT broker model events (promotions, rollbacks) are published to, QoS 1, for "
           "matid-bridge to forward; empty: events are only logged and counted.");
@@ -168,6 +171,7 @@ matid::ServerOptions OptionsFromFlags() {
   options.shadow_idle_priority = absl::GetFlag(FLAGS_shadow_priority) != "normal";
   options.shadow_disagreements_dir = absl::GetFlag(FLAGS_shadow_disagreements_dir);
   options.shadow_disagreements_max_files = absl::GetFlag(FLAGS_shadow_disagreements_max_files);
+  options.shadow_disagreements_max_mb = absl::GetFlag(FLAGS_shadow_disagreements_max_mb);
   options.events.box_id = absl::GetFlag(FLAGS_box_id);
   options.events.mqtt.host = absl::GetFlag(FLAGS_events_mqtt_host);
   options.events.mqtt.port = absl::GetFlag(FLAGS_events_mqtt_port);

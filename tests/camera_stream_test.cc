@@ -21,6 +21,7 @@
 
 #include "client/camera/camera.h"
 #include "common/file_contents.h"
+#include "common/folder_budget.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "matid/v1/matid.grpc.pb.h"
@@ -435,9 +436,31 @@ TEST_F(CameraStreamTest, InspectionFolderKeepsAtMostItsLimitCountingWhatWasAlrea
   ASSERT_NE(camera, nullptr);
   ASSERT_TRUE(camera->Run().ok());
   EXPECT_EQ(PublishedSeqs().size(), 7u) << "a full folder must not cost a result";
-  EXPECT_EQ(CountFiles(inspect.string(), ".jpg"), 4);
+  EXPECT_EQ(MeasureFolder(inspect.string(), ".jpg").files, 4);
   EXPECT_EQ(Counter("matid_camera_inspection_folder_full_total"), 4);
   EXPECT_EQ(Counter("matid_camera_inspection_write_failures_total"), 0);
+  std::filesystem::remove_all(inspect);
+}
+
+TEST_F(CameraStreamTest, InspectionFolderKeepsAtMostItsMegabytesCountingWhatWasAlreadyThere) {
+  const std::filesystem::path inspect =
+      std::filesystem::path(::testing::TempDir()) / "inspect-bytes";
+  std::filesystem::remove_all(inspect);
+  std::filesystem::create_directories(inspect);
+  // Any file counts against the bytes: 1 MiB less 100 bytes leaves no room
+  // for a frame.
+  ASSERT_TRUE(
+      WriteFileContents((inspect / "video.mkv").string(), std::string((1 << 20) - 100, 'x')).ok());
+  CameraOptions options;
+  options.inspection_threshold = 0.95;  // the fake's 0.9: every frame needs inspection
+  options.inspection_dir = inspect.string();
+  options.inspection_max_mb = 1;
+  auto camera = MakeCamera(options, std::make_unique<SyntheticSource>(5, 64, 48));
+  ASSERT_NE(camera, nullptr);
+  ASSERT_TRUE(camera->Run().ok());
+  EXPECT_EQ(PublishedSeqs().size(), 5u) << "a full folder must not cost a result";
+  EXPECT_EQ(MeasureFolder(inspect.string(), ".jpg").files, 0);
+  EXPECT_EQ(Counter("matid_camera_inspection_folder_full_total"), 5);
   std::filesystem::remove_all(inspect);
 }
 

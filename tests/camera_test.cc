@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/folder_budget.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -48,6 +49,8 @@ TEST(CameraCreate, EachBadOptionNamesItsFlag) {
       {[](CameraOptions& o) { o.jpeg_quality = 101; }, "--jpeg_quality"},
       {[](CameraOptions& o) { o.inspection_threshold = 1.5; }, "--inspection_threshold"},
       {[](CameraOptions& o) { o.inspection_max_files = 0; }, "--inspection_max_files"},
+      {[](CameraOptions& o) { o.inspection_max_mb = 0; }, "--inspection_max_mb"},
+      {[](CameraOptions& o) { o.inspection_max_mb = kMaxFolderMb + 1; }, "--inspection_max_mb"},
       {[](CameraOptions& o) { o.pace_fps = -1; }, "--pace_fps"},
   };
   for (const Case& c : cases) {

@@ -10,8 +10,10 @@ Checked:
   and holding the answers; its memory stays bounded; once the client reads
   again, every frame sent is answered, in order.
 """
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +32,7 @@ from inference import grpc_service_pb2 as pb  # noqa: E402
 from inference import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 from matid.v1 import matid_pb2, matid_pb2_grpc  # noqa: E402
 from model_export import repository  # noqa: E402
-from tests.edge_harness import Process, rss_kib, sanitized_build, scrape  # noqa: E402
+from tests.edge_harness import Process, rss_kib, sanitized_build, scrape, wait_for  # noqa: E402
 
 PNG = cv2.imencode(".png", np.random.default_rng(3).integers(0, 256, (28, 28), np.uint8))[1].tobytes()
 # Frames a client that never reads may send before the test calls it a
@@ -166,6 +168,84 @@ class HostileClientTest(unittest.TestCase):
             return int(response.infer_response.id)
 
         self.check_never_read_stream(open_stream, make, answered_seq)
+
+
+def folder_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(folder, name))
+               for folder, _, names in os.walk(path) for name in names)
+
+
+class DisagreementFolderTest(unittest.TestCase):
+    """Version 2 is the test model with other random weights, so it disagrees
+    with version 1 on most images; every image is compared (fraction 1)."""
+
+    BUDGET_MB = 2
+    IMAGES = 24  # of about 1 MiB each: 24 MiB sent, 12 times the budget
+
+    def setUp(self) -> None:
+        if not os.path.isdir(TEST_MODEL):
+            self.skipTest("the test model is not built")
+        self.tmp = tempfile.mkdtemp(prefix="matid-hostile-folder-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        repo = os.path.join(self.tmp, "repo")
+        other = os.path.join(self.tmp, "other-weights")
+        subprocess.run([sys.executable, "-m", "model_export.make_test_model", "--out", other,
+                        "--seed", "11"], check=True, capture_output=True,
+                       cwd=os.path.join(os.path.dirname(__file__), ".."))
+        self.assertEqual(repository.publish(TEST_MODEL, repo, "parts"), 1)
+        self.assertEqual(repository.publish(other, repo, "parts"), 2)
+        with open(os.path.join(repo, "parts", "version_policy.json"), "w") as f:
+            f.write('{"policy": "specific", "versions": [1]}\n')
+        self.folder = os.path.join(self.tmp, "disagreements")
+        self.server = Process([os.path.join(BUILD_DIR, "bin", "matid-server"),
+                               f"--model_repository={repo}", "--host=127.0.0.1", "--port=0",
+                               "--metrics_host=127.0.0.1", "--metrics_port=0", "--threads=1",
+                               "--lame_duck_ms=0", f"--shadow_disagreements_dir={self.folder}",
+                               "--shadow_disagreements_max_files=1000",
+                               f"--shadow_disagreements_max_mb={self.BUDGET_MB}"],
+                              r"serving grpc_port=(\d+) metrics_port=(\d+)",
+                              os.path.join(self.tmp, "server.log"))
+        self.addCleanup(self.server.stop)
+        self.port = int(self.server.match.group(1))
+
+    def admin(self, *args: str) -> str:
+        done = subprocess.run([os.path.join(BUILD_DIR, "bin", "matid-admin"),
+                               f"--server=127.0.0.1:{self.port}", *args],
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout
+
+    def report(self) -> dict:
+        return json.loads(self.admin("shadow-report", "parts"))
+
+    def test_large_disagreeing_images_stay_within_the_folders_byte_budget(self) -> None:
+        self.admin("shadow", "parts", "2", "1.0")
+        wait_for(lambda: "shadow" in self.admin("list"), 60, "version 2 loaded as the shadow")
+        stub = matid_pb2_grpc.ClassifierStub(grpc.insecure_channel(f"127.0.0.1:{self.port}"))
+        noise = np.random.default_rng(5)
+        for _ in range(self.IMAGES):
+            image = cv2.imencode(".png", noise.integers(0, 256, (1024, 1024), np.uint8))[1]
+            self.assertGreater(len(image), 1 << 20)
+            answer = stub.Classify(matid_pb2.ClassifyRequest(
+                image=matid_pb2.Image(encoded=image.tobytes()), model="parts"), timeout=30)
+            self.assertEqual(answer.model.version, "1")
+
+        def settled() -> bool:  # every image compared, every disagreement written or refused
+            report = self.report()
+            disagreeing = int(report.get("compared", 0)) - int(report.get("agreements", 0))
+            handled = int(report.get("disagreements_saved", 0)) + sum(
+                int(n) for n in report.get("disagreements_not_saved", {}).values())
+            return int(report.get("compared", 0)) >= self.IMAGES and handled >= disagreeing
+        wait_for(settled, 120, "every image compared and its disagreement handled")
+        report = self.report()
+        used = folder_bytes(self.folder)
+        print(f"disagreement folder: {report.get('compared')} compared, "
+              f"{report.get('agreements', 0)} agreeing, {report.get('disagreements_saved')} saved "
+              f"({used} bytes), not saved {report.get('disagreements_not_saved')}",
+              file=sys.stderr)
+        self.assertLessEqual(used, self.BUDGET_MB << 20)
+        self.assertGreater(int(report.get("disagreements_saved", 0)), 0)
+        self.assertGreater(int(report["disagreements_not_saved"].get("folder_full", 0)), 0)
 
 
 if __name__ == "__main__":

@@ -1035,7 +1035,7 @@ TEST_F(ShadowServer, DisagreeingImagesAreSavedForLabellingUpToTheBound) {
 TEST(DisagreementFolder, KeepsTheRequestBytesAndRefusesAFolderItCannotWrite) {
   const fs::path dir = fs::temp_directory_path() / absl::StrCat("matid-disagree-", getpid());
   fs::remove_all(dir);
-  auto folder = DisagreementFolder::Create(dir.string(), 10);
+  auto folder = DisagreementFolder::Create(dir.string(), 10, 1);
   ASSERT_TRUE(folder.ok()) << folder.status();
   std::vector<uint8_t> png;
   ASSERT_TRUE(cv::imencode(".png", cv::Mat(6, 5, CV_8UC3, cv::Scalar(1, 2, 3)), png));
@@ -1063,11 +1063,16 @@ TEST(DisagreementFolder, KeepsTheRequestBytesAndRefusesAFolderItCannotWrite) {
 
   const fs::path file = fs::temp_directory_path() / absl::StrCat("matid-not-a-dir-", getpid());
   std::ofstream(file) << "x";
-  auto refused = DisagreementFolder::Create((file / "sub").string(), 10);
+  auto refused = DisagreementFolder::Create((file / "sub").string(), 10, 1);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(refused.status().message(), HasSubstr("--shadow_disagreements_dir"));
-  EXPECT_EQ(DisagreementFolder::Create(dir.string(), 0).status().code(),
+  EXPECT_EQ(DisagreementFolder::Create(dir.string(), 0, 1).status().code(),
             absl::StatusCode::kInvalidArgument);
+  for (int64_t max_mb : {int64_t{0}, kMaxFolderMb + 1}) {
+    auto no_bytes = DisagreementFolder::Create(dir.string(), 10, max_mb);
+    EXPECT_EQ(no_bytes.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(no_bytes.status().message(), HasSubstr("--shadow_disagreements_max_mb"));
+  }
   fs::remove(file);
   fs::remove_all(dir);
 }

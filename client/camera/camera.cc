@@ -48,6 +48,10 @@ absl::Status ValidateCameraOptions(const CameraOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("--inspection_max_files is ", options.inspection_max_files, "; must be >= 1"));
   }
+  if (options.inspection_max_mb < 1 || options.inspection_max_mb > kMaxFolderMb) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--inspection_max_mb is ", options.inspection_max_mb, "; must be 1 to ", kMaxFolderMb));
+  }
   return absl::OkStatus();
 }
 
@@ -79,8 +83,8 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
       publish_(std::move(publish)) {
   if (!options_.inspection_dir.empty()) {
     inspection_budget_ = std::make_unique<FolderBudget>(
-        options_.inspection_max_files,
-        [dir = options_.inspection_dir] { return CountFiles(dir, ".jpg"); });
+        options_.inspection_max_files, options_.inspection_max_mb << 20,
+        [dir = options_.inspection_dir] { return MeasureFolder(dir, ".jpg"); });
   }
   if (registry == nullptr) return;
   auto counter = [&](const char* name, const char* help) {
@@ -285,43 +289,52 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   publish_(message);
 }
 
+absl::StatusOr<std::string> Camera::InspectionJpeg(const PendingFrame& frame) const {
+  // The whole ROI at full resolution, not the shrunk frame the model saw:
+  // a person labels it.
+  if (!frame.full_jpeg.empty() && options_.roi.empty()) return frame.full_jpeg;  // as sent
+  try {
+    cv::Mat full = frame.full_frame;
+    if (!frame.full_jpeg.empty()) {  // decoded at reduced scale: decode it whole now
+      absl::StatusOr<Frame> whole = DecodeJpegFrame(frame.full_jpeg, nullptr);
+      if (!whole.ok()) return whole.status();
+      absl::StatusOr<cv::Mat> roi = RegionOfInterest(whole->pixels, 1, options_.roi);
+      if (!roi.ok()) return roi.status();
+      full = *roi;
+    }
+    std::vector<uint8_t> bytes;
+    if (full.empty() || !cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
+      return absl::InternalError("JPEG encoding failed");
+    }
+    return std::string(bytes.begin(), bytes.end());
+  } catch (const cv::Exception& e) {
+    return absl::InternalError(absl::StrCat("JPEG encoding failed: ", e.what()));
+  }
+}
+
 void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id) {
-  if (!inspection_budget_->TryTake()) {
+  absl::StatusOr<std::string> jpeg = InspectionJpeg(frame);
+  if (!jpeg.ok()) {
+    Add(metrics_.inspection_write_failures);
+    LogError("inspection frame not saved: %s", jpeg.status().ToString());
+    return;
+  }
+  const int64_t bytes = static_cast<int64_t>(jpeg->size());
+  if (!inspection_budget_->TryTake(bytes)) {
     Add(metrics_.inspection_folder_full);
     if (!inspection_folder_full_.exchange(true)) {
       LogWarning(
-          "--inspection_dir=%s holds %d frames (--inspection_max_files): "
-          "frames needing inspection are counted, not saved, until some are removed",
-          options_.inspection_dir, options_.inspection_max_files);
+          "--inspection_dir=%s holds %d frames (--inspection_max_files) or %d MB "
+          "(--inspection_max_mb): frames needing inspection are counted, not saved, until "
+          "some are removed",
+          options_.inspection_dir, options_.inspection_max_files, options_.inspection_max_mb);
     }
     return;
   }
   inspection_folder_full_ = false;
-  // The whole ROI at full resolution, not the shrunk frame the model saw:
-  // a person labels it.
   const std::string path = absl::StrCat(options_.inspection_dir, "/", message_id, ".jpg");
-  std::vector<uint8_t> bytes;
-  absl::Status written = absl::InternalError("JPEG encoding failed");
-  try {
-    if (!frame.full_jpeg.empty() && options_.roi.empty()) {
-      written = WriteFileContents(path, frame.full_jpeg);  // the frame as the camera sent it
-    } else {
-      cv::Mat full = frame.full_frame;
-      if (!frame.full_jpeg.empty()) {  // decoded at reduced scale: decode it whole now
-        absl::StatusOr<Frame> whole = DecodeJpegFrame(frame.full_jpeg, nullptr);
-        absl::StatusOr<cv::Mat> roi = whole.ok() ? RegionOfInterest(whole->pixels, 1, options_.roi)
-                                                 : absl::StatusOr<cv::Mat>(whole.status());
-        if (roi.ok()) full = *roi;
-      }
-      if (!full.empty() && cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
-        written = WriteFileContents(path, std::string(bytes.begin(), bytes.end()));
-      }
-    }
-  } catch (const cv::Exception& e) {
-    written = absl::InternalError(absl::StrCat("JPEG encoding failed: ", e.what()));
-  }
-  if (!written.ok()) {
-    inspection_budget_->GiveBack();
+  if (absl::Status written = WriteFileContents(path, *jpeg); !written.ok()) {
+    inspection_budget_->GiveBack(bytes);
     Add(metrics_.inspection_write_failures);
     LogError("inspection frame not saved: %s", written.ToString());
   }

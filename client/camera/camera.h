@@ -60,6 +60,7 @@ struct CameraOptions {
   double inspection_threshold = 0.6;  // top score under this: needs_inspection
   std::string inspection_dir;         // save frames needing inspection here (empty: don't)
   int inspection_max_files = 1000;    // at most this many .jpg files in inspection_dir
+  int64_t inspection_max_mb = 1024;   // and at most this many megabytes in it
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(10);
   absl::Duration frame_timeout = absl::Seconds(30);  // a stream whose results stall is restarted
@@ -146,6 +147,8 @@ class Camera {
   void HandleResult(const v1::FrameResult& result);
   // Asks the server's Health for its model input (when shrinking).
   void LearnModelFit();
+  // The frame a person looks at: the whole ROI at full resolution, as JPEG.
+  absl::StatusOr<std::string> InspectionJpeg(const PendingFrame& frame) const;
   void SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id);
   static void Add(prometheus::Counter* counter) {
     if (counter != nullptr) counter->Increment();

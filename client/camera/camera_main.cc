@@ -56,6 +56,9 @@ ABSL_FLAG(std::string, inspection_dir, "", "Save frames that need inspection her
 ABSL_FLAG(int, inspection_max_files, 1000,
           "Keep at most this many frames in --inspection_dir; beyond it frames are counted "
           "(matid_camera_inspection_folder_full_total), not saved, until some are removed.");
+ABSL_FLAG(int64_t, inspection_max_mb, 1024,
+          "Keep at most this many megabytes in --inspection_dir, whatever was there before; "
+          "beyond it frames are counted, not saved, until some are removed.");
 ABSL_FLAG(int, max_outbox, 10000, "Results kept while the MQTT broker is unreachable.");
 ABSL_FLAG(double, drain_seconds, 15,
           "At the end, how long to wait for the broker to acknowledge every result.");
@@ -93,6 +96,7 @@ absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   options.inspection_threshold = absl::GetFlag(FLAGS_inspection_threshold);
   options.inspection_dir = absl::GetFlag(FLAGS_inspection_dir);
   options.inspection_max_files = absl::GetFlag(FLAGS_inspection_max_files);
+  options.inspection_max_mb = absl::GetFlag(FLAGS_inspection_max_mb);
   auto roi = ParseRoi(absl::GetFlag(FLAGS_roi));
   if (!roi.ok()) return roi.status();
   options.roi = *roi;

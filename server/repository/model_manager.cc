@@ -61,7 +61,8 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository
   manager->fixed_ = false;
   if (!options.shadow_disagreements_dir.empty()) {
     auto folder = DisagreementFolder::Create(options.shadow_disagreements_dir,
-                                             options.shadow_disagreements_max_files);
+                                             options.shadow_disagreements_max_files,
+                                             options.shadow_disagreements_max_mb);
     if (!folder.ok()) return folder.status();
     manager->disagreements_ = *std::move(folder);
   }

@@ -79,9 +79,10 @@ struct ModelManagerOptions {
   // How often promotion and rollback rules are checked while a model has one.
   absl::Duration rule_check_interval = absl::Seconds(1);
   // Where images a shadow disagrees on are saved (empty: not saved), and
-  // how many are kept (see disagreement_folder.h).
+  // how many and how many megabytes are kept (see disagreement_folder.h).
   std::string shadow_disagreements_dir;
   int shadow_disagreements_max_files = 1000;
+  int64_t shadow_disagreements_max_mb = 1024;
 };
 
 absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);

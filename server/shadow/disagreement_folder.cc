@@ -70,20 +70,26 @@ std::string Extension(const std::string& encoded) {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<DisagreementFolder>> DisagreementFolder::Create(
-    const std::string& dir, int max_files) {
+    const std::string& dir, int max_files, int64_t max_mb) {
   if (max_files < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("--shadow_disagreements_max_files is ", max_files, "; must be >= 1"));
   }
+  if (max_mb < 1 || max_mb > kMaxFolderMb) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shadow_disagreements_max_mb is ", max_mb, "; must be 1 to ", kMaxFolderMb));
+  }
   absl::Status writable = CheckFolderWritable(dir, "--shadow_disagreements_dir");
   if (!writable.ok()) return writable;
-  std::shared_ptr<DisagreementFolder> folder(new DisagreementFolder(dir, max_files));
+  std::shared_ptr<DisagreementFolder> folder(new DisagreementFolder(dir, max_files, max_mb << 20));
   folder->writer_ = std::thread([f = folder.get()] { f->WriterLoop(); });
   return folder;
 }
 
-DisagreementFolder::DisagreementFolder(std::string dir, int max_files)
-    : dir_(std::move(dir)), budget_(max_files, [this] { return CountImages(); }) {}
+DisagreementFolder::DisagreementFolder(std::string dir, int max_files, int64_t max_bytes)
+    : dir_(std::move(dir)),
+      // One JSON file per saved disagreement: those are what max_files counts.
+      budget_(max_files, max_bytes, [this] { return MeasureFolder(dir_, ".json"); }) {}
 
 DisagreementFolder::~DisagreementFolder() {
   {
@@ -116,42 +122,41 @@ void DisagreementFolder::WriterLoop() {
     lock.unlock();
     std::string path;
     std::string not_saved;
-    if (!budget_.TryTake()) {
+    absl::StatusOr<Files> files = Render(next);
+    absl::Status written = files.status();
+    if (files.ok() && !budget_.TryTake(files->bytes())) {
       not_saved = "folder_full";
-    } else if (absl::StatusOr<std::string> written = Write(next); written.ok()) {
-      path = *std::move(written);
+    } else if (files.ok() && (written = Write(*files)).ok()) {
+      path = files->image_path;
     } else {
-      budget_.GiveBack();
+      if (files.ok()) budget_.GiveBack(files->bytes());
       not_saved = "write_failed";
-      LogError("disagreement not saved: %s", written.status().ToString());
+      LogError("disagreement not saved: %s", written.ToString());
     }
     if (next.done) next.done(path, not_saved);
     lock.lock();
   }
 }
 
-absl::StatusOr<std::string> DisagreementFolder::Write(const Disagreement& d) {
+absl::StatusOr<DisagreementFolder::Files> DisagreementFolder::Render(const Disagreement& d) {
   const std::string folder = absl::StrCat(dir_, "/", FileNamePart(d.model));
-  std::error_code error;
-  fs::create_directories(folder, error);
-  if (error)
-    return absl::InternalError(absl::StrCat("cannot create ", folder, ": ", error.message()));
-  std::string bytes = d.encoded;
+  Files files;
+  files.image = d.encoded;
   std::string extension = Extension(d.encoded);
-  if (bytes.empty()) {
+  if (files.image.empty()) {
     absl::StatusOr<std::string> png = TensorPng(d.tensor, d.input);
     if (!png.ok()) return png.status();
-    bytes = *std::move(png);
+    files.image = *std::move(png);
     extension = "png";
   }
   const std::string stem =
       absl::StrCat(folder, "/", FileNamePart(d.model), "-v", FileNamePart(d.primary_version), "-",
                    FileNamePart(d.primary_label), "-vs-v", FileNamePart(d.shadow_version), "-",
                    FileNamePart(d.shadow_label), "-", absl::ToUnixMillis(d.time), "-", ++written_);
-  const std::string image = absl::StrCat(stem, ".", extension);
-  if (absl::Status saved = WriteFileContents(image, bytes); !saved.ok()) return saved;
+  files.image_path = absl::StrCat(stem, ".", extension);
+  files.json_path = stem + ".json";
   const nlohmann::json json = {
-      {"image", fs::path(image).filename().string()},
+      {"image", fs::path(files.image_path).filename().string()},
       {"model", d.model},
       {"time", Rfc3339Millis(d.time)},
       {"primary",
@@ -160,24 +165,26 @@ absl::StatusOr<std::string> DisagreementFolder::Write(const Disagreement& d) {
        {{"version", d.shadow_version}, {"label", d.shadow_label}, {"score", d.shadow_score}}},
       {"input", d.encoded.empty() ? "model input (preprocessed)" : "request image"},
   };
-  if (absl::Status saved = WriteFileContents(stem + ".json", json.dump(1) + "\n"); !saved.ok()) {
-    fs::remove(image, error);
-    return saved;
-  }
-  return image;
+  files.json = json.dump(1) + "\n";
+  return files;
 }
 
-int DisagreementFolder::CountImages() const {
-  int images = 0;
+absl::Status DisagreementFolder::Write(const Files& files) {
+  const fs::path folder = fs::path(files.image_path).parent_path();
   std::error_code error;
-  for (auto it = fs::recursive_directory_iterator(dir_, error);
-       !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
-    if (it->is_regular_file(error) && it->path().extension() != ".json" &&
-        it->path().filename().string()[0] != '.') {
-      ++images;
-    }
+  fs::create_directories(folder, error);
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", folder.string(), ": ", error.message()));
   }
-  return images;
+  if (absl::Status saved = WriteFileContents(files.image_path, files.image); !saved.ok()) {
+    return saved;
+  }
+  if (absl::Status saved = WriteFileContents(files.json_path, files.json); !saved.ok()) {
+    fs::remove(files.image_path, error);
+    return saved;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace matid

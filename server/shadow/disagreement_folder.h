@@ -4,9 +4,10 @@
 // model's input as a PNG) and a JSON file beside it naming the model, both
 // versions, both answers and the time. Files go to DIR/<model>/ and are
 // named <model>-v<primary>-<label>-vs-v<shadow>-<label>-<unix ms>-<n>.
-// At most max_files images are kept: beyond that new ones are not saved
-// (counted as folder_full) until an operator removes some (the folder is
-// recounted every 10 s while full). Writing happens on the folder's own
+// At most max_files disagreements and max_mb megabytes (images and JSON)
+// are kept: beyond either, new ones are not saved (counted as folder_full)
+// until an operator removes some (the folder is measured again every 10 s
+// while full). Writing happens on the folder's own
 // thread with a small queue, never on a serving thread; a full queue
 // counts writer_busy.
 // Thread-safety: Save may be called from any thread; destroy the folder
@@ -55,9 +56,10 @@ class DisagreementFolder {
 
   // Creates `dir` if needed and checks a file can be written in it:
   // PERMISSION_DENIED naming --shadow_disagreements_dir otherwise;
-  // INVALID_ARGUMENT when max_files < 1.
+  // INVALID_ARGUMENT naming the flag when max_files < 1 or max_mb is not
+  // 1 to kMaxFolderMb.
   static absl::StatusOr<std::shared_ptr<DisagreementFolder>> Create(const std::string& dir,
-                                                                    int max_files);
+                                                                    int max_files, int64_t max_mb);
   ~DisagreementFolder();
 
   DisagreementFolder(const DisagreementFolder&) = delete;
@@ -69,15 +71,24 @@ class DisagreementFolder {
   const std::string& dir() const { return dir_; }
 
  private:
-  DisagreementFolder(std::string dir, int max_files);
+  // One disagreement's two files, made before the budget is asked.
+  struct Files {
+    std::string image_path;
+    std::string image;
+    std::string json_path;
+    std::string json;
+    int64_t bytes() const { return static_cast<int64_t>(image.size() + json.size()); }
+  };
+
+  DisagreementFolder(std::string dir, int max_files, int64_t max_bytes);
   void WriterLoop();
-  // Writes the image and its JSON; the image's path.
-  absl::StatusOr<std::string> Write(const Disagreement& d);
-  // Images in the folder now (every model's subfolder).
-  int CountImages() const;
+  // The image (as sent, or the model input as a PNG) and its JSON, named.
+  absl::StatusOr<Files> Render(const Disagreement& d);
+  // Writes both files (neither when one fails).
+  static absl::Status Write(const Files& files);
 
   const std::string dir_;
-  FolderBudget budget_;   // images in dir_ (every model's subfolder)
+  FolderBudget budget_;   // what dir_ holds (every model's subfolder)
   uint64_t written_ = 0;  // writer thread only
 
   std::mutex mu_;
