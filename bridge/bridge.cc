@@ -80,6 +80,9 @@ void Bridge::BuildMetrics(prometheus::Registry& registry) {
       counter("matid_bridge_dropped_total", "Messages dropped by the spool's size or age limit");
   metrics_.backlog_messages = gauge("matid_bridge_backlog_messages", "Messages in the spool");
   metrics_.backlog_bytes = gauge("matid_bridge_backlog_bytes", "Payload bytes in the spool");
+  metrics_.dead_letters_kept =
+      gauge("matid_bridge_dead_letters_kept",
+            "Dead letters in the spool (the newest, within an eighth of --spool_max_mb)");
   metrics_.oldest_age =
       gauge("matid_bridge_oldest_message_age_seconds", "Age of the oldest spooled message");
   metrics_.cloud_connected =
@@ -187,6 +190,7 @@ absl::StatusOr<SpoolStats> Bridge::RefreshBacklog() {
   if (stats.ok() && metrics_.backlog_messages != nullptr) {
     metrics_.backlog_messages->Set(stats->messages);
     metrics_.backlog_bytes->Set(stats->bytes);
+    metrics_.dead_letters_kept->Set(stats->dead_letters);
     metrics_.oldest_age->Set(
         stats->messages == 0 ? 0 : absl::ToDoubleSeconds(absl::Now() - stats->oldest));
   }

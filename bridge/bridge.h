@@ -98,6 +98,7 @@ class Bridge {
     prometheus::Counter* spooled = nullptr;
     prometheus::Counter* duplicates = nullptr;
     prometheus::Counter* dead_letters = nullptr;
+    prometheus::Gauge* dead_letters_kept = nullptr;
     prometheus::Counter* forwarded = nullptr;
     prometheus::Counter* publishes = nullptr;
     prometheus::Counter* publish_failures = nullptr;

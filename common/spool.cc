@@ -57,6 +57,9 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) 
   for (const char* sql :
        {"PRAGMA journal_mode=WAL",
         options.sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+        // The write-ahead log is kept small too (checkpointed every 64
+        // pages, cut back to 256 KiB), not SQLite's 4 MB.
+        "PRAGMA wal_autocheckpoint=64", "PRAGMA journal_size_limit=262144",
         "CREATE TABLE IF NOT EXISTS messages ("
         " seq INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE,"
         " topic TEXT NOT NULL, payload BLOB NOT NULL, received_at_ms INTEGER NOT NULL)",
@@ -64,7 +67,8 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) 
         " id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,"
         " reason TEXT NOT NULL, received_at_ms INTEGER NOT NULL)",
         "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        "INSERT OR IGNORE INTO counters VALUES ('dropped', 0)"}) {
+        "INSERT OR IGNORE INTO counters VALUES ('dropped', 0)",
+        "INSERT OR IGNORE INTO counters VALUES ('dead_letters_dropped', 0)"}) {
     absl::Status status = spool->Exec(sql);
     if (!status.ok()) return status;
   }
@@ -104,17 +108,49 @@ absl::StatusOr<bool> Spool::Append(absl::string_view message_id, absl::string_vi
 
 absl::Status Spool::DeadLetter(absl::string_view topic, absl::string_view payload,
                                absl::string_view reason, absl::Time received_at) {
+  // Kept short: the start of a message is enough to see what it was.
+  const absl::string_view kept_topic = topic.substr(0, kDeadLetterTopicBytes);
+  const absl::string_view kept_payload = payload.substr(0, kDeadLetterPayloadBytes);
+  std::string full_reason(reason);
+  if (kept_payload.size() < payload.size() || kept_topic.size() < topic.size()) {
+    absl::StrAppend(&full_reason, " (topic of ", topic.size(), " bytes, payload of ",
+                    payload.size(), " bytes; the first ", kept_topic.size(), " and ",
+                    kept_payload.size(), " kept)");
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  Statement insert(db_,
-                   "INSERT INTO dead_letters (topic, payload, reason, received_at_ms)"
-                   " VALUES (?, ?, ?, ?)");
-  if (!insert.ok()) return insert.Error("prepare dead letter");
-  insert.BindText(1, topic);
-  insert.BindBlob(2, payload);
-  insert.BindText(3, reason);
-  sqlite3_bind_int64(insert.get(), 4, Millis(received_at));
-  if (sqlite3_step(insert.get()) != SQLITE_DONE) return insert.Error("dead letter");
-  return absl::OkStatus();
+  absl::Status status = Exec("BEGIN IMMEDIATE");
+  if (!status.ok()) return status;
+  auto fail = [this](absl::Status s) {
+    Exec("ROLLBACK").IgnoreError();
+    return s;
+  };
+  {
+    Statement insert(db_,
+                     "INSERT INTO dead_letters (topic, payload, reason, received_at_ms)"
+                     " VALUES (?, ?, ?, ?)");
+    if (!insert.ok()) return fail(insert.Error("prepare dead letter"));
+    insert.BindText(1, kept_topic);
+    insert.BindBlob(2, kept_payload);
+    insert.BindText(3, full_reason);
+    sqlite3_bind_int64(insert.get(), 4, Millis(received_at));
+    if (sqlite3_step(insert.get()) != SQLITE_DONE) return fail(insert.Error("dead letter"));
+  }
+  {
+    // Keep the newest dead letters that add up to at most their share.
+    Statement over(db_,
+                   "DELETE FROM dead_letters WHERE id <= (SELECT id FROM ("
+                   " SELECT id, SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(reason))"
+                   " OVER (ORDER BY id DESC) AS newer_bytes FROM dead_letters)"
+                   " WHERE newer_bytes > ? ORDER BY id DESC LIMIT 1)");
+    if (!over.ok()) return fail(over.Error("prepare dead letter limit"));
+    sqlite3_bind_int64(over.get(), 1, options_.max_bytes / kDeadLetterShare);
+    if (sqlite3_step(over.get()) != SQLITE_DONE) return fail(over.Error("dead letter limit"));
+    if (const int dropped = sqlite3_changes(db_); dropped > 0) {
+      status = AddToCounter("dead_letters_dropped", dropped);
+      if (!status.ok()) return fail(status);
+    }
+  }
+  return Exec("COMMIT");
 }
 
 absl::StatusOr<std::vector<SpooledMessage>> Spool::Oldest(int max_messages,
@@ -165,10 +201,11 @@ absl::Status Spool::Remove(const std::vector<int64_t>& seqs) {
   return Exec("COMMIT");
 }
 
-absl::Status Spool::AddDropped(int64_t count) {
-  Statement update(db_, "UPDATE counters SET value = value + ? WHERE name = 'dropped'");
+absl::Status Spool::AddToCounter(const char* name, int64_t count) {
+  Statement update(db_, "UPDATE counters SET value = value + ? WHERE name = ?");
   if (!update.ok()) return update.Error("prepare count");
   sqlite3_bind_int64(update.get(), 1, count);
+  update.BindText(2, name);
   if (sqlite3_step(update.get()) != SQLITE_DONE) return update.Error("count");
   return absl::OkStatus();
 }
@@ -190,18 +227,21 @@ absl::StatusOr<int64_t> Spool::EnforceLimits(absl::Time now) {
     dropped += sqlite3_changes(db_);
   }
   {
-    // Keep the newest messages whose payloads add up to at most max_bytes.
+    // Keep the newest messages whose payloads add up to at most max_bytes,
+    // less what the dead letters take.
     Statement over(db_,
                    "DELETE FROM messages WHERE seq <= (SELECT seq FROM ("
                    " SELECT seq, SUM(LENGTH(payload)) OVER (ORDER BY seq DESC) AS newer_bytes"
-                   " FROM messages) WHERE newer_bytes > ? ORDER BY seq DESC LIMIT 1)");
+                   " FROM messages) WHERE newer_bytes > ? - (SELECT COALESCE(SUM("
+                   "LENGTH(payload) + LENGTH(topic) + LENGTH(reason)), 0) FROM dead_letters)"
+                   " ORDER BY seq DESC LIMIT 1)");
     if (!over.ok()) return fail(over.Error("prepare size limit"));
     sqlite3_bind_int64(over.get(), 1, options_.max_bytes);
     if (sqlite3_step(over.get()) != SQLITE_DONE) return fail(over.Error("size limit"));
     dropped += sqlite3_changes(db_);
   }
   if (dropped > 0) {
-    status = AddDropped(dropped);
+    status = AddToCounter("dropped", dropped);
     if (!status.ok()) return fail(status);
   }
   status = Exec("COMMIT");
@@ -212,10 +252,12 @@ absl::StatusOr<int64_t> Spool::EnforceLimits(absl::Time now) {
 absl::StatusOr<SpoolStats> Spool::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   SpoolStats stats;
-  Statement select(db_,
-                   "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(received_at_ms),"
-                   " (SELECT value FROM counters WHERE name = 'dropped'),"
-                   " (SELECT COUNT(*) FROM dead_letters) FROM messages");
+  Statement select(
+      db_,
+      "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), MIN(received_at_ms),"
+      " (SELECT value FROM counters WHERE name = 'dropped'),"
+      " (SELECT COUNT(*) FROM dead_letters),"
+      " (SELECT value FROM counters WHERE name = 'dead_letters_dropped') FROM messages");
   if (!select.ok() || sqlite3_step(select.get()) != SQLITE_ROW) return select.Error("stats");
   stats.messages = sqlite3_column_int64(select.get(), 0);
   stats.bytes = sqlite3_column_int64(select.get(), 1);
@@ -224,6 +266,7 @@ absl::StatusOr<SpoolStats> Spool::Stats() {
                      : absl::FromUnixMillis(sqlite3_column_int64(select.get(), 2));
   stats.dropped_total = sqlite3_column_int64(select.get(), 3);
   stats.dead_letters = sqlite3_column_int64(select.get(), 4);
+  stats.dead_letters_dropped = sqlite3_column_int64(select.get(), 5);
   return stats;
 }
 

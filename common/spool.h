@@ -5,7 +5,10 @@
 // nothing is lost across crashes, kill -9 or network loss. Duplicates of a
 // message_id are stored once. Bounded by bytes and age: when over a bound,
 // the OLDEST messages are dropped and counted (persisted across restarts).
-// Malformed messages go to a dead-letter table with their reason.
+// Malformed messages go to a dead-letter table with their reason, inside
+// the same budget: each keeps the first 4 KiB of its payload (1 KiB of its
+// topic), and together they take at most an eighth of max_bytes, the
+// oldest dropped and counted first; messages get max_bytes less that.
 // Thread-safety: every method may be called from any thread (one mutex).
 #ifndef MATID_COMMON_SPOOL_H_
 #define MATID_COMMON_SPOOL_H_
@@ -45,10 +48,15 @@ struct SpoolStats {
   absl::Time oldest;          // InfiniteFuture when empty
   int64_t dropped_total = 0;  // ever, across restarts
   int64_t dead_letters = 0;
+  int64_t dead_letters_dropped = 0;  // ever, across restarts
 };
 
 class Spool {
  public:
+  static constexpr size_t kDeadLetterPayloadBytes = 4096;
+  static constexpr size_t kDeadLetterTopicBytes = 1024;
+  static constexpr int64_t kDeadLetterShare = 8;  // dead letters: max_bytes / 8
+
   static absl::StatusOr<std::unique_ptr<Spool>> Open(const SpoolOptions& options);
   ~Spool();
 
@@ -60,7 +68,8 @@ class Spool {
   absl::StatusOr<bool> Append(absl::string_view message_id, absl::string_view topic,
                               absl::string_view payload, absl::Time received_at);
 
-  // Records a message that will never be forwarded, with the reason.
+  // Records a message that will never be forwarded, with the reason (its
+  // start only, see above), dropping the oldest beyond their share.
   absl::Status DeadLetter(absl::string_view topic, absl::string_view payload,
                           absl::string_view reason, absl::Time received_at);
 
@@ -82,8 +91,8 @@ class Spool {
 
  private:
   explicit Spool(const SpoolOptions& options) : options_(options) {}
-  absl::Status Exec(const char* sql);      // mu_ must be held
-  absl::Status AddDropped(int64_t count);  // mu_ must be held
+  absl::Status Exec(const char* sql);                          // mu_ must be held
+  absl::Status AddToCounter(const char* name, int64_t count);  // mu_ must be held
 
   const SpoolOptions options_;
   std::mutex mu_;

@@ -268,6 +268,38 @@ class EdgePipelineTest(unittest.TestCase):
         self.assertEqual(collector.seen(), ["cam1-testboot-1"])
         self.assertIsNone(bridge.process.poll(), "the bridge must keep running")
 
+    def test_a_flood_of_garbage_stays_within_the_spool_budget(self) -> None:
+        """Issue 26 item 5: dead letters were unbounded and outside
+        --spool_max_mb (300 garbage messages of 20 KB left 6 MB of them with
+        a 1 MB budget). Now they are kept within an eighth of the budget,
+        the newest kept, and a good message behind them is delivered."""
+        local = self.start(Mosquitto(self.dir, "local"))
+        cloud = self.start(Mosquitto(self.dir, "cloud", self.certs))
+        collector = self.start(Collector(cloud.port, self.certs))
+        bridge = self.start_bridge(local, cloud, "client", "bridge.log", "--spool_max_mb", "1")
+        publisher = self.start(Collector(local.port, client_id="anonymous", subscribe=False))
+        garbage = 300
+        for n in range(garbage):
+            publisher.client.publish("matid/cam1/results", f"{n:05d}" + "x" * 20_000, qos=1)
+        publisher.client.publish("matid/cam1/results", result_message("cam1", 1), qos=1)
+        wait_for(lambda: "cam1-testboot-1" in collector.seen(), 60, "the good message at the cloud")
+        metrics_port = int(bridge.match.group(1))
+        wait_for(lambda: scrape(metrics_port).get("matid_bridge_dead_letters_total", 0) >= garbage,
+                 60, "every garbage message dead-lettered")
+        db = sqlite3.connect(os.path.join(self.dir, "spool.db"))
+        kept, kept_bytes, newest = db.execute(
+            "SELECT COUNT(*), SUM(LENGTH(payload) + LENGTH(topic) + LENGTH(reason)),"
+            " MAX(CAST(SUBSTR(payload, 1, 5) AS TEXT)) FROM dead_letters").fetchone()
+        db.close()
+        spool_files = [os.path.join(self.dir, "spool.db" + suffix) for suffix in ("", "-wal")]
+        spool_file = sum(os.path.getsize(path) for path in spool_files if os.path.exists(path))
+        print(f"garbage flood: {kept} dead letters kept ({kept_bytes} bytes), spool files "
+              f"{spool_file} bytes", file=sys.stderr)
+        self.assertLessEqual(kept_bytes, (1 << 20) // 8)
+        self.assertEqual(newest, f"{garbage - 1:05d}", "the newest dead letters are the ones kept")
+        self.assertLessEqual(spool_file, 2 << 20)
+        self.assertIsNone(bridge.process.poll(), "the bridge must keep running")
+
     def test_untrusted_client_certificate_gives_a_clear_error(self) -> None:
         local = self.start(Mosquitto(self.dir, "local"))
         cloud = self.start(Mosquitto(self.dir, "cloud", self.certs))

@@ -131,6 +131,41 @@ TEST_F(SpoolTest, DeadLettersKeepPayloadAndReason) {
   EXPECT_EQ(spool->Stats()->messages, 0);
 }
 
+TEST_F(SpoolTest, ALongDeadLetterKeepsItsStartAndSaysHowLongItWas) {
+  auto spool = Open();
+  const std::string payload(20000, 'x');
+  ASSERT_TRUE(spool->DeadLetter("matid/x/results", payload, "not valid JSON", absl::Now()).ok());
+  auto letters = *spool->DeadLetters(10);
+  ASSERT_EQ(letters.size(), 1u);
+  EXPECT_EQ(letters[0].second, payload.substr(0, Spool::kDeadLetterPayloadBytes));
+  EXPECT_THAT(letters[0].first, ::testing::StartsWith("not valid JSON (topic of 15 bytes, "
+                                                      "payload of 20000 bytes; the first 15 and "
+                                                      "4096 kept)"));
+}
+
+TEST_F(SpoolTest, DeadLettersKeepTheNewestWithinAnEighthOfTheBudgetAndMessagesTheRest) {
+  const int64_t budget = 80000;  // dead letters: 10,000 bytes, two of about 4.1 KB
+  auto spool = Open(budget);
+  for (int n = 0; n < 5; ++n) {
+    ASSERT_TRUE(
+        spool->DeadLetter("t", std::to_string(n) + std::string(5000, 'x'), "bad", absl::Now())
+            .ok());
+  }
+  auto letters = *spool->DeadLetters(10);
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_EQ(letters[0].second[0], '3');
+  EXPECT_EQ(letters[1].second[0], '4');
+  EXPECT_EQ(spool->Stats()->dead_letters_dropped, 3);
+  // Messages get the budget less what the dead letters take (2 x ~4.2 KB):
+  // 8 x 9,000 = 72,000 would fit in 80,000 but not in 80,000 - 8,300.
+  const absl::Time now = absl::Now();
+  for (int n = 0; n < 8; ++n) {
+    ASSERT_TRUE(*spool->Append(std::to_string(n), "t", std::string(9000, 'm'), now));
+  }
+  EXPECT_EQ(*spool->EnforceLimits(now), 1);
+  EXPECT_THAT(Ids(*spool), ElementsAre("1", "2", "3", "4", "5", "6", "7"));
+}
+
 TEST_F(SpoolTest, UnopenablePathIsAClearError) {
   auto spool = Spool::Open({"/nonexistent/dir/spool.db"});
   EXPECT_EQ(spool.status().code(), absl::StatusCode::kUnavailable);
