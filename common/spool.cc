@@ -1,11 +1,37 @@
 #include "common/spool.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+#include <type_traits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace matid {
 namespace {
+
+// RESOURCE_EXHAUSTED for a full disk (the spool makes room and tries
+// again), INTERNAL otherwise; with SQLite's message.
+absl::Status SpoolError(sqlite3* db, absl::string_view what) {
+  std::string message = absl::StrCat("spool ", what, ": ", sqlite3_errmsg(db));
+  if (sqlite3_errcode(db) == SQLITE_FULL) return absl::ResourceExhaustedError(std::move(message));
+  return absl::InternalError(std::move(message));
+}
+
+template <typename T>
+bool DiskFull(const T& result) {
+  if constexpr (std::is_same_v<T, absl::Status>) {
+    return absl::IsResourceExhausted(result);
+  } else {
+    return absl::IsResourceExhausted(result.status());
+  }
+}
 
 // Owns one prepared statement.
 class Statement {
@@ -16,9 +42,7 @@ class Statement {
   ~Statement() { sqlite3_finalize(stmt_); }
   bool ok() const { return rc_ == SQLITE_OK; }
   sqlite3_stmt* get() { return stmt_; }
-  absl::Status Error(absl::string_view what) const {
-    return absl::InternalError(absl::StrCat("spool ", what, ": ", sqlite3_errmsg(db_)));
-  }
+  absl::Status Error(absl::string_view what) const { return SpoolError(db_, what); }
   void BindText(int index, absl::string_view text) {
     sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
   }
@@ -68,10 +92,13 @@ absl::StatusOr<std::unique_ptr<Spool>> Spool::Open(const SpoolOptions& options) 
         " reason TEXT NOT NULL, received_at_ms INTEGER NOT NULL)",
         "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
         "INSERT OR IGNORE INTO counters VALUES ('dropped', 0)",
-        "INSERT OR IGNORE INTO counters VALUES ('dead_letters_dropped', 0)"}) {
+        "INSERT OR IGNORE INTO counters VALUES ('dead_letters_dropped', 0)",
+        "INSERT OR IGNORE INTO counters VALUES ('disk_limit_bytes', 0)"}) {
     absl::Status status = spool->Exec(sql);
     if (!status.ok()) return status;
   }
+  spool->disk_limit_bytes_ = spool->Counter("disk_limit_bytes");
+  spool->KeepReserve();
   return spool;
 }
 
@@ -82,28 +109,117 @@ Spool::~Spool() {
 
 absl::Status Spool::Exec(const char* sql) {
   char* error = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) != SQLITE_OK) {
-    absl::Status status = absl::InternalError(
-        absl::StrCat("spool ", options_.path, ": ", error ? error : "?", " in: ", sql));
-    sqlite3_free(error);
-    return status;
-  }
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &error);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  std::string message =
+      absl::StrCat("spool ", options_.path, ": ", error ? error : "?", " in: ", sql);
+  sqlite3_free(error);
+  if (rc == SQLITE_FULL) return absl::ResourceExhaustedError(std::move(message));
+  return absl::InternalError(std::move(message));
+}
+
+template <typename Write>
+auto Spool::RetryWhenFull(Write write) -> decltype(write()) {
+  auto result = write();
+  if (!DiskFull(result)) return result;
+  if (!sqlite3_get_autocommit(db_)) Exec("ROLLBACK").IgnoreError();
+  MakeRoom();
+  return write();
+}
+
+void Spool::MakeRoom() {
+  // Deleting rows and checkpointing are written to the log first, which
+  // needs disk: the reserve gives it back.
+  std::error_code ignored;
+  std::filesystem::remove(options_.path + "-reserve", ignored);
+  Exec("PRAGMA wal_checkpoint(RESTART)").IgnoreError();
+  // What the disk holds is the limit now, less an eighth: the pages freed
+  // are reused, so the database file does not need to grow again.
+  const int64_t limit = std::max<int64_t>(PayloadBytes() * 7 / 8, 1);
+  disk_limit_bytes_ = disk_limit_bytes_ > 0 ? std::min(disk_limit_bytes_, limit) : limit;
+  const bool in_transaction = Exec("BEGIN IMMEDIATE").ok();
+  absl::StatusOr<int64_t> dropped = DropBeyond(ByteLimit());
+  absl::Status saved =
+      dropped.ok() ? SetCounter("disk_limit_bytes", disk_limit_bytes_) : dropped.status();
+  if (in_transaction && saved.ok()) saved = Exec("COMMIT");
+  if (in_transaction && !saved.ok()) Exec("ROLLBACK").IgnoreError();
+  if (saved.ok()) dropped_by_disk_ += *dropped;
+  Exec("PRAGMA wal_checkpoint(RESTART)").IgnoreError();
+  bytes_since_disk_check_ = 0;
+}
+
+void Spool::KeepReserve() {
+  const std::string path = options_.path + "-reserve";
+  std::error_code error;
+  const std::uintmax_t size = std::filesystem::file_size(path, error);
+  if (!error && size >= static_cast<std::uintmax_t>(kReserveBytes)) return;  // there already
+  if (FreeDiskBytes() < 2 * kReserveBytes) return;  // made once the disk has room again
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  // Really allocated, not a sparse file: it is what a full disk gives back.
+  // A partial one is cut to nothing rather than left misleading.
+  if (posix_fallocate(fd, 0, kReserveBytes) != 0) (void)!ftruncate(fd, 0);
+  close(fd);
+}
+
+int64_t Spool::FreeDiskBytes() const {
+  const std::filesystem::path folder = std::filesystem::path(options_.path).parent_path();
+  struct statvfs disk;
+  if (statvfs(folder.empty() ? "." : folder.c_str(), &disk) != 0) return 0;
+  return static_cast<int64_t>(disk.f_bavail) * static_cast<int64_t>(disk.f_frsize);
+}
+
+int64_t Spool::PayloadBytes() {
+  Statement sum(db_, "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages");
+  if (!sum.ok() || sqlite3_step(sum.get()) != SQLITE_ROW) return 0;
+  return sqlite3_column_int64(sum.get(), 0);
+}
+
+int64_t Spool::Counter(const char* name) {
+  Statement select(db_, "SELECT value FROM counters WHERE name = ?");
+  if (!select.ok()) return 0;
+  select.BindText(1, name);
+  return sqlite3_step(select.get()) == SQLITE_ROW ? sqlite3_column_int64(select.get(), 0) : 0;
+}
+
+absl::Status Spool::SetCounter(const char* name, int64_t value) {
+  Statement update(db_, "UPDATE counters SET value = ? WHERE name = ?");
+  if (!update.ok()) return update.Error("prepare count");
+  sqlite3_bind_int64(update.get(), 1, value);
+  update.BindText(2, name);
+  if (sqlite3_step(update.get()) != SQLITE_DONE) return update.Error("count");
   return absl::OkStatus();
+}
+
+int64_t Spool::ByteLimit() const {
+  return disk_limit_bytes_ > 0 ? std::min(options_.max_bytes, disk_limit_bytes_)
+                               : options_.max_bytes;
 }
 
 absl::StatusOr<bool> Spool::Append(absl::string_view message_id, absl::string_view topic,
                                    absl::string_view payload, absl::Time received_at) {
   std::lock_guard<std::mutex> lock(mu_);
-  Statement insert(db_,
-                   "INSERT OR IGNORE INTO messages (message_id, topic, payload, received_at_ms)"
-                   " VALUES (?, ?, ?, ?)");
-  if (!insert.ok()) return insert.Error("prepare append");
-  insert.BindText(1, message_id);
-  insert.BindText(2, topic);
-  insert.BindBlob(3, payload);
-  sqlite3_bind_int64(insert.get(), 4, Millis(received_at));
-  if (sqlite3_step(insert.get()) != SQLITE_DONE) return insert.Error("append");
-  return sqlite3_changes(db_) > 0;
+  absl::StatusOr<bool> inserted = RetryWhenFull([&]() -> absl::StatusOr<bool> {
+    Statement insert(db_,
+                     "INSERT OR IGNORE INTO messages (message_id, topic, payload, received_at_ms)"
+                     " VALUES (?, ?, ?, ?)");
+    if (!insert.ok()) return insert.Error("prepare append");
+    insert.BindText(1, message_id);
+    insert.BindText(2, topic);
+    insert.BindBlob(3, payload);
+    sqlite3_bind_int64(insert.get(), 4, Millis(received_at));
+    if (sqlite3_step(insert.get()) != SQLITE_DONE) return insert.Error("append");
+    return sqlite3_changes(db_) > 0;
+  });
+  // Under a full disk's limit the newest are kept within it between the
+  // caller's EnforceLimits too: checked every sixteenth of it appended.
+  bytes_since_disk_check_ += static_cast<int64_t>(payload.size());
+  if (inserted.ok() && disk_limit_bytes_ > 0 && bytes_since_disk_check_ > disk_limit_bytes_ / 16) {
+    bytes_since_disk_check_ = 0;
+    absl::StatusOr<int64_t> dropped = DropBeyond(ByteLimit());
+    if (dropped.ok()) dropped_by_disk_ += *dropped;
+  }
+  return inserted;
 }
 
 absl::Status Spool::DeadLetter(absl::string_view topic, absl::string_view payload,
@@ -118,6 +234,12 @@ absl::Status Spool::DeadLetter(absl::string_view topic, absl::string_view payloa
                     kept_payload.size(), " kept)");
   }
   std::lock_guard<std::mutex> lock(mu_);
+  return RetryWhenFull(
+      [&] { return DeadLetterLocked(kept_topic, kept_payload, full_reason, received_at); });
+}
+
+absl::Status Spool::DeadLetterLocked(absl::string_view topic, absl::string_view payload,
+                                     absl::string_view reason, absl::Time received_at) {
   absl::Status status = Exec("BEGIN IMMEDIATE");
   if (!status.ok()) return status;
   auto fail = [this](absl::Status s) {
@@ -129,9 +251,9 @@ absl::Status Spool::DeadLetter(absl::string_view topic, absl::string_view payloa
                      "INSERT INTO dead_letters (topic, payload, reason, received_at_ms)"
                      " VALUES (?, ?, ?, ?)");
     if (!insert.ok()) return fail(insert.Error("prepare dead letter"));
-    insert.BindText(1, kept_topic);
-    insert.BindBlob(2, kept_payload);
-    insert.BindText(3, full_reason);
+    insert.BindText(1, topic);
+    insert.BindBlob(2, payload);
+    insert.BindText(3, reason);
     sqlite3_bind_int64(insert.get(), 4, Millis(received_at));
     if (sqlite3_step(insert.get()) != SQLITE_DONE) return fail(insert.Error("dead letter"));
   }
@@ -143,7 +265,7 @@ absl::Status Spool::DeadLetter(absl::string_view topic, absl::string_view payloa
                    " OVER (ORDER BY id DESC) AS newer_bytes FROM dead_letters)"
                    " WHERE newer_bytes > ? ORDER BY id DESC LIMIT 1)");
     if (!over.ok()) return fail(over.Error("prepare dead letter limit"));
-    sqlite3_bind_int64(over.get(), 1, options_.max_bytes / kDeadLetterShare);
+    sqlite3_bind_int64(over.get(), 1, ByteLimit() / kDeadLetterShare);
     if (sqlite3_step(over.get()) != SQLITE_DONE) return fail(over.Error("dead letter limit"));
     if (const int dropped = sqlite3_changes(db_); dropped > 0) {
       status = AddToCounter("dead_letters_dropped", dropped);
@@ -183,6 +305,10 @@ absl::StatusOr<std::vector<SpooledMessage>> Spool::Oldest(int max_messages,
 
 absl::Status Spool::Remove(const std::vector<int64_t>& seqs) {
   std::lock_guard<std::mutex> lock(mu_);
+  return RetryWhenFull([&] { return RemoveLocked(seqs); });
+}
+
+absl::Status Spool::RemoveLocked(const std::vector<int64_t>& seqs) {
   absl::Status status = Exec("BEGIN IMMEDIATE");
   if (!status.ok()) return status;
   Statement remove(db_, "DELETE FROM messages WHERE seq = ?");
@@ -212,40 +338,57 @@ absl::Status Spool::AddToCounter(const char* name, int64_t count) {
 
 absl::StatusOr<int64_t> Spool::EnforceLimits(absl::Time now) {
   std::lock_guard<std::mutex> lock(mu_);
-  absl::Status status = Exec("BEGIN IMMEDIATE");
-  if (!status.ok()) return status;
-  auto fail = [this](absl::Status s) {
-    Exec("ROLLBACK").IgnoreError();
-    return s;
-  };
-  int64_t dropped = 0;
-  {
-    Statement too_old(db_, "DELETE FROM messages WHERE received_at_ms < ?");
-    if (!too_old.ok()) return fail(too_old.Error("prepare age limit"));
-    sqlite3_bind_int64(too_old.get(), 1, Millis(now - options_.max_age));
-    if (sqlite3_step(too_old.get()) != SQLITE_DONE) return fail(too_old.Error("age limit"));
-    dropped += sqlite3_changes(db_);
+  absl::StatusOr<int64_t> dropped = RetryWhenFull([&]() -> absl::StatusOr<int64_t> {
+    absl::Status status = Exec("BEGIN IMMEDIATE");
+    if (!status.ok()) return status;
+    absl::StatusOr<int64_t> aged = DropOlderThan(now - options_.max_age);
+    absl::StatusOr<int64_t> over = aged.ok() ? DropBeyond(ByteLimit()) : aged;
+    if (over.ok()) status = Exec("COMMIT");
+    if (!over.ok() || !status.ok()) {
+      Exec("ROLLBACK").IgnoreError();
+      return over.ok() ? status : over.status();
+    }
+    return *aged + *over;
+  });
+  KeepReserve();
+  // A full disk's limit is lifted once the disk has room for a quarter of it
+  // beside the reserve (an operator made room); a new full disk sets it again.
+  if (disk_limit_bytes_ > 0 && FreeDiskBytes() >= kReserveBytes + disk_limit_bytes_ / 4 &&
+      SetCounter("disk_limit_bytes", 0).ok()) {
+    disk_limit_bytes_ = 0;
   }
-  {
-    // Keep the newest messages whose payloads add up to at most max_bytes,
-    // less what the dead letters take.
-    Statement over(db_,
-                   "DELETE FROM messages WHERE seq <= (SELECT seq FROM ("
-                   " SELECT seq, SUM(LENGTH(payload)) OVER (ORDER BY seq DESC) AS newer_bytes"
-                   " FROM messages) WHERE newer_bytes > ? - (SELECT COALESCE(SUM("
-                   "LENGTH(payload) + LENGTH(topic) + LENGTH(reason)), 0) FROM dead_letters)"
-                   " ORDER BY seq DESC LIMIT 1)");
-    if (!over.ok()) return fail(over.Error("prepare size limit"));
-    sqlite3_bind_int64(over.get(), 1, options_.max_bytes);
-    if (sqlite3_step(over.get()) != SQLITE_DONE) return fail(over.Error("size limit"));
-    dropped += sqlite3_changes(db_);
-  }
-  if (dropped > 0) {
-    status = AddToCounter("dropped", dropped);
-    if (!status.ok()) return fail(status);
-  }
-  status = Exec("COMMIT");
-  if (!status.ok()) return status;
+  if (!dropped.ok()) return dropped;
+  return *dropped + std::exchange(dropped_by_disk_, 0);
+}
+
+absl::StatusOr<int64_t> Spool::DropOlderThan(absl::Time oldest_kept) {
+  Statement too_old(db_, "DELETE FROM messages WHERE received_at_ms < ?");
+  if (!too_old.ok()) return too_old.Error("prepare age limit");
+  sqlite3_bind_int64(too_old.get(), 1, Millis(oldest_kept));
+  if (sqlite3_step(too_old.get()) != SQLITE_DONE) return too_old.Error("age limit");
+  const int dropped = sqlite3_changes(db_);
+  if (dropped == 0) return 0;
+  absl::Status counted = AddToCounter("dropped", dropped);
+  if (!counted.ok()) return counted;
+  return dropped;
+}
+
+absl::StatusOr<int64_t> Spool::DropBeyond(int64_t max_bytes) {
+  // Keep the newest messages whose payloads add up to at most max_bytes,
+  // less what the dead letters take.
+  Statement over(db_,
+                 "DELETE FROM messages WHERE seq <= (SELECT seq FROM ("
+                 " SELECT seq, SUM(LENGTH(payload)) OVER (ORDER BY seq DESC) AS newer_bytes"
+                 " FROM messages) WHERE newer_bytes > ? - (SELECT COALESCE(SUM("
+                 "LENGTH(payload) + LENGTH(topic) + LENGTH(reason)), 0) FROM dead_letters)"
+                 " ORDER BY seq DESC LIMIT 1)");
+  if (!over.ok()) return over.Error("prepare size limit");
+  sqlite3_bind_int64(over.get(), 1, max_bytes);
+  if (sqlite3_step(over.get()) != SQLITE_DONE) return over.Error("size limit");
+  const int dropped = sqlite3_changes(db_);
+  if (dropped == 0) return 0;
+  absl::Status counted = AddToCounter("dropped", dropped);
+  if (!counted.ok()) return counted;
   return dropped;
 }
 

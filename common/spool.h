@@ -5,6 +5,11 @@
 // nothing is lost across crashes, kill -9 or network loss. Duplicates of a
 // message_id are stored once. Bounded by bytes and age: when over a bound,
 // the OLDEST messages are dropped and counted (persisted across restarts).
+// A full disk is a bound too: the first write that meets it gives back a
+// reserve file (`<path>-reserve`, 512 KiB, made while the disk has room)
+// so that the spool can delete and checkpoint, drops the oldest beyond
+// seven eighths of what it holds, and keeps that as its limit (saved in
+// the database) until the disk has room again; the write is then retried.
 // Malformed messages go to a dead-letter table with their reason, inside
 // the same budget: each keeps the first 4 KiB of its payload (1 KiB of its
 // topic), and together they take at most an eighth of max_bytes, the
@@ -64,7 +69,9 @@ class Spool {
   Spool& operator=(const Spool&) = delete;
 
   // Stores a message durably. Returns false (and stores nothing) when a
-  // message with the same id is already spooled.
+  // message with the same id is already spooled. Every write that meets a
+  // full disk makes room and is tried once more (see the top); an error
+  // (RESOURCE_EXHAUSTED for a disk still full) means nothing was stored.
   absl::StatusOr<bool> Append(absl::string_view message_id, absl::string_view topic,
                               absl::string_view payload, absl::Time received_at);
 
@@ -80,8 +87,9 @@ class Spool {
   // Removes delivered messages.
   absl::Status Remove(const std::vector<int64_t>& seqs);
 
-  // Drops the oldest messages beyond max_bytes or older than max_age;
-  // returns how many were dropped now.
+  // Drops the oldest messages beyond max_bytes (or a full disk's limit) or
+  // older than max_age; returns how many were dropped since the last call
+  // (here, or by Append keeping a full disk's limit).
   absl::StatusOr<int64_t> EnforceLimits(absl::Time now);
 
   absl::StatusOr<SpoolStats> Stats();
@@ -90,13 +98,37 @@ class Spool {
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> DeadLetters(int limit);
 
  private:
+  static constexpr int64_t kReserveBytes = 512 << 10;  // twice the log's limit
+
   explicit Spool(const SpoolOptions& options) : options_(options) {}
-  absl::Status Exec(const char* sql);                          // mu_ must be held
-  absl::Status AddToCounter(const char* name, int64_t count);  // mu_ must be held
+  // Every helper below needs mu_ held.
+  absl::Status Exec(const char* sql);
+  absl::Status AddToCounter(const char* name, int64_t count);
+  absl::Status SetCounter(const char* name, int64_t value);
+  int64_t Counter(const char* name);
+  absl::Status DeadLetterLocked(absl::string_view topic, absl::string_view payload,
+                                absl::string_view reason, absl::Time received_at);
+  absl::Status RemoveLocked(const std::vector<int64_t>& seqs);
+  // Drop the oldest messages (counted) received before `oldest_kept`, or
+  // beyond `max_bytes` with the dead letters; how many.
+  absl::StatusOr<int64_t> DropOlderThan(absl::Time oldest_kept);
+  absl::StatusOr<int64_t> DropBeyond(int64_t max_bytes);
+  // max_bytes, or a full disk's limit when lower.
+  int64_t ByteLimit() const;
+  int64_t PayloadBytes();
+  int64_t FreeDiskBytes() const;
+  // Runs `write`; when it met a full disk, makes room and runs it again.
+  template <typename Write>
+  auto RetryWhenFull(Write write) -> decltype(write());
+  void MakeRoom();
+  void KeepReserve();
 
   const SpoolOptions options_;
   std::mutex mu_;
-  sqlite3* db_ = nullptr;  // owned; guarded by mu_
+  sqlite3* db_ = nullptr;               // owned; guarded by mu_
+  int64_t disk_limit_bytes_ = 0;        // guarded by mu_: a full disk's limit (0: none)
+  int64_t bytes_since_disk_check_ = 0;  // guarded by mu_
+  int64_t dropped_by_disk_ = 0;         // guarded by mu_: since the last EnforceLimits
 };
 
 }  // namespace matid
