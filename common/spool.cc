@@ -17,10 +17,9 @@ namespace matid {
 namespace {
 
 // RESOURCE_EXHAUSTED for a full disk (the spool makes room and tries
-// again), INTERNAL otherwise; with SQLite's message.
-absl::Status SpoolError(sqlite3* db, absl::string_view what) {
-  std::string message = absl::StrCat("spool ", what, ": ", sqlite3_errmsg(db));
-  if (sqlite3_errcode(db) == SQLITE_FULL) return absl::ResourceExhaustedError(std::move(message));
+// again), INTERNAL for any other SQLite result code `rc`.
+absl::Status SpoolError(int rc, std::string message) {
+  if (rc == SQLITE_FULL) return absl::ResourceExhaustedError(std::move(message));
   return absl::InternalError(std::move(message));
 }
 
@@ -42,7 +41,10 @@ class Statement {
   ~Statement() { sqlite3_finalize(stmt_); }
   bool ok() const { return rc_ == SQLITE_OK; }
   sqlite3_stmt* get() { return stmt_; }
-  absl::Status Error(absl::string_view what) const { return SpoolError(db_, what); }
+  absl::Status Error(absl::string_view what) const {
+    return SpoolError(sqlite3_errcode(db_),
+                      absl::StrCat("spool ", what, ": ", sqlite3_errmsg(db_)));
+  }
   void BindText(int index, absl::string_view text) {
     sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
   }
@@ -114,8 +116,7 @@ absl::Status Spool::Exec(const char* sql) {
   std::string message =
       absl::StrCat("spool ", options_.path, ": ", error ? error : "?", " in: ", sql);
   sqlite3_free(error);
-  if (rc == SQLITE_FULL) return absl::ResourceExhaustedError(std::move(message));
-  return absl::InternalError(std::move(message));
+  return SpoolError(rc, std::move(message));
 }
 
 template <typename Write>
@@ -213,8 +214,9 @@ absl::StatusOr<bool> Spool::Append(absl::string_view message_id, absl::string_vi
   });
   // Under a full disk's limit the newest are kept within it between the
   // caller's EnforceLimits too: checked every sixteenth of it appended.
+  if (!inserted.ok() || disk_limit_bytes_ == 0) return inserted;
   bytes_since_disk_check_ += static_cast<int64_t>(payload.size());
-  if (inserted.ok() && disk_limit_bytes_ > 0 && bytes_since_disk_check_ > disk_limit_bytes_ / 16) {
+  if (bytes_since_disk_check_ > disk_limit_bytes_ / 16) {
     bytes_since_disk_check_ = 0;
     absl::StatusOr<int64_t> dropped = DropBeyond(ByteLimit());
     if (dropped.ok()) dropped_by_disk_ += *dropped;
@@ -267,9 +269,8 @@ absl::Status Spool::DeadLetterLocked(absl::string_view topic, absl::string_view 
     if (!over.ok()) return fail(over.Error("prepare dead letter limit"));
     sqlite3_bind_int64(over.get(), 1, ByteLimit() / kDeadLetterShare);
     if (sqlite3_step(over.get()) != SQLITE_DONE) return fail(over.Error("dead letter limit"));
-    if (const int dropped = sqlite3_changes(db_); dropped > 0) {
-      status = AddToCounter("dead_letters_dropped", dropped);
-      if (!status.ok()) return fail(status);
+    if (absl::StatusOr<int64_t> dropped = CountChanges("dead_letters_dropped"); !dropped.ok()) {
+      return fail(dropped.status());
     }
   }
   return Exec("COMMIT");
@@ -327,6 +328,14 @@ absl::Status Spool::RemoveLocked(const std::vector<int64_t>& seqs) {
   return Exec("COMMIT");
 }
 
+absl::StatusOr<int64_t> Spool::CountChanges(const char* counter) {
+  const int changed = sqlite3_changes(db_);
+  if (changed == 0) return 0;
+  absl::Status counted = AddToCounter(counter, changed);
+  if (!counted.ok()) return counted;
+  return changed;
+}
+
 absl::Status Spool::AddToCounter(const char* name, int64_t count) {
   Statement update(db_, "UPDATE counters SET value = value + ? WHERE name = ?");
   if (!update.ok()) return update.Error("prepare count");
@@ -366,11 +375,7 @@ absl::StatusOr<int64_t> Spool::DropOlderThan(absl::Time oldest_kept) {
   if (!too_old.ok()) return too_old.Error("prepare age limit");
   sqlite3_bind_int64(too_old.get(), 1, Millis(oldest_kept));
   if (sqlite3_step(too_old.get()) != SQLITE_DONE) return too_old.Error("age limit");
-  const int dropped = sqlite3_changes(db_);
-  if (dropped == 0) return 0;
-  absl::Status counted = AddToCounter("dropped", dropped);
-  if (!counted.ok()) return counted;
-  return dropped;
+  return CountChanges("dropped");
 }
 
 absl::StatusOr<int64_t> Spool::DropBeyond(int64_t max_bytes) {
@@ -385,11 +390,7 @@ absl::StatusOr<int64_t> Spool::DropBeyond(int64_t max_bytes) {
   if (!over.ok()) return over.Error("prepare size limit");
   sqlite3_bind_int64(over.get(), 1, max_bytes);
   if (sqlite3_step(over.get()) != SQLITE_DONE) return over.Error("size limit");
-  const int dropped = sqlite3_changes(db_);
-  if (dropped == 0) return 0;
-  absl::Status counted = AddToCounter("dropped", dropped);
-  if (!counted.ok()) return counted;
-  return dropped;
+  return CountChanges("dropped");
 }
 
 absl::StatusOr<SpoolStats> Spool::Stats() {

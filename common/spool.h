@@ -104,6 +104,8 @@ class Spool {
   // Every helper below needs mu_ held.
   absl::Status Exec(const char* sql);
   absl::Status AddToCounter(const char* name, int64_t count);
+  // The rows the last statement changed, added to `counter`; how many.
+  absl::StatusOr<int64_t> CountChanges(const char* counter);
   absl::Status SetCounter(const char* name, int64_t value);
   int64_t Counter(const char* name);
   absl::Status DeadLetterLocked(absl::string_view topic, absl::string_view payload,
