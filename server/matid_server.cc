@@ -54,6 +54,10 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   if (options.max_message_bytes < 1024) {
     return absl::InvalidArgumentError("max_message_bytes must be >= 1024");
   }
+  if (options.limits.max_parsed_request_bytes < (int64_t{1} << 20) ||
+      options.limits.max_parsed_request_bytes > (int64_t{1} << 42)) {
+    return absl::InvalidArgumentError("--max_parsed_request_mb must be in 1..4194304");
+  }
   const absl::Duration max_age = absl::Milliseconds(std::numeric_limits<int>::max());
   if (options.max_connection_age <= absl::ZeroDuration() ||
       (options.max_connection_age != absl::InfiniteDuration() &&

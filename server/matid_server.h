@@ -40,7 +40,7 @@ struct ServerOptions {
   ServiceLimits limits;
   int default_top_k = 5;
   // Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
-  int max_message_bytes = 64 << 20;
+  int max_message_bytes = 17 << 20;
   // On Shutdown(), how long the server stays up answering UNAVAILABLE (and
   // NOT_SERVING to health checks) before it stops accepting connections, so
   // clients and load balancers move away before calls can be cut off.

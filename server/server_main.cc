@@ -82,8 +82,13 @@ ABSL_FLAG(bool, reduced_jpeg_decode, true,
           "the model input), then fit it: several times cheaper for camera-resolution frames; "
           "pixels differ slightly from a full decode (top-1 agreement 99.84%, see "
           "bench/RESULTS.md). false: decode every image whole.");
-ABSL_FLAG(int, max_message_bytes, 64 << 20,
-          "Largest gRPC request accepted (and answer sent), in bytes.");
+ABSL_FLAG(int, max_message_bytes, 17 << 20,
+          "Largest gRPC request accepted (and answer sent), in bytes; the default is "
+          "--max_encoded_bytes' default (16 MiB) plus 1 MiB for the rest of a request.");
+ABSL_FLAG(int64_t, max_parsed_request_mb, 64,
+          "Most memory one request may take once parsed, in MiB: checked from its wire bytes "
+          "before parsing (millions of empty items or tags are small on the wire and large "
+          "parsed); beyond it RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int, max_batch_items, 0,
           "Most images in one BatchClassify request, at most --max_queue_size; 0: 64, or "
           "--max_queue_size when that is smaller.");
@@ -153,6 +158,9 @@ matid::ServerOptions OptionsFromFlags() {
     options.limits.max_batch_items = std::min(64, options.batcher.max_queue_size);
   }
   options.limits.max_stream_frames_in_flight = absl::GetFlag(FLAGS_max_stream_frames_in_flight);
+  const int64_t parsed_mb = absl::GetFlag(FLAGS_max_parsed_request_mb);
+  options.limits.max_parsed_request_bytes =  // out of range: -1, refused by the factory
+      parsed_mb >= 1 && parsed_mb <= (int64_t{1} << 22) ? parsed_mb << 20 : -1;
   options.default_top_k = absl::GetFlag(FLAGS_default_top_k);
   options.lame_duck = absl::Milliseconds(absl::GetFlag(FLAGS_lame_duck_ms));
   options.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));

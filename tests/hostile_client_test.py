@@ -9,9 +9,15 @@ Checked:
   once its answers are not being taken, instead of classifying everything
   and holding the answers; its memory stays bounded; once the client reads
   again, every frame sent is answered, in order.
+- requests whose parsed form would be many times their size on the wire
+  (millions of empty repeated items or map entries, for Classify,
+  BatchClassify, ModelInfer and both streams): refused before they are
+  parsed, with RESOURCE_EXHAUSTED naming the limit; the server's peak memory
+  stays under 1.5 times its idle memory, and it answers Health meanwhile.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,6 +174,126 @@ class HostileClientTest(unittest.TestCase):
             return int(response.infer_response.id)
 
         self.check_never_read_stream(open_stream, make, answered_seq)
+
+
+def peak_rss_kib(pid: int) -> int:
+    """A process's peak resident memory since reset_peak_rss()."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1))
+
+
+def reset_peak_rss(pid: int) -> None:
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+# An attack request: 8 MiB on the wire, under the largest message the server
+# accepts by default, made of 2-byte elements that each become a heap object
+# of 100 bytes or more once parsed (the reproduction of issue 26 item 2: an
+# 8 MiB BatchClassify took the server from 272 MB to 1.13 GB).
+ATTACK_BYTES = 8 << 20
+
+
+def empty_elements(field: int) -> bytes:
+    """Length-delimited `field` repeated with nothing inside, ATTACK_BYTES long."""
+    return bytes([field << 3 | 2, 0]) * (ATTACK_BYTES // 2)
+
+
+class ParseMemoryTest(unittest.TestCase):
+    """The server with its default message limits, sent requests that expand
+    when parsed. Each is sent as raw bytes, as a hostile client would."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if not os.path.isdir(TEST_MODEL):
+            raise unittest.SkipTest("the test model is not built")
+        cls.tmp = tempfile.mkdtemp(prefix="matid-hostile-parse-")
+        repo = os.path.join(cls.tmp, "repo")
+        repository.publish(TEST_MODEL, repo, "parts")
+        cls.server = Process([os.path.join(BUILD_DIR, "bin", "matid-server"),
+                              f"--model_repository={repo}", "--host=127.0.0.1", "--port=0",
+                              "--metrics_host=127.0.0.1", "--metrics_port=0", "--threads=1",
+                              "--lame_duck_ms=0"],
+                             r"serving grpc_port=(\d+) metrics_port=(\d+)",
+                             os.path.join(cls.tmp, "server.log"))
+        cls.port = int(cls.server.match.group(1))
+        cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.port}")
+        stub = matid_pb2_grpc.ClassifierStub(cls.channel)
+        for _ in range(20):  # what serving itself allocates, before the idle reading
+            stub.Classify(matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG)),
+                          timeout=30)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.channel.close()
+        code = cls.server.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        assert code == 0, f"matid-server exited with {code}"
+
+    def check_refused_within_memory(self, send: Callable[[], str]) -> None:
+        """`send` makes the attack and returns the error it was answered
+        ("CODE: message")."""
+        pid = self.server.process.pid
+        idle = rss_kib(pid)
+        reset_peak_rss(pid)
+        health = matid_pb2_grpc.ClassifierStub(self.channel).Health
+        message = send()
+        peak = peak_rss_kib(pid)
+        started = time.monotonic()
+        self.assertEqual(health(matid_pb2.HealthRequest(), timeout=10).state,
+                         matid_pb2.HealthResponse.SERVING)
+        print(f"parse attack: idle RSS {idle} KiB, peak {peak} KiB, Health after "
+              f"{(time.monotonic() - started) * 1000:.0f} ms; answered: {message}",
+              file=sys.stderr)
+        if not sanitized_build(BUILD_DIR):
+            self.assertLess(peak, 1.5 * idle, f"peak RSS {peak} KiB, idle {idle} KiB")
+        self.assertTrue(message.startswith("RESOURCE_EXHAUSTED: "), message)
+        self.assertIn("--max_parsed_request_mb", message)
+
+    def unary_refusal(self, method: str, request: bytes) -> str:
+        call = self.channel.unary_unary(method)  # bytes in, bytes out
+        with self.assertRaises(grpc.RpcError) as refused:
+            call(request, timeout=60)
+        return f"{refused.exception.code().name}: {refused.exception.details()}"
+
+    def test_batch_classify_of_millions_of_empty_items(self) -> None:
+        self.check_refused_within_memory(lambda: self.unary_refusal(
+            "/matid.v1.Classifier/BatchClassify", empty_elements(1)))
+
+    def test_classify_with_millions_of_empty_tags(self) -> None:
+        self.check_refused_within_memory(lambda: self.unary_refusal(
+            "/matid.v1.Classifier/Classify", empty_elements(4)))
+
+    def test_model_infer_with_millions_of_empty_inputs(self) -> None:
+        self.check_refused_within_memory(lambda: self.unary_refusal(
+            "/inference.GRPCInferenceService/ModelInfer", empty_elements(5)))
+
+    def test_classify_stream_frame_with_millions_of_empty_tags(self) -> None:
+        def send() -> str:
+            good = matid_pb2.Frame(seq=2, image=matid_pb2.Image(encoded=PNG)).SerializeToString()
+            call = self.channel.stream_stream("/matid.v1.Classifier/ClassifyStream")
+            answers = [matid_pb2.FrameResult.FromString(raw)
+                       for raw in call(iter([empty_elements(4), good]), timeout=60)]
+            self.assertEqual(len(answers), 2, "every frame answered, the refused one too")
+            self.assertEqual((answers[1].seq, answers[1].status.code), (2, 0))
+            code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            prefix = code.name if answers[0].status.code == code.value[0] else "other"
+            return f"{prefix}: {answers[0].status.message}"
+        self.check_refused_within_memory(send)
+
+    def test_model_stream_infer_request_with_millions_of_empty_inputs(self) -> None:
+        def send() -> str:
+            tensor = pb.ModelInferRequest.InferInputTensor(name="IMAGE", datatype="BYTES",
+                                                           shape=[1])
+            tensor.contents.bytes_contents.append(PNG)
+            good = pb.ModelInferRequest(model_name="parts", id="good", inputs=[tensor])
+            call = self.channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+            answers = [pb.ModelStreamInferResponse.FromString(raw) for raw in
+                       call(iter([empty_elements(5), good.SerializeToString()]), timeout=60)]
+            self.assertEqual(len(answers), 2, "every request answered, the refused one too")
+            self.assertEqual((answers[1].error_message, answers[1].infer_response.id), ("", "good"))
+            return answers[0].error_message
+        self.check_refused_within_memory(send)
 
 
 def folder_bytes(path: str) -> int:

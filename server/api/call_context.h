@@ -53,23 +53,30 @@ inline std::vector<std::string> CallerIdentities(const grpc::CallbackServerConte
 struct CountedUnary {
   grpc::ServerUnaryReactor* reactor;                // return it from the handler
   std::function<void(const absl::Status&)> finish;  // call exactly once
+  absl::Time start;                                 // when the call was counted
 };
 
 // Counts a unary call in flight (and, should the client leave early, in
 // matid_requests_cancelled_total); `finish` records `rpc`'s outcome and the
-// time since `start` (`metrics` may be nullptr), then finishes the reactor.
-inline CountedUnary StartCountedUnary(ServerMetrics* metrics, const char* rpc, absl::Time start) {
+// time since `start` (`metrics` may be nullptr), runs `before_ok` (when set)
+// if the status is OK, then finishes the reactor.
+inline CountedUnary StartCountedUnary(ServerMetrics* metrics, const char* rpc, absl::Time start,
+                                      std::function<void()> before_ok = nullptr) {
   grpc::ServerUnaryReactor* reactor = CancelCountingReactor::Start([metrics, rpc] {
     if (metrics != nullptr) metrics->RecordCancelled(rpc);
   });
   if (metrics != nullptr) metrics->AddInFlight(1);
-  return {reactor, [metrics, reactor, rpc, start](const absl::Status& status) {
-            if (metrics != nullptr) {
-              metrics->RecordRequest(rpc, status.code(), absl::Now() - start);
-              metrics->AddInFlight(-1);
-            }
-            reactor->Finish(ToGrpc(status));
-          }};
+  return {
+      reactor,
+      [metrics, reactor, rpc, start, before_ok = std::move(before_ok)](const absl::Status& status) {
+        if (metrics != nullptr) {
+          metrics->RecordRequest(rpc, status.code(), absl::Now() - start);
+          metrics->AddInFlight(-1);
+        }
+        if (status.ok() && before_ok) before_ok();
+        reactor->Finish(ToGrpc(status));
+      },
+      start};
 }
 
 }  // namespace matid

@@ -9,6 +9,7 @@
 #include "server/api/call_context.h"
 #include "server/api/model_status_proto.h"
 #include "server/api/ordered_stream_reactor.h"
+#include "server/api/parsed_unary.h"
 #include "server/api/request_image.h"
 #include "server/core/metrics.h"
 #include "server/core/refusal.h"
@@ -108,27 +109,49 @@ bool ClassifierService::RefusedAsNotServing(const Answer& answer) const {
 }
 
 grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContext* context,
-                                                      const v1::ClassifyRequest* request,
-                                                      v1::ClassifyResponse* response) {
-  const absl::Time start = absl::Now();
-  CountedUnary counted = StartCountedUnary(metrics_, "Classify", start);
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  return ServeParsedUnary<v1::ClassifyRequest, v1::ClassifyResponse>(
+      metrics_, "Classify", *request, response, limits_.max_parsed_request_bytes,
+      [this, context](const v1::ClassifyRequest& parsed, v1::ClassifyResponse* answer,
+                      CountedUnary counted) {
+        return RunClassify(context, parsed, answer, std::move(counted));
+      });
+}
+
+grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerContext* context,
+                                                           const grpc::ByteBuffer* request,
+                                                           grpc::ByteBuffer* response) {
+  return ServeParsedUnary<v1::BatchClassifyRequest, v1::BatchClassifyResponse>(
+      metrics_, "BatchClassify", *request, response, limits_.max_parsed_request_bytes,
+      [this, context](const v1::BatchClassifyRequest& parsed, v1::BatchClassifyResponse* answer,
+                      CountedUnary counted) {
+        return RunBatchClassify(context, parsed, answer, std::move(counted));
+      });
+}
+
+grpc::ServerUnaryReactor* ClassifierService::RunClassify(grpc::CallbackServerContext* context,
+                                                         const v1::ClassifyRequest& request,
+                                                         v1::ClassifyResponse* response,
+                                                         CountedUnary counted) {
+  const absl::Time start = counted.start;
   grpc::ServerUnaryReactor* reactor = counted.reactor;
   const Answer finish = std::move(counted.finish);
   if (RefusedAsNotServing(finish)) return reactor;
-  absl::StatusOr<ImageRef> image = ToImageRef(request->image());
+  absl::StatusOr<ImageRef> image = ToImageRef(request.image());
   if (!image.ok()) {
     if (metrics_ != nullptr) metrics_->RecordImage(image.status());
     finish(image.status());
     return reactor;
   }
-  auto model = Resolve(request->model(), request->model_version());
+  auto model = Resolve(request.model(), request.model_version());
   if (!model.ok()) {
     finish(model.status());
     return reactor;
   }
-  response->set_request_id(request->request_id());
-  *response->mutable_tags() = request->tags();
-  ClassifyCall call{*image, TopKOf(request->top_k()), DeadlineOf(context), CancelledCheck(context)};
+  response->set_request_id(request.request_id());
+  *response->mutable_tags() = request.tags();
+  ClassifyCall call{*image, TopKOf(request.top_k()), DeadlineOf(context), CancelledCheck(context)};
   // The callback holds the version that admitted the request: it finishes
   // there even if a newer version takes over meanwhile.
   (*model)->classifier().Classify(
@@ -142,15 +165,14 @@ grpc::ServerUnaryReactor* ClassifierService::Classify(grpc::CallbackServerContex
   return reactor;
 }
 
-grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerContext* context,
-                                                           const v1::BatchClassifyRequest* request,
-                                                           v1::BatchClassifyResponse* response) {
-  const absl::Time start = absl::Now();
-  CountedUnary counted = StartCountedUnary(metrics_, "BatchClassify", start);
+grpc::ServerUnaryReactor* ClassifierService::RunBatchClassify(
+    grpc::CallbackServerContext* context, const v1::BatchClassifyRequest& request,
+    v1::BatchClassifyResponse* response, CountedUnary counted) {
+  const absl::Time start = counted.start;
   grpc::ServerUnaryReactor* reactor = counted.reactor;
   const Answer finish = std::move(counted.finish);
   if (RefusedAsNotServing(finish)) return reactor;
-  const int items = request->items_size();
+  const int items = request.items_size();
   if (absl::Status size = CheckBatchSize(items, limits_.max_batch_items); !size.ok()) {
     if (metrics_ != nullptr) metrics_->RecordRefusal(size);
     finish(size);
@@ -174,7 +196,7 @@ grpc::ServerUnaryReactor* ClassifierService::BatchClassify(grpc::CallbackServerC
   };
 
   // Items may name different models: each model's items are queued together.
-  for (auto& [key, group] : GroupByModel(context, *request, response, item_done)) {
+  for (auto& [key, group] : GroupByModel(context, request, response, item_done)) {
     group.model->classifier().ClassifyAll(
         group.calls, [item_done, items = group.items,
                       model = group.model](std::vector<absl::StatusOr<Classification>> results) {
@@ -221,7 +243,8 @@ class ClassifierService::StreamReactor final
     : public OrderedStreamReactor<v1::Frame, v1::FrameResult> {
  public:
   StreamReactor(ClassifierService* service, grpc::CallbackServerContext* context)
-      : OrderedStreamReactor(service->limits_.max_stream_frames_in_flight),
+      : OrderedStreamReactor(service->limits_.max_stream_frames_in_flight,
+                             service->limits_.max_parsed_request_bytes),
         service_(service),
         context_(context) {
     Begin(service_->serving_.load() ? grpc::Status::OK
@@ -271,11 +294,22 @@ class ClassifierService::StreamReactor final
         });
   }
 
+  // The frame's seq is unknown: it was not parsed.
+  void Refuse(const absl::Status& status, Respond respond) override {
+    if (service_->metrics_ != nullptr) {
+      service_->metrics_->RecordRefusal(status);
+      service_->metrics_->RecordRequest("ClassifyStream", status.code(), absl::ZeroDuration());
+    }
+    v1::FrameResult out;
+    *out.mutable_status() = ToItemStatus(status);
+    respond(std::move(out));
+  }
+
   ClassifierService* const service_;
   grpc::CallbackServerContext* const context_;
 };
 
-grpc::ServerBidiReactor<v1::Frame, v1::FrameResult>* ClassifierService::ClassifyStream(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ClassifierService::ClassifyStream(
     grpc::CallbackServerContext* context) {
   return new StreamReactor(this, context);
 }

@@ -7,6 +7,7 @@
 #include "server/api/call_context.h"
 #include "server/api/inference_tensors.h"
 #include "server/api/ordered_stream_reactor.h"
+#include "server/api/parsed_unary.h"
 #include "server/core/metrics.h"
 #include "server/core/refusal.h"
 
@@ -162,12 +163,23 @@ void InferenceService::Infer(grpc::CallbackServerContext* context,
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(grpc::CallbackServerContext* context,
-                                                       const inference::ModelInferRequest* request,
-                                                       inference::ModelInferResponse* response) {
-  CountedUnary call = StartCountedUnary(metrics_, "ModelInfer", absl::Now());
-  Infer(context, *request, response, std::move(call.finish));
-  return call.reactor;
+                                                       const grpc::ByteBuffer* request,
+                                                       grpc::ByteBuffer* response) {
+  return ServeParsedUnary<inference::ModelInferRequest, inference::ModelInferResponse>(
+      metrics_, "ModelInfer", *request, response, limits_.max_parsed_request_bytes,
+      [this, context](const inference::ModelInferRequest& parsed,
+                      inference::ModelInferResponse* answer, CountedUnary counted) {
+        Infer(context, parsed, answer, std::move(counted.finish));
+        return counted.reactor;
+      });
 }
+
+namespace {
+// A stream answer's error_message: the status code's name, then the message.
+std::string ErrorMessage(const absl::Status& status) {
+  return absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
+}
+}  // namespace
 
 // One ModelStreamInfer stream: each request is answered in order, a failed
 // one with error_message (its status code's name, then the message) and
@@ -177,7 +189,8 @@ class InferenceService::StreamReactor final
                                   inference::ModelStreamInferResponse> {
  public:
   StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
-      : OrderedStreamReactor(service->limits_.max_stream_frames_in_flight),
+      : OrderedStreamReactor(service->limits_.max_stream_frames_in_flight,
+                             service->limits_.max_parsed_request_bytes),
         service_(service),
         context_(context) {
     Begin(service_->serving_.load() ? grpc::Status::OK : ToGrpc(NotServing()));
@@ -194,8 +207,7 @@ class InferenceService::StreamReactor final
         context_, request, answer->mutable_infer_response(),
         [answer, metrics, start, respond = std::move(respond)](const absl::Status& status) {
           if (!status.ok()) {
-            answer->set_error_message(
-                absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message()));
+            answer->set_error_message(ErrorMessage(status));
           }
           if (metrics != nullptr) {
             metrics->RecordRequest("ModelStreamInfer", status.code(), absl::Now() - start);
@@ -205,12 +217,22 @@ class InferenceService::StreamReactor final
         });
   }
 
+  void Refuse(const absl::Status& status, Respond respond) override {
+    if (service_->metrics_ != nullptr) {
+      service_->metrics_->RecordRefusal(status);
+      service_->metrics_->RecordRequest("ModelStreamInfer", status.code(), absl::ZeroDuration());
+    }
+    inference::ModelStreamInferResponse answer;
+    answer.set_error_message(ErrorMessage(status));
+    respond(std::move(answer));
+  }
+
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
 };
 
-grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
-InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* InferenceService::ModelStreamInfer(
+    grpc::CallbackServerContext* context) {
   return new StreamReactor(this, context);
 }
 

@@ -28,7 +28,21 @@ namespace matid {
 
 class ServerMetrics;
 
-class InferenceService final : public inference::GRPCInferenceService::CallbackService {
+// The generated service with the inference methods taking wire bytes, parsed
+// only within --max_parsed_request_mb (request_parse.h): gRPC's
+// CallbackService with ModelInfer and ModelStreamInfer raw.
+namespace raw_inference {
+using G = inference::GRPCInferenceService;
+using Base = G::WithCallbackMethod_ServerLive<
+    G::WithCallbackMethod_ServerReady<G::WithCallbackMethod_ModelReady<
+        G::WithCallbackMethod_ServerMetadata<G::WithCallbackMethod_ModelMetadata<
+            G::WithRawCallbackMethod_ModelInfer<G::WithRawCallbackMethod_ModelStreamInfer<
+                G::WithCallbackMethod_ModelConfig<G::WithCallbackMethod_ModelStatistics<
+                    G::WithCallbackMethod_RepositoryIndex<G::WithCallbackMethod_RepositoryModelLoad<
+                        G::WithCallbackMethod_RepositoryModelUnload<G::Service>>>>>>>>>>>>;
+}  // namespace raw_inference
+
+class InferenceService final : public raw_inference::Base {
  public:
   // `models` and `control` must outlive the service; `metrics` may be nullptr.
   // `server_version` answers ServerMetadata.
@@ -56,10 +70,10 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
                                           const inference::ModelMetadataRequest* request,
                                           inference::ModelMetadataResponse* response) override;
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
-                                       const inference::ModelInferRequest* request,
-                                       inference::ModelInferResponse* response) override;
-  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
-  ModelStreamInfer(grpc::CallbackServerContext* context) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
+      grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* context,
                                         const inference::ModelConfigRequest* request,
                                         inference::ModelConfigResponse* response) override;

@@ -5,12 +5,14 @@
 // that, which pushes back on the client through flow control. A request
 // stays in flight until its response is written, not only answered, so a
 // client that never reads stops being read from, rather than having its
-// answers pile up in the server (issue 26 item 3). The stream
-// finishes OK once the client has half-closed and everything read is
-// answered.
+// answers pile up in the server (issue 26 item 3). Requests arrive as wire
+// bytes and are parsed only when their parsed form fits the budget
+// (request_parse.h); one that does not is answered through Refuse() and the
+// stream goes on. The stream finishes OK once the client has half-closed
+// and everything read is answered.
 //
-// A subclass implements Handle() and calls Begin() at the end of its
-// constructor. The reactor deletes itself in OnDone, which gRPC calls only
+// A subclass implements Handle() and Refuse() and calls Begin() at the end
+// of its constructor. The reactor deletes itself in OnDone, which gRPC calls only
 // after Finish, and Finish waits for every response, so no `respond` can
 // reach a deleted reactor.
 // Thread-safety: `respond` may be called from any thread.
@@ -25,10 +27,13 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/status/status.h"
+#include "server/api/request_parse.h"
+
 namespace matid {
 
 template <typename Request, typename Response>
-class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
+class OrderedStreamReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   // Answers one request; call it exactly once.
   using Respond = std::function<void(Response)>;
@@ -50,11 +55,17 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
       pending_.push_back(slot);
       ++in_flight_;
     }
-    Handle(request_, [this, slot](Response response) { OnResponse(slot, std::move(response)); });
-    // request_ is free again: Handle copied what it needed.
+    Respond respond = [this, slot](Response response) { OnResponse(slot, std::move(response)); };
+    if (absl::Status parsed = ParseWithinBudget(wire_, max_parsed_bytes_, &request_); parsed.ok()) {
+      Handle(request_, std::move(respond));
+    } else {
+      Refuse(parsed, std::move(respond));
+    }
+    // wire_ and request_ are free again: Handle copied what it needed.
+    wire_.Clear();
     std::lock_guard<std::mutex> lock(mu_);
     if (in_flight_ < max_in_flight_) {
-      this->StartRead(&request_);
+      this->StartRead(&wire_);
     } else {
       read_paused_ = true;
     }
@@ -76,7 +87,9 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
   void OnDone() override { delete this; }
 
  protected:
-  explicit OrderedStreamReactor(int max_in_flight) : max_in_flight_(max_in_flight) {}
+  // `max_parsed_bytes`: the most memory one request may take parsed.
+  OrderedStreamReactor(int max_in_flight, int64_t max_parsed_bytes)
+      : max_in_flight_(max_in_flight), max_parsed_bytes_(max_parsed_bytes) {}
   ~OrderedStreamReactor() override = default;
 
   // Starts reading, or (`refusal` not OK) finishes the stream with it. Call
@@ -86,11 +99,14 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
       this->Finish(refusal);
       return;
     }
-    this->StartRead(&request_);
+    this->StartRead(&wire_);
   }
 
   // Handles one request; `request` is valid only during the call.
   virtual void Handle(const Request& request, Respond respond) = 0;
+  // Answers a request that could not be parsed within the budget (`status`
+  // says why: RESOURCE_EXHAUSTED or INVALID_ARGUMENT).
+  virtual void Refuse(const absl::Status& status, Respond respond) = 0;
 
  private:
   struct Slot {
@@ -121,7 +137,7 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
         continue;
       }
       writing_ = true;
-      outgoing_ = std::move(next->response);
+      outgoing_ = SerializeToByteBuffer(next->response);
       this->StartWrite(&outgoing_);
     }
   }
@@ -133,7 +149,7 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
     --in_flight_;
     if (read_paused_ && in_flight_ < max_in_flight_) {
       read_paused_ = false;
-      this->StartRead(&request_);
+      this->StartRead(&wire_);
     }
   }
 
@@ -147,11 +163,13 @@ class OrderedStreamReactor : public grpc::ServerBidiReactor<Request, Response> {
   }
 
   const int max_in_flight_;
-  Request request_;  // the read buffer; one read outstanding at a time
+  const int64_t max_parsed_bytes_;
+  grpc::ByteBuffer wire_;  // the read buffer; one read outstanding at a time
+  Request request_;        // wire_ parsed, while it is handled
 
   std::mutex mu_;
   std::deque<std::shared_ptr<Slot>> pending_;  // guarded by mu_, request order
-  Response outgoing_;                          // guarded by mu_
+  grpc::ByteBuffer outgoing_;                  // guarded by mu_
   int in_flight_ = 0;                          // read, response not yet written; guarded by mu_
   bool read_paused_ = false;                   // guarded by mu_
   bool reads_done_ = false;                    // guarded by mu_
