@@ -27,7 +27,7 @@ packages=(
   jq
 )
 
-# Test tools from the npm registry (where node/npm are installed), each in
+# Test tools from the npm registry, each in
 # its folder's node_modules from its package-lock.json; quick when there:
 #   deploy/k8s/validate  the Kubernetes API schemas (deploy_files_test)
 #   tests/sparkplug      Eclipse Tahu's Sparkplug B codec (sparkplug_test)
@@ -49,6 +49,10 @@ install_npm_test_tools() {
     "Kubernetes schema checks will be skipped (structural checks still run)"
   npm_ci_in tests/sparkplug sparkplug-payload "sparkplug_test will fail (it needs Tahu's decoder)"
 }
+
+# Node.js and npm for those test tools: Debian's, unless a node with its own
+# npm is already installed (installing Debian's npm beside it would clash).
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
