@@ -4,10 +4,12 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <limits>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace matid {
@@ -19,6 +21,13 @@ ServingOptions ServingOptionsOf(const ServerOptions& options) {
   serving.preprocess = options.preprocess;
   serving.default_top_k = options.default_top_k;
   return serving;
+}
+
+// gRPC's listening address for --host and --port: an IPv6 address goes in
+// brackets, and a unix socket ("unix:/path") has no port.
+std::string ListenAddress(const std::string& host, int port) {
+  if (absl::StartsWith(host, "unix:")) return host;
+  return absl::StrCat(host.find(':') != std::string::npos ? "[" + host + "]" : host, ":", port);
 }
 
 }  // namespace
@@ -131,10 +140,10 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWith(const Serve
   server->service_ = std::make_unique<ClassifierService>(server->models_.get(), options.batcher,
                                                          server->metrics_.get(), options.limits);
   server->admin_ = std::make_unique<AdminService>(server->models_.get(), server->models_.get(),
-                                                  options.admin_client_subjects);
+                                                  options.admin_access);
   server->inference_ = std::make_unique<InferenceService>(
       server->models_.get(), server->models_.get(), options.batcher, server->metrics_.get(),
-      options.limits, options.admin_client_subjects, MATID_VERSION);
+      options.limits, options.admin_access, MATID_VERSION);
 
   if (absl::Status listening = server->Listen(); !listening.ok()) return listening;
   server->service_->SetServing(true);
@@ -156,10 +165,11 @@ absl::Status MatidServer::Listen() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  const std::string address = absl::StrCat(
-      options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host, ":",
-      options.port);
+  const std::string address = ListenAddress(options.host, options.port);
   builder.AddListeningPort(address, *credentials, &port_);
+  if (!options.admin_socket.empty()) {
+    builder.AddListeningPort("unix:" + options.admin_socket, grpc::InsecureServerCredentials());
+  }
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   // A backstop for answers too: none is meant to come near it (ModelInfer
   // writes at most max_batch_items x 2 outputs), and one that did would be
@@ -179,10 +189,17 @@ absl::Status MatidServer::Listen() {
   builder.RegisterService(admin_.get());
   builder.RegisterService(inference_.get());
   server_ = builder.BuildAndStart();
-  if (server_ == nullptr || port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen for gRPC on ", address,
-                     " (address in use, or not an address of this machine)"));
+  if (server_ == nullptr || (port_ == 0 && !absl::StartsWith(address, "unix:"))) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen for gRPC on ", address,
+        options.admin_socket.empty() ? "" : absl::StrCat(" and unix:", options.admin_socket),
+        " (address in use, not an address of this machine, or a socket folder that is missing "
+        "or not writable)"));
+  }
+  // gRPC made the socket with the process's umask; the group may connect too.
+  if (!options.admin_socket.empty() && chmod(options.admin_socket.c_str(), 0660) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot make --admin_socket ", options.admin_socket, " mode 0660"));
   }
   return absl::OkStatus();
 }

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "server/api/admin_access.h"
 #include "server/api/admin_service.h"
 #include "server/api/classifier_service.h"
 #include "server/api/inference_service.h"
@@ -58,9 +59,12 @@ struct ServerOptions {
   // repository is rescanned (zero: only on Reload()).
   std::string default_model;
   absl::Duration repository_poll_interval = absl::ZeroDuration();
-  // Who may use matid.v1.ModelAdmin besides callers on loopback: client
-  // certificate subjects or CNs (mutual TLS).
-  std::vector<std::string> admin_client_subjects;
+  // Who may use matid.v1.ModelAdmin and the repository calls, besides
+  // callers on `admin_socket`.
+  AdminAccess admin_access;
+  // A unix socket the server also listens on, plaintext, whose callers are
+  // admins: made owner and group read-write (0660) (empty: none).
+  std::string admin_socket;
   // Memory budget of loaded model versions (see ModelManagerOptions); the
   // file whose size estimates a version's memory.
   int64_t max_model_memory_bytes = 0;

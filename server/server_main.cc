@@ -29,9 +29,17 @@ ABSL_FLAG(std::string, default_model, "",
           "With --model_repository: the model that serves requests naming none (empty: the only "
           "model).");
 ABSL_FLAG(std::vector<std::string>, admin_client_subjects, {},
-          "Besides callers on loopback, client certificate subjects (full subject or CN, "
-          "comma-separated, mutual TLS) allowed to use matid.v1.ModelAdmin (matid-admin). "
-          "Separate from --allowed_client_subjects, which every caller must also pass when set.");
+          "Client certificate subjects (full subject or CN, comma-separated, mutual TLS) allowed "
+          "to use matid.v1.ModelAdmin (matid-admin) and the repository calls, besides callers on "
+          "--admin_socket and (with --admin_from_loopback) 127.0.0.1/::1. Separate from "
+          "--allowed_client_subjects, which every caller must also pass when set.");
+ABSL_FLAG(std::string, admin_socket, "",
+          "Also listen on this unix socket (plaintext, mode 0660: owner and group may connect); "
+          "its callers may administer (matid-admin --server=unix:PATH). Empty: none.");
+ABSL_FLAG(bool, admin_from_loopback, true,
+          "Callers from 127.0.0.1 or ::1 over TCP may administer. Everything sharing the host's "
+          "or pod's network shares loopback (sidecars, kubectl port-forward, every local user): "
+          "set false there and use --admin_socket.");
 ABSL_FLAG(int64_t, max_model_memory_mb, 0,
           "With --model_repository: memory budget for loaded model versions, each estimated by "
           "its model file's size (its weights); a new version that would not fit beside the "
@@ -171,7 +179,9 @@ matid::ServerOptions OptionsFromFlags() {
   options.max_connection_age_grace =
       max_age_grace_ms == -1 ? absl::InfiniteDuration() : absl::Milliseconds(max_age_grace_ms);
   options.default_model = absl::GetFlag(FLAGS_default_model);
-  options.admin_client_subjects = absl::GetFlag(FLAGS_admin_client_subjects);
+  options.admin_access.client_subjects = absl::GetFlag(FLAGS_admin_client_subjects);
+  options.admin_access.loopback = absl::GetFlag(FLAGS_admin_from_loopback);
+  options.admin_socket = absl::GetFlag(FLAGS_admin_socket);
   options.max_model_memory_bytes = absl::GetFlag(FLAGS_max_model_memory_mb) << 20;
   options.unload_first_over_memory = absl::GetFlag(FLAGS_unload_first_over_memory);
   options.model_file = absl::GetFlag(FLAGS_int8) ? "model_int8.pt" : "model.pt";

@@ -8,6 +8,11 @@ address of its own (on a veth pair the test creates and deletes,
 classifying client (certificate CN matid-edge-test) may classify but not
 administer; the operator (CN matid-ops, listed) may administer. The Open
 Inference Protocol's repository RPCs follow the same rule.
+
+On this machine's own addresses (LocalAdminTest): IPv6 loopback is granted
+like 127.0.0.1; with --admin_from_loopback=false neither is, and the admin
+unix socket (--admin_socket, mode 0660) is the way in, through matid-admin;
+the server also serves on a unix socket given as --host.
 """
 import os
 import shutil
@@ -112,6 +117,66 @@ class AdminAccessTest(unittest.TestCase):
             admin_pb2.PinRequest(model="parts", versions=[1]), timeout=30)
         self.assertTrue(os.path.exists(os.path.join(self.tmp, "repo", "parts",
                                                     "version_policy.json")))
+
+
+class LocalAdminTest(unittest.TestCase):
+    def setUp(self) -> None:
+        if not os.path.isdir(TEST_MODEL):
+            self.skipTest("the test model is not built")
+        self.tmp = tempfile.mkdtemp(prefix="matid-admin-local-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.repo = os.path.join(self.tmp, "repo")
+        repository.publish(TEST_MODEL, self.repo, "parts")
+
+    def start_server(self, *flags: str) -> Process:
+        server = Process([os.path.join(BUILD_DIR, "bin", "matid-server"),
+                          f"--model_repository={self.repo}", "--metrics_port=-1", "--threads=1",
+                          "--lame_duck_ms=0", *flags],
+                         r"serving grpc_port=(\d+)", os.path.join(self.tmp, "server.log"))
+        self.addCleanup(server.stop)
+        return server
+
+    def admin(self, target: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([os.path.join(BUILD_DIR, "bin", "matid-admin"),
+                               f"--server={target}", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def test_ipv6_loopback_administers_like_ipv4_loopback(self) -> None:
+        port = free_port()
+        self.start_server("--host=::", f"--port={port}")
+        for target in (f"127.0.0.1:{port}", f"[::1]:{port}"):
+            done = self.admin(target, "list")
+            self.assertEqual(done.returncode, 0, f"{target}: {done.stderr}")
+            self.assertIn("parts", done.stdout)
+
+    def test_without_the_loopback_grant_only_the_admin_socket_administers(self) -> None:
+        port = free_port()
+        socket_path = os.path.join(self.tmp, "admin.sock")
+        self.start_server("--host=::", f"--port={port}", f"--admin_socket={socket_path}",
+                          "--admin_from_loopback=false")
+        self.assertEqual(os.stat(socket_path).st_mode & 0o777, 0o660)
+        for target in (f"127.0.0.1:{port}", f"[::1]:{port}"):
+            done = self.admin(target, "pin", "parts", "1")
+            self.assertNotEqual(done.returncode, 0, target)
+            self.assertIn("the admin service takes callers on the admin socket (--admin_socket), "
+                          "or with a client certificate", done.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.repo, "parts", "version_policy.json")))
+        # Classifying over TCP is unaffected.
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            answer = matid_pb2_grpc.ClassifierStub(channel).Classify(
+                matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG)), timeout=30)
+        self.assertEqual(answer.model.version, "1")
+        done = self.admin(f"unix:{socket_path}", "pin", "parts", "1")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.repo, "parts", "version_policy.json")))
+
+    def test_serves_on_a_unix_socket_given_as_host(self) -> None:
+        socket_path = os.path.join(self.tmp, "serve.sock")
+        self.start_server(f"--host=unix:{socket_path}")
+        with grpc.insecure_channel(f"unix:{socket_path}") as channel:
+            answer = matid_pb2_grpc.ClassifierStub(channel).Classify(
+                matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG)), timeout=30)
+        self.assertEqual(answer.model.version, "1")
 
 
 if __name__ == "__main__":

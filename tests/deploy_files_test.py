@@ -193,7 +193,7 @@ class KubernetesTest(unittest.TestCase):
 
     def test_model_is_copied_in_by_an_init_container(self) -> None:
         volumes = {v["name"]: v for v in self.pod["volumes"]}
-        self.assertEqual(set(volumes), {"models"})
+        self.assertEqual(set(volumes), {"models", "admin-socket"})
         self.assertIn("emptyDir", volumes["models"])  # binds on any cluster
         init = self.pod["initContainers"][0]
         mount = init["volumeMounts"][0]
@@ -203,6 +203,14 @@ class KubernetesTest(unittest.TestCase):
         self.assertTrue(model_dir.startswith(server_mount["mountPath"]))
         self.assertTrue(server_mount["readOnly"])
         self.assertIn(mount["mountPath"].rstrip("/"), " ".join(init["command"]))
+
+    def test_admin_is_on_a_socket_in_its_own_volume_not_on_the_pods_loopback(self) -> None:
+        args = self.server["args"]
+        self.assertEqual(flag(args, "admin_from_loopback"), "false")
+        socket_dir = os.path.dirname(flag(args, "admin_socket"))
+        mount = next(m for m in self.server["volumeMounts"] if m["mountPath"] == socket_dir)
+        volume = next(v for v in self.pod["volumes"] if v["name"] == mount["name"])
+        self.assertIn("emptyDir", volume)  # writable under readOnlyRootFilesystem
 
     def test_probes_separate_startup_readiness_and_a_tolerant_liveness(self) -> None:
         startup, ready, live = (self.server[p] for p in ("startupProbe", "readinessProbe", "livenessProbe"))

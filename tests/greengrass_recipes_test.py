@@ -231,9 +231,15 @@ class GreengrassLifecycleTest(unittest.TestCase):
                                   {"model-version.tar.gz": model_tars[1]})
         done = model_v2.run_step("Install")
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
-        listed = lambda: subprocess.run(  # noqa: E731
-            [os.path.join(bin_dir, "matid-admin"), f"--server=127.0.0.1:{grpc_port}", "list"],
-            capture_output=True, text=True, timeout=30).stdout
+        # Every local user of a box shares loopback: admin is on the
+        # component's socket only.
+        admin = lambda target: subprocess.run(  # noqa: E731
+            [os.path.join(bin_dir, "matid-admin"), f"--server={target}", "list"],
+            capture_output=True, text=True, timeout=30)
+        refused = admin(f"127.0.0.1:{grpc_port}")
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("--admin_socket", refused.stderr)
+        listed = lambda: admin(f"unix:{os.path.join(server.work, 'admin.sock')}").stdout  # noqa: E731
         wait_for(lambda: re.search(r"test\s+2\s+AVAILABLE\s+yes", listed()) and
                  not re.search(r"test\s+1\s", listed()), 30, "version 2 to serve alone")
         self.assertEqual(server.process.pid, server_pid)

@@ -1100,20 +1100,34 @@ TEST(ShadowComparison, CountsConfusionAndLatencyPercentiles) {
   EXPECT_EQ(total, 100);
 }
 
-TEST(AdminAccess, LoopbackOrAListedCertificateOnly) {
-  const std::vector<std::string> admins = {"CN=ops", "ops-laptop"};
-  for (const char* peer : {"ipv4:127.0.0.1:5000", "ipv4:127.0.0.2:1", "ipv6:[::1]:5000",
-                           "ipv6:[::ffff:127.0.0.1]:80", "unix:/run/matid.sock"}) {
-    EXPECT_TRUE(CheckAdminAccess(peer, {}, admins).ok()) << peer;
+TEST(AdminAccess, SocketLoopbackOrAListedCertificateOnly) {
+  const AdminAccess access{.loopback = true, .client_subjects = {"CN=ops", "ops-laptop"}};
+  // Peers as gRPC 1.51 writes them: IPv6 brackets escaped.
+  for (const char* peer : {"ipv4:127.0.0.1:5000", "ipv6:%5B::1%5D:5000", "ipv6:[::1]:5000",
+                           "ipv6:%5B::ffff:127.0.0.1%5D:80", "unix:/run/matid/admin.sock"}) {
+    EXPECT_TRUE(CheckAdminAccess(peer, {}, access).ok()) << peer;
   }
-  EXPECT_TRUE(CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=ops"}, admins).ok());
-  EXPECT_TRUE(CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=x,O=y", "ops-laptop"}, admins).ok());
-  absl::Status refused = CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=camera-1"}, admins);
+  EXPECT_TRUE(CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=ops"}, access).ok());
+  EXPECT_TRUE(CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=x,O=y", "ops-laptop"}, access).ok());
+  absl::Status refused = CheckAdminAccess("ipv4:10.1.2.3:5000", {"CN=camera-1"}, access);
   EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(refused.message(), HasSubstr("--admin_client_subjects"));
   EXPECT_THAT(refused.message(), HasSubstr("CN=camera-1"));
-  EXPECT_FALSE(CheckAdminAccess("ipv6:[2001:db8::1]:5000", {}, admins).ok());
-  EXPECT_FALSE(CheckAdminAccess("ipv4:128.0.0.1:5000", {}, {}).ok());
+  EXPECT_FALSE(CheckAdminAccess("ipv6:%5B2001:db8::1%5D:5000", {}, access).ok());
+  EXPECT_FALSE(CheckAdminAccess("ipv4:128.0.0.1:5000", {}, access).ok());
+  // Other 127/8 addresses are proxies and neighbours (Istio's inbound 127.0.0.6).
+  EXPECT_FALSE(CheckAdminAccess("ipv4:127.0.0.6:41000", {}, access).ok());
+  EXPECT_FALSE(CheckAdminAccess("ipv4:127.1.2.3:41000", {}, access).ok());
+}
+
+TEST(AdminAccess, LoopbackGrantTurnedOffLeavesTheSocketAndCertificates) {
+  const AdminAccess access{.loopback = false, .client_subjects = {"CN=ops"}};
+  absl::Status refused = CheckAdminAccess("ipv4:127.0.0.1:5000", {}, access);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("--admin_socket"));
+  EXPECT_FALSE(CheckAdminAccess("ipv6:%5B::1%5D:5000", {}, access).ok());
+  EXPECT_TRUE(CheckAdminAccess("unix:/run/matid/admin.sock", {}, access).ok());
+  EXPECT_TRUE(CheckAdminAccess("ipv4:127.0.0.1:5000", {"CN=ops"}, access).ok());
 }
 
 TEST(VersionPolicy, ParsesLatestAndSpecificAndNamesMistakes) {

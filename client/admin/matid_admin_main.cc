@@ -21,8 +21,10 @@
 #include "matid/v1/admin.grpc.pb.h"
 
 ABSL_FLAG(std::string, server, "localhost:50051",
-          "Server address. The server takes admin calls from loopback, or from clients whose "
-          "certificate is in its --admin_client_subjects.");
+          "Server address: host:port, or unix:PATH for the server's --admin_socket. The server "
+          "takes admin calls on its admin socket, from 127.0.0.1/::1 (unless "
+          "--admin_from_loopback=false), or from clients whose certificate is in its "
+          "--admin_client_subjects.");
 ABSL_FLAG(double, timeout_seconds, 300, "Deadline of the call (a load may take minutes).");
 ABSL_FLAG(int64_t, promote_after, 0,
           "shadow: promote the shadow by itself once this many images were compared and "

@@ -2,7 +2,8 @@
 // (matid.v1.ModelAdmin, the Open Inference Protocol's repository RPCs):
 // checks that the caller may administer (see admin_access.h), then runs the
 // change on a thread of its own, because changes wait for model loads and
-// gRPC's threads must not, and finishes the call with its status.
+// gRPC's threads must not, and finishes the call with its status. At most
+// kMaxChangesAtOnce run at once; beyond them a call gets RESOURCE_EXHAUSTED.
 // Thread-safety: Run may be called from any thread; the destructor waits for
 // changes still running.
 #ifndef MATID_SERVER_API_ADMIN_CALLS_H_
@@ -17,12 +18,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/api/admin_access.h"
 
 namespace matid {
 
 class AdminCalls {
  public:
-  explicit AdminCalls(std::vector<std::string> admin_subjects);
+  explicit AdminCalls(AdminAccess access);
   ~AdminCalls();
 
   AdminCalls(const AdminCalls&) = delete;
@@ -33,8 +35,10 @@ class AdminCalls {
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
                                 std::function<absl::Status()> change);
 
+  static constexpr int kMaxChangesAtOnce = 4;
+
  private:
-  const std::vector<std::string> admin_subjects_;
+  const AdminAccess access_;
 
   std::mutex mu_;  // std::mutex: visible to ThreadSanitizer
   std::condition_variable idle_;

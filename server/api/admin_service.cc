@@ -9,8 +9,8 @@
 namespace matid {
 
 AdminService::AdminService(const ModelRouter* models, ModelControl* control,
-                           std::vector<std::string> admin_subjects)
-    : models_(models), control_(control), calls_(std::move(admin_subjects)) {}
+                           AdminAccess admin_access)
+    : models_(models), control_(control), calls_(std::move(admin_access)) {}
 
 grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
                                             v1::ListModelsResponse* response,

@@ -21,8 +21,7 @@ namespace matid {
 class AdminService final : public v1::ModelAdmin::CallbackService {
  public:
   // `models` and `control` must outlive the service.
-  AdminService(const ModelRouter* models, ModelControl* control,
-               std::vector<std::string> admin_subjects);
+  AdminService(const ModelRouter* models, ModelControl* control, AdminAccess admin_access);
 
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
                                        const v1::ListModelsRequest* request,

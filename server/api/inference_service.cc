@@ -104,7 +104,7 @@ absl::StatusOr<int64_t> VersionParameter(
 InferenceService::InferenceService(const ModelRouter* models, ModelControl* control,
                                    const BatcherOptions& batcher, ServerMetrics* metrics,
                                    const ServiceLimits& limits,
-                                   std::vector<std::string> admin_subjects,
+                                   AdminAccess admin_access,
                                    std::string server_version)
     : models_(models),
       control_(control),
@@ -112,7 +112,7 @@ InferenceService::InferenceService(const ModelRouter* models, ModelControl* cont
       metrics_(metrics),
       limits_(limits),
       server_version_(std::move(server_version)),
-      admin_calls_(std::move(admin_subjects)) {}
+      admin_calls_(std::move(admin_access)) {}
 
 absl::StatusOr<std::shared_ptr<const ServingModel>> InferenceService::Resolve(
     const std::string& name, const std::string& version) const {

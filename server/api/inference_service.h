@@ -48,7 +48,7 @@ class InferenceService final : public raw_inference::Base {
   // `server_version` answers ServerMetadata.
   InferenceService(const ModelRouter* models, ModelControl* control, const BatcherOptions& batcher,
                    ServerMetrics* metrics, const ServiceLimits& limits,
-                   std::vector<std::string> admin_subjects, std::string server_version);
+                   AdminAccess admin_access, std::string server_version);
 
   // While not serving, ServerReady/ModelReady say false and inference gets
   // UNAVAILABLE.
