@@ -103,8 +103,7 @@ absl::StatusOr<int64_t> VersionParameter(
 
 InferenceService::InferenceService(const ModelRouter* models, ModelControl* control,
                                    const BatcherOptions& batcher, ServerMetrics* metrics,
-                                   const ServiceLimits& limits,
-                                   AdminAccess admin_access,
+                                   const ServiceLimits& limits, AdminAccess admin_access,
                                    std::string server_version)
     : models_(models),
       control_(control),

@@ -47,8 +47,8 @@ class InferenceService final : public raw_inference::Base {
   // `models` and `control` must outlive the service; `metrics` may be nullptr.
   // `server_version` answers ServerMetadata.
   InferenceService(const ModelRouter* models, ModelControl* control, const BatcherOptions& batcher,
-                   ServerMetrics* metrics, const ServiceLimits& limits,
-                   AdminAccess admin_access, std::string server_version);
+                   ServerMetrics* metrics, const ServiceLimits& limits, AdminAccess admin_access,
+                   std::string server_version);
 
   // While not serving, ServerReady/ModelReady say false and inference gets
   // UNAVAILABLE.
