@@ -14,6 +14,8 @@ packages=(
   # clients: MQTT and the durable spool; Modbus TCP for the PLC (and its test PLC)
   libmosquitto-dev nlohmann-json3-dev libsqlite3-dev mosquitto mosquitto-clients
   libmodbus-dev python3-pymodbus
+  # pymodbus 3.0 imports serial_asyncio even for TCP; Debian only recommends it
+  python3-serial-asyncio
   # Python side: training/export and the cross-language client test
   python3 python3-torch python3-torchvision python3-opencv python3-numpy
   python3-sklearn python3-matplotlib python3-grpcio python3-protobuf
