@@ -3,6 +3,7 @@
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
 
+#include <algorithm>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <thread>
@@ -80,7 +81,8 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
       source_(std::move(source)),
       channel_(std::move(channel)),
       stub_(v1::Classifier::NewStub(channel_)),
-      publish_(std::move(publish)) {
+      publish_(std::move(publish)),
+      busy_backoff_(options.reconnect_min, options.reconnect_max) {
   if (!options_.inspection_dir.empty()) {
     inspection_budget_ = std::make_unique<FolderBudget>(
         options_.inspection_max_files, options_.inspection_max_mb << 20,
@@ -102,6 +104,9 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
               "Oldest unsent frames dropped because the server was behind");
   metrics_.failed =
       counter("matid_camera_frames_failed_total", "Frames the server refused (bad image)");
+  metrics_.busy_retries =
+      counter("matid_camera_busy_retries_total",
+              "Frames the server answered busy (queue full, draining), sent again after a backoff");
   metrics_.inspection_write_failures =
       counter("matid_camera_inspection_write_failures_total",
               "Frames needing inspection that could not be written to --inspection_dir");
@@ -189,6 +194,15 @@ void Camera::Queue(PendingFrame pending) {
   changed_.notify_all();
 }
 
+void Camera::RequeueLocked(std::vector<PendingFrame> frames) {
+  for (auto it = frames.rbegin(); it != frames.rend(); ++it) pending_.push_front(std::move(*it));
+  while (static_cast<int>(pending_.size()) > options_.max_pending) {
+    pending_.pop_front();
+    Add(metrics_.dropped_queue_full);
+    ++dropped_;
+  }
+}
+
 void Camera::CaptureLoop() {
   const absl::Duration pace =
       options_.pace_fps > 0 ? absl::Seconds(1.0 / options_.pace_fps) : absl::ZeroDuration();
@@ -247,13 +261,22 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   const absl::Time now = absl::Now();
   const auto code = static_cast<grpc::StatusCode>(result.status().code());
   if (code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNAVAILABLE) {
-    // The server was busy or draining: try the frame again, first in line.
+    // The server was busy or draining: the frame goes back first in line,
+    // and nothing is sent for a backoff that grows while answers stay busy.
     {
       std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_front(std::move(frame));
+      send_paused_until_ = now + busy_backoff_.Next();
+      std::vector<PendingFrame> again;
+      again.push_back(std::move(frame));
+      RequeueLocked(std::move(again));
     }
+    Add(metrics_.busy_retries);
     changed_.notify_all();
     return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_backoff_.Reset();
   }
   if (code != grpc::StatusCode::OK) {
     Add(metrics_.failed);
@@ -343,21 +366,27 @@ void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& m
 Camera::SendStep Camera::WaitForFrameToSend(PendingFrame* frame) {
   std::unique_lock<std::mutex> lock(mu_);
   auto can_send = [&] {
-    return !pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight;
+    return !pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight &&
+           absl::Now() >= send_paused_until_;
   };
   auto finished = [&] { return capture_done_ && pending_.empty() && in_flight_.empty(); };
   while (true) {
     // Sleeps until there is work or an end; with frames in flight, at most
-    // until their results are overdue (frame_timeout after the last one).
+    // until their results are overdue (frame_timeout after the last one);
+    // after a busy answer, until the pause ends.
     while (!stopping_ && !stream_broken_ && !can_send() && !finished()) {
-      if (in_flight_.empty()) {
+      absl::Time wake = absl::InfiniteFuture();
+      if (!in_flight_.empty()) wake = last_result_at_ + options_.frame_timeout;
+      if (!pending_.empty() && send_paused_until_ > absl::Now()) {
+        wake = std::min(wake, send_paused_until_);
+      }
+      if (wake == absl::InfiniteFuture()) {
         changed_.wait(lock);
         continue;
       }
-      const absl::Time overdue = last_result_at_ + options_.frame_timeout;
       const absl::Time now = absl::Now();
-      if (now >= overdue) break;
-      changed_.wait_for(lock, absl::ToChronoMicroseconds(overdue - now));
+      if (now >= wake) break;
+      changed_.wait_for(lock, absl::ToChronoMicroseconds(wake - now));
     }
     if (stopping_ || stream_broken_) return SendStep::kReconnect;
     if (finished()) return SendStep::kFinished;
@@ -427,10 +456,10 @@ Camera::StreamEnd Camera::RunOneStream() {
   }
   // Frames still unanswered go back to the front of the queue, in order.
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto it = in_flight_.rbegin(); it != in_flight_.rend(); ++it) {
-    pending_.push_front(std::move(it->second));
-  }
+  std::vector<PendingFrame> unanswered;
+  for (auto& [seq, frame] : in_flight_) unanswered.push_back(std::move(frame));
   in_flight_.clear();
+  RequeueLocked(std::move(unanswered));
   if (all_done) return StreamEnd::kAllDone;
   return answered ? StreamEnd::kEndedAfterResults : StreamEnd::kEndedWithoutResults;
 }

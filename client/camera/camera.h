@@ -25,12 +25,14 @@
 #include <opencv2/core.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/camera/frame_encoding.h"
 #include "client/camera/frame_source.h"
+#include "common/backoff.h"
 #include "common/folder_budget.h"
 #include "common/model_input_fit.h"
 #include "common/result_message.h"
@@ -120,6 +122,7 @@ class Camera {
     prometheus::Counter* inspection_write_failures = nullptr;
     prometheus::Counter* inspection_folder_full = nullptr;
     prometheus::Counter* reconnects = nullptr;
+    prometheus::Counter* busy_retries = nullptr;
     prometheus::Histogram* latency = nullptr;
   };
 
@@ -134,6 +137,9 @@ class Camera {
   absl::StatusOr<PendingFrame> ToPending(Frame frame, const std::optional<ModelFit>& fit,
                                          uint64_t seq, absl::Time captured_at) const;
   void Queue(PendingFrame pending);
+  // Puts frames back at the front of the queue (a busy answer, a stream that
+  // ended), then drops the oldest past max_pending, counted. mu_ must be held.
+  void RequeueLocked(std::vector<PendingFrame> frames);
   // Runs streams until everything captured has been answered (or Stop()).
   void StreamLoop();
   // How one stream's life ended: every frame answered, or ended (broken,
@@ -174,7 +180,11 @@ class Camera {
   absl::Status source_status_;                  // guarded by mu_
   bool stream_broken_ = false;                  // guarded by mu_: the current stream ended
   absl::Time last_result_at_;                   // guarded by mu_: last result (or first send)
-  std::optional<ModelFit> model_fit_;           // guarded by mu_: unknown until Health answers
+  // After a busy answer (RESOURCE_EXHAUSTED, UNAVAILABLE) nothing is sent
+  // until then; the delay grows while answers stay busy (reconnect_min..max).
+  absl::Time send_paused_until_ = absl::InfinitePast();  // guarded by mu_
+  Backoff busy_backoff_;                                 // guarded by mu_
+  std::optional<ModelFit> model_fit_;  // guarded by mu_: unknown until Health answers
 
   // Plain counts for stats(); written by the capture and reader threads.
   std::atomic<int64_t> captured_{0};
