@@ -328,6 +328,9 @@ class DisagreementFolderTest(unittest.TestCase):
                                "--metrics_host=127.0.0.1", "--metrics_port=0", "--threads=1",
                                "--lame_duck_ms=0", f"--shadow_disagreements_dir={self.folder}",
                                "--shadow_disagreements_max_files=1000",
+                               # Under SCHED_IDLE the shadow compares nothing while
+                               # other tests keep both cores busy (ctest -j2).
+                               "--shadow_priority=normal",
                                f"--shadow_disagreements_max_mb={self.BUDGET_MB}"],
                               r"serving grpc_port=(\d+) metrics_port=(\d+)",
                               os.path.join(self.tmp, "server.log"))
