@@ -12,7 +12,6 @@
 #include "common/backoff.h"
 #include "common/file_contents.h"
 #include "common/log.h"
-#include "common/metric_families.h"
 #include "common/metrics_endpoint.h"
 
 namespace matid {
@@ -82,44 +81,13 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
       channel_(std::move(channel)),
       stub_(v1::Classifier::NewStub(channel_)),
       publish_(std::move(publish)),
+      metrics_(RegisterCameraMetrics(registry)),
       busy_backoff_(options.reconnect_min, options.reconnect_max) {
   if (!options_.inspection_dir.empty()) {
     inspection_budget_ = std::make_unique<FolderBudget>(
         options_.inspection_max_files, options_.inspection_max_mb << 20,
         [dir = options_.inspection_dir] { return MeasureFolder(dir, ".jpg"); });
   }
-  if (registry == nullptr) return;
-  auto counter = [&](const char* name, const char* help) {
-    return AddCounter(*registry, name, help);
-  };
-  metrics_.captured =
-      counter("matid_camera_frames_captured_total", "Frames read from the source and kept");
-  metrics_.sent = counter("matid_camera_frames_sent_total",
-                          "Frames written to the server stream (resends included)");
-  metrics_.classified = counter("matid_camera_frames_classified_total", "Frames with a result");
-  metrics_.needs_inspection =
-      counter("matid_camera_needs_inspection_total", "Results under the inspection threshold");
-  metrics_.dropped_queue_full =
-      counter("matid_camera_frames_dropped_total",
-              "Oldest unsent frames dropped because the server was behind");
-  metrics_.failed =
-      counter("matid_camera_frames_failed_total", "Frames the server refused (bad image)");
-  metrics_.busy_retries =
-      counter("matid_camera_busy_retries_total",
-              "Frames the server answered busy (queue full, draining), sent again after a backoff");
-  metrics_.inspection_write_failures =
-      counter("matid_camera_inspection_write_failures_total",
-              "Frames needing inspection that could not be written to --inspection_dir");
-  metrics_.inspection_folder_full =
-      counter("matid_camera_inspection_folder_full_total",
-              "Frames needing inspection not saved: --inspection_dir held --inspection_max_files");
-  metrics_.reconnects = counter("matid_camera_stream_reconnects_total",
-                                "Times the stream to the server was restarted");
-  metrics_.latency = &prometheus::BuildHistogram()
-                          .Name("matid_camera_end_to_end_latency_seconds")
-                          .Help("From frame capture to its result at the camera")
-                          .Register(*registry)
-                          .Add({}, LatencyBucketsSeconds());
 }
 
 void Camera::Stop() {
@@ -248,6 +216,18 @@ void Camera::CaptureLoop() {
   changed_.notify_all();
 }
 
+void Camera::RetryWhenBusy(PendingFrame frame, absl::Time now) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    send_paused_until_ = now + busy_backoff_.Next();
+    std::vector<PendingFrame> again;
+    again.push_back(std::move(frame));
+    RequeueLocked(std::move(again));
+  }
+  Add(metrics_.busy_retries);
+  changed_.notify_all();
+}
+
 void Camera::HandleResult(const v1::FrameResult& result) {
   PendingFrame frame;
   {
@@ -261,18 +241,7 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   const absl::Time now = absl::Now();
   const auto code = static_cast<grpc::StatusCode>(result.status().code());
   if (code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNAVAILABLE) {
-    // The server was busy or draining: the frame goes back first in line,
-    // and nothing is sent for a backoff that grows while answers stay busy.
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      send_paused_until_ = now + busy_backoff_.Next();
-      std::vector<PendingFrame> again;
-      again.push_back(std::move(frame));
-      RequeueLocked(std::move(again));
-    }
-    Add(metrics_.busy_retries);
-    changed_.notify_all();
-    return;
+    return RetryWhenBusy(std::move(frame), now);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);

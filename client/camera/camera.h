@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/camera/camera_metrics.h"
 #include "client/camera/frame_encoding.h"
 #include "client/camera/frame_source.h"
 #include "common/backoff.h"
@@ -112,20 +113,6 @@ class Camera {
     cv::Mat full_frame;
     std::string full_jpeg;
   };
-  struct Metrics {
-    prometheus::Counter* captured = nullptr;
-    prometheus::Counter* sent = nullptr;
-    prometheus::Counter* classified = nullptr;
-    prometheus::Counter* needs_inspection = nullptr;
-    prometheus::Counter* dropped_queue_full = nullptr;
-    prometheus::Counter* failed = nullptr;
-    prometheus::Counter* inspection_write_failures = nullptr;
-    prometheus::Counter* inspection_folder_full = nullptr;
-    prometheus::Counter* reconnects = nullptr;
-    prometheus::Counter* busy_retries = nullptr;
-    prometheus::Histogram* latency = nullptr;
-  };
-
   Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
          std::shared_ptr<grpc::Channel> channel, Publish publish, prometheus::Registry* registry);
 
@@ -151,6 +138,9 @@ class Camera {
   enum class SendStep { kSend, kFinished, kReconnect };
   SendStep WaitForFrameToSend(PendingFrame* frame);
   void HandleResult(const v1::FrameResult& result);
+  // The server was busy or draining: `frame` goes back first in line, and
+  // nothing is sent for a backoff that grows while answers stay busy.
+  void RetryWhenBusy(PendingFrame frame, absl::Time now);
   // Asks the server's Health for its model input (when shrinking).
   void LearnModelFit();
   // The frame a person looks at: the whole ROI at full resolution, as JPEG.
@@ -169,7 +159,7 @@ class Camera {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
   const Publish publish_;
-  Metrics metrics_;
+  CameraMetrics metrics_;
 
   std::mutex mu_;
   std::condition_variable changed_;
