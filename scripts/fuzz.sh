@@ -6,7 +6,7 @@
 # build-fuzz/crashes/<target>/. Exit code 1 if any target crashed.
 #
 #   scripts/fuzz.sh [seconds_per_target (default 90)] [target ...]
-#   targets: preprocess request result_message (default: all)
+#   targets: preprocess request request_parse result_message (default: all)
 #
 # To keep a finding as a regression input, copy it into fuzz/corpus/<target>/
 # (ctest replays that folder in every build).
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-90}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(preprocess request result_message)
+[ ${#targets[@]} -gt 0 ] || targets=(preprocess request request_parse result_message)
 
 command -v clang++ >/dev/null || bash scripts/install-deps.sh
 if [ ! -f build-fuzz/CMakeCache.txt ]; then

@@ -59,6 +59,17 @@ CONTROL_FRAMES = 20_000
 STILL_S = 2.0
 
 
+def start_server(tmp: str, *flags: str) -> Process:
+    """matid-server on free loopback ports serving the test model as "parts"
+    from a repository in `tmp`."""
+    repo = os.path.join(tmp, "repo")
+    repository.publish(TEST_MODEL, repo, "parts")
+    return Process([os.path.join(BUILD_DIR, "bin", "matid-server"), f"--model_repository={repo}",
+                    "--host=127.0.0.1", "--port=0", "--metrics_host=127.0.0.1",
+                    "--metrics_port=0", "--threads=1", "--lame_duck_ms=0", *flags],
+                   r"serving grpc_port=(\d+) metrics_port=(\d+)", os.path.join(tmp, "server.log"))
+
+
 class FrameSource:
     """A request iterator that counts what gRPC took from it and ends on
     request (or after MAX_FRAMES)."""
@@ -93,15 +104,7 @@ class HostileClientTest(unittest.TestCase):
         if not os.path.isdir(TEST_MODEL):
             raise unittest.SkipTest("the test model is not built")
         cls.tmp = tempfile.mkdtemp(prefix="matid-hostile-")
-        cls.repo = os.path.join(cls.tmp, "repo")
-        repository.publish(TEST_MODEL, cls.repo, "parts")
-        cls.server = Process([os.path.join(BUILD_DIR, "bin", "matid-server"),
-                              f"--model_repository={cls.repo}",
-                              "--host=127.0.0.1", "--port=0", "--metrics_host=127.0.0.1",
-                              "--metrics_port=0", "--threads=1", "--lame_duck_ms=0",
-                              "--max_stream_frames_in_flight=8"],
-                             r"serving grpc_port=(\d+) metrics_port=(\d+)",
-                             os.path.join(cls.tmp, "server.log"))
+        cls.server = start_server(cls.tmp, "--max_stream_frames_in_flight=8")
         cls.port, cls.metrics_port = int(cls.server.match.group(1)), int(cls.server.match.group(2))
 
     @classmethod
@@ -208,14 +211,7 @@ class ParseMemoryTest(unittest.TestCase):
         if not os.path.isdir(TEST_MODEL):
             raise unittest.SkipTest("the test model is not built")
         cls.tmp = tempfile.mkdtemp(prefix="matid-hostile-parse-")
-        repo = os.path.join(cls.tmp, "repo")
-        repository.publish(TEST_MODEL, repo, "parts")
-        cls.server = Process([os.path.join(BUILD_DIR, "bin", "matid-server"),
-                              f"--model_repository={repo}", "--host=127.0.0.1", "--port=0",
-                              "--metrics_host=127.0.0.1", "--metrics_port=0", "--threads=1",
-                              "--lame_duck_ms=0"],
-                             r"serving grpc_port=(\d+) metrics_port=(\d+)",
-                             os.path.join(cls.tmp, "server.log"))
+        cls.server = start_server(cls.tmp)  # the default message limits
         cls.port = int(cls.server.match.group(1))
         cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.port}")
         stub = matid_pb2_grpc.ClassifierStub(cls.channel)

@@ -24,6 +24,7 @@ constexpr int64_t kHeapHeader = 16;    // what malloc adds to each block
 constexpr int64_t kStringObject = 32;  // sizeof(std::string), short strings inline
 constexpr int64_t kMapNode = 32;       // a map entry's hash node and bucket
 constexpr int64_t kMapEntry = 96;      // a map entry's key and value objects
+constexpr int64_t kUnknownField = 96;  // an unknown field's entry and string
 
 absl::Status Malformed() {
   return absl::InvalidArgumentError("the request is not a well-formed protobuf message");
@@ -138,11 +139,12 @@ class SizeWalker {
   }
 
   // A field the message type does not have (or of another wire type): kept
-  // as bytes among the unknown fields, in a string that grows by doubling.
+  // among the unknown fields, each an entry of its own (and, when
+  // length-delimited, a string) in a set that grows by doubling.
   absl::Status Unknown(uint32_t tag) {
     const int before = in_->CurrentPosition();
     if (!WireFormatLite::SkipField(in_, tag)) return Malformed();
-    total += 2 * (in_->CurrentPosition() - before + 8);
+    total += kUnknownField + 2 * (in_->CurrentPosition() - before);
     return absl::OkStatus();
   }
 
