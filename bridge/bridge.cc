@@ -74,6 +74,10 @@ void Bridge::BuildMetrics(prometheus::Registry& registry) {
       counter("matid_bridge_forwarded_total", "Messages acknowledged by the cloud");
   metrics_.publishes =
       counter("matid_bridge_publishes_total", "Publishes (batches) acknowledged by the cloud");
+  metrics_.moved_to_back =
+      counter("matid_bridge_moved_to_back_total",
+              "Messages not acknowledged when published alone (refused by the cloud, or the "
+              "connection lost), put behind the others so they do not hold them back");
   metrics_.publish_failures = counter("matid_bridge_publish_failures_total",
                                       "Publishes refused or not acknowledged in time");
   metrics_.dropped =
@@ -246,6 +250,21 @@ bool Bridge::PauseUnlessStopping(absl::Duration delay) {
   return !stopping_;
 }
 
+void Bridge::NotAcknowledged(const std::vector<int64_t>& seqs) {
+  using Next = RefusedMessageIsolation::Next;
+  if (isolation_.OnNotAcknowledged(seqs.front(), seqs.size()) != Next::kMoveHeadToBack) return;
+  absl::StatusOr<int64_t> moved = spool_->MoveToBack(seqs.front());
+  if (!moved.ok()) {
+    LogError("%s", moved.status().ToString());
+    return;
+  }
+  isolation_.OnMovedToBack(*moved);
+  Add(metrics_.moved_to_back);
+  LogWarning(
+      "a message sent alone was not acknowledged (refused by the cloud, or the connection "
+      "lost): it goes behind the others and is tried again after them");
+}
+
 bool Bridge::ForwardOnce() {
   absl::StatusOr<std::vector<SpooledMessage>> batch =
       spool_->Oldest(options_.batch_max_messages, options_.batch_max_bytes);
@@ -254,14 +273,17 @@ bool Bridge::ForwardOnce() {
     return false;
   }
   if (batch->empty()) return true;
-  // One publish carries messages for one topic: cut the batch where it changes.
+  // One publish carries messages for one topic: cut the batch where it
+  // changes, and where the isolation rule says (refused_message_isolation.h).
+  std::vector<int64_t> oldest;
+  for (const SpooledMessage& m : *batch) oldest.push_back(m.seq);
+  const size_t take = isolation_.Take(oldest);
   const std::string topic = batch->front().topic;
   std::vector<int64_t> seqs;
   std::vector<absl::string_view> lines;
-  for (const SpooledMessage& m : *batch) {
-    if (m.topic != topic) break;
-    seqs.push_back(m.seq);
-    lines.push_back(m.payload);
+  for (size_t i = 0; i < take && (*batch)[i].topic == topic; ++i) {
+    seqs.push_back((*batch)[i].seq);
+    lines.push_back((*batch)[i].payload);
   }
   const std::string payload = absl::StrJoin(lines, "\n");  // JSON lines
 
@@ -278,11 +300,17 @@ bool Bridge::ForwardOnce() {
   wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.ack_timeout),
                  [&] { return acked_ids_.count(*id) > 0 || stopping_ || !cloud_->connected(); });
   const bool delivered = acked_ids_.count(*id) > 0;
+  const bool stopping = stopping_;
   lock.unlock();
   if (!delivered) {
     Add(metrics_.publish_failures);
+    if (!stopping) {
+      cloud_->DropUnacknowledged();
+      NotAcknowledged(seqs);
+    }
     return false;
   }
+  isolation_.OnDelivered(seqs);
   absl::Status removed = spool_->Remove(seqs);
   if (!removed.ok()) {
     LogError("%s", removed.ToString());

@@ -21,10 +21,12 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "bridge/refused_message_isolation.h"
 #include "common/event_message.h"
 #include "common/result_topic.h"
 #include "common/spool.h"
@@ -42,6 +44,10 @@ class CloudLink {
   // Publishes with QoS 1 and returns the message id; the PUBACK must be
   // reported with Bridge::OnCloudAck(id).
   virtual absl::StatusOr<int> Publish(const std::string& topic, absl::string_view payload) = 0;
+  // Forgets publishes not yet acknowledged, so that the MQTT library does
+  // not send them again by itself on its next connection (the spool, not
+  // the library, decides what is sent again, and in what order).
+  virtual void DropUnacknowledged() = 0;
 };
 
 struct BridgeOptions {
@@ -102,6 +108,7 @@ class Bridge {
     prometheus::Counter* forwarded = nullptr;
     prometheus::Counter* publishes = nullptr;
     prometheus::Counter* publish_failures = nullptr;
+    prometheus::Counter* moved_to_back = nullptr;
     prometheus::Counter* dropped = nullptr;
     prometheus::Gauge* backlog_messages = nullptr;
     prometheus::Gauge* backlog_bytes = nullptr;
@@ -119,10 +126,12 @@ class Bridge {
       const std::string& topic, absl::string_view payload) const;
   void BuildMetrics(prometheus::Registry& registry);
   void ForwarderLoop();
-  // Publishes one batch and waits for its PUBACK; true when delivered.
   // Waits `delay` unless Stop() comes first; false when stopping.
   bool PauseUnlessStopping(absl::Duration delay);
+  // Publishes one batch and waits for its PUBACK; true when delivered.
   bool ForwardOnce();
+  // A publish of `seqs` was not acknowledged: what isolation_ says next.
+  void NotAcknowledged(const std::vector<int64_t>& seqs);
   // Drops what is over the spool's size or age limit, counting it.
   void EnforceSpoolLimits();
   // Reads the spool's figures into the backlog gauges and returns them.
@@ -143,7 +152,8 @@ class Bridge {
   // ack can arrive before Publish() has even returned its id).
   std::set<int> acked_ids_;
 
-  std::thread forwarder_;  // joined by Stop()
+  RefusedMessageIsolation isolation_;  // the forwarder thread's only
+  std::thread forwarder_;              // joined by Stop()
 };
 
 }  // namespace matid

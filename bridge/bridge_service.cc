@@ -22,6 +22,11 @@ class BridgeService::CloudLinkAdapter final : public CloudLink {
     if (client == nullptr) return absl::UnavailableError("cloud client not started");
     return client->Publish(topic, payload, 1);
   }
+  void DropUnacknowledged() override {
+    MqttClient* client = client_.load();
+    if (client == nullptr) return;
+    if (absl::Status reset = client->ResetSession(); !reset.ok()) LogError("%s", reset.ToString());
+  }
 
  private:
   std::atomic<MqttClient*> client_{nullptr};

@@ -33,45 +33,67 @@ absl::StatusOr<std::unique_ptr<MqttClient>> MqttClient::Create(const MqttOptions
   if (client->mosq_ == nullptr) {
     return absl::InternalError("mosquitto_new failed (out of memory or bad client id)");
   }
-  mosquitto_int_option(client->mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
-  mosquitto_connect_callback_set(client->mosq_, &MqttClient::OnConnect);
-  mosquitto_disconnect_callback_set(client->mosq_, &MqttClient::OnDisconnect);
-  mosquitto_message_callback_set(client->mosq_, &MqttClient::OnMessage);
-  mosquitto_publish_callback_set(client->mosq_, &MqttClient::OnPublish);
-  if (!options.log_prefix.empty()) mosquitto_log_callback_set(client->mosq_, &MqttClient::OnLog);
-  mosquitto_max_inflight_messages_set(client->mosq_, options.max_inflight);
+  if (absl::Status configured = client->Configure(); !configured.ok()) return configured;
+  if (absl::Status started = client->Connect(); !started.ok()) return started;
+  return client;
+}
+
+absl::Status MqttClient::Configure() {
+  mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+  mosquitto_connect_callback_set(mosq_, &MqttClient::OnConnect);
+  mosquitto_disconnect_callback_set(mosq_, &MqttClient::OnDisconnect);
+  mosquitto_message_callback_set(mosq_, &MqttClient::OnMessage);
+  mosquitto_publish_callback_set(mosq_, &MqttClient::OnPublish);
+  if (!options_.log_prefix.empty()) mosquitto_log_callback_set(mosq_, &MqttClient::OnLog);
+  mosquitto_max_inflight_messages_set(mosq_, options_.max_inflight);
   mosquitto_reconnect_delay_set(
-      client->mosq_, std::max<unsigned>(1, absl::ToInt64Seconds(options.reconnect_min)),
-      std::max<unsigned>(1, absl::ToInt64Seconds(options.reconnect_max)), true);
-  if (!options.ca_file.empty() || !options.cert_file.empty()) {
+      mosq_, std::max<unsigned>(1, absl::ToInt64Seconds(options_.reconnect_min)),
+      std::max<unsigned>(1, absl::ToInt64Seconds(options_.reconnect_max)), true);
+  if (!options_.ca_file.empty() || !options_.cert_file.empty()) {
     const int rc = mosquitto_tls_set(
-        client->mosq_, options.ca_file.empty() ? nullptr : options.ca_file.c_str(), nullptr,
-        options.cert_file.empty() ? nullptr : options.cert_file.c_str(),
-        options.key_file.empty() ? nullptr : options.key_file.c_str(), nullptr);
+        mosq_, options_.ca_file.empty() ? nullptr : options_.ca_file.c_str(), nullptr,
+        options_.cert_file.empty() ? nullptr : options_.cert_file.c_str(),
+        options_.key_file.empty() ? nullptr : options_.key_file.c_str(), nullptr);
     if (rc != MOSQ_ERR_SUCCESS) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "TLS setup failed (CA ", options.ca_file, ", certificate ", options.cert_file, ", key ",
-          options.key_file, "): ", mosquitto_strerror(rc)));
+          "TLS setup failed (CA ", options_.ca_file, ", certificate ", options_.cert_file, ", key ",
+          options_.key_file, "): ", mosquitto_strerror(rc)));
     }
   }
-  if (!options.username.empty()) {
+  if (!options_.username.empty()) {
     const int rc =
-        mosquitto_username_pw_set(client->mosq_, options.username.c_str(),
-                                  options.password.empty() ? nullptr : options.password.c_str());
+        mosquitto_username_pw_set(mosq_, options_.username.c_str(),
+                                  options_.password.empty() ? nullptr : options_.password.c_str());
     if (rc != MOSQ_ERR_SUCCESS) {
       return absl::InvalidArgumentError(
           absl::StrCat("MQTT username/password: ", mosquitto_strerror(rc)));
     }
   }
-  if (absl::Status will = client->SetNextWill(); !will.ok()) return will;
+  return SetNextWill();
+}
+
+absl::Status MqttClient::Connect() {
   // A failed first attempt is fine: the network thread keeps retrying.
-  mosquitto_connect_async(client->mosq_, options.host.c_str(), options.port,
-                          options.keepalive_seconds);
-  const int rc = mosquitto_loop_start(client->mosq_);
+  mosquitto_connect_async(mosq_, options_.host.c_str(), options_.port, options_.keepalive_seconds);
+  const int rc = mosquitto_loop_start(mosq_);
   if (rc != MOSQ_ERR_SUCCESS) {
     return absl::InternalError(absl::StrCat("MQTT thread: ", mosquitto_strerror(rc)));
   }
-  return client;
+  return absl::OkStatus();
+}
+
+absl::Status MqttClient::ResetSession() {
+  mosquitto_disconnect(mosq_);
+  mosquitto_loop_stop(mosq_, /*force=*/true);  // it may be between reconnect attempts
+  connected_.store(false);
+  const int rc = mosquitto_reinitialise(
+      mosq_, options_.client_id.empty() ? nullptr : options_.client_id.c_str(),
+      options_.clean_session, this);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    return absl::InternalError(absl::StrCat("MQTT reset: ", mosquitto_strerror(rc)));
+  }
+  if (absl::Status configured = Configure(); !configured.ok()) return configured;
+  return Connect();
 }
 
 MqttClient::~MqttClient() {

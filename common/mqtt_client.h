@@ -90,11 +90,19 @@ class MqttClient {
   // offline. Not from a callback (it joins the network thread).
   absl::Status Reconnect();
 
+  // Drops every message the library still holds unacknowledged (it would
+  // send them again on its next connection, before anything newer) and
+  // connects again with a fresh session. Not from a callback.
+  absl::Status ResetSession();
+
   bool connected() const { return connected_.load(); }
   const MqttOptions& options() const { return options_; }
 
  private:
   explicit MqttClient(const MqttOptions& options, Callbacks callbacks);
+  // Applies options_ and the callbacks to mosq_; starts connecting.
+  absl::Status Configure();
+  absl::Status Connect();
 
   static void OnConnect(struct mosquitto*, void* self, int rc);
   static void OnDisconnect(struct mosquitto*, void* self, int rc);

@@ -276,6 +276,36 @@ absl::Status Spool::DeadLetterLocked(absl::string_view topic, absl::string_view 
   return Exec("COMMIT");
 }
 
+absl::StatusOr<int64_t> Spool::MoveToBack(int64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return RetryWhenFull([&]() -> absl::StatusOr<int64_t> {
+    absl::Status status = Exec("BEGIN IMMEDIATE");
+    if (!status.ok()) return status;
+    auto fail = [this](absl::Status s) {
+      Exec("ROLLBACK").IgnoreError();
+      return s;
+    };
+    // AUTOINCREMENT's counter moves on too, so no later message reuses it.
+    status = Exec("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'messages'");
+    if (!status.ok()) return fail(status);
+    int64_t moved_to = 0;
+    {
+      Statement move(db_,
+                     "UPDATE messages SET seq = (SELECT seq FROM sqlite_sequence"
+                     " WHERE name = 'messages') WHERE seq = ? RETURNING seq");
+      if (!move.ok()) return fail(move.Error("prepare move to back"));
+      sqlite3_bind_int64(move.get(), 1, seq);
+      if (sqlite3_step(move.get()) != SQLITE_ROW) {
+        return fail(absl::NotFoundError(absl::StrCat("spool has no message ", seq)));
+      }
+      moved_to = sqlite3_column_int64(move.get(), 0);
+      if (sqlite3_step(move.get()) != SQLITE_DONE) return fail(move.Error("move to back"));
+    }
+    if (absl::Status committed = Exec("COMMIT"); !committed.ok()) return fail(committed);
+    return moved_to;
+  });
+}
+
 absl::StatusOr<std::vector<SpooledMessage>> Spool::Oldest(int max_messages,
                                                           int64_t max_payload_bytes) {
   std::lock_guard<std::mutex> lock(mu_);

@@ -87,6 +87,10 @@ class Spool {
   // Removes delivered messages.
   absl::Status Remove(const std::vector<int64_t>& seqs);
 
+  // Puts message `seq` behind every other, keeping its id, payload and
+  // arrival time (so the age limit still applies); returns its new seq.
+  absl::StatusOr<int64_t> MoveToBack(int64_t seq);
+
   // Drops the oldest messages beyond max_bytes (or a full disk's limit) or
   // older than max_age; returns how many were dropped since the last call
   // (here, or by Append keeping a full disk's limit).

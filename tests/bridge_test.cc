@@ -7,6 +7,7 @@
 #include <future>
 #include <mutex>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "common/event_message.h"
 #include "common/result_message.h"
@@ -28,13 +29,42 @@ class FakeCloud final : public CloudLink {
       return absl::UnavailableError("refused by the test");
     }
     int id;
+    bool ack = ack_.load();
     {
       std::lock_guard<std::mutex> lock(mu_);
       id = ++next_id_;
       publishes_.emplace_back(topic, std::string(payload));
+      // As AWS IoT Core answers a publish it refuses: never acknowledged.
+      if (!never_ack_containing_.empty() && absl::StrContains(payload, never_ack_containing_)) {
+        ack = false;
+      }
+      if (ack) acked_.emplace_back(payload);
     }
-    if (ack_.load() && bridge_ != nullptr) bridge_->OnCloudAck(id);  // before Publish returns
+    if (ack && bridge_ != nullptr) bridge_->OnCloudAck(id);  // before Publish returns
     return id;
+  }
+  void DropUnacknowledged() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++dropped_unacknowledged_;
+  }
+  void NeverAcknowledgeContaining(const std::string& text) {
+    std::lock_guard<std::mutex> lock(mu_);
+    never_ack_containing_ = text;
+  }
+  int dropped_unacknowledged() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return dropped_unacknowledged_;
+  }
+  // Every message id in an acknowledged publish, in order.
+  std::vector<std::string> acked_ids() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> ids;
+    for (const std::string& payload : acked_) {
+      for (absl::string_view line : absl::StrSplit(payload, '\n')) {
+        ids.push_back(ParseResultMessage(line)->message_id);
+      }
+    }
+    return ids;
   }
   std::vector<std::pair<std::string, std::string>> publishes() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -61,6 +91,9 @@ class FakeCloud final : public CloudLink {
   std::mutex mu_;
   int next_id_ = 0;
   std::vector<std::pair<std::string, std::string>> publishes_;
+  std::vector<std::string> acked_;
+  std::string never_ack_containing_;
+  int dropped_unacknowledged_ = 0;
 };
 
 std::string Message(const std::string& camera, int seq, int padding = 0) {
@@ -197,6 +230,27 @@ TEST_F(BridgeTest, UnacknowledgedPublishIsSentAgainAndStaysSpooledUntilAcked) {
   cloud_.ack_ = true;
   ASSERT_TRUE(Eventually([&] { return spool_->Stats()->messages == 0; }));
   for (const std::string& id : cloud_.delivered_ids()) EXPECT_EQ(id, "cam1-boot-1");  // same id
+}
+
+TEST_F(BridgeTest, AMessageTheCloudNeverAcknowledgesHoldsBackNoneBehindIt) {
+  cloud_.connected_ = false;  // a backlog: the refused message is first in a batch
+  StartBridge();
+  for (int seq = 0; seq < 10; ++seq) {
+    ASSERT_TRUE(bridge_->OnLocalMessage("matid/cam1/results", Message("cam1", seq)).ok());
+  }
+  cloud_.NeverAcknowledgeContaining(MessageId("cam1", "boot", 0));
+  cloud_.connected_ = true;
+  ASSERT_TRUE(Eventually([&] { return cloud_.acked_ids().size() == 9; }))
+      << cloud_.acked_ids().size() << " acknowledged";
+  std::vector<std::string> expected;
+  for (int seq = 1; seq < 10; ++seq) expected.push_back(MessageId("cam1", "boot", seq));
+  EXPECT_EQ(cloud_.acked_ids(), expected);
+  // Two failed publishes (the batch, then the message alone), each dropped
+  // from the MQTT library's own resend queue; the message is kept.
+  EXPECT_GE(cloud_.dropped_unacknowledged(), 2);
+  auto left = spool_->Oldest(10, 1 << 20);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ(left->front().message_id, MessageId("cam1", "boot", 0));
 }
 
 TEST_F(BridgeTest, MalformedMessagesGoToDeadLettersNotToTheCloud) {

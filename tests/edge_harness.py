@@ -108,9 +108,11 @@ class Mosquitto:
     """A mosquitto broker on a free loopback port, with persistence."""
 
     def __init__(self, directory: str, name: str, tls: dict = None, port: int = 0,
-                 client_certificates: bool = True, passwords: dict = None) -> None:
+                 client_certificates: bool = True, passwords: dict = None,
+                 settings: tuple = ()) -> None:
         """TLS with `tls`'s server files (and client certificates unless told
-        otherwise); with `passwords` ({user: password}), only those users."""
+        otherwise); with `passwords` ({user: password}), only those users;
+        `settings`: more lines of mosquitto.conf."""
         self.dir = os.path.join(directory, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
@@ -121,7 +123,7 @@ class Mosquitto:
                  "max_queued_messages 100000",
                  # mosquitto started as root drops to user "mosquitto", which
                  # could not read our private temporary directory.
-                 f"user {getpass.getuser()}"]
+                 f"user {getpass.getuser()}", *settings]
         if tls:
             lines += [f"cafile {tls['ca.crt']}", f"certfile {tls['server.crt']}",
                       f"keyfile {tls['server.key']}",

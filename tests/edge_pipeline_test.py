@@ -268,6 +268,40 @@ class EdgePipelineTest(unittest.TestCase):
         self.assertEqual(collector.seen(), ["cam1-testboot-1"])
         self.assertIsNone(bridge.process.poll(), "the bridge must keep running")
 
+    def test_a_message_the_cloud_keeps_refusing_holds_back_none_behind_it(self) -> None:
+        """Issue 26 item 4: the bridge always resent the oldest batch, so one
+        message the cloud refuses (AWS IoT Core closes the connection) held
+        back every message behind it until --spool_max_age_hours. The cloud
+        stand-in here refuses packets over 60,000 bytes, as AWS would refuse
+        a publish its policy or limits do not allow; the message is valid and
+        under the bridge's own 128 KB check."""
+        local = self.start(Mosquitto(self.dir, "local"))
+        cloud = self.start(Mosquitto(self.dir, "cloud", self.certs,
+                                     settings=("max_packet_size 60000",)))
+        collector = self.start(Collector(cloud.port, self.certs))
+        bridge = self.start_bridge(local, cloud)
+        publisher = self.start(Collector(local.port, client_id="publisher", subscribe=False))
+        refused = json.loads(result_message("cam1", 1))
+        refused["predictions"] = [{"label": "L" * 80_000, "score": 0.9}]
+        publisher.client.publish("matid/cam1/results", json.dumps(refused), qos=1)
+        for seq in range(2, 12):
+            publisher.client.publish("matid/cam1/results", result_message("cam1", seq), qos=1)
+        wanted = {f"cam1-testboot-{seq}" for seq in range(2, 12)}
+        wait_for(lambda: wanted <= set(collector.seen()), 60,
+                 "every message behind the refused one at the cloud")
+        metrics_port = int(bridge.match.group(1))
+        metrics = scrape(metrics_port)
+        print(f"refused message: {metrics.get('matid_bridge_publish_failures_total')} failed "
+              f"publishes, {metrics.get('matid_bridge_moved_to_back_total')} moved to the back",
+              file=sys.stderr)
+        self.assertGreaterEqual(metrics.get("matid_bridge_moved_to_back_total", 0), 1)
+        self.assertNotIn("cam1-testboot-1", collector.seen())
+        db = sqlite3.connect(os.path.join(self.dir, "spool.db"))
+        kept = [row[0] for row in db.execute("SELECT message_id FROM messages").fetchall()]
+        db.close()
+        self.assertEqual(kept, ["cam1-testboot-1"], "the refused message is kept, not dropped")
+        self.assertIsNone(bridge.process.poll(), "the bridge must keep running")
+
     def test_a_flood_of_garbage_stays_within_the_spool_budget(self) -> None:
         """Issue 26 item 5: dead letters were unbounded and outside
         --spool_max_mb (300 garbage messages of 20 KB left 6 MB of them with

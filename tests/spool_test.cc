@@ -62,6 +62,28 @@ TEST_F(SpoolTest, KeepsMessagesInArrivalOrderAcrossReopen) {
   EXPECT_EQ((*messages)[1].message_id, "b");
 }
 
+TEST_F(SpoolTest, MoveToBackPutsAMessageBehindEveryOtherKeepingItsArrivalTime) {
+  const absl::Time early = absl::Now() - absl::Minutes(5);
+  auto spool = Open();
+  ASSERT_TRUE(*spool->Append("a", "t", "payload-a", early));
+  ASSERT_TRUE(*spool->Append("b", "t", "payload-b", absl::Now()));
+  const int64_t a = (*spool->Oldest(1, 1 << 20))[0].seq;
+  absl::StatusOr<int64_t> moved = spool->MoveToBack(a);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_GT(*moved, a);
+  ASSERT_TRUE(*spool->Append("c", "t", "payload-c", absl::Now()));
+  EXPECT_EQ(Ids(*spool), (std::vector<std::string>{"b", "a", "c"}))
+      << "moved behind those there, and later ones come after it";
+  auto messages = spool->Oldest(10, 1 << 20);
+  EXPECT_EQ(absl::ToUnixMillis((*messages)[1].received_at), absl::ToUnixMillis(early));
+  EXPECT_EQ((*messages)[1].payload, "payload-a");
+  EXPECT_EQ(spool->MoveToBack(12345).status().code(), absl::StatusCode::kNotFound);
+  // Survives a reopen with the new order.
+  spool.reset();
+  spool = Open();
+  EXPECT_EQ(Ids(*spool), (std::vector<std::string>{"b", "a", "c"}));
+}
+
 TEST_F(SpoolTest, StoresADuplicateMessageIdOnce) {
   auto spool = Open();
   EXPECT_TRUE(*spool->Append("a", "t", "1", absl::Now()));
