@@ -51,7 +51,7 @@ namespace {
 
 constexpr char kUsage[] =
     "Manages the model versions a matid-server serves from --model_repository.\n"
-    "Usage: matid-admin [--server=host:port] COMMAND\n"
+    "Usage: matid-admin [--server=host:port|unix:PATH] COMMAND\n"
     "  list                      every model version and its state\n"
     "  reload                    rescan the repository now (as SIGHUP does)\n"
     "  pin MODEL [VERSION...]    serve exactly these versions; none: the latest again\n"
