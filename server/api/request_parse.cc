@@ -5,7 +5,6 @@
 #include <grpcpp/support/proto_buffer_reader.h>
 
 #include <climits>
-#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -43,17 +42,14 @@ class SizeWalker {
   // instance crashed in map fields (seen under ThreadSanitizer), so no
   // object is asked. A map entry is stored as its key and value in a node
   // (kMapNode), counted as they are walked.
-  int64_t ObjectCost(const pb::Descriptor& type) {
-    auto [it, added] = object_cost_.emplace(&type, 0);
-    if (added) {
-      int64_t size = kMessageHeader;
-      for (int i = 0; i < type.field_count(); ++i) {
-        const pb::FieldDescriptor& field = *type.field(i);
-        size += field.is_map() ? kMapField : field.is_repeated() ? kRepeatedField : kPointer;
-      }
-      it->second = type.options().map_entry() ? kMapEntry : size + kHeapHeader;
+  static int64_t ObjectCost(const pb::Descriptor& type) {
+    if (type.options().map_entry()) return kMapEntry;
+    int64_t size = kMessageHeader;
+    for (int i = 0; i < type.field_count(); ++i) {
+      const pb::FieldDescriptor& field = *type.field(i);
+      size += field.is_map() ? kMapField : field.is_repeated() ? kRepeatedField : kPointer;
     }
-    return it->second;
+    return size + kHeapHeader;
   }
 
   // The fields of one `type` up to the stream's current limit.
@@ -167,7 +163,6 @@ class SizeWalker {
   }
 
   pb::io::CodedInputStream* const in_;
-  std::map<const pb::Descriptor*, int64_t> object_cost_;
 };
 
 }  // namespace
@@ -180,7 +175,7 @@ absl::StatusOr<int64_t> ParsedSizeEstimate(const grpc::ByteBuffer& wire,
   pb::io::CodedInputStream in(&reader);
   in.SetTotalBytesLimit(INT_MAX);
   SizeWalker walker(&in);
-  walker.total = walker.ObjectCost(type);
+  walker.total = SizeWalker::ObjectCost(type);
   if (absl::Status walked = walker.Walk(type, 0); !walked.ok()) return walked;
   return walker.total;
 }
