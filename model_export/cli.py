@@ -32,6 +32,8 @@ from . import evaluate as evaluate_lib  # noqa: E402
 from . import export as export_lib  # noqa: E402
 from . import loader  # noqa: E402
 from . import repository as repository_lib  # noqa: E402
+from . import resume as resume_lib  # noqa: E402
+from . import sagemaker  # noqa: E402
 from . import train as train_lib  # noqa: E402
 
 # What --quick changes: a usable model in a few minutes on 2 cores.
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image_size", type=int, default=None,
                    help="photos from a folder are stored at N x N, as JPEG (default "
                         f"{dataset.PHOTO_SIZE}; 0: stored as they are); smaller images are copied")
+    g.add_argument("--expect_classes", type=int, default=0,
+                   help="stop unless --source has this many class folders (0: any; SageMaker's "
+                        "num_classes)")
     g.add_argument("--min_per_class", type=int, default=5,
                    help="fewest photos a class may have in --source")
     g.add_argument("--strict_images", type=str2bool, default=False,
@@ -126,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--learning_rate", type=float, default=None,
                    help=f"default {defaults.learning_rate} (photo profile: "
                         f"{PHOTO_PROFILE['learning_rate']})")
+    g.add_argument("--resume", default="",
+                   help="train on from an exported model directory (e.g. the version the box "
+                        "serves): its architecture, input size and weights; the head keeps the "
+                        "classes it knew and gets rows for new ones")
     g.add_argument("--lr_scheduler_factor", type=float, default=defaults.lr_scheduler_factor)
     g.add_argument("--lr_scheduler_step", default=None)
     g.add_argument("--early_stopping", type=str2bool, default=None)
@@ -155,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="online random resized crop, rotation by any angle, vertical flip and "
                         f"colour jitter (auto: for inputs of {PHOTO_INPUT} px and more)")
     g.add_argument("--cache_mb", type=int, default=1024,
-                   help="hold the training set in memory when it fits (else read it from disk)")
+                   help="hold the training set in memory when it fits (else read it from disk); "
+                        "with photo augmentation: memory for photos decoded at 1.5x the input")
     g.add_argument("--crop_padding", type=int, default=defaults.crop_padding,
                    help="online random crop after zero padding by N pixels (0: off; small inputs)")
     g.add_argument("--label_smoothing", type=float, default=defaults.label_smoothing)
@@ -181,12 +191,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def take_architecture(args: argparse.Namespace, point: resume_lib.ResumePoint) -> None:
+    """With --resume, the network is the resumed model's: options left unset
+    take its values; one set to another value is an error naming it."""
+    theirs = {"num_layers": point.num_layers, "widths": point.widths, "blocks": point.blocks,
+              "image_shape": f"{point.channels},{point.input_height},{point.input_width}"}
+    for key, value in theirs.items():
+        given = getattr(args, key)
+        if key == "blocks" and given == train_lib.Hyperparameters().blocks:
+            given = None  # the default, not a choice
+        if key == "image_shape" and given is not None:
+            given = ",".join(v.strip() for v in given.split(","))
+        if given not in (None, value):
+            raise ValueError(f"--{key} {given} differs from the resumed model's {value} "
+                             f"(--resume {point.model_dir}); leave --{key} out to train on")
+        setattr(args, key, value)
+
+
 def resolve_profile(args: argparse.Namespace) -> argparse.Namespace:
-    """Fills options left unset from the quick profile or the full defaults."""
+    """Fills options left unset from the quick profile or the full defaults
+    (with --resume, the architecture from the resumed model first)."""
     if args.quick and args.photo:
         print("model_export: error: --quick and --photo are two profiles; pick one",
               file=sys.stderr)
         raise SystemExit(2)
+    if args.resume and args.stage in ("train", "all"):
+        take_architecture(args, resume_lib.read(args.resume))
     profile = PHOTO_PROFILE if args.photo else {**(QUICK_PROFILE if args.quick else FULL_PROFILE),
                                                 **FASHION_DEFAULTS}
     for key, value in profile.items():
@@ -231,7 +261,8 @@ def batch_source(args: argparse.Namespace, prepared: dataset.PreparedDataset,
                                    args.crop_padding if training else 0)
     return loader.FolderBatches(prepared.data_dir, samples, prepared.color, size,
                                 args.mini_batch_size, args.workers,
-                                loader.PhotoAugment() if training and photo else None, args.seed)
+                                loader.PhotoAugment() if training and photo else None, args.seed,
+                                args.cache_mb << 20)
 
 
 def stage_prepare(args: argparse.Namespace) -> None:
@@ -240,6 +271,10 @@ def stage_prepare(args: argparse.Namespace) -> None:
                                args.limit_per_class, args.test_source,
                                image_size=args.image_size, min_per_class=args.min_per_class,
                                strict=args.strict_images, workers=args.workers)
+    if args.expect_classes and len(prepared.labels) != args.expect_classes:
+        raise dataset.DatasetError(
+            f"--expect_classes (num_classes) is {args.expect_classes}, but {args.source} has "
+            f"{len(prepared.labels)} class folders: {', '.join(prepared.labels)}")
     counts = {k: len(v) for k, v in prepared.splits.items()}
     print(f"prepare: {counts} images, {len(prepared.labels)} classes ({prepared.color}) "
           f"in {time.monotonic() - started:.1f}s; manifests in {args.work}/manifests")
@@ -285,8 +320,8 @@ def stage_train(args: argparse.Namespace) -> None:
         seed=args.seed, crop_padding=args.crop_padding, label_smoothing=args.label_smoothing,
         bf16=args.bf16, channels_last=args.channels_last, num_layers=args.num_layers,
         pretrained=args.pretrained, backbone_lr_factor=args.backbone_lr_factor,
-        freeze_backbone_epochs=args.freeze_backbone_epochs)
-    train_lib.train(train_source, val_source, len(prepared.labels), hp,
+        freeze_backbone_epochs=args.freeze_backbone_epochs, resume=args.resume)
+    train_lib.train(train_source, val_source, prepared.labels, hp,
                     os.path.join(args.work, "checkpoints"))
 
 
@@ -308,11 +343,13 @@ def stage_export(args: argparse.Namespace) -> None:
         info["std"], calibration, check, name=args.name, version=args.version,
         extra_metrics={"val_accuracy": info["val_accuracy"], "best_epoch": info["epoch"]},
         int8=args.int8)
+    resume_lib.save(os.path.join(args.out, resume_lib.WEIGHTS_FILE),
+                    {**info, "state_dict": model.state_dict()}, prepared.labels)
     golden = min(args.golden_images, len(check))
     minimum = export_lib.write_golden_set(model, args.out, check[:golden], check_truth[:golden],
                                           prepared.labels, info["mean"], info["std"])
     print(f"export: wrote {args.out} (model.pt{', model_int8.pt' if args.int8 else ''}, "
-          f"metadata.json, golden.json: {golden} validation images, min_accuracy {minimum:g})")
+          f"{resume_lib.WEIGHTS_FILE} for --resume, metadata.json, golden.json: {golden} validation images, min_accuracy {minimum:g})")
 
 
 def stage_evaluate(args: argparse.Namespace) -> None:
@@ -374,21 +411,49 @@ STAGES = {"prepare": stage_prepare, "augment": stage_augment, "train": stage_tra
           "export": stage_export, "evaluate": stage_evaluate}
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = resolve_profile(build_parser().parse_args(argv))
+def training_job_argv(parser: argparse.ArgumentParser, argv: List[str]) -> List[str]:
+    """Inside a SageMaker training job, `train` is the whole pipeline on the
+    job's folders and hyperparameters (sagemaker.py); options given after
+    `train` still apply."""
+    options = {a.dest for a in parser._actions if a.option_strings}
+    switches = {a.dest for a in parser._actions if isinstance(a, argparse._StoreTrueAction)}
+    job, notes = sagemaker.job_arguments(os.environ, sagemaker.read_hyperparameters(os.environ),
+                                         options, switches, sagemaker.work_dir())
+    print("model_export: SageMaker training job: " + " ".join(job))
+    for note in notes:
+        print(f"model_export: {note}")
+    return job + argv[1:]
+
+
+def run(argv: List[str]) -> None:
+    """Runs the stages; raises what stops them."""
+    parser = build_parser()
+    if argv[:1] == ["train"] and sagemaker.is_training_job(os.environ):
+        argv = training_job_argv(parser, argv)
+    args = parser.parse_args(argv)
+    args = resolve_profile(args)
     stages = list(STAGES) if args.stage == "all" else [args.stage]
     if args.repository and args.stage in ("export", "all"):
         stages.append("publish")  # the finished model directory, as the next version
     started = time.monotonic()
-    try:
-        for stage in stages:
-            STAGES.get(stage, stage_publish)(args)
-    except (dataset.DatasetError, FileNotFoundError, ValueError) as error:
-        print(f"model_export {args.stage}: error: {error}", file=sys.stderr)
-        return 2
+    for stage in stages:
+        STAGES.get(stage, stage_publish)(args)
     if args.stage == "all":
         print(f"all: done in {(time.monotonic() - started) / 60:.1f} min; model in {args.out}")
-    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage = argv[0] if argv else "?"
+    try:
+        run(argv)
+        return 0
+    except (dataset.DatasetError, FileNotFoundError, ValueError) as error:
+        message = f"model_export {stage}: error: {error}"
+    print(message, file=sys.stderr)
+    if sagemaker.is_training_job(os.environ):
+        sagemaker.write_failure(os.environ, message)
+    return 2
 
 
 if __name__ == "__main__":

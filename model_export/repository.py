@@ -1,6 +1,6 @@
 """A versioned model repository on disk: REPOSITORY/NAME/VERSION/, VERSION a
-positive integer, each holding metadata.json, model.pt and model_int8.pt
-when there is one (the model directory matid-server reads).
+positive integer, each holding metadata.json, model.pt, and model_int8.pt
+and weights.pt when there are (the model directory matid-server reads).
 
 publish() copies a model directory in as the next version: the sha256 of
 every model file goes into its metadata.json ("sha256": {file: digest}), the
@@ -21,7 +21,8 @@ import tempfile
 import time
 from typing import Dict, List
 
-MODEL_FILES = ("model.pt", "model_int8.pt")
+# weights.pt: the trained weights for `train --resume` (resume.py).
+MODEL_FILES = ("model.pt", "model_int8.pt", "weights.pt")
 GOLDEN_SET = "golden.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STAGING_PREFIX = ".publishing-"

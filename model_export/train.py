@@ -22,13 +22,13 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Protocol, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import architectures
+from . import architectures, resume
 from .progress import EpochProgress
 
 # Training images read from disk whose pixels give the normalisation's mean
@@ -40,7 +40,8 @@ class BatchSource(Protocol):
     """What train() reads batches from (loader.py)."""
     count: int
 
-    def epoch(self, rng: Optional[np.random.Generator]) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    def epoch(self, rng: Optional[np.random.Generator],
+              even: bool = False) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         ...
 
     def sample(self, count: int) -> np.ndarray:
@@ -77,7 +78,13 @@ class Hyperparameters:
     num_layers: int = 0  # 0: the small ResNet above; 18, 34, 50: torchvision's
     pretrained: str = ""  # a torchvision state dict for the backbone ("": none)
     backbone_lr_factor: float = 0.1  # with pretrained: the backbone's share of the rate
-    freeze_backbone_epochs: int = 0  # with pretrained: epochs that train the head only
+    freeze_backbone_epochs: int = 0  # with pretrained or resume: epochs that train the head only
+    resume: str = ""  # an exported model directory to train on from ("": none)
+
+    def transfer(self) -> bool:
+        """Starting from learned weights: the backbone gets backbone_lr_factor
+        of the rate, and may be frozen for the first epochs."""
+        return bool(self.pretrained or self.resume)
 
     def milestones(self) -> List[int]:
         return [int(s) for s in str(self.lr_scheduler_step).split(",") if s.strip()]
@@ -162,9 +169,9 @@ class EarlyStopping:
 
 
 def param_groups(model: nn.Module, hp: Hyperparameters) -> List[Dict]:
-    """One group for the whole small ResNet; for a pretrained backbone, the
-    backbone at `backbone_lr_factor` of the head's rate."""
-    if not hp.pretrained:
+    """One group for a network trained from scratch; for a pretrained or
+    resumed one, the backbone at `backbone_lr_factor` of the head's rate."""
+    if not hp.transfer():
         return [{"params": list(model.parameters()), "lr": hp.learning_rate}]
     return [{"params": architectures.backbone_parameters(model),
              "lr": hp.learning_rate * hp.backbone_lr_factor},
@@ -185,27 +192,46 @@ def evaluate_batches(model: nn.Module, source: BatchSource, mean: List[float],
     return torch.cat(logits), torch.cat(labels)
 
 
-def train(train_source: BatchSource, val_source: BatchSource, classes: int, hp: Hyperparameters,
-          out_dir: str, log: Callable[[str], None] = print) -> Tuple[nn.Module, TrainResult]:
+def start_model(hp: Hyperparameters, channels: int, labels: Sequence[str], size: int,
+                point: Optional[resume.ResumePoint], log: Callable[[str], None]) -> nn.Module:
+    """The network to train: new, with a pretrained backbone, or resumed
+    from `point` (an exported model directory's; `hp` then carries its
+    architecture)."""
+    model = architectures.build(hp.num_layers, channels, len(labels), size, hp.widths,
+                                hp.blocks)
+    if hp.pretrained:
+        digest, loaded = architectures.load_pretrained(model, hp.pretrained, hp.num_layers)
+        log(f"train: backbone from {hp.pretrained} (sha256 {digest[:16]}..., {len(loaded)} "
+            f"tensors)")
+    if point is not None:
+        change = resume.load_into(model, point, labels)
+        log(f"train: resumed from {hp.resume}/{resume.WEIGHTS_FILE}: {change}")
+    if hp.transfer():
+        log(f"train: learning rate x{hp.backbone_lr_factor:g} for the backbone"
+            + (f", frozen for {hp.freeze_backbone_epochs} epochs"
+               if hp.freeze_backbone_epochs else ""))
+    return model
+
+
+def train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[str],
+          hp: Hyperparameters, out_dir: str,
+          log: Callable[[str], None] = print) -> Tuple[nn.Module, TrainResult]:
     """Trains, logs each epoch to the console and out_dir/training_log.csv,
-    keeps the best model (by validation accuracy) in out_dir/best.pt."""
+    keeps the best model (by validation accuracy) in out_dir/best.pt. With
+    hp.resume, the normalisation is the resumed model's."""
     torch.manual_seed(hp.seed)
     torch.set_num_threads(hp.threads)
     rng = np.random.default_rng(hp.seed)
     os.makedirs(out_dir, exist_ok=True)
+    classes = len(labels)
     sample = train_source.sample(STATISTICS_IMAGES)
-    mean, std = channel_stats(sample)
+    point = resume.read(hp.resume) if hp.resume else None
+    mean, std = (point.mean, point.std) if point else channel_stats(sample)
     channels = sample.shape[-1]
     size = min(sample.shape[1], sample.shape[2])
     bf16 = use_bf16(hp.bf16)
     memory_format = torch.channels_last if hp.channels_last else torch.contiguous_format
-    model = architectures.build(hp.num_layers, channels, classes, size, hp.widths, hp.blocks)
-    if hp.pretrained:
-        digest, loaded = architectures.load_pretrained(model, hp.pretrained, hp.num_layers)
-        log(f"train: backbone from {hp.pretrained} (sha256 {digest[:16]}..., {len(loaded)} "
-            f"tensors), learning rate x{hp.backbone_lr_factor:g} for it"
-            + (f", frozen for {hp.freeze_backbone_epochs} epochs"
-               if hp.freeze_backbone_epochs else ""))
+    model = start_model(hp, channels, labels, size, point, log)
     model = model.to(memory_format=memory_format)
     shape = (f"torchvision ResNet-{hp.num_layers}" if hp.num_layers else
              f"widths {hp.widths}, blocks {hp.blocks}")
@@ -237,13 +263,14 @@ def train(train_source: BatchSource, val_source: BatchSource, classes: int, hp: 
         for epoch in range(1, hp.epochs + 1):
             epoch_start = time.monotonic()
             learning_rate = optimizer.param_groups[-1]["lr"]
-            frozen = bool(hp.pretrained) and epoch <= hp.freeze_backbone_epochs
-            for parameter in architectures.backbone_parameters(model) if hp.pretrained else []:
+            frozen = hp.transfer() and epoch <= hp.freeze_backbone_epochs
+            for parameter in architectures.backbone_parameters(model) if hp.transfer() else []:
                 parameter.requires_grad_(not frozen)
             model.train()
-            total_loss, correct = 0.0, 0
+            total_loss, correct, seen = 0.0, 0, 0
             progress = EpochProgress(epoch, hp.epochs, count)
-            for images, labels in train_source.epoch(rng):
+            # bf16 batches are even-sized: loader.batch_bounds says why.
+            for images, labels in train_source.epoch(rng, even=bf16):
                 x = to_tensor(images, mean, std)
                 if hp.online_flip:
                     flip = torch.from_numpy(rng.random(len(labels)) < 0.5)
@@ -258,6 +285,7 @@ def train(train_source: BatchSource, val_source: BatchSource, classes: int, hp: 
                 optimizer.step()
                 total_loss += loss.item() * len(labels)
                 correct += int((logits.argmax(1) == y).sum())
+                seen += len(labels)
                 progress.advance(len(labels))
             progress.finish()
             train_seconds = time.monotonic() - epoch_start
@@ -265,14 +293,14 @@ def train(train_source: BatchSource, val_source: BatchSource, classes: int, hp: 
             val_logits, val_y = evaluate_batches(model, val_source, mean, std, memory_format)
             val_loss = float(val_loss_fn(val_logits, val_y))
             val_accuracy = float((val_logits.argmax(1) == val_y).float().mean())
-            train_accuracy = correct / count
+            train_accuracy = correct / max(seen, 1)
             seconds = time.monotonic() - epoch_start
-            rate = count / max(train_seconds, 1e-9)
-            writer.writerow([epoch, f"{total_loss / count:.5f}", f"{train_accuracy:.5f}",
+            rate = seen / max(train_seconds, 1e-9)
+            writer.writerow([epoch, f"{total_loss / max(seen, 1):.5f}", f"{train_accuracy:.5f}",
                              f"{val_loss:.5f}", f"{val_accuracy:.5f}", f"{learning_rate:g}",
                              f"{seconds:.1f}", f"{rate:.1f}"])
             log_file.flush()
-            log(f"epoch {epoch:2d}/{hp.epochs}: train loss {total_loss / count:.4f} "
+            log(f"epoch {epoch:2d}/{hp.epochs}: train loss {total_loss / max(seen, 1):.4f} "
                 f"acc {train_accuracy:.4f} | val loss {val_loss:.4f} acc {val_accuracy:.4f} | "
                 f"lr {learning_rate:g}{' (backbone frozen)' if frozen else ''} | {seconds:.1f}s, "
                 f"{rate:.0f} images/s")

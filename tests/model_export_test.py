@@ -22,14 +22,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 from model_export import augment  # noqa: E402
 from model_export import dataset  # noqa: E402
+from model_export import loader  # noqa: E402
 from model_export import metrics  # noqa: E402
 from model_export import progress  # noqa: E402
 from model_export import repository  # noqa: E402
+from model_export import resume  # noqa: E402
 from model_export import train  # noqa: E402
 from model_export.cli import main as cli_main  # noqa: E402
 
@@ -44,10 +47,12 @@ END_TO_END_TRAINING = ("--epochs", "8", "--lr_scheduler_step", "6", "--early_sto
                        "--rotate90", "true")
 
 
-def make_shapes_dataset(root: str, per_class: int = 50, size: int = 20, seed: int = 0) -> None:
-    """Three classes of gray pictures a small CNN learns quickly."""
+def make_shapes_dataset(root: str, per_class: int = 50, size: int = 20, seed: int = 0,
+                        names: tuple = ("circle", "cross", "square")) -> None:
+    """Classes of gray pictures a small CNN learns quickly (circle, cross,
+    square; ring too)."""
     rng = np.random.default_rng(seed)
-    for name in ("circle", "cross", "square"):
+    for name in names:
         os.makedirs(os.path.join(root, name), exist_ok=True)
         for i in range(per_class):
             image = rng.integers(0, 40, (size, size), dtype=np.uint8)
@@ -56,6 +61,8 @@ def make_shapes_dataset(root: str, per_class: int = 50, size: int = 20, seed: in
             value = int(rng.integers(170, 256))
             if name == "circle":
                 cv2.circle(image, (c, c), r, value, -1)
+            elif name == "ring":
+                cv2.circle(image, (c, c), r, value, 1)
             elif name == "square":
                 cv2.rectangle(image, (c - r, c - r), (c + r, c + r), value, -1)
             else:
@@ -171,6 +178,129 @@ class EndToEndTest(TempDirTest):
         self.assertTrue(served["agrees_with_offline_model"], served)
         offline = read_json(os.path.join(report_dir, "metrics.json"))
         self.assertEqual(served["accuracy"], offline["accuracy"])
+
+
+class ResumeTest(TempDirTest):
+    """train --resume: on from an exported model directory, with a new class."""
+
+    SMALL = ("--epochs", "2", "--early_stopping", "false", "--mini_batch_size", "16",
+             "--widths", "8,16", "--blocks", "1,1", "--calibration_images", "16",
+             "--augment_fraction", "0", "--int8", "false")
+
+    def test_head_rows_follow_the_labels_by_name(self) -> None:
+        self.assertEqual(resume.head_rows(["circle", "cross", "square"],
+                                          ["circle", "cross", "ring", "square"]),
+                         [0, 1, None, 2])
+        self.assertEqual(resume.head_rows(["a", "b"], ["b"]), [1])
+        self.assertEqual(resume.describe_change(["a", "b"], ["b", "c"]),
+                         "1 classes kept, new: c, no longer trained: a")
+
+    def test_a_new_class_keeps_what_the_model_knew(self) -> None:
+        first, second = os.path.join(self.tmp, "first"), os.path.join(self.tmp, "second")
+        make_shapes_dataset(os.path.join(self.tmp, "three"), per_class=30)
+        self.assertEqual(run_cli("all", "--source", os.path.join(self.tmp, "three"), "--work",
+                                 os.path.join(self.tmp, "w1"), "--out", first, *self.SMALL), 0)
+        make_shapes_dataset(os.path.join(self.tmp, "four"), per_class=30, seed=1,
+                            names=("circle", "cross", "ring", "square"))
+        # A rate of 0 leaves every learned parameter as it was, so what --resume
+        # loaded can be compared exactly; square's head row moves from 2 to 3.
+        self.assertEqual(run_cli("all", "--source", os.path.join(self.tmp, "four"), "--work",
+                                 os.path.join(self.tmp, "w2"), "--out", second, "--resume", first,
+                                 "--learning_rate", "0", *self.SMALL), 0)
+        before = resume.read(first)
+        after = resume.read(second)
+        self.assertEqual(after.labels, ["circle", "cross", "ring", "square"])
+        self.assertEqual((after.widths, after.blocks, after.mean, after.std),
+                         (before.widths, before.blocks, before.mean, before.std))
+        parameters = [n for n in before.state_dict if not n.startswith("fc.")
+                      and "running_" not in n and "num_batches" not in n]
+        self.assertGreater(len(parameters), 4)
+        for name in parameters:
+            self.assertTrue(torch.equal(before.state_dict[name], after.state_dict[name]), name)
+        old, new = before.state_dict["fc.weight"], after.state_dict["fc.weight"]
+        for old_row, new_row in ((0, 0), (1, 1), (2, 3)):
+            self.assertTrue(torch.equal(old[old_row], new[new_row]), (old_row, new_row))
+        self.assertFalse(any(torch.equal(new[2], row) for row in old))  # ring's row is new
+        metadata = read_json(os.path.join(second, "metadata.json"))
+        self.assertEqual(metadata["input"]["mean"], [round(m, 6) for m in before.mean])
+
+    def test_what_cannot_be_resumed_is_named(self) -> None:
+        source, out = os.path.join(self.tmp, "three"), os.path.join(self.tmp, "model")
+        make_shapes_dataset(source, per_class=10)
+        os.makedirs(out)
+        for extra, expected in ((("--resume", out), "no weights.pt there"),
+                                (("--resume", os.path.join(self.tmp, "none")), "no weights.pt")):
+            done = subprocess.run(
+                [sys.executable, "-m", "model_export", "train", "--work",
+                 os.path.join(self.tmp, "w"), *extra], cwd=os.path.dirname(HERE),
+                capture_output=True, text=True, timeout=120)
+            self.assertEqual(done.returncode, 2, done.stderr)
+            self.assertIn(f"--resume {extra[1]}: {expected}", done.stderr)
+        resume.save(os.path.join(out, resume.WEIGHTS_FILE),
+                    {"state_dict": {}, "num_layers": 0, "widths": [8, 16], "blocks": [1, 1],
+                     "channels": 1, "input_size": 20, "mean": [0.5], "std": [0.2]}, ["a"])
+        done = subprocess.run(
+            [sys.executable, "-m", "model_export", "train", "--work", os.path.join(self.tmp, "w"),
+             "--resume", out, "--num_layers", "18"], cwd=os.path.dirname(HERE),
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 2, done.stderr)
+        self.assertIn("--num_layers 18 differs from the resumed model's 0", done.stderr)
+
+
+class SageMakerContractTest(TempDirTest):
+    """`python3 -m model_export train` inside a SageMaker training job: the
+    SM_* variables and /opt/ml's files, set up in a temporary folder."""
+
+    HYPERPARAMETERS = {"num_classes": "3", "num_training_samples": "72", "epochs": "2",
+                       "mini_batch_size": "16", "learning_rate": "0.1", "widths": "8,16",
+                       "blocks": "1,1", "early_stopping": "false", "int8": "false",
+                       "augment_fraction": "0", "calibration_images": "16"}
+
+    def job(self, hyperparameters: dict) -> tuple:
+        """Runs a job on a fresh /opt/ml; (process, environment)."""
+        ml = tempfile.mkdtemp(prefix="opt-ml-", dir=self.tmp)
+        env = {**os.environ, "SM_CHANNEL_TRAIN": os.path.join(ml, "input/data/train"),
+               "SM_CHANNEL_VALIDATION": os.path.join(ml, "input/data/validation"),
+               "SM_MODEL_DIR": os.path.join(ml, "model"),
+               "SM_OUTPUT_DATA_DIR": os.path.join(ml, "output/data"),
+               "SM_OUTPUT_DIR": os.path.join(ml, "output"),
+               "SM_INPUT_CONFIG_DIR": os.path.join(ml, "input/config")}
+        make_shapes_dataset(env["SM_CHANNEL_TRAIN"], per_class=30)
+        make_shapes_dataset(env["SM_CHANNEL_VALIDATION"], per_class=10, seed=5)
+        os.makedirs(env["SM_INPUT_CONFIG_DIR"])
+        with open(os.path.join(env["SM_INPUT_CONFIG_DIR"], "hyperparameters.json"), "w") as f:
+            json.dump(hyperparameters, f)
+        done = subprocess.run([sys.executable, "-m", "model_export", "train"], env=env,
+                              cwd=os.path.dirname(HERE), capture_output=True, text=True,
+                              timeout=600)
+        return done, env
+
+    def test_a_job_trains_from_its_channels_into_its_model_dir(self) -> None:
+        done, env = self.job(self.HYPERPARAMETERS)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("num_training_samples=72 is not used", done.stdout)
+        model_dir = env["SM_MODEL_DIR"]
+        for name in ("model.pt", "metadata.json", resume.WEIGHTS_FILE, "golden.json"):
+            self.assertTrue(os.path.exists(os.path.join(model_dir, name)), name)
+        self.assertFalse(os.path.exists(os.path.join(model_dir, "model_int8.pt")))
+        metadata = read_json(os.path.join(model_dir, "metadata.json"))
+        self.assertEqual(metadata["labels"], ["circle", "cross", "square"])
+        self.assertEqual(metadata["metrics"]["test_images"], 30)  # the validation channel
+        report = os.path.join(env["SM_OUTPUT_DATA_DIR"], "evaluation")
+        self.assertTrue(os.path.exists(os.path.join(report, "confusion_matrix.png")))
+        self.assertEqual(resume.read(model_dir).widths, [8, 16])
+        self.assertFalse(os.path.exists(os.path.join(env["SM_OUTPUT_DIR"], "failure")))
+
+    def test_a_job_that_cannot_run_says_why_in_the_failure_file(self) -> None:
+        for change, expected in (({"num_classes": "4"}, "--expect_classes (num_classes) is 4"),
+                                 ({"colour": "red"}, "hyperparameter colour=red is neither"),
+                                 ({"use_pretrained_model": "1"}, "needs a channel named "
+                                                                 "'pretrained'")):
+            done, env = self.job({**self.HYPERPARAMETERS, **change})
+            self.assertEqual(done.returncode, 2, done.stdout)
+            self.assertIn(expected, done.stderr)
+            with open(os.path.join(env["SM_OUTPUT_DIR"], "failure")) as f:
+                self.assertIn(expected, f.read())
 
 
 class RepositoryTest(TempDirTest):
@@ -494,6 +624,40 @@ class FashionMnistTest(TempDirTest):
         self.assertEqual(prepared.color, "gray")
         self.assertEqual(len(prepared.splits["test"]), 10000)
         self.assertEqual(len(prepared.splits["train"]) + len(prepared.splits["val"]), 30)
+
+
+class BatchesTest(unittest.TestCase):
+    def test_no_batch_of_one_and_under_bf16_no_odd_batch(self) -> None:
+        self.assertEqual(loader.batch_bounds(81, 16)[-1], (64, 81))  # 16 + 1 -> 17
+        self.assertEqual(loader.batch_bounds(16, 16), [(0, 16)])
+        self.assertEqual(loader.batch_bounds(18, 16), [(0, 16), (16, 18)])
+        self.assertEqual(loader.batch_bounds(81, 16, even=True)[-1], (64, 80))  # one left out
+        self.assertEqual(loader.batch_bounds(17, 15, even=True), [(0, 14), (14, 16)])
+        self.assertEqual(loader.batch_bounds(1, 16, even=True), [])
+        for count in range(1, 60):
+            sizes = [end - start for start, end in loader.batch_bounds(count, 7, even=True)]
+            self.assertTrue(all(size % 2 == 0 for size in sizes), (count, sizes))
+            self.assertGreaterEqual(sum(sizes), count - 1)
+
+    def test_bf16_training_survives_an_epoch_of_odd_size(self) -> None:
+        """81 images in batches of 16 used to end in one of 17, on which bf16
+        convolution backward corrupted the heap (SIGSEGV or abort here). A
+        child process, so that a crash fails this test rather than the run."""
+        script = (
+            "import numpy as np, tempfile\n"
+            "from model_export import loader, train\n"
+            "rng = np.random.default_rng(0)\n"
+            "images = rng.integers(0, 255, (81, 20, 20, 1), dtype=np.uint8)\n"
+            "labels = rng.integers(0, 3, 81).astype(np.int64)\n"
+            "hp = train.Hyperparameters(mini_batch_size=16, epochs=2, widths=[8, 16],\n"
+            "                           blocks=[1, 1], bf16='true', early_stopping=False)\n"
+            "train.train(loader.ArrayBatches(images, labels, 16, 2),\n"
+            "            loader.ArrayBatches(images[:9], labels[:9], 16), ['a', 'b', 'c'], hp,\n"
+            "            tempfile.mkdtemp(), log=lambda line: None)\n"
+            "print('trained')\n")
+        done = subprocess.run([sys.executable, "-c", script], cwd=os.path.dirname(HERE),
+                              capture_output=True, text=True, timeout=300)
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, "trained"), done.stderr[-2000:])
 
 
 class EarlyStoppingTest(unittest.TestCase):
