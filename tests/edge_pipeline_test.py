@@ -33,6 +33,8 @@ MODEL = os.environ.get("MATID_TEST_MODEL", os.path.join(BUILD, "test_model"))
 BIN = os.path.join(BUILD, "bin")
 SCHEMA = json.load(open(os.path.join(ROOT, "docs", "result-message.schema.json")))
 from model_export import fashion_mnist  # noqa: E402
+from model_export import photo_import  # noqa: E402
+from tests import synthetic_parts  # noqa: E402
 from tests.edge_harness import (Collector, Mosquitto, Process, free_port,  # noqa: E402
                                 make_certificates, make_conveyor_video, result_message, scrape,
                                 wait_for)
@@ -110,6 +112,53 @@ class EdgePipelineTest(unittest.TestCase):
         # The random test model is never 99% sure: every frame needs inspection and was saved.
         self.assertTrue(all(p["needs_inspection"] for p in collector.payloads))
         self.assertEqual(len(os.listdir(inspection)), frames)
+
+    def test_camera_captures_training_photos_that_prepare_reads(self) -> None:
+        """--capture_dir/--capture_label: one kept frame in --capture_every
+        saved at full resolution into a class folder, named by its result's
+        message id; two runs (two parts on the line) make a data set."""
+        photos = os.path.join(self.dir, "line")
+        synthetic_parts.write_parts_folder(photos, ["washer", "bolt"], 12, width=3200,
+                                           height=2400, seed=3)
+        local = self.start(Mosquitto(self.dir, "local"))
+        collector = self.start(Collector(local.port))
+        server = self.start(Process(
+            [os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}", "--host=127.0.0.1",
+             "--port=0", "--metrics_port=-1", "--threads=1"],
+            r"serving grpc_port=(\d+)", os.path.join(self.dir, "server.log")))
+        captured = os.path.join(self.dir, "captured")
+        for part in ("washer", "bolt"):
+            camera = subprocess.run(
+                [os.path.join(BIN, "matid-camera"), f"--source={os.path.join(photos, part)}",
+                 f"--camera_id=cam-{part}", f"--server=127.0.0.1:{server.match.group(1)}",
+                 f"--mqtt_port={local.port}", "--metrics_port=-1", "--max_pending=100",
+                 f"--capture_dir={captured}", f"--capture_label={part}", "--capture_every=2"],
+                capture_output=True, text=True, timeout=120)
+            self.assertEqual(camera.returncode, 0, camera.stderr)
+        wait_for(lambda: len(collector.seen()) >= 24, 20, "every result at the local broker")
+        ids = {p["message_id"]: p["frame_seq"] for p in collector.payloads}
+        for part in ("washer", "bolt"):
+            names = sorted(os.listdir(os.path.join(captured, part)))
+            self.assertEqual(len(names), 6, names)  # frames 0, 2, ..., 10
+            for name in names:
+                self.assertEqual(ids[name[:-len(".jpg")]] % 2, 0, name)  # a result's id
+                with open(os.path.join(captured, part, name), "rb") as f:
+                    size = photo_import.jpeg_size(f.read())
+                self.assertEqual(size, (3200, 2400))  # full resolution, not the model's 28 px
+        work = os.path.join(self.dir, "work")
+        prepare = subprocess.run(
+            [sys.executable, "-m", "model_export", "prepare", "--source", captured, "--work",
+             work, "--image_size", "256"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        self.assertEqual(prepare.returncode, 0, prepare.stderr)
+        self.assertIn("12 photos imported, 0 skipped", prepare.stdout)
+        self.assertIn("2 classes (rgb)", prepare.stdout)
+
+        bad = subprocess.run(
+            [os.path.join(BIN, "matid-camera"), f"--source={photos}", "--server=127.0.0.1:1",
+             f"--capture_dir={captured}", "--capture_label=../elsewhere"],
+            capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("--capture_label \"../elsewhere\" must be a folder name", bad.stderr)
 
     def start_camera_on_images(self, frames: int, *camera_flags: str,
                                metrics_port: int = -1) -> tuple:

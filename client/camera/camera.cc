@@ -52,6 +52,9 @@ absl::Status ValidateCameraOptions(const CameraOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--inspection_max_mb is ", options.inspection_max_mb, "; must be 1 to ", kMaxFolderMb));
   }
+  if (!options.capture.dir.empty() || !options.capture.label.empty()) {
+    return ValidateFrameCaptureOptions(options.capture);
+  }
   return absl::OkStatus();
 }
 
@@ -69,8 +72,17 @@ absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& opti
   if (source == nullptr || channel == nullptr || !publish) {
     return absl::InvalidArgumentError("a camera needs a frame source, a channel and a publisher");
   }
-  return std::unique_ptr<Camera>(
+  std::unique_ptr<Camera> camera(
       new Camera(options, std::move(source), std::move(channel), std::move(publish), registry));
+  if (!options.capture.dir.empty()) {
+    const CameraMetrics& m = camera->metrics_;
+    absl::StatusOr<std::unique_ptr<FrameCapture>> capture = FrameCapture::Create(
+        options.capture,
+        {m.capture_saved, m.capture_skipped_busy, m.capture_folder_full, m.capture_write_failures});
+    if (!capture.ok()) return capture.status();
+    camera->capture_ = *std::move(capture);
+  }
+  return camera;
 }
 
 Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
@@ -133,12 +145,22 @@ bool Camera::WaitToRead(absl::Time next_read) {
 
 absl::StatusOr<Camera::PendingFrame> Camera::ToPending(Frame frame,
                                                        const std::optional<ModelFit>& fit,
-                                                       uint64_t seq, absl::Time captured_at) const {
+                                                       uint64_t seq, absl::Time captured_at) {
   absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(frame.pixels, frame.scale, options_.roi);
   if (!roi_view.ok()) return roi_view.status();
   absl::StatusOr<v1::Image> image = EncodeFrame(*roi_view, fit, options_.jpeg_quality);
   if (!image.ok()) return image.status();
   PendingFrame pending{seq, captured_at, *std::move(image), cv::Mat(), std::string()};
+  if (capture_ != nullptr && capture_->Wants()) {  // a training photo: written off this thread
+    FullFrame full;
+    full.roi = options_.roi;
+    if (frame.scale == 1) {
+      full.pixels = roi_view->clone();
+    } else {
+      full.jpeg = frame.jpeg;
+    }
+    capture_->Offer(std::move(full), MessageId(options_.camera_id, options_.boot_id, seq));
+  }
   if (!options_.inspection_dir.empty()) {  // kept for a full-resolution inspection image
     if (frame.scale == 1) {
       pending.full_frame = *roi_view;
@@ -281,31 +303,10 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   publish_(message);
 }
 
-absl::StatusOr<std::string> Camera::InspectionJpeg(const PendingFrame& frame) const {
-  // The whole ROI at full resolution, not the shrunk frame the model saw:
-  // a person labels it.
-  if (!frame.full_jpeg.empty() && options_.roi.empty()) return frame.full_jpeg;  // as sent
-  try {
-    cv::Mat full = frame.full_frame;
-    if (!frame.full_jpeg.empty()) {  // decoded at reduced scale: decode it whole now
-      absl::StatusOr<Frame> whole = DecodeJpegFrame(frame.full_jpeg, nullptr);
-      if (!whole.ok()) return whole.status();
-      absl::StatusOr<cv::Mat> roi = RegionOfInterest(whole->pixels, 1, options_.roi);
-      if (!roi.ok()) return roi.status();
-      full = *roi;
-    }
-    std::vector<uint8_t> bytes;
-    if (full.empty() || !cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, 95})) {
-      return absl::InternalError("JPEG encoding failed");
-    }
-    return std::string(bytes.begin(), bytes.end());
-  } catch (const cv::Exception& e) {
-    return absl::InternalError(absl::StrCat("JPEG encoding failed: ", e.what()));
-  }
-}
-
 void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id) {
-  absl::StatusOr<std::string> jpeg = InspectionJpeg(frame);
+  // The whole ROI at full resolution, not the shrunk frame the model saw: a person labels it.
+  absl::StatusOr<std::string> jpeg =
+      FullResolutionJpeg({frame.full_frame, frame.full_jpeg, options_.roi});
   if (!jpeg.ok()) {
     Add(metrics_.inspection_write_failures);
     LogError("inspection frame not saved: %s", jpeg.status().ToString());

@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/camera/camera_metrics.h"
+#include "client/camera/frame_capture.h"
 #include "client/camera/frame_encoding.h"
 #include "client/camera/frame_source.h"
 #include "common/backoff.h"
@@ -64,6 +65,7 @@ struct CameraOptions {
   std::string inspection_dir;         // save frames needing inspection here (empty: don't)
   int inspection_max_files = 1000;    // at most this many .jpg files in inspection_dir
   int64_t inspection_max_mb = 1024;   // and at most this many megabytes in it
+  FrameCaptureOptions capture;        // training photos from the line (dir empty: none)
   absl::Duration reconnect_min = absl::Milliseconds(100);
   absl::Duration reconnect_max = absl::Seconds(10);
   absl::Duration frame_timeout = absl::Seconds(30);  // a stream whose results stall is restarted
@@ -122,7 +124,7 @@ class Camera {
   // max_pending).
   bool WaitToRead(absl::Time next_read);
   absl::StatusOr<PendingFrame> ToPending(Frame frame, const std::optional<ModelFit>& fit,
-                                         uint64_t seq, absl::Time captured_at) const;
+                                         uint64_t seq, absl::Time captured_at);
   void Queue(PendingFrame pending);
   // Puts frames back at the front of the queue (a busy answer, a stream that
   // ended), then drops the oldest past max_pending, counted. mu_ must be held.
@@ -143,8 +145,6 @@ class Camera {
   void RetryWhenBusy(PendingFrame frame, absl::Time now);
   // Asks the server's Health for its model input (when shrinking).
   void LearnModelFit();
-  // The frame a person looks at: the whole ROI at full resolution, as JPEG.
-  absl::StatusOr<std::string> InspectionJpeg(const PendingFrame& frame) const;
   void SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id);
   static void Add(prometheus::Counter* counter) {
     if (counter != nullptr) counter->Increment();
@@ -155,7 +155,8 @@ class Camera {
   // Set when inspection_dir is: how many more frames it may take.
   std::unique_ptr<FolderBudget> inspection_budget_;
   std::atomic<bool> inspection_folder_full_{false};  // logged once per time it fills
-  std::unique_ptr<FrameSource> source_;              // only the capture thread reads it
+  std::unique_ptr<FrameCapture> capture_;  // set when capture.dir is; capture thread offers
+  std::unique_ptr<FrameSource> source_;    // only the capture thread reads it
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
   const Publish publish_;

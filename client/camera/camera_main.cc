@@ -59,6 +59,17 @@ ABSL_FLAG(int, inspection_max_files, 1000,
 ABSL_FLAG(int64_t, inspection_max_mb, 1024,
           "Keep at most this many megabytes in --inspection_dir, whatever was there before; "
           "beyond it frames are counted, not saved, until some are removed.");
+ABSL_FLAG(std::string, capture_dir, "",
+          "Save frames as training photos in --capture_dir/--capture_label/ (full resolution, "
+          "JPEG), the folder-per-class layout `model_export prepare --source` reads.");
+ABSL_FLAG(std::string, capture_label, "",
+          "The class folder under --capture_dir for the frames saved (the part now on the line).");
+ABSL_FLAG(int, capture_every, 1, "With --capture_dir: save one kept frame in N.");
+ABSL_FLAG(int, capture_max_files, 1000,
+          "Keep at most this many photos in the capture class folder; beyond it frames are "
+          "counted (matid_camera_capture_folder_full_total), not saved.");
+ABSL_FLAG(int64_t, capture_max_mb, 2048,
+          "Keep at most this many megabytes in the capture class folder.");
 ABSL_FLAG(int, max_outbox, 10000, "Results kept while the MQTT broker is unreachable.");
 ABSL_FLAG(double, drain_seconds, 15,
           "At the end, how long to wait for the broker to acknowledge every result.");
@@ -97,6 +108,11 @@ absl::StatusOr<matid::CameraOptions> CameraOptionsFromFlags() {
   options.inspection_dir = absl::GetFlag(FLAGS_inspection_dir);
   options.inspection_max_files = absl::GetFlag(FLAGS_inspection_max_files);
   options.inspection_max_mb = absl::GetFlag(FLAGS_inspection_max_mb);
+  options.capture.dir = absl::GetFlag(FLAGS_capture_dir);
+  options.capture.label = absl::GetFlag(FLAGS_capture_label);
+  options.capture.every = absl::GetFlag(FLAGS_capture_every);
+  options.capture.max_files = absl::GetFlag(FLAGS_capture_max_files);
+  options.capture.max_mb = absl::GetFlag(FLAGS_capture_max_mb);
   auto roi = ParseRoi(absl::GetFlag(FLAGS_roi));
   if (!roi.ok()) return roi.status();
   options.roi = *roi;

@@ -32,6 +32,16 @@ CameraMetrics RegisterCameraMetrics(prometheus::Registry* registry) {
   metrics.inspection_folder_full =
       counter("matid_camera_inspection_folder_full_total",
               "Frames needing inspection not saved: --inspection_dir held --inspection_max_files");
+  metrics.capture_saved = counter("matid_camera_capture_saved_total",
+                                  "Frames saved as training photos in --capture_dir");
+  metrics.capture_skipped_busy = counter(
+      "matid_camera_capture_skipped_total",
+      "Frames chosen for --capture_dir not saved: the writer was behind (never waited for)");
+  metrics.capture_folder_full =
+      counter("matid_camera_capture_folder_full_total",
+              "Frames not saved: --capture_dir's class folder held --capture_max_files/_mb");
+  metrics.capture_write_failures = counter("matid_camera_capture_write_failures_total",
+                                           "Frames for --capture_dir that could not be written");
   metrics.reconnects = counter("matid_camera_stream_reconnects_total",
                                "Times the stream to the server was restarted");
   metrics.latency = &prometheus::BuildHistogram()

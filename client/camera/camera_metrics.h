@@ -1,5 +1,5 @@
 // The camera's Prometheus metrics: counters of frames captured, sent,
-// classified, dropped, refused and retried, inspection frames, stream
+// classified, dropped, refused and retried, inspection and captured frames, stream
 // reconnects, and the end-to-end latency histogram. Registered once; the
 // pointers stay valid as long as the registry. Prometheus' counters are
 // safe to increment from any thread.
@@ -22,6 +22,10 @@ struct CameraMetrics {
   prometheus::Counter* failed = nullptr;
   prometheus::Counter* inspection_write_failures = nullptr;
   prometheus::Counter* inspection_folder_full = nullptr;
+  prometheus::Counter* capture_saved = nullptr;
+  prometheus::Counter* capture_skipped_busy = nullptr;
+  prometheus::Counter* capture_folder_full = nullptr;
+  prometheus::Counter* capture_write_failures = nullptr;
   prometheus::Counter* reconnects = nullptr;
   prometheus::Counter* busy_retries = nullptr;
   prometheus::Histogram* latency = nullptr;
