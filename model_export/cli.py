@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--validation_fraction", type=float, default=0.1)
     g.add_argument("--limit_per_class", type=int, default=None, help="training images per class (0: all)")
     g.add_argument("--image_size", type=int, default=None,
-                   help="photos from a folder are stored at N x N, as JPEG (default "
-                        f"{dataset.PHOTO_SIZE}; 0: stored as they are); smaller images are copied")
+                   help="photos from a folder are stored with a short side of N, the aspect "
+                        f"kept, as JPEG (default {dataset.PHOTO_SIZE}, SageMaker's resize; 0: "
+                        "stored as they are); smaller images are copied")
     g.add_argument("--expect_classes", type=int, default=0,
                    help="stop unless --source has this many class folders (0: any; SageMaker's "
                         "num_classes)")
@@ -147,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels per stage (quick: 16,32,64; full: 32,64,128)")
     g.add_argument("--blocks", type=int_list, default=defaults.blocks, help="blocks per stage")
     g.add_argument("--max_minutes", type=float, default=None, help="training time budget (0: none)")
-    g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--threads", type=int, default=2, help="threads per training process")
+    g.add_argument("--ghost_shares", type=int, default=1, help=argparse.SUPPRESS)  # tests
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: CUDA when this machine's torch has it, else the CPU. Under "
+                        "`torchrun --nproc_per_node N -m model_export train`, N processes train "
+                        "with DistributedDataParallel (gloo on CPU, nccl on CUDA); "
+                        "--mini_batch_size is the global batch")
     g.add_argument("--image_shape", default=None,
                    help="C,H,W of the model's input, e.g. 3,224,224 (default: the stored "
                         f"images' size, at most {MAX_DEFAULT_INPUT} px)")
@@ -258,11 +265,12 @@ def batch_source(args: argparse.Namespace, prepared: dataset.PreparedDataset,
     if in_memory and not (training and photo):
         images, labels = dataset.load_arrays(prepared.data_dir, samples, prepared.color, size)
         return loader.ArrayBatches(images, labels, args.mini_batch_size,
-                                   args.crop_padding if training else 0)
+                                   args.crop_padding if training else 0,
+                                   flip=training and args.flip_horizontal)
     return loader.FolderBatches(prepared.data_dir, samples, prepared.color, size,
                                 args.mini_batch_size, args.workers,
                                 loader.PhotoAugment() if training and photo else None, args.seed,
-                                args.cache_mb << 20)
+                                args.cache_mb << 20, flip=training and args.flip_horizontal)
 
 
 def stage_prepare(args: argparse.Namespace) -> None:
@@ -316,7 +324,8 @@ def stage_train(args: argparse.Namespace) -> None:
         early_stopping_tolerance=args.early_stopping_tolerance,
         early_stopping_min_epochs=args.early_stopping_min_epochs, momentum=args.momentum,
         weight_decay=args.weight_decay, widths=args.widths, blocks=args.blocks,
-        max_minutes=args.max_minutes, online_flip=args.flip_horizontal, threads=args.threads,
+        max_minutes=args.max_minutes, threads=args.threads, device=args.device,
+        ghost_shares=args.ghost_shares,
         seed=args.seed, crop_padding=args.crop_padding, label_smoothing=args.label_smoothing,
         bf16=args.bf16, channels_last=args.channels_last, num_layers=args.num_layers,
         pretrained=args.pretrained, backbone_lr_factor=args.backbone_lr_factor,

@@ -178,7 +178,8 @@ def _write_images(data_dir: str, split: str, images: Sequence[np.ndarray],
     return samples
 
 
-# Stored size of photos from a folder (square), as in the reference: 512x512.
+# Stored short side of photos from a folder, as in the reference (512; the
+# aspect ratio is kept, as SageMaker's `resize` does).
 PHOTO_SIZE = 512
 # Largest class over smallest class beyond which prepare warns.
 IMBALANCE_WARNING = 2.0
@@ -194,8 +195,8 @@ def prepare(work_dir: str, source: str = "fashion-mnist", validation_fraction: f
     source: "fashion-mnist" or a folder of class folders. For a folder, the
     test set is `test_source` (same class folders) or, without it, a
     stratified `test_fraction` held out before the train/validation split;
-    photos are stored at `image_size` (default PHOTO_SIZE; 0 keeps them as
-    they are) by photo_import.py. limit_per_class > 0 keeps only that many
+    photos are stored with a short side of `image_size` (default PHOTO_SIZE;
+    0 keeps them as they are) by photo_import.py. limit_per_class > 0 keeps only that many
     training images per class.
     """
     data_dir = os.path.join(work_dir, "data")
@@ -291,8 +292,8 @@ def _prepare_folder(data_dir: str, source: str, test_source: Optional[str],
                          f"readable photos in {source}")
     _report_balance(labels, np.array([s.label for s in splits["train"] + splits["val"]]), log)
     largest = max(kept, key=lambda p: p.width * p.height)
-    stored = (f"those over {image_size}x{image_size} stored at that size as JPEG, the others "
-              "copied" if image_size else "stored as they are")
+    stored = (f"those with a short side over {image_size} stored with a short side of "
+              f"{image_size} as JPEG, the others copied" if image_size else "stored as they are")
     log(f"prepare: {len(kept)} photos imported, {len(problems)} skipped, in {seconds:.1f}s "
         f"({len(imported) / seconds:.1f} photos/s, {workers} processes); largest "
         f"{largest.width}x{largest.height}; {stored}")

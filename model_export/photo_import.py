@@ -6,9 +6,11 @@ size of the photos: each photo is read once (its bytes hashed), decoded at
 a reduced scale when it is at least twice the stored size (JPEG DCT
 scaling: OpenCV's IMREAD_REDUCED_*, so a 4000x3000 JPEG is decoded as
 1000x750 for 512), turned upright by its EXIF orientation (OpenCV applies
-it), resized to `image_size` x `image_size` (the reference resizes to
-512x512) and stored as JPEG. An image no larger than the stored size is
-copied byte for byte. Nothing is kept in memory but one small record per
+it), resized so that its short side is `image_size` (SageMaker's `resize`:
+the aspect ratio is kept, so that rotating it in training turns the part,
+not a squashed copy of it; training and the server stretch it to the
+model's input afterwards, alike) and stored as JPEG. An image whose short
+side is no larger than the stored size is copied byte for byte. Nothing is kept in memory but one small record per
 photo.
 
 A photo that cannot be read is reported with the reason and skipped, or
@@ -38,7 +40,7 @@ class PhotoJob:
     source: str     # absolute path of the photo
     label: int
     relative: str   # where it goes under the data folder, without extension
-    image_size: int  # stored size (square); 0 keeps every image as it is
+    image_size: int  # stored short side; 0 keeps every image as it is
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,12 @@ def truncation(data: bytes) -> str:
     return ""
 
 
+def stored_size(width: int, height: int, short_side: int) -> Tuple[int, int]:
+    """(width, height) with the short side `short_side`, the aspect kept."""
+    scale = short_side / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def decode(data: bytes, stored: int) -> np.ndarray:
     """BGR image, upright, decoded at the largest reduction that keeps it at
     least `stored` pixels on its short side (for JPEG; others decode whole)."""
@@ -132,10 +140,11 @@ def import_photo(job: PhotoJob, data_dir: str) -> ImportedPhoto:
     taken_w, taken_h = jpeg_size(data) or (width, height)  # as taken, not as decoded
     if (taken_w > taken_h) != (width > height):  # EXIF turned it
         taken_w, taken_h = taken_h, taken_w
-    shrink = job.image_size > 0 and (width > job.image_size or height > job.image_size)
+    shrink = job.image_size > 0 and min(width, height) > job.image_size
     if shrink:
         relative = job.relative + ".jpg"
-        stored = cv2.resize(image, (job.image_size, job.image_size), interpolation=cv2.INTER_AREA)
+        stored = cv2.resize(image, stored_size(width, height, job.image_size),
+                            interpolation=cv2.INTER_AREA)
         destination = os.path.join(data_dir, relative)
         os.makedirs(os.path.dirname(destination), exist_ok=True)
         if not cv2.imwrite(destination, stored, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):

@@ -17,6 +17,7 @@ budget, and speed: channels_last memory format and bf16 autocast with fp32
 master weights where the CPU computes bf16 natively (avx512_bf16/amx_bf16).
 Validation and the exported model are fp32.
 """
+import contextlib
 import csv
 import json
 import os
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import architectures, resume
+from . import architectures, distributed, resume
 from .progress import EpochProgress
 
 # Training images read from disk whose pixels give the normalisation's mean
@@ -40,8 +41,9 @@ class BatchSource(Protocol):
     """What train() reads batches from (loader.py)."""
     count: int
 
-    def epoch(self, rng: Optional[np.random.Generator],
-              even: bool = False) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    def epoch(self, rng: Optional[np.random.Generator], multiple: int = 1,
+              share: distributed.Share = distributed.Share()
+              ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         ...
 
     def sample(self, count: int) -> np.ndarray:
@@ -68,7 +70,6 @@ class Hyperparameters:
     widths: List[int] = field(default_factory=lambda: [16, 32, 64])
     blocks: List[int] = field(default_factory=lambda: [2, 2, 2])
     max_minutes: float = 0.0  # 0: no time budget
-    online_flip: bool = True
     crop_padding: int = 2  # random crop after zero padding by this many pixels (0: off)
     label_smoothing: float = 0.1
     bf16: str = "auto"  # auto: bf16 autocast when the CPU has native bf16; true; false
@@ -80,6 +81,10 @@ class Hyperparameters:
     backbone_lr_factor: float = 0.1  # with pretrained: the backbone's share of the rate
     freeze_backbone_epochs: int = 0  # with pretrained or resume: epochs that train the head only
     resume: str = ""  # an exported model directory to train on from ("": none)
+    device: str = "auto"  # auto: CUDA when present; cpu; cuda
+    # One process doing what torchrun's N would (distributed.py): each batch
+    # in N shares, a forward and backward each. For tests; 1: off.
+    ghost_shares: int = 1
 
     def transfer(self) -> bool:
         """Starting from learned weights: the backbone gets backbone_lr_factor
@@ -179,17 +184,68 @@ def param_groups(model: nn.Module, hp: Hyperparameters) -> List[Dict]:
 
 
 def evaluate_batches(model: nn.Module, source: BatchSource, mean: List[float],
-                     std: List[float], memory_format: torch.memory_format) -> Tuple[torch.Tensor,
-                                                                                    torch.Tensor]:
+                     std: List[float], memory_format: torch.memory_format,
+                     device: torch.device = torch.device("cpu")
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of every image of `source`, in order, unaugmented."""
     model.eval()
     logits, labels = [], []
     with torch.no_grad():
         for images, y in source.epoch(None):
             x = to_tensor(images, mean, std).contiguous(memory_format=memory_format)
-            logits.append(model(x))
+            logits.append(model(x.to(device)).float().cpu())
             labels.append(torch.from_numpy(y))
     return torch.cat(logits), torch.cat(labels)
+
+
+@contextlib.contextmanager
+def batch_norm_frozen(model: nn.Module, frozen: bool) -> Iterator[None]:
+    """Batch norm's running statistics left as they are (momentum 0) while
+    `frozen`: a ghost share after the first, as DDP keeps rank 0's."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    if frozen:
+        for m in norms:
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, saved):
+            m.momentum = momentum
+
+
+@dataclass
+class Step:
+    """What one training step needs besides the batch."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    mean: List[float]
+    std: List[float]
+    memory_format: torch.memory_format
+    device: torch.device
+    bf16: bool
+    ghost_shares: int
+
+    def run(self, images: np.ndarray, labels: np.ndarray) -> Tuple[float, int]:
+        """One SGD step on a batch (in ghost shares when set); (summed loss,
+        right answers)."""
+        self.optimizer.zero_grad()
+        total_loss, correct = 0.0, 0
+        for part in range(self.ghost_shares):
+            first, last = distributed.Share(part, self.ghost_shares).bounds(len(labels))
+            x = to_tensor(images[first:last], self.mean, self.std)
+            x = x.contiguous(memory_format=self.memory_format).to(self.device)
+            y = torch.from_numpy(labels[first:last]).to(self.device)
+            with batch_norm_frozen(self.model, part > 0), \
+                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                logits = self.model(x).float()
+            loss = self.loss_fn(logits, y)
+            (loss / self.ghost_shares).backward()
+            total_loss += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+        self.optimizer.step()
+        return total_loss, correct
 
 
 def start_model(hp: Hyperparameters, channels: int, labels: Sequence[str], size: int,
@@ -213,15 +269,40 @@ def start_model(hp: Hyperparameters, channels: int, labels: Sequence[str], size:
     return model
 
 
+def set_backbone_frozen(model: nn.Module, hp: Hyperparameters, epoch: int) -> bool:
+    frozen = hp.transfer() and epoch <= hp.freeze_backbone_epochs
+    for parameter in architectures.backbone_parameters(model) if hp.transfer() else []:
+        parameter.requires_grad_(not frozen)
+    return frozen
+
+
 def train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[str],
           hp: Hyperparameters, out_dir: str,
           log: Callable[[str], None] = print) -> Tuple[nn.Module, TrainResult]:
     """Trains, logs each epoch to the console and out_dir/training_log.csv,
     keeps the best model (by validation accuracy) in out_dir/best.pt. With
-    hp.resume, the normalisation is the resumed model's."""
+    hp.resume, the normalisation is the resumed model's. Under torchrun,
+    every process trains its share (distributed.py) and rank 0 writes."""
+    share = distributed.from_environ(os.environ)
+    device = distributed.device_for(hp.device, share, os.environ)
+    if share is not None:
+        distributed.start(device)
+    try:
+        return _train(train_source, val_source, labels, hp, out_dir, log, share, device)
+    finally:
+        distributed.stop()
+
+
+def _train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[str],
+           hp: Hyperparameters, out_dir: str, log: Callable[[str], None],
+           share: Optional[distributed.Share],
+           device: torch.device) -> Tuple[nn.Module, TrainResult]:
     torch.manual_seed(hp.seed)
     torch.set_num_threads(hp.threads)
     rng = np.random.default_rng(hp.seed)
+    writer_process = distributed.is_writer(share)
+    if not writer_process:
+        log = lambda line: None  # noqa: E731 - rank 0 speaks for all
     os.makedirs(out_dir, exist_ok=True)
     classes = len(labels)
     sample = train_source.sample(STATISTICS_IMAGES)
@@ -232,65 +313,65 @@ def train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[s
     bf16 = use_bf16(hp.bf16)
     memory_format = torch.channels_last if hp.channels_last else torch.contiguous_format
     model = start_model(hp, channels, labels, size, point, log)
-    model = model.to(memory_format=memory_format)
+    model = model.to(device=device, memory_format=memory_format)
     shape = (f"torchvision ResNet-{hp.num_layers}" if hp.num_layers else
              f"widths {hp.widths}, blocks {hp.blocks}")
+    processes = share.size if share else 1
     log(f"train: {shape}, input {channels}x{sample.shape[1]}x{sample.shape[2]}, bf16 autocast "
         f"{'on' if bf16 else 'off'} (--bf16={hp.bf16}), channels_last "
         f"{'on' if hp.channels_last else 'off'}, {train_source.describe()}, "
-        f"label smoothing {hp.label_smoothing:g}")
+        f"label smoothing {hp.label_smoothing:g}, on {device}"
+        + (f", {processes} processes (DistributedDataParallel)" if share else ""))
+    trained = model
+    if share is not None:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.SGD(param_groups(model, hp), lr=hp.learning_rate,
                                 momentum=hp.momentum, weight_decay=hp.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, hp.milestones(),
                                                      gamma=hp.lr_scheduler_factor)
     stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance,
                             hp.early_stopping_min_epochs)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+    step = Step(trained, optimizer, nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing),
+                mean, std, memory_format, device, bf16, hp.ghost_shares)
     val_loss_fn = nn.CrossEntropyLoss()
+    # Every share of a batch the same size, and even under bf16 (batch_bounds).
+    multiple = processes * hp.ghost_shares * (2 if bf16 else 1)
     log_path = os.path.join(out_dir, "training_log.csv")
     best_path = os.path.join(out_dir, "best.pt")
-    with open(os.path.join(out_dir, "hyperparameters.json"), "w") as f:
-        json.dump(asdict(hp), f, indent=1)
+    if writer_process:
+        with open(os.path.join(out_dir, "hyperparameters.json"), "w") as f:
+            json.dump(asdict(hp), f, indent=1)
 
     started = time.monotonic()
     best_accuracy, best_epoch, epoch = -1.0, 0, 0
     stop_reason = f"completed {hp.epochs} epochs"
     count = train_source.count
-    with open(log_path, "w", newline="") as log_file:
+    with open(log_path if writer_process else os.devnull, "w", newline="") as log_file:
         writer = csv.writer(log_file)
         writer.writerow(["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                          "learning_rate", "seconds", "images_per_second"])
         for epoch in range(1, hp.epochs + 1):
             epoch_start = time.monotonic()
             learning_rate = optimizer.param_groups[-1]["lr"]
-            frozen = hp.transfer() and epoch <= hp.freeze_backbone_epochs
-            for parameter in architectures.backbone_parameters(model) if hp.transfer() else []:
-                parameter.requires_grad_(not frozen)
-            model.train()
+            frozen = set_backbone_frozen(model, hp, epoch)
+            trained.train()
             total_loss, correct, seen = 0.0, 0, 0
-            progress = EpochProgress(epoch, hp.epochs, count)
-            # bf16 batches are even-sized: loader.batch_bounds says why.
-            for images, labels in train_source.epoch(rng, even=bf16):
-                x = to_tensor(images, mean, std)
-                if hp.online_flip:
-                    flip = torch.from_numpy(rng.random(len(labels)) < 0.5)
-                    x[flip] = x[flip].flip(-1)
-                x = x.contiguous(memory_format=memory_format)
-                y = torch.from_numpy(labels)
-                optimizer.zero_grad()
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(x).float()
-                loss = loss_fn(logits, y)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.item() * len(labels)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(labels)
-                progress.advance(len(labels))
-            progress.finish()
+            progress = EpochProgress(epoch, hp.epochs, count // processes)
+            for images, y in train_source.epoch(rng, multiple, share or distributed.Share()):
+                batch_loss, batch_correct = step.run(images, y)
+                total_loss += batch_loss
+                correct += batch_correct
+                seen += len(y)
+                if writer_process:
+                    progress.advance(len(y))
+            if writer_process:
+                progress.finish()
             train_seconds = time.monotonic() - epoch_start
+            total_loss, correct, seen = distributed.sum_all(total_loss, correct, seen)
             scheduler.step()
-            val_logits, val_y = evaluate_batches(model, val_source, mean, std, memory_format)
+            val_logits, val_y = evaluate_batches(model, val_source, mean, std, memory_format,
+                                                 device)
             val_loss = float(val_loss_fn(val_logits, val_y))
             val_accuracy = float((val_logits.argmax(1) == val_y).float().mean())
             train_accuracy = correct / max(seen, 1)
@@ -306,22 +387,26 @@ def train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[s
                 f"{rate:.0f} images/s")
             if val_accuracy > best_accuracy:
                 best_accuracy, best_epoch = val_accuracy, epoch
-                torch.save({"state_dict": model.state_dict(), "mean": mean, "std": std,
-                            "channels": channels, "classes": classes, "input_size": size,
-                            "input_width": sample.shape[2], "input_height": sample.shape[1],
-                            "num_layers": hp.num_layers,
-                            "widths": list(hp.widths), "blocks": list(hp.blocks),
-                            "epoch": epoch, "val_accuracy": val_accuracy}, best_path)
+                if writer_process:
+                    torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                                "mean": mean, "std": std,
+                                "channels": channels, "classes": classes, "input_size": size,
+                                "input_width": sample.shape[2], "input_height": sample.shape[1],
+                                "num_layers": hp.num_layers,
+                                "widths": list(hp.widths), "blocks": list(hp.blocks),
+                                "epoch": epoch, "val_accuracy": val_accuracy}, best_path)
             if optimizer.param_groups[-1]["lr"] < learning_rate:
                 stopper.learning_rate_dropped()  # the next epoch runs at the new rate
+            # Every process has the same validation figures, so the same early stop.
             if hp.early_stopping and stopper.update(epoch, val_accuracy):
                 stop_reason = (f"early stopping after epoch {epoch}: validation accuracy did not "
                                f"improve by {hp.early_stopping_tolerance:.0%} (relative) for "
                                f"{hp.early_stopping_patience} epochs")
                 break
             elapsed_minutes = (time.monotonic() - started) / 60
-            if hp.max_minutes > 0 and epoch < hp.epochs and \
-                    elapsed_minutes + seconds / 60 > hp.max_minutes:
+            over_budget = hp.max_minutes > 0 and epoch < hp.epochs and \
+                elapsed_minutes + seconds / 60 > hp.max_minutes
+            if distributed.any_rank(over_budget):  # clocks differ: one stops all
                 stop_reason = (f"time budget: another epoch would pass --max_minutes="
                                f"{hp.max_minutes:g} ({elapsed_minutes:.1f} min used)")
                 break
@@ -329,15 +414,18 @@ def train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[s
                          time.monotonic() - started, mean, std)
     log(f"training stopped: {stop_reason}; best validation accuracy {best_accuracy:.4f} "
         f"at epoch {best_epoch}")
+    if share is not None:
+        torch.distributed.barrier()  # rank 0's best.pt is written
     best, _ = load_checkpoint(best_path)
-    with open(os.path.join(out_dir, "train_result.json"), "w") as f:
-        json.dump(asdict(result), f, indent=1)
+    if writer_process:
+        with open(os.path.join(out_dir, "train_result.json"), "w") as f:
+            json.dump(asdict(result), f, indent=1)
     return best, result
 
 
 def load_checkpoint(path: str) -> Tuple[nn.Module, Dict]:
     """The model in eval mode, and what was saved with it (mean, std, epoch, ...)."""
-    checkpoint = torch.load(path)
+    checkpoint = torch.load(path, map_location="cpu")
     model = architectures.build(checkpoint.get("num_layers", 0), checkpoint["channels"],
                                 checkpoint["classes"], checkpoint["input_size"],
                                 checkpoint["widths"], checkpoint["blocks"])

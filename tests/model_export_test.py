@@ -303,6 +303,54 @@ class SageMakerContractTest(TempDirTest):
                 self.assertIn(expected, f.read())
 
 
+class DistributedTest(TempDirTest):
+    """torchrun --nproc_per_node 2 -m model_export train: DistributedDataParallel
+    over gloo trains the model that one process training the same steps
+    does (each batch in the same two shares: --ghost_shares 2)."""
+
+    TRAINING = ("--epochs", "2", "--early_stopping", "false", "--mini_batch_size", "16",
+                "--widths", "8,16", "--blocks", "1,1", "--bf16", "false", "--threads", "1",
+                "--learning_rate", "0.05")
+
+    def test_two_processes_train_what_one_process_does(self) -> None:
+        source, work = os.path.join(self.tmp, "source"), os.path.join(self.tmp, "work")
+        make_shapes_dataset(source, per_class=40)
+        self.assertEqual(run_cli("prepare", "--source", source, "--work", work), 0)
+        checkpoints = os.path.join(work, "checkpoints")
+        self.assertEqual(run_cli("train", "--work", work, *self.TRAINING, "--ghost_shares", "2"),
+                         0)
+        one = torch.load(os.path.join(checkpoints, "best.pt"))
+        with open(os.path.join(checkpoints, "training_log.csv")) as f:
+            one_log = [line.split(",")[:5] for line in f]
+        done = subprocess.run(
+            # --redirects 1 --tee 1: Debian 12's torchrun fails without (distributed.py).
+            ["torchrun", "--standalone", "--nproc_per_node", "2", "--redirects", "1", "--tee", "1",
+             "-m", "model_export", "train",
+             "--work", work, *self.TRAINING], cwd=os.path.dirname(HERE),
+            capture_output=True, text=True, timeout=600)
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        self.assertIn("2 processes (DistributedDataParallel)", done.stdout)
+        self.assertEqual(done.stdout.count("epoch  1/2"), 1)  # rank 0 speaks for both
+        two = torch.load(os.path.join(checkpoints, "best.pt"))
+        with open(os.path.join(checkpoints, "training_log.csv")) as f:
+            two_log = [line.split(",")[:5] for line in f]
+        self.assertEqual(len(two_log), 3)
+        self.assertEqual(two["epoch"], one["epoch"])
+        compared = 0
+        for name, tensor in one["state_dict"].items():
+            if name.endswith("num_batches_tracked"):
+                continue  # counts forwards: two per step in one process, one per rank
+            self.assertTrue(torch.allclose(tensor, two["state_dict"][name], atol=1e-5, rtol=1e-4),
+                            f"{name}: max difference "
+                            f"{(tensor - two['state_dict'][name]).abs().max():.3g}")
+            compared += 1
+        self.assertGreater(compared, 20)
+        # Losses and accuracies per epoch agree to the digits logged, short of the last.
+        for a, b in zip(one_log[1:], two_log[1:]):
+            for x, y in zip(a[1:], b[1:]):
+                self.assertAlmostEqual(float(x), float(y), places=3)
+
+
 class RepositoryTest(TempDirTest):
     """`publish` and `verify` on a model directory of small stand-in files."""
 
@@ -631,13 +679,15 @@ class BatchesTest(unittest.TestCase):
         self.assertEqual(loader.batch_bounds(81, 16)[-1], (64, 81))  # 16 + 1 -> 17
         self.assertEqual(loader.batch_bounds(16, 16), [(0, 16)])
         self.assertEqual(loader.batch_bounds(18, 16), [(0, 16), (16, 18)])
-        self.assertEqual(loader.batch_bounds(81, 16, even=True)[-1], (64, 80))  # one left out
-        self.assertEqual(loader.batch_bounds(17, 15, even=True), [(0, 14), (14, 16)])
-        self.assertEqual(loader.batch_bounds(1, 16, even=True), [])
-        for count in range(1, 60):
-            sizes = [end - start for start, end in loader.batch_bounds(count, 7, even=True)]
-            self.assertTrue(all(size % 2 == 0 for size in sizes), (count, sizes))
-            self.assertGreaterEqual(sum(sizes), count - 1)
+        self.assertEqual(loader.batch_bounds(81, 16, 2)[-1], (64, 80))  # one left out
+        self.assertEqual(loader.batch_bounds(17, 15, 2), [(0, 14), (14, 16)])
+        self.assertEqual(loader.batch_bounds(1, 16, 2), [])
+        self.assertEqual(loader.batch_bounds(30, 16, 4), [(0, 16), (16, 28)])  # 2 processes, bf16
+        for multiple in (2, 3, 4):
+            for count in range(1, 60):
+                sizes = [end - start for start, end in loader.batch_bounds(count, 7, multiple)]
+                self.assertTrue(all(size % multiple == 0 for size in sizes), (count, sizes))
+                self.assertGreater(sum(sizes), count - multiple)
 
     def test_bf16_training_survives_an_epoch_of_odd_size(self) -> None:
         """81 images in batches of 16 used to end in one of 17, on which bf16

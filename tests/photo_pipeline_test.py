@@ -7,7 +7,8 @@ makes here.
 
 Checked:
 - import decodes at reduced scale, turns EXIF-rotated photos upright, stores
-  512x512 JPEGs, and its peak memory stays far under one photo per photo
+  683x512 JPEGs (short side 512, the aspect kept), and its peak memory stays
+  far under one photo per photo
   (measured from the process and its workers);
 - a truncated photo is named and skipped (--strict_images stops), the same
   photo in two classes stops prepare naming both paths, a class under
@@ -137,7 +138,8 @@ class PhotoPipelineTest(unittest.TestCase):
         for relative in stored:
             self.assertTrue(relative.endswith(".jpg"), relative)
             image = cv2.imread(os.path.join(work, "data", relative))
-            self.assertEqual(image.shape, (512, 512, 3), relative)
+            # The short side at 512, the photo's 4:3 kept (3200x2400 -> 683x512).
+            self.assertEqual(sorted(image.shape[:2]) + [image.shape[2]], [512, 683, 3], relative)
         # Memory: photos were never decoded whole, let alone all at once.
         base, peak, workers = (int(v) for v in done.stdout.split("rss ")[-1].split())
         growth_bytes = (max(peak, workers) - base) * 1024
