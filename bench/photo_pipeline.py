@@ -2,6 +2,7 @@
 
     /usr/bin/python3 -m bench.photo_pipeline import [--photos 1000]
     /usr/bin/python3 -m bench.photo_pipeline train [--per_class 30] [--test_per_class 20]
+    /usr/bin/python3 -m bench.photo_pipeline speed [--rounds 2]
 
 import: writes N 4000x3000 colour JPEGs of synthetic parts
 (tests/synthetic_parts.py), runs `model_export prepare` on them in a child
@@ -9,8 +10,11 @@ process and reports photos/s and the peak RSS of that process and of its
 workers. train: six part kinds, N photos each at 4000x3000 (one station),
 `model_export all --photo`, then the test folder's full-size photos through
 matid-server: served accuracy and agreement with the offline model, and the
-minutes it took. Each prints its figures and writes
-bench/results/photo-{import,train}.json; record them in bench/RESULTS.md.
+minutes it took. speed: training images/s of torchvision's ResNet-18, -34
+and -50 at 224 px (photo augmentation from disk, bf16 where the CPU has
+it), the second epoch of each, the three interleaved in rounds. Each prints
+its figures and writes bench/results/photo-{import,train,speed}.json;
+record them in bench/RESULTS.md.
 """
 import argparse
 import json
@@ -130,10 +134,40 @@ def bench_train(per_class: int, test_per_class: int, extra: list) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bench_speed(rounds: int) -> None:
+    import csv
+    import statistics
+    tmp = tempfile.mkdtemp(prefix="matid-bench-speed-")
+    try:
+        source, work = os.path.join(tmp, "photos"), os.path.join(tmp, "work")
+        synthetic_parts.write_parts_folder(source, synthetic_parts.KINDS, 16, 1600, 1200, seed=5)
+        model_export("prepare", "--source", source, "--work", work, "--validation_fraction",
+                     "0.1")
+        rates = {depth: [] for depth in (18, 34, 50)}
+        for _ in range(rounds):
+            for depth in rates:
+                model_export("train", "--photo", "--work", work, "--num_layers", str(depth),
+                             "--image_shape", "3,224,224", "--epochs", "2", "--max_minutes", "0")
+                with open(os.path.join(work, "checkpoints", "training_log.csv")) as f:
+                    rates[depth].append(float(list(csv.DictReader(f))[-1]["images_per_second"]))
+                print(f"ResNet-{depth}: {rates[depth][-1]} images/s", flush=True)
+        with open(os.path.join(work, "manifests", "dataset.json")) as f:
+            training_images = json.load(f)["counts"]["train"]
+        figures = {"input": 224, "training_images": training_images, "batch": 16,
+                   "rounds": rounds,
+                   "images_per_second": {f"resnet{d}": {"median": statistics.median(r),
+                                                         "runs": r} for d, r in rates.items()}}
+        print(json.dumps(figures, indent=1))
+        write_report(os.path.join(ROOT, "bench", "results", "photo-speed.json"), **figures)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["import", "train"])
+    parser.add_argument("mode", choices=["import", "train", "speed"])
+    parser.add_argument("--rounds", type=int, default=2, help="speed: interleaved rounds")
     parser.add_argument("--photos", type=int, default=1000, help="import: photos to import")
     parser.add_argument("--per_class", type=int, default=30, help="train: photos per part")
     parser.add_argument("--test_per_class", type=int, default=20, help="train: test photos per part")
@@ -142,6 +176,8 @@ def main() -> None:
         parser.error("--photos and --per_class need at least 6, --test_per_class 1")
     if args.mode == "import":
         bench_import(args.photos)
+    elif args.mode == "speed":
+        bench_speed(args.rounds)
     else:
         bench_train(args.per_class, args.test_per_class, extra)
 

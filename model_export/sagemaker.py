@@ -95,9 +95,8 @@ def job_arguments(environ: Mapping[str, str], hyperparameters: Mapping[str, str]
                                         "'pretrained' with a torchvision state dict (nothing "
                                         "is downloaded)")
                 argv += ["--pretrained", pretrained_file(environ["SM_CHANNEL_PRETRAINED"])]
-        elif key == "optimizer":
-            if value != "sgd":
-                raise ContractError(f"optimizer={value}: model_export trains with sgd only")
+        elif key == "optimizer" and value not in ("sgd", "adam"):
+            raise ContractError(f"optimizer={value}: model_export trains with sgd or adam")
         elif key == "resize":
             argv += ["--image_size", value]
         elif key in CONTRACT_OPTIONS:

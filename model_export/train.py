@@ -66,6 +66,7 @@ class Hyperparameters:
     early_stopping_min_epochs: int = 10
     momentum: float = 0.9
     weight_decay: float = 0.0001
+    optimizer: str = "sgd"  # sgd or adam (SageMaker's names)
     # Not SageMaker's: architecture, budget, online augmentation and speed.
     widths: List[int] = field(default_factory=lambda: [16, 32, 64])
     blocks: List[int] = field(default_factory=lambda: [2, 2, 2])
@@ -269,6 +270,19 @@ def start_model(hp: Hyperparameters, channels: int, labels: Sequence[str], size:
     return model
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def make_optimizer(groups: List[Dict], hp: Hyperparameters) -> torch.optim.Optimizer:
+    """SageMaker's `optimizer`: sgd (with momentum) or adam (beta1 = momentum)."""
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=hp.learning_rate, momentum=hp.momentum,
+                               weight_decay=hp.weight_decay)
+    if hp.optimizer == "adam":
+        return torch.optim.AdamW(groups, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    raise ValueError(f"--optimizer {hp.optimizer}: expected one of {', '.join(OPTIMIZERS)}")
+
+
 def set_backbone_frozen(model: nn.Module, hp: Hyperparameters, epoch: int) -> bool:
     frozen = hp.transfer() and epoch <= hp.freeze_backbone_epochs
     for parameter in architectures.backbone_parameters(model) if hp.transfer() else []:
@@ -326,8 +340,7 @@ def _train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[
     if share is not None:
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD(param_groups(model, hp), lr=hp.learning_rate,
-                                momentum=hp.momentum, weight_decay=hp.weight_decay)
+    optimizer = make_optimizer(param_groups(model, hp), hp)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, hp.milestones(),
                                                      gamma=hp.lr_scheduler_factor)
     stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance,
@@ -385,7 +398,9 @@ def _train(train_source: BatchSource, val_source: BatchSource, labels: Sequence[
                 f"acc {train_accuracy:.4f} | val loss {val_loss:.4f} acc {val_accuracy:.4f} | "
                 f"lr {learning_rate:g}{' (backbone frozen)' if frozen else ''} | {seconds:.1f}s, "
                 f"{rate:.0f} images/s")
-            if val_accuracy > best_accuracy:
+            # A tie goes to the later epoch: it has trained longer (a small validation
+            # set ties often).
+            if val_accuracy >= best_accuracy:
                 best_accuracy, best_epoch = val_accuracy, epoch
                 if writer_process:
                     torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},

@@ -83,16 +83,21 @@ class EdgePipelineTest(unittest.TestCase):
                  "the bridge to connect to the local broker")
         return bridge
 
-    def test_camera_publishes_one_schema_valid_result_per_frame(self) -> None:
-        frames = 40
-        video = os.path.join(self.dir, "conveyor.avi")
-        make_conveyor_video(video, frames, fps=10)
+    def start_broker_and_server(self) -> tuple:
+        """A local broker, a collector on it, and matid-server with the test model."""
         local = self.start(Mosquitto(self.dir, "local"))
         collector = self.start(Collector(local.port))
         server = self.start(Process(
             [os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}", "--host=127.0.0.1",
              "--port=0", "--metrics_port=-1", "--threads=1"],
             r"serving grpc_port=(\d+)", os.path.join(self.dir, "server.log")))
+        return local, collector, server
+
+    def test_camera_publishes_one_schema_valid_result_per_frame(self) -> None:
+        frames = 40
+        video = os.path.join(self.dir, "conveyor.avi")
+        make_conveyor_video(video, frames, fps=10)
+        local, collector, server = self.start_broker_and_server()
         inspection = os.path.join(self.dir, "inspect")
         camera = subprocess.run(
             [os.path.join(BIN, "matid-camera"), f"--source={video}", "--camera_id=line1-cam1",
@@ -120,12 +125,7 @@ class EdgePipelineTest(unittest.TestCase):
         photos = os.path.join(self.dir, "line")
         synthetic_parts.write_parts_folder(photos, ["washer", "bolt"], 12, width=3200,
                                            height=2400, seed=3)
-        local = self.start(Mosquitto(self.dir, "local"))
-        collector = self.start(Collector(local.port))
-        server = self.start(Process(
-            [os.path.join(BIN, "matid-server"), f"--model_dir={MODEL}", "--host=127.0.0.1",
-             "--port=0", "--metrics_port=-1", "--threads=1"],
-            r"serving grpc_port=(\d+)", os.path.join(self.dir, "server.log")))
+        local, collector, server = self.start_broker_and_server()
         captured = os.path.join(self.dir, "captured")
         for part in ("washer", "bolt"):
             camera = subprocess.run(

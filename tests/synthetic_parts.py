@@ -14,6 +14,9 @@ import cv2
 import numpy as np
 
 KINDS = ("washer", "hex_nut", "bolt", "bracket", "gear", "spring")
+# Another domain drawn the same way, for pretraining a backbone that parts
+# are then fine-tuned from (bench/transfer_learning.py).
+OTHER_KINDS = ("triangle", "star", "ring", "cross", "plate", "rod")
 
 
 def _polygon(centre: np.ndarray, points: np.ndarray, angle: float, scale: float) -> np.ndarray:
@@ -61,6 +64,27 @@ def draw_part(kind: str, canvas: np.ndarray, rng: np.random.Generator) -> None:
         zigzag = np.array([[-1.2 + 0.2 * k, 0.35 if k % 2 else -0.35] for k in range(13)])
         cv2.polylines(canvas, [_polygon(centre, zigzag, angle, size)], False, colour,
                       max(2, int(size * 0.08)), cv2.LINE_AA)
+    elif kind == "triangle":
+        corners = np.array([[math.cos(a), math.sin(a)] for a in (0, 2 * math.pi / 3,
+                                                                  4 * math.pi / 3)])
+        cv2.fillPoly(canvas, [_polygon(centre, corners, angle, size)], colour, cv2.LINE_AA)
+    elif kind == "star":
+        outline = [[(1.0 if k % 2 == 0 else 0.45) * math.cos(k * math.pi / 5),
+                    (1.0 if k % 2 == 0 else 0.45) * math.sin(k * math.pi / 5)] for k in range(10)]
+        cv2.fillPoly(canvas, [_polygon(centre, np.array(outline), angle, size)], colour,
+                     cv2.LINE_AA)
+    elif kind == "ring":
+        cv2.circle(canvas, at, int(size), colour, max(2, int(size * 0.12)), cv2.LINE_AA)
+    elif kind == "cross":
+        for bar in (np.array([[-1, -0.2], [1, -0.2], [1, 0.2], [-1, 0.2]]),
+                    np.array([[-0.2, -1], [0.2, -1], [0.2, 1], [-0.2, 1]])):
+            cv2.fillPoly(canvas, [_polygon(centre, bar, angle, size)], colour, cv2.LINE_AA)
+    elif kind == "plate":
+        square = np.array([[-0.8, -0.8], [0.8, -0.8], [0.8, 0.8], [-0.8, 0.8]])
+        cv2.fillPoly(canvas, [_polygon(centre, square, angle, size)], colour, cv2.LINE_AA)
+    elif kind == "rod":
+        rod = np.array([[-1.3, -0.1], [1.3, -0.1], [1.3, 0.1], [-1.3, 0.1]])
+        cv2.fillPoly(canvas, [_polygon(centre, rod, angle, size)], colour, cv2.LINE_AA)
     else:
         raise ValueError(f"unknown part kind {kind!r}")
 
