@@ -274,7 +274,7 @@ OPTIMIZERS = ("sgd", "adam")
 
 
 def make_optimizer(groups: List[Dict], hp: Hyperparameters) -> torch.optim.Optimizer:
-    """SageMaker's `optimizer`: sgd (with momentum) or adam (beta1 = momentum)."""
+    """SageMaker's `optimizer`: sgd (with momentum) or adam (AdamW, its default betas)."""
     if hp.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=hp.learning_rate, momentum=hp.momentum,
                                weight_decay=hp.weight_decay)

@@ -150,24 +150,17 @@ absl::StatusOr<Camera::PendingFrame> Camera::ToPending(Frame frame,
   if (!roi_view.ok()) return roi_view.status();
   absl::StatusOr<v1::Image> image = EncodeFrame(*roi_view, fit, options_.jpeg_quality);
   if (!image.ok()) return image.status();
-  PendingFrame pending{seq, captured_at, *std::move(image), cv::Mat(), std::string()};
-  if (capture_ != nullptr && capture_->Wants()) {  // a training photo: written off this thread
-    FullFrame full;
-    full.roi = options_.roi;
-    if (frame.scale == 1) {
-      full.pixels = roi_view->clone();
-    } else {
-      full.jpeg = frame.jpeg;
-    }
-    capture_->Offer(std::move(full), MessageId(options_.camera_id, options_.boot_id, seq));
+  PendingFrame pending{seq, captured_at, *std::move(image), FullFrame()};
+  const bool capture = capture_ != nullptr && capture_->Wants();
+  if (!capture && options_.inspection_dir.empty()) return pending;
+  // The whole ROI at full resolution, or the JPEG when it was decoded at
+  // reduced scale; the pixels are shared, never written again.
+  FullFrame full{frame.scale == 1 ? *roi_view : cv::Mat(),
+                 frame.scale == 1 ? std::string() : std::move(frame.jpeg), options_.roi};
+  if (capture) {  // a training photo: written off this thread
+    capture_->Offer(full, MessageId(options_.camera_id, options_.boot_id, seq));
   }
-  if (!options_.inspection_dir.empty()) {  // kept for a full-resolution inspection image
-    if (frame.scale == 1) {
-      pending.full_frame = *roi_view;
-    } else {
-      pending.full_jpeg = std::move(frame.jpeg);
-    }
-  }
+  if (!options_.inspection_dir.empty()) pending.full = std::move(full);
   return pending;
 }
 
@@ -305,8 +298,7 @@ void Camera::HandleResult(const v1::FrameResult& result) {
 
 void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id) {
   // The whole ROI at full resolution, not the shrunk frame the model saw: a person labels it.
-  absl::StatusOr<std::string> jpeg =
-      FullResolutionJpeg({frame.full_frame, frame.full_jpeg, options_.roi});
+  absl::StatusOr<std::string> jpeg = FullResolutionJpeg(frame.full);
   if (!jpeg.ok()) {
     Add(metrics_.inspection_write_failures);
     LogError("inspection frame not saved: %s", jpeg.status().ToString());

@@ -110,10 +110,8 @@ class Camera {
     uint64_t seq = 0;
     absl::Time captured_at;
     v1::Image image;
-    // For inspection images only: the whole ROI at full resolution, or the
-    // frame's JPEG when it was decoded at reduced scale.
-    cv::Mat full_frame;
-    std::string full_jpeg;
+    // For inspection images only (empty otherwise).
+    FullFrame full;
   };
   Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
          std::shared_ptr<grpc::Channel> channel, Publish publish, prometheus::Registry* registry);

@@ -44,7 +44,7 @@ absl::Status ValidateFrameCaptureOptions(const FrameCaptureOptions& options);
 // What may be saved of one frame: the whole ROI at full resolution, or the
 // frame's JPEG when the source decoded it at reduced scale.
 struct FullFrame {
-  cv::Mat pixels;    // BGR, owned (a clone), or empty
+  cv::Mat pixels;    // BGR, shared with the frame (never written after capture), or empty
   std::string jpeg;  // or the frame as the source read it
   cv::Rect roi;      // in full-resolution coordinates; empty: whole frame
 };
