@@ -103,6 +103,7 @@ absl::StatusOr<std::unique_ptr<MatidServer>> MatidServer::CreateWithRepository(
   manager.unload_first_over_memory = options.unload_first_over_memory;
   manager.shadow_idle_priority = options.shadow_idle_priority;
   manager.rule_check_interval = options.rule_check_interval;
+  manager.clock = options.clock;
   manager.shadow_disagreements_dir = options.shadow_disagreements_dir;
   manager.shadow_disagreements_max_files = options.shadow_disagreements_max_files;
   manager.shadow_disagreements_max_mb = options.shadow_disagreements_max_mb;

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "server/api/admin_access.h"
 #include "server/api/admin_service.h"
 #include "server/api/classifier_service.h"
@@ -74,6 +75,8 @@ struct ServerOptions {
   bool shadow_idle_priority = true;
   // How often promotion and rollback rules are checked (see ModelManagerOptions).
   absl::Duration rule_check_interval = absl::Seconds(1);
+  // The model manager's clock (see ModelManagerOptions); nullptr: the real one.
+  Clock* clock = nullptr;
   // Images a shadow disagrees on: saved here (empty: not), at most this
   // many and this many megabytes.
   std::string shadow_disagreements_dir;

@@ -1,40 +1,23 @@
 // ModelManager: operators' changes (ModelControl): each edits the model's
-// version_policy.json under policy_mu_ (ChangeVersions), rescans and waits.
+// version_policy.json through the policy store's one read-modify-write,
+// rescans and waits.
 #include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/atomic_file.h"
 #include "common/log.h"
 #include "server/repository/model_manager.h"
 
 namespace matid {
 
-absl::StatusOr<RepositoryModel> ModelManager::ScanOne(const std::string& model) const {
-  if (fixed_) {
+absl::StatusOr<RepositoryModel> ModelManager::UpdatePolicy(const std::string& model,
+                                                           const PolicyStore::Change& change) {
+  if (policies_ == nullptr) {
     return absl::FailedPreconditionError(
         "the server serves one model from --model_dir: start it with --model_repository");
   }
-  auto scan = ScanModelRepository(options_.repository);
-  if (!scan.ok()) return scan.status();
-  std::vector<std::string> names;
-  for (RepositoryModel& candidate : *scan) {
-    if (candidate.name == model) return std::move(candidate);
-    names.push_back(candidate.name);
-  }
-  return absl::NotFoundError(absl::StrCat("model '", model, "' is not in ", options_.repository,
-                                          "; models: ", absl::StrJoin(names, ", ")));
-}
-
-absl::Status ModelManager::WritePolicy(const std::string& model,
-                                       const VersionPolicy& policy) const {
-  const std::string path = absl::StrCat(options_.repository, "/", model, "/", kVersionPolicyFile);
-  const std::string text = VersionPolicyJson(policy);
-  if (absl::Status written = WriteFileAtomically(path, text); !written.ok()) return written;
-  LogInfo("%s",
-          absl::StrCat("model ", model, ": ", path, " now says ", text.substr(0, text.size() - 1)));
-  return absl::OkStatus();
+  return policies_->Update(model, change);
 }
 
 int64_t ModelManager::DefaultVersion(const std::string& model) const {
@@ -80,42 +63,46 @@ absl::Status ModelManager::Unload(const std::string& model, int64_t version) {
 }
 
 absl::Status ModelManager::ChangeVersions(const std::string& model, const VersionChoice& choose) {
-  std::unique_lock<std::mutex> policy_lock(policy_mu_);
-  auto scanned = ScanOne(model);
+  std::optional<std::vector<int64_t>> versions;
+  auto scanned = UpdatePolicy(
+      model, [&](const RepositoryModel& scanned) -> absl::StatusOr<std::optional<VersionPolicy>> {
+        auto chosen = choose(scanned);
+        if (!chosen.ok()) return chosen.status();
+        if (!chosen->has_value()) return std::nullopt;
+        std::vector<int64_t> wanted = **std::move(chosen);
+        for (int64_t version : wanted) {
+          if (!ContainsVersion(scanned.versions, version)) {
+            return absl::NotFoundError(
+                absl::StrCat("model '", model, "' has no version folder ", version,
+                             "; versions: ", absl::StrJoin(scanned.versions, ", ")));
+          }
+        }
+        std::sort(wanted.begin(), wanted.end());
+        wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+        VersionPolicy policy = scanned.policy;  // its shadow stays as it is
+        policy.versions = wanted;
+        versions = std::move(wanted);
+        return policy;
+      });
   if (!scanned.ok()) return scanned.status();
-  auto chosen = choose(*scanned);
-  if (!chosen.ok()) return chosen.status();
-  if (!chosen->has_value()) return absl::OkStatus();
-  std::vector<int64_t> versions = **std::move(chosen);
-  for (int64_t version : versions) {
-    if (!ContainsVersion(scanned->versions, version)) {
-      return absl::NotFoundError(
-          absl::StrCat("model '", model, "' has no version folder ", version,
-                       "; versions: ", absl::StrJoin(scanned->versions, ", ")));
-    }
-  }
-  std::sort(versions.begin(), versions.end());
-  versions.erase(std::unique(versions.begin(), versions.end()), versions.end());
-  VersionPolicy policy = scanned->policy;  // its shadow stays as it is
-  policy.versions = versions;
-  absl::Status written = WritePolicy(model, policy);
-  policy_lock.unlock();
-  if (!written.ok()) return written;
+  if (!versions.has_value()) return absl::OkStatus();
   ReloadAndWait();
   // Back to latest always succeeds: it serves the highest version that loads.
   for (const ModelVersionStatus& status : Statuses()) {
     if (status.model == model && status.state == ModelVersionState::kFailed &&
-        ContainsVersion(versions, std::stoll(status.version))) {
+        ContainsVersion(*versions, std::stoll(status.version))) {
       // Put the policy back, so the file says what serves, unless another
       // change has written it since.
       bool restored = false;
-      {
-        std::lock_guard<std::mutex> restore_lock(policy_mu_);
-        auto now = ScanOne(model);
-        restored = scanned->policy_status.ok() && now.ok() && now->policy.versions == versions &&
-                   WritePolicy(model, scanned->policy).ok();
-      }
-      if (restored) ReloadAndWait();  // not under policy_mu_: the rules take it
+      const auto restore =
+          UpdatePolicy(model, [&](const RepositoryModel& now) -> std::optional<VersionPolicy> {
+            if (!scanned->policy_status.ok() || now.policy.versions != *versions) {
+              return std::nullopt;
+            }
+            restored = true;
+            return scanned->policy;
+          });
+      if (restore.ok() && restored) ReloadAndWait();
       return absl::FailedPreconditionError(absl::StrCat("model '", model, "' version ",
                                                         status.version, " FAILED: ", status.reason,
                                                         " (version_policy.json left as it was)"));
@@ -133,37 +120,46 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version, 
   if (rollback_when.has_value()) {
     if (absl::Status valid = ValidateRollbackRule(*rollback_when); !valid.ok()) return valid;
   }
-  std::unique_lock<std::mutex> policy_lock(policy_mu_);
-  auto scanned = ScanOne(model);
+  auto scanned = UpdatePolicy(
+      model, [&](const RepositoryModel& scanned) -> absl::StatusOr<std::optional<VersionPolicy>> {
+        if (version != 0 && !ContainsVersion(scanned.versions, version)) {
+          return absl::NotFoundError(
+              absl::StrCat("model '", model, "' has no version folder ", version,
+                           "; versions: ", absl::StrJoin(scanned.versions, ", ")));
+        }
+        if (version != 0 && !(fraction > 0 && fraction <= 1)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("shadow fraction ", fraction, " must be in (0, 1]"));
+        }
+        VersionPolicy policy = scanned.policy;
+        policy.shadow_version = version;
+        policy.shadow_fraction = version != 0 ? fraction : 0;
+        policy.promote_when = version != 0 ? promote_when : std::nullopt;
+        policy.rollback_when =
+            version != 0 && rollback_when.has_value() ? *rollback_when : RollbackRule();
+        return policy;
+      });
   if (!scanned.ok()) return scanned.status();
-  if (version != 0 && !ContainsVersion(scanned->versions, version)) {
-    return absl::NotFoundError(
-        absl::StrCat("model '", model, "' has no version folder ", version,
-                     "; versions: ", absl::StrJoin(scanned->versions, ", ")));
-  }
-  if (version != 0 && !(fraction > 0 && fraction <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("shadow fraction ", fraction, " must be in (0, 1]"));
-  }
-  VersionPolicy policy = scanned->policy;
-  policy.shadow_version = version;
-  policy.shadow_fraction = version != 0 ? fraction : 0;
-  policy.promote_when = version != 0 ? promote_when : std::nullopt;
-  policy.rollback_when =
-      version != 0 && rollback_when.has_value() ? *rollback_when : RollbackRule();
-  absl::Status written = WritePolicy(model, policy);
-  policy_lock.unlock();
-  if (!written.ok()) return written;
   ReloadAndWait();
   if (version == 0) return absl::OkStatus();
   std::string problem;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const Entry& entry = models_[model];
-    if (entry.tap != nullptr && entry.shadow_version == version) return absl::OkStatus();
-    problem = entry.shadow_problem.empty() ? "it did not start" : entry.shadow_problem;
+    const auto entry = models_.find(model);
+    if (entry != models_.end() && entry->second.tap != nullptr &&
+        entry->second.shadow_version == version) {
+      return absl::OkStatus();
+    }
+    problem = entry == models_.end() || entry->second.shadow_problem.empty()
+                  ? "it did not start"
+                  : entry->second.shadow_problem;
   }
-  if (scanned->policy_status.ok() && WritePolicy(model, scanned->policy).ok()) ReloadAndWait();
+  if (scanned->policy_status.ok()) {
+    const auto restored = UpdatePolicy(
+        model,
+        [&](const RepositoryModel&) -> std::optional<VersionPolicy> { return scanned->policy; });
+    if (restored.ok()) ReloadAndWait();
+  }
   return absl::FailedPreconditionError(
       absl::StrCat("model '", model, "': ", problem, " (version_policy.json left as it was)"));
 }

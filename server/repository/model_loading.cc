@@ -3,6 +3,8 @@
 #include <malloc.h>
 
 #include <filesystem>
+#include <optional>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -29,36 +31,24 @@ absl::StatusOr<std::unique_ptr<ServingModel>> ModelManager::LoadVersion(const st
   return serving;
 }
 
-bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (models_[model].versions[version].state == ModelVersionState::kAvailable) return true;
-  }
-  // Only the manager thread changes slots, so the state read above holds.
+void ModelManager::LoadOne(const std::string& model, int64_t version) {
   const std::string dir = VersionDir(options_.repository, model, version);
   const std::string stamp = VersionDirStamp(dir);
+  SetState(model, version, ModelVersionState::kLoading, "");
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Slot& slot = models_[model].versions[version];
-    if (slot.state == ModelVersionState::kFailed && slot.stamp == stamp) return false;
-    slot.stamp = stamp;
+    EntryLocked(model).versions.at(version).stamp = stamp;
   }
   std::error_code ignored;
   const int64_t bytes =
       static_cast<int64_t>(std::filesystem::file_size(dir + "/" + options_.model_file, ignored));
   if (absl::Status room = MakeRoom(model, ignored ? 0 : bytes); !room.ok()) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      Slot& slot = models_[model].versions[version];
-      if (slot.reason != room.message()) {
-        LogWarning("%s", absl::StrCat("model ", model, " version ", version, " ", room.message()));
-      }
-      slot.stamp.clear();  // memory may free up: try again on the next rescan
-    }
+    LogWarning("%s", absl::StrCat("model ", model, " version ", version, " ", room.message()));
     SetState(model, version, ModelVersionState::kFailed, std::string(room.message()));
-    return false;
+    std::lock_guard<std::mutex> lock(mu_);
+    EntryLocked(model).versions.at(version).stamp.clear();  // memory may free up: retry next rescan
+    return;
   }
-  SetState(model, version, ModelVersionState::kLoading, "");
   NotifyChanged();
   LogInfo("model %s version %d: loading %s", model, version, dir);
   const absl::Time start = absl::Now();
@@ -67,70 +57,69 @@ bool ModelManager::EnsureLoaded(const std::string& model, int64_t version) {
   if (!serving.ok()) {
     LogWarning("model %s version %d FAILED: %s", model, version, serving.status().message());
     SetState(model, version, ModelVersionState::kFailed, std::string(serving.status().message()));
-    return false;
+    return;
   }
   LogInfo("model %s version %d: AVAILABLE (%s, sha256 %s) after %s", model, version,
           (*serving)->identity().variant, (*serving)->identity().sha256,
           absl::FormatDuration(absl::Now() - start));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Slot& slot = models_[model].versions[version];
-    slot.model = std::shared_ptr<ServingModel>(*std::move(serving));
+    Slot& slot = EntryLocked(model).versions.at(version);
+    slot.model = leases_->Lease(*std::move(serving));
     slot.bytes = ignored ? 0 : bytes;
   }
   SetState(model, version, ModelVersionState::kAvailable, "");
-  return true;
 }
 
 void ModelManager::SetState(const std::string& model, int64_t version, ModelVersionState state,
                             const std::string& reason) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Slot& slot = models_[model].versions[version];
+    auto& versions = EntryLocked(model).versions;
+    const auto found = versions.find(version);
+    const std::optional<ModelVersionState> from =
+        found == versions.end() ? std::nullopt : std::optional(found->second.state);
+    if (!IsLegalTransition(from, state)) {
+      LogError("bug: model %s version %d: %s -> %s is not a legal transition; not made", model,
+               version, from.has_value() ? ModelVersionStateName(*from) : "(new)",
+               ModelVersionStateName(state));
+      return;
+    }
+    Slot& slot = versions.try_emplace(version).first->second;  // a new version's slot
     slot.state = state;
     slot.reason = reason;
   }
-  if (metrics_ != nullptr) {
-    metrics_->SetModelVersionState(model, absl::StrCat(version), ModelVersionStateName(state));
-  }
+  monitor_.Record(model, version, ModelVersionStateName(state));
 }
 
 void ModelManager::RetireLocked(const std::string& model, int64_t version) {
-  Entry& entry = models_[model];
-  auto slot = entry.versions.find(version);
-  if (slot == entry.versions.end()) return;
-  if (entry.default_version == version) entry.default_version = 0;
+  const auto entry = models_.find(model);
+  if (entry == models_.end()) return;
+  auto slot = entry->second.versions.find(version);
+  if (slot == entry->second.versions.end()) return;
+  if (entry->second.default_version == version) entry->second.default_version = 0;
   if (slot->second.model == nullptr) {  // FAILED or never loaded: nothing to release
-    entry.versions.erase(slot);
-    if (metrics_ != nullptr) metrics_->SetModelVersionState(model, absl::StrCat(version), "");
+    entry->second.versions.erase(slot);
+    monitor_.Record(model, version, "");
     return;
   }
   LogInfo("%s", absl::StrCat("model ", model, " version ", version,
                              ": UNLOADING (released when its last request is done)"));
   const ModelIdentity identity = slot->second.model->identity();
-  retired_.push_back({model, version, std::move(slot->second.model), slot->second.bytes, identity});
-  entry.versions.erase(slot);
-  if (metrics_ != nullptr) {
-    metrics_->SetModelVersionState(model, absl::StrCat(version), "UNLOADING");
-  }
+  retired_.push_back(
+      {model, version, slot->second.model, slot->second.model.get(), slot->second.bytes, identity});
+  // Its lease goes with the slot: when the last request drops its own, the
+  // version is handed back and released (ReleaseUnused).
+  entry->second.versions.erase(slot);
+  monitor_.Record(model, version, "UNLOADING");
 }
 
 void ModelManager::ReleaseUnused() {
-  // Taken out of their entries under the lock; the entries stay listed
-  // (UNLOADING, counted in the memory budget) until the memory is freed.
-  std::vector<std::shared_ptr<ServingModel>> releasing;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (Retired& retired : retired_) {
-      // Only this list holds it, and nothing can take a new reference (it
-      // is out of routing): its last request is done.
-      if (retired.serving != nullptr && retired.serving.use_count() == 1) {
-        releasing.push_back(std::move(retired.serving));
-      }
-    }
-  }
-  if (releasing.empty()) return;
-  releasing.clear();  // drains (nothing is queued) and frees each model
+  std::vector<std::unique_ptr<ServingModel>> released = leases_->TakeReleased();
+  if (released.empty()) return;
+  std::set<const ServingModel*> addresses;
+  for (const auto& model : released) addresses.insert(model.get());
+  released.clear();  // drains (nothing is queued) and frees each model
   // Hand the freed weights back to the kernel: the server keeps freed memory
   // on its heaps (malloc_tuning.h), so without this every arena a load
   // touched would hold its high-water mark across swaps.
@@ -138,16 +127,14 @@ void ModelManager::ReleaseUnused() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = retired_.begin(); it != retired_.end();) {
-      if (it->serving != nullptr) {
+      if (addresses.count(it->address) == 0) {
         ++it;
         continue;
       }
       LogInfo("%s", absl::StrCat("model ", it->model, " version ", it->version, ": released"));
       const auto entry = models_.find(it->model);
       const bool reloaded = entry != models_.end() && entry->second.versions.count(it->version) > 0;
-      if (metrics_ != nullptr && !reloaded) {
-        metrics_->SetModelVersionState(it->model, absl::StrCat(it->version), "");
-      }
+      if (!reloaded) monitor_.Record(it->model, it->version, "");
       it = retired_.erase(it);
     }
     for (auto it = models_.begin(); it != models_.end();) {
@@ -188,9 +175,8 @@ absl::Status ModelManager::MakeRoom(const std::string& model, int64_t needed) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = models_[model];
     std::vector<int64_t> loaded;
-    for (const auto& [version, slot] : entry.versions) {
+    for (const auto& [version, slot] : EntryLocked(model).versions) {
       if (slot.model != nullptr) loaded.push_back(version);
     }
     LogInfo("%s", absl::StrCat("model ", model, ": unloading ", absl::StrJoin(loaded, ", "),
@@ -198,22 +184,18 @@ absl::Status ModelManager::MakeRoom(const std::string& model, int64_t needed) {
     for (int64_t version : loaded) RetireLocked(model, version);
   }
   NotifyChanged();
-  // Their admitted requests finish, then they are released.
-  for (int i = 0; i < 6000 && over(); ++i) {
+  // Their admitted requests finish, then their leases hand them back: wait
+  // for each release (at most a minute for a request that does not end).
+  const absl::Time give_up = absl::Now() + absl::Minutes(1);
+  for (;;) {
+    const uint64_t seen = wakeup_.generation();
     ReleaseUnused();
-    if (!over()) break;
-    absl::SleepFor(absl::Milliseconds(10));
+    if (!over() || absl::Now() >= give_up) break;
+    wakeup_.WaitForChange(seen, give_up - absl::Now());
   }
   return over() ? refusal("even with the model's other versions unloaded") : absl::OkStatus();
 }
 
-void ModelManager::NotifyChanged() {
-  std::function<void()> listener;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    listener = listener_;
-  }
-  if (listener) listener();
-}
+void ModelManager::NotifyChanged() { monitor_.Changed(); }
 
 }  // namespace matid

@@ -25,7 +25,14 @@ absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options) {
 
 ModelManager::ModelManager(const ModelManagerOptions& options, BackendLoader loader,
                            ServerMetrics* metrics)
-    : options_(options), loader_(std::move(loader)), metrics_(metrics) {}
+    : options_(options),
+      clock_(options.clock != nullptr ? *options.clock : RealClock()),
+      loader_(std::move(loader)),
+      metrics_(metrics),
+      monitor_(metrics),
+      leases_(VersionLeases::Create([this] { wakeup_.Notify(); })) {
+  clock_subscription_ = clock_.Subscribe([this] { wakeup_.Notify(); });
+}
 
 absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFixed(
     const ServingOptions& options, std::unique_ptr<ModelBackend> backend, ServerMetrics* metrics) {
@@ -35,12 +42,15 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFixed(
   auto serving = ServingModel::Create(options, std::move(backend), "", "", metrics);
   if (!serving.ok()) return serving.status();
   const ModelIdentity identity = (*serving)->identity();
-  Entry& entry = manager->models_[identity.name];
-  Slot& slot = entry.versions[1];
-  slot.state = ModelVersionState::kAvailable;
-  slot.model = std::shared_ptr<ServingModel>(*std::move(serving));
-  entry.default_version = 1;
-  if (metrics != nullptr) {
+  {
+    std::lock_guard<std::mutex> lock(manager->mu_);
+    Entry& entry = manager->EntryLocked(identity.name);
+    Slot& slot = entry.versions.try_emplace(1).first->second;
+    slot.state = ModelVersionState::kAvailable;  // loaded already: no transition
+    slot.model = manager->leases_->Lease(*std::move(serving));
+    entry.default_version = 1;
+  }
+  if (metrics != nullptr) {  // labelled with the model's own version, not 1
     metrics->RecordModelLoad(identity.name, identity.version, true);
     metrics->SetModelVersionState(identity.name, identity.version, "AVAILABLE");
   }
@@ -59,6 +69,7 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository
   }
   std::unique_ptr<ModelManager> manager(new ModelManager(options, std::move(loader), metrics));
   manager->fixed_ = false;
+  manager->policies_ = std::make_unique<PolicyStore>(options.repository);
   if (!options.shadow_disagreements_dir.empty()) {
     auto folder = DisagreementFolder::Create(options.shadow_disagreements_dir,
                                              options.shadow_disagreements_max_files,
@@ -89,32 +100,30 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository
   return manager;
 }
 
-ModelManager::~ModelManager() { Shutdown(); }
+ModelManager::~ModelManager() {
+  Shutdown();
+  clock_.Unsubscribe(clock_subscription_);
+  // The table's leases are the last ones (Shutdown drained every request):
+  // dropping them hands each version back, to be freed here.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    models_.clear();
+  }
+  leases_->TakeReleased();
+  leases_->Close();
+}
 
 void ModelManager::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
-  wake_.notify_all();
+  wakeup_.Notify();
   reload_done_.notify_all();
+  rule_checked_.notify_all();
   if (thread_.joinable()) thread_.join();
-  // Queued requests hold references to their version, and the last one
-  // must not be dropped on that version's own batcher worker (it would join
-  // itself): drain every version while this manager still holds it.
-  std::vector<std::shared_ptr<ServingModel>> all;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [name, entry] : models_) {
-      for (auto& [version, slot] : entry.versions) {
-        if (slot.model != nullptr) all.push_back(slot.model);
-      }
-    }
-    for (Retired& retired : retired_) {
-      if (retired.serving != nullptr) all.push_back(retired.serving);
-    }
-  }
-  for (auto& model : all) model->Drain();
+  // Drain every version: queued images run, later requests get UNAVAILABLE.
+  for (const auto& model : Loaded()) model->Drain();
 }
 
 absl::StatusOr<std::shared_ptr<const ServingModel>> ModelManager::Resolve(absl::string_view model,
@@ -219,30 +228,41 @@ void ModelManager::RequestReload() {
     std::lock_guard<std::mutex> lock(mu_);
     ++reloads_requested_;
   }
-  wake_.notify_all();
+  wakeup_.Notify();
 }
 
 void ModelManager::ReloadAndWait() {
   std::unique_lock<std::mutex> lock(mu_);
   if (fixed_) return;
   const uint64_t wanted = ++reloads_requested_;
-  wake_.notify_all();
+  wakeup_.Notify();
   reload_done_.wait(lock, [&] { return reloads_done_ >= wanted || stop_; });
 }
 
 void ModelManager::SetChangeListener(std::function<void()> listener) {
-  std::lock_guard<std::mutex> lock(mu_);
-  listener_ = std::move(listener);
+  monitor_.SetChangeListener(std::move(listener));
 }
 
 void ModelManager::SetEventListener(std::function<void(EventMessage)> listener) {
-  std::lock_guard<std::mutex> lock(mu_);
-  event_listener_ = std::move(listener);
+  monitor_.SetEventListener(std::move(listener));
 }
 
 uint64_t ModelManager::rule_checks_done() const {
   std::lock_guard<std::mutex> lock(mu_);
   return rule_checks_done_;
+}
+
+bool ModelManager::WaitForRuleChecks(uint64_t count, absl::Duration timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return rule_checked_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] {
+    return rule_checks_done_ >= count || stop_;
+  }) && rule_checks_done_ >= count;
+}
+
+bool ModelManager::WaitUntil(
+    const std::function<bool(const std::vector<ModelVersionStatus>&)>& holds,
+    absl::Duration timeout) const {
+  return monitor_.WaitUntil([&] { return holds(Statuses()); }, timeout);
 }
 
 int ModelManager::queue_depth() const {
@@ -257,61 +277,66 @@ int ModelManager::in_flight() const {
   return count;
 }
 
-std::vector<std::shared_ptr<const ServingModel>> ModelManager::Loaded() const {
+std::vector<std::shared_ptr<ServingModel>> ModelManager::Loaded() const {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::shared_ptr<const ServingModel>> loaded;
+  std::vector<std::shared_ptr<ServingModel>> loaded;
   for (const auto& [name, entry] : models_) {
     for (const auto& [version, slot] : entry.versions) {
       if (slot.model != nullptr) loaded.push_back(slot.model);
     }
   }
   for (const Retired& retired : retired_) {
-    if (retired.serving != nullptr) loaded.push_back(retired.serving);
+    if (auto serving = retired.serving.lock()) loaded.push_back(std::move(serving));
   }
   return loaded;
 }
 
 void ModelManager::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
   const bool polling = options_.poll_interval > absl::ZeroDuration();
-  absl::Time next_poll = polling ? absl::Now() + options_.poll_interval : absl::InfiniteFuture();
-  absl::Time next_rule_check = absl::Now() + options_.rule_check_interval;
-  while (!stop_) {
-    if (WatchingLocked() && absl::Now() >= next_rule_check) {
-      lock.unlock();
+  absl::Time next_poll = polling ? clock_.Now() + options_.poll_interval : absl::InfiniteFuture();
+  absl::Time next_rule_check = clock_.Now() + options_.rule_check_interval;
+  for (;;) {
+    const uint64_t seen = wakeup_.generation();
+    ReleaseUnused();  // versions whose last request is done
+    bool watching = false;
+    uint64_t reload = 0;  // the request a reload now serves (0: none)
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      watching = WatchingLocked();
+      if (reloads_requested_ > reloads_started_) reload = reloads_requested_;
+    }
+    const absl::Time now = clock_.Now();
+    if (watching && now >= next_rule_check) {
       CheckRules();
-      lock.lock();
-      ++rule_checks_done_;
-      next_rule_check = absl::Now() + options_.rule_check_interval;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++rule_checks_done_;
+      }
+      rule_checked_.notify_all();
+      next_rule_check = clock_.Now() + options_.rule_check_interval;
       continue;
     }
-    if (reloads_requested_ > reloads_started_ || absl::Now() >= next_poll) {
-      const uint64_t started = reloads_requested_;
-      reloads_started_ = started;
-      lock.unlock();
+    if (reload != 0 || now >= next_poll) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reload = reloads_requested_;
+        reloads_started_ = reload;
+      }
       Reconcile();
       ReleaseUnused();
-      lock.lock();
-      reloads_done_ = started;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reloads_done_ = reload;
+      }
       reload_done_.notify_all();
-      if (polling) next_poll = absl::Now() + options_.poll_interval;
+      if (polling) next_poll = clock_.Now() + options_.poll_interval;
       continue;
     }
-    // Retired versions are released as soon as their last request is done.
-    absl::Time wake_at =
-        retired_.empty() ? next_poll : std::min(next_poll, absl::Now() + absl::Milliseconds(20));
-    if (WatchingLocked()) wake_at = std::min(wake_at, next_rule_check);
-    if (wake_at == absl::InfiniteFuture()) {
-      wake_.wait(lock);
-    } else {
-      wake_.wait_for(
-          lock, absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), wake_at - absl::Now())));
-    }
-    if (!retired_.empty()) {
-      lock.unlock();
-      ReleaseUnused();
-      lock.lock();
-    }
+    const absl::Time wake_at = watching ? std::min(next_poll, next_rule_check) : next_poll;
+    wakeup_.WaitForChange(seen, wake_at == absl::InfiniteFuture()
+                                    ? absl::InfiniteDuration()
+                                    : std::max(absl::ZeroDuration(), wake_at - clock_.Now()));
   }
 }
 
@@ -346,117 +371,84 @@ void ModelManager::Reconcile() {
 }
 
 void ModelManager::ReconcileModel(const RepositoryModel& model) {
-  if (!AcceptPolicy(model)) return;
-  std::vector<int64_t> wanted = LoadWantedVersions(model);
-  const int64_t rollback_target = LoadRollbackTarget(model, wanted);
-  ShadowChoice shadow = LoadShadowVersion(model, wanted);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = models_[model.name];
-    if (wanted.empty() && entry.default_version != 0 &&
-        ContainsVersion(model.versions, entry.default_version)) {
-      wanted.push_back(entry.default_version);  // nothing wanted loads: the old one keeps serving
+  std::set<int64_t> tried;  // loaded or refused in this pass: not tried again in it
+  for (;;) {
+    const VersionPlan plan = PlanVersions(model, HeldVersions(model, tried),
+                                          DefaultVersion(model.name), options_.repository);
+    if (!AcceptPolicy(model.name, plan.policy_problem)) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int64_t version : plan.retire_gone) RetireLocked(model.name, version);
     }
-    const int64_t new_default =
-        wanted.empty() ? 0 : *std::max_element(wanted.begin(), wanted.end());
-    if (shadow.wanted != 0 && shadow.wanted == new_default) {
-      shadow.version = 0;
-      shadow.problem = absl::StrCat("shadow version ", shadow.wanted,
-                                    " is the default version: nothing to compare it with");
+    for (const auto& [version, reason] : plan.fail) {
+      SetState(model.name, version, ModelVersionState::kFailed, reason);
     }
-    SetDefaultVersionLocked(model.name, entry, new_default);
-    std::vector<int64_t> unwanted;
-    for (const auto& [version, slot] : entry.versions) {
-      if (slot.state == ModelVersionState::kAvailable && !ContainsVersion(wanted, version) &&
-          version != shadow.version && version != rollback_target) {
-        unwanted.push_back(version);
-      }
+    if (plan.load == 0) {
+      Route(model, plan);
+      return;
     }
-    for (int64_t version : unwanted) RetireLocked(model.name, version);
-    entry.promote_when = model.policy.promote_when;
-    SetRollbackWindowLocked(entry, model.policy.rollback);
+    tried.insert(plan.load);
+    LoadOne(model.name, plan.load);
   }
-  UpdateShadow(model.name, shadow.version, model.policy.shadow_fraction, shadow.problem);
 }
 
-bool ModelManager::AcceptPolicy(const RepositoryModel& model) {
-  std::lock_guard<std::mutex> lock(mu_);
-  Entry& entry = models_[model.name];
-  if (!model.policy_status.ok()) {
-    const std::string problem(model.policy_status.message());
-    if (entry.policy_error != problem) {
-      LogWarning("%s; model %s keeps its versions", problem, model.name);
+std::map<int64_t, HeldVersion> ModelManager::HeldVersions(const RepositoryModel& model,
+                                                          const std::set<int64_t>& tried) const {
+  struct Known {
+    ModelVersionState state;
+    std::string stamp;
+    std::string reason;
+  };
+  std::map<int64_t, Known> known;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto entry = models_.find(model.name);
+    if (entry == models_.end()) return {};
+    for (const auto& [version, slot] : entry->second.versions) {
+      known.emplace(version, Known{slot.state, slot.stamp, slot.reason});
     }
+  }
+  std::map<int64_t, HeldVersion> held;
+  for (const auto& [version, slot] : known) {
+    if (slot.state == ModelVersionState::kAvailable) {
+      held.emplace(version, HeldVersion{true, ""});
+    } else if (slot.state == ModelVersionState::kFailed &&
+               (tried.count(version) > 0 || !ContainsVersion(model.versions, version) ||
+                slot.stamp ==
+                    VersionDirStamp(VersionDir(options_.repository, model.name, version)))) {
+      held.emplace(version, HeldVersion{false, slot.reason});
+    }
+  }
+  return held;
+}
+
+bool ModelManager::AcceptPolicy(const std::string& model, const std::string& problem) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& entry = EntryLocked(model);
+  if (!problem.empty()) {
+    if (entry.policy_error != problem)
+      LogWarning("%s; model %s keeps its versions", problem, model);
     entry.policy_error = problem;
     return false;
   }
   entry.policy_error.clear();
-  std::vector<int64_t> gone;
-  for (const auto& [version, slot] : entry.versions) {
-    if (!ContainsVersion(model.versions, version)) gone.push_back(version);
-  }
-  for (int64_t version : gone) RetireLocked(model.name, version);
   return true;
 }
 
-// The versions the policy wants served that load: the newest that loads
-// (latest), or each listed one (FAILED when its folder is missing).
-std::vector<int64_t> ModelManager::LoadWantedVersions(const RepositoryModel& model) {
-  std::vector<int64_t> wanted;
-  if (model.policy.latest()) {
-    for (auto version = model.versions.rbegin(); version != model.versions.rend(); ++version) {
-      if (EnsureLoaded(model.name, *version)) {
-        wanted.push_back(*version);
-        break;
-      }
-    }
-    return wanted;
-  }
-  for (int64_t version : model.policy.versions) {
-    if (!ContainsVersion(model.versions, version)) {
-      SetState(
-          model.name, version, ModelVersionState::kFailed,
-          absl::StrCat("version_policy.json names version ", version, " but ",
-                       VersionDir(options_.repository, model.name, version), " does not exist"));
-    } else if (EnsureLoaded(model.name, version)) {
-      wanted.push_back(version);
-    }
-  }
-  return wanted;
-}
-
-// A rollback window's target: kept loaded, routed to only when named. 0
-// when there is none or it does not load.
-int64_t ModelManager::LoadRollbackTarget(const RepositoryModel& model,
-                                         const std::vector<int64_t>& wanted) {
-  const int64_t target = model.policy.rollback.version;
-  if (target == 0 || ContainsVersion(wanted, target)) return target;
-  if (!ContainsVersion(model.versions, target) || !EnsureLoaded(model.name, target)) return 0;
-  return target;
-}
-
-// The shadow version, if the policy names one: loaded beside the serving
-// versions, never routed to by default.
-ModelManager::ShadowChoice ModelManager::LoadShadowVersion(const RepositoryModel& model,
-                                                           const std::vector<int64_t>& wanted) {
-  ShadowChoice choice;
-  choice.wanted = model.policy.shadow_version;
-  if (choice.wanted == 0 || ContainsVersion(wanted, choice.wanted)) return choice;
-  if (!ContainsVersion(model.versions, choice.wanted)) {
-    choice.problem =
-        absl::StrCat("shadow version ", choice.wanted, ": ",
-                     VersionDir(options_.repository, model.name, choice.wanted), " does not exist");
-  } else if (EnsureLoaded(model.name, choice.wanted)) {
-    choice.version = choice.wanted;
-  } else {
+void ModelManager::Route(const RepositoryModel& model, const VersionPlan& plan) {
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    const Entry& entry = models_[model.name];
-    const auto slot = entry.versions.find(choice.wanted);
-    choice.problem =
-        absl::StrCat("shadow version ", choice.wanted,
-                     " FAILED: ", slot != entry.versions.end() ? slot->second.reason : "");
+    Entry& entry = EntryLocked(model.name);
+    SetDefaultVersionLocked(model.name, entry, plan.default_version);
+    for (int64_t version : plan.retire) RetireLocked(model.name, version);
+    entry.promote_when = model.policy.promote_when;
+    SetRollbackWindowLocked(entry, model.policy.rollback);
   }
-  return choice;
+  UpdateShadow(model.name, plan.shadow_version, model.policy.shadow_fraction, plan.shadow_problem);
+}
+
+ModelManager::Entry& ModelManager::EntryLocked(const std::string& model) {
+  return models_.try_emplace(model).first->second;
 }
 
 void ModelManager::SetDefaultVersionLocked(const std::string& model, Entry& entry,

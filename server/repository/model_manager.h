@@ -22,6 +22,13 @@
 // rule_check_interval. Each promotion, rollback and closed window is logged,
 // counted and handed to the event listener (common/event_message.h).
 //
+// Inside, the lifecycle is in pieces: a pure version plan decides
+// (version_plan.h), a policy store is the one writer of version_policy.json
+// (policy_store.h), leases hand a version back when its last request is done
+// (version_leases.h), and a state monitor publishes every change
+// (version_state_monitor.h). This class owns the thread, the routing table
+// and the shutdown order.
+//
 // Thread-safety: every public method may be called from any thread.
 // Resolve() is on the request path: one uncontended mutex and a shared_ptr
 // copy.
@@ -35,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,12 +50,18 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/event_message.h"
 #include "server/backend/model_backend.h"
 #include "server/core/metrics.h"
 #include "server/core/model_version_state.h"
 #include "server/core/serving_model.h"
 #include "server/repository/model_repository.h"
+#include "server/repository/policy_store.h"
+#include "server/repository/version_leases.h"
+#include "server/repository/version_plan.h"
+#include "server/repository/version_state_monitor.h"
+#include "server/repository/wakeup.h"
 #include "server/router/model_control.h"
 #include "server/router/model_router.h"
 #include "server/shadow/disagreement_folder.h"
@@ -83,6 +97,9 @@ struct ModelManagerOptions {
   std::string shadow_disagreements_dir;
   int shadow_disagreements_max_files = 1000;
   int64_t shadow_disagreements_max_mb = 1024;
+  // The time polls, rule checks and rollback windows go by; nullptr: the
+  // real clock. Tests pass a fake one and step it (tests/fake_clock.h).
+  Clock* clock = nullptr;
 };
 
 absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options);
@@ -152,6 +169,14 @@ class ModelManager : public ModelRouter, public ModelControl {
   // rollback rules (every rule_check_interval while a rule is watched), so
   // that a caller can wait for checks rather than for time.
   uint64_t rule_checks_done() const;
+  // Waits until rule_checks_done() >= count; false after `timeout` (real
+  // time: a test's safety net).
+  bool WaitForRuleChecks(uint64_t count, absl::Duration timeout) const;
+
+  // Waits until `holds(Statuses())` is true, evaluated now and after each
+  // state change; false after `timeout` (real time: a test's safety net).
+  bool WaitUntil(const std::function<bool(const std::vector<ModelVersionStatus>&)>& holds,
+                 absl::Duration timeout) const;
 
  private:
   struct Slot {
@@ -186,7 +211,8 @@ class ModelManager : public ModelRouter, public ModelControl {
   struct Retired {
     std::string model;
     int64_t version = 0;
-    std::shared_ptr<ServingModel> serving;  // null while being freed
+    std::weak_ptr<ServingModel> serving;    // its lease, until the last request drops it
+    const ServingModel* address = nullptr;  // to know it when it is handed back
     int64_t bytes = 0;
     ModelIdentity identity;
   };
@@ -196,7 +222,7 @@ class ModelManager : public ModelRouter, public ModelControl {
   void Run();  // the manager thread
   void Rescan(Caller caller);
   // Promotes the shadow / rolls back / closes the window, writing the policy
-  // (under policy_mu_), rescanning and reporting the event.
+  // (through the store), rescanning and reporting the event.
   absl::Status PromoteShadow(const std::string& model, const std::string& trigger,
                              const std::string& reason, Caller caller);
   absl::Status RollBack(const std::string& model, const std::string& trigger,
@@ -206,34 +232,34 @@ class ModelManager : public ModelRouter, public ModelControl {
   // On the manager's thread: acts on the rules whose figures say so.
   void CheckRules();
   bool WatchingLocked() const;  // a rule to check; mu_ held
-  void Report(EventMessage event);
-  absl::StatusOr<RepositoryModel> ScanOne(const std::string& model) const;
-  // The versions to serve, chosen from the repository as scanned under
-  // policy_mu_; nullopt: nothing to change.
+  // The policy store's read-modify-write; FAILED_PRECONDITION without a
+  // repository.
+  absl::StatusOr<RepositoryModel> UpdatePolicy(const std::string& model,
+                                               const PolicyStore::Change& change);
+  // The versions to serve, chosen from the repository as scanned under the
+  // store's lock; nullopt: nothing to change.
   using VersionChoice = std::function<absl::StatusOr<std::optional<std::vector<int64_t>>>(
       const RepositoryModel& scanned)>;
-  // Pin, Load and Unload: scans, chooses and writes the policy under
-  // policy_mu_ (so concurrent changes each keep the other's), then rescans.
+  // Pin, Load and Unload: chooses and writes the policy in one update of
+  // the store (so concurrent changes each keep the other's), then rescans.
   absl::Status ChangeVersions(const std::string& model, const VersionChoice& choose);
-  absl::Status WritePolicy(const std::string& model, const VersionPolicy& policy) const;
   int64_t DefaultVersion(const std::string& model) const;
   void Reconcile();
-  // One model's reconcile, in steps: accept its policy (retire versions
-  // whose folders are gone), load what it wants served, its rollback target
-  // and its shadow, then route and retire under mu_.
+  // One model's reconcile: plans (version_plan.h), acts on the plan one load
+  // at a time and plans again, then routes and retires under mu_.
   void ReconcileModel(const RepositoryModel& model);
-  struct ShadowChoice {
-    int64_t wanted = 0;   // the policy's shadow version (0: none)
-    int64_t version = 0;  // the one that runs (0: none)
-    std::string problem;  // why the wanted one does not run
-  };
-  bool AcceptPolicy(const RepositoryModel& model);
-  std::vector<int64_t> LoadWantedVersions(const RepositoryModel& model);
-  int64_t LoadRollbackTarget(const RepositoryModel& model, const std::vector<int64_t>& wanted);
-  ShadowChoice LoadShadowVersion(const RepositoryModel& model, const std::vector<int64_t>& wanted);
-  // Loads one version unless it is loaded or FAILED with an unchanged
-  // folder. Returns true when it is AVAILABLE afterwards.
-  bool EnsureLoaded(const std::string& model, int64_t version);
+  // What the plan needs to know of the model's versions: the available ones,
+  // and the FAILED ones not to be tried again now (folder unchanged, folder
+  // gone, or tried in this pass: `tried`).
+  std::map<int64_t, HeldVersion> HeldVersions(const RepositoryModel& model,
+                                              const std::set<int64_t>& tried) const;
+  // False (and logged once) when the policy cannot be read.
+  bool AcceptPolicy(const std::string& model, const std::string& problem);
+  // The plan's last step, under mu_: the default, the retired versions, the
+  // rules; then the shadow.
+  void Route(const RepositoryModel& model, const VersionPlan& plan);
+  // Loads one version within the memory budget: AVAILABLE or FAILED after.
+  void LoadOne(const std::string& model, int64_t version);
   // Loads `dir` and checks its golden images; nothing is routed to it yet.
   absl::StatusOr<std::unique_ptr<ServingModel>> LoadVersion(const std::string& model,
                                                             int64_t version,
@@ -242,43 +268,50 @@ class ModelManager : public ModelRouter, public ModelControl {
   // making a new tap when the pair or the fraction changed.
   void UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
                     std::string problem);
+  // Changes a version's state (creating its slot), checked: an illegal
+  // transition is a bug, logged at ERROR and not made.
   void SetState(const std::string& model, int64_t version, ModelVersionState state,
                 const std::string& reason);
+  // The model's entry, made when new (the only place one is made); mu_ held.
+  Entry& EntryLocked(const std::string& model);
   // Takes a version out of routing; released once its last request is done.
   void RetireLocked(const std::string& model, int64_t version);
   void SetDefaultVersionLocked(const std::string& model, Entry& entry, int64_t version);
   void SetRollbackWindowLocked(Entry& entry, const RollbackWindow& window);
+  // Frees the versions whose last lease was dropped (on the manager's thread).
   void ReleaseUnused();
   void NotifyChanged();
   // Makes room for `needed` bytes under the memory budget, unloading the
-  // model's versions first when allowed; the refusal otherwise.
+  // model's versions first when allowed and waiting for their release; the
+  // refusal otherwise.
   absl::Status MakeRoom(const std::string& model, int64_t needed);
   int64_t LoadedBytes() const;
   // Every loaded version, serving or retired.
-  std::vector<std::shared_ptr<const ServingModel>> Loaded() const;
+  std::vector<std::shared_ptr<ServingModel>> Loaded() const;
 
   const ModelManagerOptions options_;
+  Clock& clock_;
   const BackendLoader loader_;
   ServerMetrics* const metrics_;                       // or nullptr
   std::shared_ptr<DisagreementFolder> disagreements_;  // or nullptr; set before serving
   bool fixed_ = true;  // --model_dir: one model, no repository; set before serving
+  std::unique_ptr<PolicyStore> policies_;  // or nullptr (fixed); set before serving
+  VersionStateMonitor monitor_;
+  Wakeup wakeup_;  // the manager thread's
+  int clock_subscription_ = 0;
+  // Before the routing table: outlives every lease the table holds.
+  std::shared_ptr<VersionLeases> leases_;
 
   mutable std::mutex mu_;                             // std::mutex: visible to ThreadSanitizer
   std::map<std::string, Entry, std::less<>> models_;  // guarded by mu_
   std::vector<Retired> retired_;                      // guarded by mu_
-  std::function<void()> listener_;                    // guarded by mu_
-  std::function<void(EventMessage)> event_listener_;  // guarded by mu_
-  std::condition_variable wake_;
-  // Serializes the read-modify-write of version_policy.json by policy
-  // changes (pin, shadow, promotion, rollback; operators' and the manager
-  // thread's); never held while waiting for a rescan.
-  std::mutex policy_mu_;
-  bool stop_ = false;               // guarded by mu_
-  uint64_t reloads_requested_ = 0;  // guarded by mu_
-  uint64_t reloads_started_ = 0;    // guarded by mu_
-  uint64_t reloads_done_ = 0;       // guarded by mu_
-  uint64_t rule_checks_done_ = 0;   // guarded by mu_
+  bool stop_ = false;                                 // guarded by mu_
+  uint64_t reloads_requested_ = 0;                    // guarded by mu_
+  uint64_t reloads_started_ = 0;                      // guarded by mu_
+  uint64_t reloads_done_ = 0;                         // guarded by mu_
+  uint64_t rule_checks_done_ = 0;                     // guarded by mu_
   std::condition_variable reload_done_;
+  mutable std::condition_variable rule_checked_;
 
   std::thread thread_;  // last: started after everything above exists
 };

@@ -15,6 +15,18 @@ void LogEvent(const EventMessage& event, const std::string& detail) {
           event.to_version, event.trigger, event.reason, detail);
 }
 
+EventMessage ModelEvent(const std::string& type, const std::string& model, int64_t from_version,
+                        int64_t to_version, const std::string& trigger, const std::string& reason) {
+  EventMessage event;
+  event.type = type;
+  event.model = model;
+  event.from_version = from_version;
+  event.to_version = to_version;
+  event.trigger = trigger;
+  event.reason = reason;
+  return event;
+}
+
 std::map<std::string, double> OutcomeFigures(const OutcomeSnapshot& outcomes,
                                              const RollbackRule& rule) {
   return {
@@ -44,125 +56,124 @@ absl::Status ModelManager::Rollback(const std::string& model) {
 
 absl::Status ModelManager::PromoteShadow(const std::string& model, const std::string& trigger,
                                          const std::string& reason, Caller caller) {
-  std::unique_lock<std::mutex> policy_lock(policy_mu_);
-  auto scanned = ScanOne(model);
-  if (!scanned.ok()) return scanned.status();
-  if (!scanned->policy_status.ok()) {
-    return absl::FailedPreconditionError(scanned->policy_status.message());
-  }
-  const VersionPolicy& policy = scanned->policy;
-  const int64_t shadow = policy.shadow_version;
-  if (shadow == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "model '", model, "' has no shadow version to promote (set one with matid-admin shadow)"));
-  }
-  std::shared_ptr<const ShadowTap> tap;
   int64_t primary = 0;
-  std::string problem;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const Entry& entry = models_[model];
-    if (entry.tap != nullptr && entry.shadow_version == shadow) tap = entry.tap;
-    primary = entry.default_version;
-    problem = entry.shadow_problem;
-  }
-  if (tap == nullptr || primary == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("model '", model, "': shadow version ", shadow, " is not running",
-                     problem.empty() ? "" : absl::StrCat(" (", problem, ")")));
-  }
-  const ShadowSnapshot compared = tap->comparison().Snapshot();
+  int64_t shadow = 0;
+  ShadowSnapshot compared;
   VersionPolicy promoted;
-  promoted.versions = {shadow};
-  promoted.rollback = {primary, shadow, absl::Now() + policy.rollback_when.window,
-                       policy.rollback_when};
-  if (absl::Status written = WritePolicy(model, promoted); !written.ok()) return written;
-  policy_lock.unlock();
+  auto scanned = UpdatePolicy(
+      model, [&](const RepositoryModel& scanned) -> absl::StatusOr<std::optional<VersionPolicy>> {
+        if (!scanned.policy_status.ok()) {
+          return absl::FailedPreconditionError(scanned.policy_status.message());
+        }
+        shadow = scanned.policy.shadow_version;
+        if (shadow == 0) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("model '", model,
+                           "' has no shadow version to promote (set one with matid-admin shadow)"));
+        }
+        std::shared_ptr<const ShadowTap> tap;
+        std::string problem;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          const auto entry = models_.find(model);
+          if (entry != models_.end()) {
+            if (entry->second.tap != nullptr && entry->second.shadow_version == shadow) {
+              tap = entry->second.tap;
+            }
+            primary = entry->second.default_version;
+            problem = entry->second.shadow_problem;
+          }
+        }
+        if (tap == nullptr || primary == 0) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("model '", model, "': shadow version ", shadow, " is not running",
+                           problem.empty() ? "" : absl::StrCat(" (", problem, ")")));
+        }
+        compared = tap->comparison().Snapshot();
+        promoted.versions = {shadow};
+        promoted.rollback = {primary, shadow, clock_.Now() + scanned.policy.rollback_when.window,
+                             scanned.policy.rollback_when};
+        return promoted;
+      });
+  if (!scanned.ok()) return scanned.status();
   Rescan(caller);
   if (DefaultVersion(model) != shadow) {
     return absl::InternalError(absl::StrCat("model '", model, "': version ", shadow,
                                             " was promoted but does not serve; see the log"));
   }
-  EventMessage event;
-  event.type = "promotion";
-  event.model = model;
-  event.from_version = primary;
-  event.to_version = shadow;
-  event.trigger = trigger;
-  event.reason = reason;
+  EventMessage event = ModelEvent("promotion", model, primary, shadow, trigger, reason);
   event.figures = {{"compared", static_cast<double>(compared.compared)},
                    {"agreement", compared.agreement()},
                    {"shadow_p99_ms", absl::ToDoubleMilliseconds(compared.latency_p99)},
-                   {"window_seconds", absl::ToDoubleSeconds(policy.rollback_when.window)}};
+                   {"window_seconds", absl::ToDoubleSeconds(promoted.rollback.rule.window)}};
   LogEvent(event, absl::StrCat("; version ", primary, " stays loaded for a rollback until ",
                                absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", promoted.rollback.until,
                                                 absl::UTCTimeZone())));
-  Report(std::move(event));
+  monitor_.Event(std::move(event));
   return absl::OkStatus();
 }
 
 absl::Status ModelManager::RollBack(const std::string& model, const std::string& trigger,
                                     const std::string& reason,
                                     std::map<std::string, double> figures, Caller caller) {
-  std::unique_lock<std::mutex> policy_lock(policy_mu_);
-  auto scanned = ScanOne(model);
+  RollbackWindow window;
+  auto scanned = UpdatePolicy(
+      model, [&](const RepositoryModel& scanned) -> absl::StatusOr<std::optional<VersionPolicy>> {
+        window = scanned.policy.rollback;
+        if (!scanned.policy_status.ok() || window.version == 0) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "model '", model, "' has no open rollback window (a promotion opens one)"));
+        }
+        VersionPolicy back;
+        back.versions = {window.version};
+        return back;
+      });
   if (!scanned.ok()) return scanned.status();
-  const RollbackWindow window = scanned->policy.rollback;
-  if (!scanned->policy_status.ok() || window.version == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("model '", model, "' has no open rollback window (a promotion opens one)"));
-  }
-  VersionPolicy back;
-  back.versions = {window.version};
-  if (absl::Status written = WritePolicy(model, back); !written.ok()) return written;
-  policy_lock.unlock();
   Rescan(caller);
   if (DefaultVersion(model) != window.version) {
     return absl::InternalError(absl::StrCat("model '", model, "': rolled back to version ",
                                             window.version, " but it does not serve; see the log"));
   }
-  EventMessage event;
-  event.type = "rollback";
-  event.model = model;
-  event.from_version = window.promoted_version;
-  event.to_version = window.version;
-  event.trigger = trigger;
-  event.reason = reason;
+  EventMessage event =
+      ModelEvent("rollback", model, window.promoted_version, window.version, trigger, reason);
   event.figures = std::move(figures);
   LogEvent(event, "");
-  Report(std::move(event));
+  monitor_.Event(std::move(event));
   return absl::OkStatus();
 }
 
 void ModelManager::CloseWindow(const std::string& model, const RollbackWindow& window) {
-  std::unique_lock<std::mutex> policy_lock(policy_mu_);
-  auto scanned = ScanOne(model);
-  if (!scanned.ok() || !scanned->policy_status.ok()) return;
-  VersionPolicy policy = scanned->policy;
-  if (policy.rollback.version != window.version || policy.rollback.until != window.until) return;
-  policy.rollback = RollbackWindow();
-  if (!WritePolicy(model, policy).ok()) return;
-  policy_lock.unlock();
+  bool closed = false;
+  auto scanned =
+      UpdatePolicy(model, [&](const RepositoryModel& scanned) -> std::optional<VersionPolicy> {
+        VersionPolicy policy = scanned.policy;
+        if (!scanned.policy_status.ok() || policy.rollback.version != window.version ||
+            policy.rollback.until != window.until) {
+          return std::nullopt;  // changed meanwhile: not this window any more
+        }
+        policy.rollback = RollbackWindow();
+        closed = true;
+        return policy;
+      });
+  if (!scanned.ok() || !closed) return;
   OutcomeSnapshot outcomes;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const Entry& entry = models_[model];
-    const auto promoted = entry.versions.find(window.promoted_version);
-    if (promoted != entry.versions.end() && promoted->second.model != nullptr) {
-      outcomes = promoted->second.model->outcomes().Since(entry.rollback_baseline);
+    const auto entry = models_.find(model);
+    if (entry != models_.end()) {
+      const auto promoted = entry->second.versions.find(window.promoted_version);
+      if (promoted != entry->second.versions.end() && promoted->second.model != nullptr) {
+        outcomes = promoted->second.model->outcomes().Since(entry->second.rollback_baseline);
+      }
     }
   }
   Rescan(Caller::kManagerThread);
-  EventMessage event;
-  event.type = "rollback_window_closed";
-  event.model = model;
-  event.from_version = window.version;
-  event.to_version = window.promoted_version;
-  event.trigger = "policy";
-  event.reason = absl::StrFormat("no rollback within %s", absl::FormatDuration(window.rule.window));
+  EventMessage event = ModelEvent(
+      "rollback_window_closed", model, window.version, window.promoted_version, "policy",
+      absl::StrFormat("no rollback within %s", absl::FormatDuration(window.rule.window)));
   event.figures = OutcomeFigures(outcomes, window.rule);
   LogEvent(event, absl::StrCat("; version ", window.version, " unloaded"));
-  Report(std::move(event));
+  monitor_.Event(std::move(event));
 }
 
 bool ModelManager::WatchingLocked() const {
@@ -199,7 +210,7 @@ void ModelManager::CheckRules() {
   }
   for (const Watch& watch : watches) {
     absl::Status acted = absl::OkStatus();
-    if (watch.window.version != 0 && absl::Now() >= watch.window.until) {
+    if (watch.window.version != 0 && clock_.Now() >= watch.window.until) {
       CloseWindow(watch.model, watch.window);
     } else if (watch.promoted != nullptr) {
       const OutcomeSnapshot outcomes = watch.promoted->outcomes().Since(watch.baseline);
@@ -215,23 +226,14 @@ void ModelManager::CheckRules() {
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = models_[watch.model];
+    const auto entry = models_.find(watch.model);
+    if (entry == models_.end()) continue;
     const std::string problem = acted.ok() ? "" : std::string(acted.message());
-    if (!problem.empty() && problem != entry.rule_problem) {
+    if (!problem.empty() && problem != entry->second.rule_problem) {
       LogWarning("model %s: %s", watch.model, problem);
     }
-    entry.rule_problem = problem;
+    entry->second.rule_problem = problem;
   }
-}
-
-void ModelManager::Report(EventMessage event) {
-  if (metrics_ != nullptr) metrics_->RecordModelEvent(event.model, event.type, event.trigger);
-  std::function<void(EventMessage)> listener;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    listener = event_listener_;
-  }
-  if (listener) listener(std::move(event));
 }
 
 void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
@@ -241,9 +243,13 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
   std::shared_ptr<ServingModel> old_primary;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = models_[model];
-    if (entry.default_version != 0) primary = entry.versions[entry.default_version].model;
-    if (shadow_version != 0) shadow = entry.versions[shadow_version].model;
+    Entry& entry = EntryLocked(model);
+    const auto model_of = [&entry](int64_t version) -> std::shared_ptr<ServingModel> {
+      const auto slot = entry.versions.find(version);
+      return slot == entry.versions.end() ? nullptr : slot->second.model;
+    };
+    primary = model_of(entry.default_version);
+    shadow = model_of(shadow_version);
     if (primary == nullptr || shadow == nullptr) shadow_version = 0;
     if (shadow_version == 0) shadow.reset();
     entry.shadow_problem = problem;
@@ -280,7 +286,7 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
   }
   if (primary != nullptr) primary->SetShadow(tap);
   std::lock_guard<std::mutex> lock(mu_);
-  Entry& entry = models_[model];
+  Entry& entry = EntryLocked(model);
   entry.tap = std::move(tap);
   entry.tap_primary = primary;
   entry.tap_shadow = shadow;
