@@ -8,6 +8,7 @@
 #include <grpcpp/create_channel.h>
 
 #include <cmath>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -26,6 +27,7 @@
 #include "server/api/admin_access.h"
 #include "server/matid_server.h"
 #include "tests/fake_backend.h"
+#include "tests/fake_clock.h"
 #include "tests/tagged_image.h"
 
 namespace matid {
@@ -100,6 +102,7 @@ class ModelRepositoryServer : public ::testing::Test {
   absl::Status Start(ServerOptions options = {}) {
     options.host = "127.0.0.1";
     options.port = 0;
+    options.clock = &clock_;
     options.metrics.port = -1;
     options.lame_duck = absl::ZeroDuration();
     auto server = MatidServer::CreateWithRepository(options, repo_.root(), repo_.Loader());
@@ -113,8 +116,9 @@ class ModelRepositoryServer : public ::testing::Test {
     return absl::OkStatus();
   }
 
+  ModelManager& Manager() { return const_cast<ModelManager&>(server_->models()); }
   // Rescans and waits for it (what SIGHUP and polling trigger).
-  void Reload() { const_cast<ModelManager&>(server_->models()).ReloadAndWait(); }
+  void Reload() { Manager().ReloadAndWait(); }
 
   grpc::Status Classify(const std::string& model, int64_t version, v1::ClassifyResponse* response,
                         int tag = 3) {
@@ -145,12 +149,32 @@ class ModelRepositoryServer : public ::testing::Test {
     }
     return states;
   }
+  // Waits, woken by each state change, until the manager's states are
+  // `wanted` (as States() writes them); false after 10 s.
   bool WaitForStates(const std::vector<std::string>& wanted) {
-    for (int i = 0; i < 500; ++i) {
-      if (States() == wanted) return true;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
+    return Manager().WaitUntil(
+        [&](const std::vector<ModelVersionStatus>& statuses) {
+          std::vector<std::string> states;
+          for (const ModelVersionStatus& status : statuses) {
+            states.push_back(absl::StrCat(status.model, "/", status.version, " ",
+                                          ModelVersionStateName(status.state),
+                                          status.is_default ? " default" : ""));
+          }
+          return states == wanted;
+        },
+        absl::Seconds(10));
+  }
+  // Waits until `version` serves the model's requests; false after `timeout`.
+  bool WaitForDefault(const std::string& model, const std::string& version,
+                      absl::Duration timeout = absl::Seconds(10)) {
+    return Manager().WaitUntil(
+        [&](const std::vector<ModelVersionStatus>& statuses) {
+          for (const ModelVersionStatus& status : statuses) {
+            if (status.model == model && status.is_default) return status.version == version;
+          }
+          return false;
+        },
+        timeout);
   }
   grpc::health::v1::HealthCheckResponse::ServingStatus ModelHealth(const std::string& model) {
     grpc::health::v1::HealthCheckRequest request;
@@ -161,6 +185,7 @@ class ModelRepositoryServer : public ::testing::Test {
     return status.ok() ? response.status() : grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN;
   }
 
+  FakeClock clock_;  // the manager's: stands still unless a test moves it
   FakeRepository repo_;
   std::unique_ptr<MatidServer> server_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
@@ -232,8 +257,7 @@ TEST_F(ModelRepositoryServer, FailedVersionLeavesTheOldServingAndIsRetriedOnlyWh
   Reload();
   EXPECT_EQ(repo_.loads("parts", 2), 1);  // unchanged folder: not tried again
 
-  absl::SleepFor(absl::Milliseconds(20));  // a distinct modification time
-  repo_.Put("parts", 2, "ok");             // the copy finished
+  repo_.Put("parts", 2, "ok");  // the copy finished (a new size: the folder changed)
   Reload();
   EXPECT_EQ(repo_.loads("parts", 2), 2);
   EXPECT_EQ(VersionServing(), "2");
@@ -404,12 +428,13 @@ TEST_F(ModelRepositoryServer, PollingPicksUpANewVersion) {
   options.repository_poll_interval = absl::Milliseconds(50);
   ASSERT_TRUE(Start(options).ok());
   repo_.Put("parts", 2);
-  std::string serving;
-  for (int i = 0; i < 500 && serving != "2"; ++i) {
-    serving = VersionServing();
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  EXPECT_EQ(serving, "2");
+  clock_.Advance(absl::Milliseconds(49));
+  // An absence check: a manager that polled early would load it in this time.
+  EXPECT_FALSE(WaitForDefault("parts", "2", absl::Milliseconds(300))) << "polled too early";
+  EXPECT_EQ(repo_.loads("parts", 2), 0);
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(WaitForDefault("parts", "2"));
+  EXPECT_EQ(VersionServing(), "2");
 }
 
 TEST_F(ModelRepositoryServer, StartFailsNamingEachVersionWhenNothingLoads) {
@@ -741,44 +766,50 @@ TEST_F(ShadowServer, AdminSetsAndClearsTheShadowAndRefusesOneThatCannotCompare) 
 // Promotion and rollback: a fast rule check and the events the manager reports.
 class PromotionServer : public ShadowServer {
  protected:
+  static constexpr absl::Duration kRuleCheckInterval = absl::Milliseconds(20);
+
   absl::Status Start(ServerOptions options = {}) {
-    options.rule_check_interval = absl::Milliseconds(20);
+    options.rule_check_interval = kRuleCheckInterval;  // of the fake clock
     absl::Status started = ShadowServer::Start(options);
     if (!started.ok()) return started;
     Manager().SetEventListener([this](EventMessage event) {
-      std::lock_guard<std::mutex> lock(mu_);
-      events_.push_back(std::move(event));
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        events_.push_back(std::move(event));
+      }
+      event_came_.notify_all();
     });
     return absl::OkStatus();
   }
-  ModelManager& Manager() { return const_cast<ModelManager&>(server_->models()); }
   // The events so far, once there are at least `count` (or after 10 s).
   std::vector<EventMessage> Events(size_t count) {
-    for (int i = 0; i < 1000; ++i) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (events_.size() >= count) return events_;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    event_came_.wait_for(lock, std::chrono::seconds(10), [&] { return events_.size() >= count; });
     return events_;
   }
-  // Waits until the manager has checked its rules `count` more times: an
-  // absence check by checks made, however fast or slow the machine.
-  void WaitForRuleChecks(uint64_t count) {
-    const uint64_t until = Manager().rule_checks_done() + count;
-    for (int i = 0; i < 2000 && Manager().rule_checks_done() < until; ++i) {
-      absl::SleepFor(absl::Milliseconds(10));
+  // Moves the manager's clock by `by` (one rule-check interval) and waits
+  // for the check that follows, `steps` times: each step is exactly one
+  // check of the rules, however fast or slow the machine.
+  void StepRules(int steps = 1, absl::Duration by = kRuleCheckInterval) {
+    for (int i = 0; i < steps; ++i) {
+      const uint64_t done = Manager().rule_checks_done();
+      clock_.Advance(by);
+      ASSERT_TRUE(Manager().WaitForRuleChecks(done + 1, absl::Seconds(10)))
+          << "the rules were not checked";
     }
-    ASSERT_GE(Manager().rule_checks_done(), until) << "the rules were not checked";
   }
-  bool WaitForServing(const std::string& version) {
-    for (int i = 0; i < 1000; ++i) {
-      if (VersionServing("parts") == version) return true;
-      absl::SleepFor(absl::Milliseconds(10));
+  // The version serving "parts" by the manager's states (no request sent,
+  // so nothing is added to the figures the rules read).
+  std::string DefaultVersion() {
+    for (const ModelVersionStatus& status : Manager().Statuses()) {
+      if (status.model == "parts" && status.is_default) return status.version;
     }
-    return false;
+    return "";
+  }
+  // Steps the rules until `version` serves (at most 100 checks).
+  bool StepUntilServing(const std::string& version) {
+    for (int i = 0; i < 100 && DefaultVersion() != version; ++i) StepRules();
+    return DefaultVersion() == version;
   }
   grpc::Status AdminCall(const std::string& command) {
     v1::ModelRequest request;
@@ -793,6 +824,7 @@ class PromotionServer : public ShadowServer {
   }
 
   std::mutex mu_;
+  std::condition_variable event_came_;
   std::vector<EventMessage> events_;  // guarded by mu_
 };
 
@@ -811,23 +843,25 @@ TEST_F(PromotionServer, ThePolicyPromotesTheShadowOnceItsRuleHoldsThenClosesTheW
       "shadow": {"version": 2, "fraction": 1.0,
                  "promote_when": {"min_compared": 16, "min_agreement": 0.99,
                                   "max_shadow_p99_ms": 10000},
-                 "rollback_when": {"window_seconds": 1.5}}})");
+                 "rollback_when": {"window_seconds": 3600}}})");
   ASSERT_TRUE(Start().ok());
   ClassifyTagsInStep(0, 8, 8);
-  WaitForRuleChecks(10);  // 8 compared is not enough
+  StepRules(10);  // 8 compared is not enough
   EXPECT_THAT(States(), ElementsAre("parts/1 AVAILABLE default", "parts/2 AVAILABLE"));
   EXPECT_TRUE(Events(0).empty());
 
   // 8 more: the 16th comparison comes after the 16th answer, so all of
   // them are version 1's; then the rule holds.
   ClassifyTags(8, 8);
-  ASSERT_TRUE(WaitForServing("2"));
+  ASSERT_TRUE(StepUntilServing("2"));
   std::vector<EventMessage> events = Events(1);
   ASSERT_EQ(events.size(), 1u);
   ExpectEvent(events[0], "promotion", "policy", 1, 2);
-  // The rule is checked every 20 ms while the test's own calls add comparisons.
-  EXPECT_THAT(events[0].reason, HasSubstr(" compared >= 16, agreement 1.0000 >= 0.99"));
-  EXPECT_GE(events[0].figures.at("compared"), 16);
+  // The rules are checked only when the test steps the clock, so the
+  // figures are exactly those of the 16 images.
+  EXPECT_THAT(events[0].reason, HasSubstr("16 compared >= 16, agreement 1.0000 >= 0.99"));
+  EXPECT_EQ(events[0].figures.at("compared"), 16);
+  EXPECT_EQ(events[0].figures.at("window_seconds"), 3600);
   EXPECT_EQ(events[0].figures.at("agreement"), 1.0);
   // Pinned to 2, with version 1 kept loaded as the rollback target.
   EXPECT_THAT(PolicyFile(), HasSubstr("\"versions\": [2], \"rollback\": {\"version\": 1, "
@@ -843,8 +877,13 @@ TEST_F(PromotionServer, ThePolicyPromotesTheShadowOnceItsRuleHoldsThenClosesTheW
   EXPECT_FALSE(listed.models(1).is_shadow());
   v1::ClassifyResponse old;
   EXPECT_TRUE(Classify("parts", 1, &old).ok());  // still there, by name
+  StepRules(50);                                 // one second of the hour: still open
+  EXPECT_EQ(Events(0).size(), 1u);
+  EXPECT_THAT(States(), ElementsAre("parts/1 AVAILABLE", "parts/2 AVAILABLE default"));
 
-  // Nothing crossed the rollback rule: the window closes, version 1 goes.
+  // Nothing crossed the rollback rule within the hour: the window closes,
+  // version 1 goes.
+  StepRules(1, absl::Hours(1));
   events = Events(2);
   ASSERT_EQ(events.size(), 2u);
   ExpectEvent(events[1], "rollback_window_closed", "policy", 1, 2);
@@ -884,16 +923,15 @@ TEST_F(PromotionServer, APromotedVersionWhoseModelFailsIsRolledBackByPolicy) {
     v1::ClassifyResponse response;
     EXPECT_EQ(Classify("parts", 0, &response, tag).error_code(), grpc::StatusCode::INTERNAL);
   }
-  ASSERT_TRUE(WaitForServing("1"));
+  ASSERT_TRUE(StepUntilServing("1"));
   const std::vector<EventMessage> events = Events(2);
   ASSERT_EQ(events.size(), 2u);
   ExpectEvent(events[1], "rollback", "policy", 2, 1);
-  // Version 2 answered the one call above, then failed every image (the
-  // rule is checked every 20 ms, so more may have failed by then).
-  EXPECT_THAT(events[1].reason, HasSubstr(" > 0.1 over "));
-  EXPECT_GE(events[1].figures.at("errors"), 9);
-  EXPECT_GE(events[1].figures.at("images"), 10);
-  EXPECT_EQ(events[1].figures.at("images") - events[1].figures.at("errors"), 1);
+  // Version 2 answered the one call above, then failed 9 images; the rules
+  // are checked only when the test steps the clock, after all of them.
+  EXPECT_THAT(events[1].reason, HasSubstr(" > 0.1 over 10 images"));
+  EXPECT_EQ(events[1].figures.at("errors"), 9);
+  EXPECT_EQ(events[1].figures.at("images"), 10);
   EXPECT_EQ(PolicyFile(), "{\"policy\": \"specific\", \"versions\": [1]}\n");
   EXPECT_TRUE(WaitForStates({"parts/1 AVAILABLE default"}));
   EXPECT_EQ(AdminCall("rollback").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -909,18 +947,18 @@ TEST_F(PromotionServer, AnUnsureVersionIsPromotedByAgreementThenRolledBackForLow
                                    "min_images": 8}}})");
   ASSERT_TRUE(Start().ok());
   ClassifyTags(0, 8);  // all version 1's: the 8th comparison follows the 8th answer
-  ASSERT_TRUE(WaitForServing("2"));
+  ASSERT_TRUE(StepUntilServing("2"));
   for (int tag = 0; tag < 8; ++tag) {
     v1::ClassifyResponse response;
     ASSERT_TRUE(Classify("parts", 0, &response, tag).ok());
   }
-  ASSERT_TRUE(WaitForServing("1"));
+  ASSERT_TRUE(StepUntilServing("1"));
   const std::vector<EventMessage> events = Events(2);
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[0].type, "promotion");
   EXPECT_EQ(events[1].type, "rollback");
   EXPECT_THAT(events[1].reason, HasSubstr("low-confidence ratio 1.0000 > 0.2"));
-  EXPECT_GE(events[1].figures.at("low_confidence"), 8);
+  EXPECT_EQ(events[1].figures.at("low_confidence"), 8);
   // The rolled-back version's policy has no shadow: it is not promoted again,
   // and with no rule left to watch the manager stops checking.
   EXPECT_EQ(Manager().Shadow("parts").status().code(), absl::StatusCode::kFailedPrecondition);

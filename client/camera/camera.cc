@@ -9,8 +9,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "client/camera/frame_result_message.h"
 #include "common/backoff.h"
-#include "common/file_contents.h"
 #include "common/log.h"
 #include "common/metrics_endpoint.h"
 
@@ -65,10 +65,6 @@ absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& opti
                                                        prometheus::Registry* registry) {
   absl::Status valid = ValidateCameraOptions(options);
   if (!valid.ok()) return valid;
-  if (!options.inspection_dir.empty()) {
-    absl::Status writable = CheckFolderWritable(options.inspection_dir, "--inspection_dir");
-    if (!writable.ok()) return writable;
-  }
   if (source == nullptr || channel == nullptr || !publish) {
     return absl::InvalidArgumentError("a camera needs a frame source, a channel and a publisher");
   }
@@ -82,6 +78,15 @@ absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& opti
     if (!capture.ok()) return capture.status();
     camera->capture_ = *std::move(capture);
   }
+  if (!options.inspection_dir.empty()) {
+    const CameraMetrics& m = camera->metrics_;
+    absl::StatusOr<std::unique_ptr<InspectionFolder>> folder =
+        InspectionFolder::Create(options.inspection_dir, options.inspection_max_files,
+                                 options.inspection_max_mb,
+                                 {m.inspection_folder_full, m.inspection_write_failures});
+    if (!folder.ok()) return folder.status();
+    camera->inspection_ = *std::move(folder);
+  }
   return camera;
 }
 
@@ -94,13 +99,8 @@ Camera::Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source
       stub_(v1::Classifier::NewStub(channel_)),
       publish_(std::move(publish)),
       metrics_(RegisterCameraMetrics(registry)),
-      busy_backoff_(options.reconnect_min, options.reconnect_max) {
-  if (!options_.inspection_dir.empty()) {
-    inspection_budget_ = std::make_unique<FolderBudget>(
-        options_.inspection_max_files, options_.inspection_max_mb << 20,
-        [dir = options_.inspection_dir] { return MeasureFolder(dir, ".jpg"); });
-  }
-}
+      frames_(options.max_pending),
+      busy_backoff_(options.reconnect_min, options.reconnect_max) {}
 
 void Camera::Stop() {
   {
@@ -143,7 +143,7 @@ bool Camera::WaitToRead(absl::Time next_read) {
   return !stopping_;
 }
 
-absl::StatusOr<Camera::PendingFrame> Camera::ToPending(Frame frame,
+absl::StatusOr<PendingFrame> Camera::ToPending(Frame frame,
                                                        const std::optional<ModelFit>& fit,
                                                        uint64_t seq, absl::Time captured_at) {
   absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(frame.pixels, frame.scale, options_.roi);
@@ -165,25 +165,18 @@ absl::StatusOr<Camera::PendingFrame> Camera::ToPending(Frame frame,
 }
 
 void Camera::Queue(PendingFrame pending) {
+  int dropped = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back(std::move(pending));
-    if (static_cast<int>(pending_.size()) > options_.max_pending) {
-      pending_.pop_front();  // never block capture on a slow server
-      Add(metrics_.dropped_queue_full);
-      ++dropped_;
-    }
+    dropped = frames_.Push(std::move(pending));
   }
+  CountDropped(dropped);
   changed_.notify_all();
 }
 
-void Camera::RequeueLocked(std::vector<PendingFrame> frames) {
-  for (auto it = frames.rbegin(); it != frames.rend(); ++it) pending_.push_front(std::move(*it));
-  while (static_cast<int>(pending_.size()) > options_.max_pending) {
-    pending_.pop_front();
-    Add(metrics_.dropped_queue_full);
-    ++dropped_;
-  }
+void Camera::CountDropped(int dropped) {
+  for (int i = 0; i < dropped; ++i) Add(metrics_.dropped_queue_full);
+  dropped_ += dropped;
 }
 
 void Camera::CaptureLoop() {
@@ -232,31 +225,31 @@ void Camera::CaptureLoop() {
 }
 
 void Camera::RetryWhenBusy(PendingFrame frame, absl::Time now) {
+  int dropped = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     send_paused_until_ = now + busy_backoff_.Next();
     std::vector<PendingFrame> again;
     again.push_back(std::move(frame));
-    RequeueLocked(std::move(again));
+    dropped = frames_.Requeue(std::move(again));
   }
+  CountDropped(dropped);
   Add(metrics_.busy_retries);
   changed_.notify_all();
 }
 
 void Camera::HandleResult(const v1::FrameResult& result) {
-  PendingFrame frame;
+  std::optional<PendingFrame> frame;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = in_flight_.find(result.seq());
-    if (it == in_flight_.end()) return;  // an answer to a frame already answered
-    frame = std::move(it->second);
-    in_flight_.erase(it);
+    frame = frames_.Answer(result.seq());
   }
+  if (!frame.has_value()) return;  // an answer to a frame already answered
   changed_.notify_all();
   const absl::Time now = absl::Now();
   const auto code = static_cast<grpc::StatusCode>(result.status().code());
   if (code == grpc::StatusCode::RESOURCE_EXHAUSTED || code == grpc::StatusCode::UNAVAILABLE) {
-    return RetryWhenBusy(std::move(frame), now);
+    return RetryWhenBusy(*std::move(frame), now);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -271,75 +264,33 @@ void Camera::HandleResult(const v1::FrameResult& result) {
   Add(metrics_.classified);
   ++classified_;
   if (metrics_.latency != nullptr) {
-    metrics_.latency->Observe(absl::ToDoubleSeconds(now - frame.captured_at));
+    metrics_.latency->Observe(absl::ToDoubleSeconds(now - frame->captured_at));
   }
-  ResultMessage message;
-  message.camera_id = options_.camera_id;
-  message.frame_seq = result.seq();
-  message.message_id = MessageId(options_.camera_id, options_.boot_id, result.seq());
-  message.timestamp = Rfc3339Millis(frame.captured_at);
-  message.model_name = result.model().name();
-  message.model_version = result.model().version();
-  message.model_variant = result.model().variant();
-  message.model_sha256 = result.model().sha256();
-  for (const auto& p : result.predictions()) message.predictions.push_back({p.label(), p.score()});
-  if (!message.predictions.empty()) {
-    message.top_label = message.predictions.front().label;
-    message.top_score = message.predictions.front().score;
-  }
-  message.needs_inspection = message.top_score < options_.inspection_threshold;
+  const ResultMessage message =
+      FrameResultMessage(result, {options_.camera_id, options_.boot_id, frame->captured_at}, now,
+                         options_.inspection_threshold);
   if (message.needs_inspection) Add(metrics_.needs_inspection);
-  message.latency_ms = absl::ToDoubleMilliseconds(now - frame.captured_at);
-  if (message.needs_inspection && !options_.inspection_dir.empty()) {
-    SaveInspectionFrame(frame, message.message_id);
+  if (message.needs_inspection && inspection_ != nullptr) {
+    inspection_->Save(frame->full, message.message_id);
   }
   publish_(message);
-}
-
-void Camera::SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id) {
-  // The whole ROI at full resolution, not the shrunk frame the model saw: a person labels it.
-  absl::StatusOr<std::string> jpeg = FullResolutionJpeg(frame.full);
-  if (!jpeg.ok()) {
-    Add(metrics_.inspection_write_failures);
-    LogError("inspection frame not saved: %s", jpeg.status().ToString());
-    return;
-  }
-  const int64_t bytes = static_cast<int64_t>(jpeg->size());
-  if (!inspection_budget_->TryTake(bytes)) {
-    Add(metrics_.inspection_folder_full);
-    if (!inspection_folder_full_.exchange(true)) {
-      LogWarning(
-          "--inspection_dir=%s holds %d frames (--inspection_max_files) or %d MB "
-          "(--inspection_max_mb): frames needing inspection are counted, not saved, until "
-          "some are removed",
-          options_.inspection_dir, options_.inspection_max_files, options_.inspection_max_mb);
-    }
-    return;
-  }
-  inspection_folder_full_ = false;
-  const std::string path = absl::StrCat(options_.inspection_dir, "/", message_id, ".jpg");
-  if (absl::Status written = WriteFileContents(path, *jpeg); !written.ok()) {
-    inspection_budget_->GiveBack(bytes);
-    Add(metrics_.inspection_write_failures);
-    LogError("inspection frame not saved: %s", written.ToString());
-  }
 }
 
 Camera::SendStep Camera::WaitForFrameToSend(PendingFrame* frame) {
   std::unique_lock<std::mutex> lock(mu_);
   auto can_send = [&] {
-    return !pending_.empty() && static_cast<int>(in_flight_.size()) < options_.max_in_flight &&
+    return frames_.has_pending() && frames_.in_flight() < options_.max_in_flight &&
            absl::Now() >= send_paused_until_;
   };
-  auto finished = [&] { return capture_done_ && pending_.empty() && in_flight_.empty(); };
+  auto finished = [&] { return capture_done_ && frames_.empty(); };
   while (true) {
     // Sleeps until there is work or an end; with frames in flight, at most
     // until their results are overdue (frame_timeout after the last one);
     // after a busy answer, until the pause ends.
     while (!stopping_ && !stream_broken_ && !can_send() && !finished()) {
       absl::Time wake = absl::InfiniteFuture();
-      if (!in_flight_.empty()) wake = last_result_at_ + options_.frame_timeout;
-      if (!pending_.empty() && send_paused_until_ > absl::Now()) {
+      if (frames_.in_flight() > 0) wake = last_result_at_ + options_.frame_timeout;
+      if (frames_.has_pending() && send_paused_until_ > absl::Now()) {
         wake = std::min(wake, send_paused_until_);
       }
       if (wake == absl::InfiniteFuture()) {
@@ -352,16 +303,14 @@ Camera::SendStep Camera::WaitForFrameToSend(PendingFrame* frame) {
     }
     if (stopping_ || stream_broken_) return SendStep::kReconnect;
     if (finished()) return SendStep::kFinished;
-    if (!in_flight_.empty() && absl::Now() - last_result_at_ >= options_.frame_timeout) {
+    if (frames_.in_flight() > 0 && absl::Now() - last_result_at_ >= options_.frame_timeout) {
       LogWarning("no result for %s; restarting the stream",
                  absl::FormatDuration(options_.frame_timeout));
       return SendStep::kReconnect;
     }
     if (!can_send()) continue;
-    *frame = pending_.front();
-    pending_.pop_front();
-    if (in_flight_.empty()) last_result_at_ = absl::Now();
-    in_flight_[frame->seq] = *frame;
+    if (frames_.in_flight() == 0) last_result_at_ = absl::Now();
+    *frame = frames_.Send();
     return SendStep::kSend;
   }
 }
@@ -417,11 +366,12 @@ Camera::StreamEnd Camera::RunOneStream() {
     LogWarning("stream ended: %s (%d)", status.error_message(), status.error_code());
   }
   // Frames still unanswered go back to the front of the queue, in order.
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<PendingFrame> unanswered;
-  for (auto& [seq, frame] : in_flight_) unanswered.push_back(std::move(frame));
-  in_flight_.clear();
-  RequeueLocked(std::move(unanswered));
+  int dropped = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    dropped = frames_.Requeue(frames_.TakeInFlight());
+  }
+  CountDropped(dropped);
   if (all_done) return StreamEnd::kAllDone;
   return answered ? StreamEnd::kEndedAfterResults : StreamEnd::kEndedWithoutResults;
 }

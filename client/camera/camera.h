@@ -1,15 +1,20 @@
-// The camera client's engine: reads frames from a FrameSource, crops the
-// ROI, shrinks it to the model's input size (learned from the server's
-// Health, so the server decodes and resizes far fewer pixels), streams the
-// frames to matid-server over ClassifyStream (a bounded number in flight), and
-// hands one result message per classified frame to a publish function.
-// Capture never waits for the server: frames wait in a bounded queue and
-// the oldest unsent one is dropped (and counted) when it is full. When the
-// stream breaks (server restart), the frames in flight go back to the front
-// of the queue and the stream reconnects with exponential backoff and
-// jitter (back to the shortest delay after a stream that was answered).
-// Run() returns when the source ends (after every frame was
-// answered), when max_frames is reached, or after Stop().
+// The camera client's engine: capture and the stream session. It reads
+// frames from a FrameSource, crops the ROI, shrinks it to the model's input
+// size (learned from the server's Health, so the server decodes and resizes
+// far fewer pixels), streams the frames to matid-server over ClassifyStream
+// (a bounded number in flight), and hands one result message per classified
+// frame to a publish function. Capture never waits for the server: frames
+// wait in a bounded queue and the oldest unsent one is dropped (and
+// counted) when it is full. When the stream breaks (server restart), the
+// frames in flight go back to the front of the queue and the stream
+// reconnects with exponential backoff and jitter (back to the shortest
+// delay after a stream that was answered).
+// Its parts, one job each: frame_encoding.h (ROI, shrink, encode),
+// frame_queue.h (the frames between capture and answer),
+// frame_result_message.h (the message of an answer), inspection_folder.h and
+// frame_capture.h (frames saved for people), camera_metrics.h.
+// Run() returns when the source ends (after every frame was answered), when
+// max_frames is reached, or after Stop().
 // Thread-safety: Run() once, from one thread; Stop() from any thread.
 #ifndef MATID_CLIENT_CAMERA_CAMERA_H_
 #define MATID_CLIENT_CAMERA_CAMERA_H_
@@ -17,9 +22,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <opencv2/core.hpp>
@@ -33,9 +36,10 @@
 #include "client/camera/camera_metrics.h"
 #include "client/camera/frame_capture.h"
 #include "client/camera/frame_encoding.h"
+#include "client/camera/frame_queue.h"
 #include "client/camera/frame_source.h"
+#include "client/camera/inspection_folder.h"
 #include "common/backoff.h"
-#include "common/folder_budget.h"
 #include "common/model_input_fit.h"
 #include "common/result_message.h"
 #include "matid/v1/matid.grpc.pb.h"
@@ -106,13 +110,6 @@ class Camera {
   }
 
  private:
-  struct PendingFrame {
-    uint64_t seq = 0;
-    absl::Time captured_at;
-    v1::Image image;
-    // For inspection images only (empty otherwise).
-    FullFrame full;
-  };
   Camera(const CameraOptions& options, std::unique_ptr<FrameSource> source,
          std::shared_ptr<grpc::Channel> channel, Publish publish, prometheus::Registry* registry);
 
@@ -124,9 +121,8 @@ class Camera {
   absl::StatusOr<PendingFrame> ToPending(Frame frame, const std::optional<ModelFit>& fit,
                                          uint64_t seq, absl::Time captured_at);
   void Queue(PendingFrame pending);
-  // Puts frames back at the front of the queue (a busy answer, a stream that
-  // ended), then drops the oldest past max_pending, counted. mu_ must be held.
-  void RequeueLocked(std::vector<PendingFrame> frames);
+  // Counts frames the queue dropped (the oldest, past max_pending).
+  void CountDropped(int dropped);
   // Runs streams until everything captured has been answered (or Stop()).
   void StreamLoop();
   // How one stream's life ended: every frame answered, or ended (broken,
@@ -143,16 +139,13 @@ class Camera {
   void RetryWhenBusy(PendingFrame frame, absl::Time now);
   // Asks the server's Health for its model input (when shrinking).
   void LearnModelFit();
-  void SaveInspectionFrame(const PendingFrame& frame, const std::string& message_id);
   static void Add(prometheus::Counter* counter) {
     if (counter != nullptr) counter->Increment();
   }
 
   // Constant after construction.
   const CameraOptions options_;
-  // Set when inspection_dir is: how many more frames it may take.
-  std::unique_ptr<FolderBudget> inspection_budget_;
-  std::atomic<bool> inspection_folder_full_{false};  // logged once per time it fills
+  std::unique_ptr<InspectionFolder> inspection_;  // set when inspection_dir is
   std::unique_ptr<FrameCapture> capture_;  // set when capture.dir is; capture thread offers
   std::unique_ptr<FrameSource> source_;    // only the capture thread reads it
   std::shared_ptr<grpc::Channel> channel_;
@@ -162,8 +155,7 @@ class Camera {
 
   std::mutex mu_;
   std::condition_variable changed_;
-  std::deque<PendingFrame> pending_;            // guarded by mu_: captured, not sent
-  std::map<uint64_t, PendingFrame> in_flight_;  // guarded by mu_: sent, not answered
+  FrameQueue frames_;                           // guarded by mu_
   bool capture_done_ = false;                   // guarded by mu_
   bool stopping_ = false;                       // guarded by mu_
   absl::Status source_status_;                  // guarded by mu_
