@@ -71,8 +71,8 @@ TEST(FrameResultMessage, CarriesTheModelThePredictionsAndTheInspectionFlag) {
   EXPECT_EQ(message.top_label, "washer");
   EXPECT_TRUE(message.needs_inspection);  // 0.55 < 0.6
   EXPECT_DOUBLE_EQ(message.latency_ms, 40);
-  EXPECT_FALSE(FrameResultMessage(result, {"cam-2", "boot", captured}, captured, 0.5)
-                   .needs_inspection);
+  EXPECT_FALSE(
+      FrameResultMessage(result, {"cam-2", "boot", captured}, captured, 0.5).needs_inspection);
 }
 
 }  // namespace

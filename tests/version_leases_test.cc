@@ -15,8 +15,8 @@ namespace matid {
 namespace {
 
 std::unique_ptr<ServingModel> NewModel() {
-  auto model = ServingModel::Create(ServingOptions(), std::make_unique<FakeBackend>(), "parts",
-                                    "1", nullptr);
+  auto model = ServingModel::Create(ServingOptions(), std::make_unique<FakeBackend>(), "parts", "1",
+                                    nullptr);
   EXPECT_TRUE(model.ok()) << model.status();
   return *std::move(model);
 }

@@ -80,10 +80,9 @@ absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& opti
   }
   if (!options.inspection_dir.empty()) {
     const CameraMetrics& m = camera->metrics_;
-    absl::StatusOr<std::unique_ptr<InspectionFolder>> folder =
-        InspectionFolder::Create(options.inspection_dir, options.inspection_max_files,
-                                 options.inspection_max_mb,
-                                 {m.inspection_folder_full, m.inspection_write_failures});
+    absl::StatusOr<std::unique_ptr<InspectionFolder>> folder = InspectionFolder::Create(
+        options.inspection_dir, options.inspection_max_files, options.inspection_max_mb,
+        {m.inspection_folder_full, m.inspection_write_failures});
     if (!folder.ok()) return folder.status();
     camera->inspection_ = *std::move(folder);
   }
@@ -143,9 +142,8 @@ bool Camera::WaitToRead(absl::Time next_read) {
   return !stopping_;
 }
 
-absl::StatusOr<PendingFrame> Camera::ToPending(Frame frame,
-                                                       const std::optional<ModelFit>& fit,
-                                                       uint64_t seq, absl::Time captured_at) {
+absl::StatusOr<PendingFrame> Camera::ToPending(Frame frame, const std::optional<ModelFit>& fit,
+                                               uint64_t seq, absl::Time captured_at) {
   absl::StatusOr<cv::Mat> roi_view = RegionOfInterest(frame.pixels, frame.scale, options_.roi);
   if (!roi_view.ok()) return roi_view.status();
   absl::StatusOr<v1::Image> image = EncodeFrame(*roi_view, fit, options_.jpeg_quality);

@@ -146,8 +146,8 @@ class Camera {
   // Constant after construction.
   const CameraOptions options_;
   std::unique_ptr<InspectionFolder> inspection_;  // set when inspection_dir is
-  std::unique_ptr<FrameCapture> capture_;  // set when capture.dir is; capture thread offers
-  std::unique_ptr<FrameSource> source_;    // only the capture thread reads it
+  std::unique_ptr<FrameCapture> capture_;         // set when capture.dir is; capture thread offers
+  std::unique_ptr<FrameSource> source_;           // only the capture thread reads it
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
   const Publish publish_;
@@ -155,12 +155,12 @@ class Camera {
 
   std::mutex mu_;
   std::condition_variable changed_;
-  FrameQueue frames_;                           // guarded by mu_
-  bool capture_done_ = false;                   // guarded by mu_
-  bool stopping_ = false;                       // guarded by mu_
-  absl::Status source_status_;                  // guarded by mu_
-  bool stream_broken_ = false;                  // guarded by mu_: the current stream ended
-  absl::Time last_result_at_;                   // guarded by mu_: last result (or first send)
+  FrameQueue frames_;           // guarded by mu_
+  bool capture_done_ = false;   // guarded by mu_
+  bool stopping_ = false;       // guarded by mu_
+  absl::Status source_status_;  // guarded by mu_
+  bool stream_broken_ = false;  // guarded by mu_: the current stream ended
+  absl::Time last_result_at_;   // guarded by mu_: last result (or first send)
   // After a busy answer (RESOURCE_EXHAUSTED, UNAVAILABLE) nothing is sent
   // until then; the delay grows while answers stay busy (reconnect_min..max).
   absl::Time send_paused_until_ = absl::InfinitePast();  // guarded by mu_

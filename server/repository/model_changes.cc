@@ -21,9 +21,7 @@ absl::StatusOr<RepositoryModel> ModelManager::UpdatePolicy(const std::string& mo
 }
 
 int64_t ModelManager::DefaultVersion(const std::string& model) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  const auto entry = models_.find(model);
-  return entry == models_.end() ? 0 : entry->second.default_version;
+  return table_.DefaultVersion(model);
 }
 
 absl::Status ModelManager::Pin(const std::string& model, std::vector<int64_t> versions) {
@@ -145,14 +143,14 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version, 
   std::string problem;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto entry = models_.find(model);
-    if (entry != models_.end() && entry->second.tap != nullptr &&
-        entry->second.shadow_version == version) {
+    const auto control = controls_.find(model);
+    if (control != controls_.end() && control->second.tap != nullptr &&
+        control->second.shadow_version == version) {
       return absl::OkStatus();
     }
-    problem = entry == models_.end() || entry->second.shadow_problem.empty()
+    problem = control == controls_.end() || control->second.shadow_problem.empty()
                   ? "it did not start"
-                  : entry->second.shadow_problem;
+                  : control->second.shadow_problem;
   }
   if (scanned->policy_status.ok()) {
     const auto restored = UpdatePolicy(
@@ -169,26 +167,26 @@ absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) cons
   ShadowReport report;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto found = models_.find(model);
-    if (found == models_.end()) {
+    const auto found = controls_.find(model);
+    if (found == controls_.end()) {
       return absl::NotFoundError(absl::StrCat("model '", model, "' is not served"));
     }
-    const Entry& entry = found->second;
-    tap = entry.tap;
-    auto primary = entry.tap_primary.lock();
-    auto shadow = entry.tap_shadow.lock();
+    const Control& control = found->second;
+    tap = control.tap;
+    auto primary = control.tap_primary.lock();
+    auto shadow = control.tap_shadow.lock();
     if (tap == nullptr || primary == nullptr || shadow == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("model '", model, "' has no shadow version",
-                       entry.shadow_problem.empty() ? " (set one with matid-admin shadow)"
-                                                    : absl::StrCat(": ", entry.shadow_problem)));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model '", model, "' has no shadow version",
+          control.shadow_problem.empty() ? " (set one with matid-admin shadow)"
+                                         : absl::StrCat(": ", control.shadow_problem)));
     }
     report.model = model;
     report.primary_version = primary->identity().version;
     report.shadow_version = shadow->identity().version;
-    report.fraction = entry.shadow_fraction;
+    report.fraction = control.shadow_fraction;
     report.labels = primary->info().labels;
-    report.promote_when = entry.promote_when;
+    report.promote_when = control.promote_when;
     if (disagreements_ != nullptr) report.disagreements_dir = disagreements_->dir();
   }
   report.comparison = tap->comparison().Snapshot();

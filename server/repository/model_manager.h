@@ -26,8 +26,9 @@
 // (version_plan.h), a policy store is the one writer of version_policy.json
 // (policy_store.h), leases hand a version back when its last request is done
 // (version_leases.h), and a state monitor publishes every change
-// (version_state_monitor.h). This class owns the thread, the routing table
-// and the shutdown order.
+// (version_state_monitor.h), and a serving table routes and releases
+// (serving_table.h). This class owns the thread, the wiring and the
+// shutdown order.
 //
 // Thread-safety: every public method may be called from any thread.
 // Resolve() is on the request path: one uncontended mutex and a shared_ptr
@@ -58,6 +59,7 @@
 #include "server/core/serving_model.h"
 #include "server/repository/model_repository.h"
 #include "server/repository/policy_store.h"
+#include "server/repository/serving_table.h"
 #include "server/repository/version_leases.h"
 #include "server/repository/version_plan.h"
 #include "server/repository/version_state_monitor.h"
@@ -179,17 +181,10 @@ class ModelManager : public ModelRouter, public ModelControl {
                  absl::Duration timeout) const;
 
  private:
-  struct Slot {
-    ModelVersionState state = ModelVersionState::kLoading;
-    std::string reason;
-    std::string stamp;                    // VersionDirStamp when it was last tried
-    std::shared_ptr<ServingModel> model;  // set while AVAILABLE
-    int64_t bytes = 0;                    // memory estimate while loaded
-  };
-  struct Entry {
-    std::map<int64_t, Slot> versions;
-    int64_t default_version = 0;  // 0: none available
-    std::string policy_error;     // last version_policy.json problem
+  // What the manager controls of a model beside its routes (which live in
+  // the serving table): its policy's problem, the shadow tap, the rules.
+  struct Control {
+    std::string policy_error;  // last version_policy.json problem
     // The shadow tap the default version offers images to (or nullptr), and
     // what it was made for (also when making it failed, so that is not
     // retried on every rescan).
@@ -208,16 +203,9 @@ class ModelManager : public ModelRouter, public ModelControl {
   // Who changes the policy: an operator's call waits for the manager's
   // thread to rescan; the manager's own thread rescans itself.
   enum class Caller { kOperator, kManagerThread };
-  struct Retired {
-    std::string model;
-    int64_t version = 0;
-    std::weak_ptr<ServingModel> serving;    // its lease, until the last request drops it
-    const ServingModel* address = nullptr;  // to know it when it is handed back
-    int64_t bytes = 0;
-    ModelIdentity identity;
-  };
 
-  ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics);
+  ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics,
+               bool fixed);
 
   void Run();  // the manager thread
   void Rescan(Caller caller);
@@ -268,16 +256,11 @@ class ModelManager : public ModelRouter, public ModelControl {
   // making a new tap when the pair or the fraction changed.
   void UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
                     std::string problem);
-  // Changes a version's state (creating its slot), checked: an illegal
-  // transition is a bug, logged at ERROR and not made.
-  void SetState(const std::string& model, int64_t version, ModelVersionState state,
-                const std::string& reason);
-  // The model's entry, made when new (the only place one is made); mu_ held.
-  Entry& EntryLocked(const std::string& model);
-  // Takes a version out of routing; released once its last request is done.
-  void RetireLocked(const std::string& model, int64_t version);
-  void SetDefaultVersionLocked(const std::string& model, Entry& entry, int64_t version);
-  void SetRollbackWindowLocked(Entry& entry, const RollbackWindow& window);
+  // The model's control entry, made when new (the only place one is made);
+  // mu_ held.
+  Control& ControlLocked(const std::string& model);
+  void SetRollbackWindowLocked(const std::string& model, Control& control,
+                               const RollbackWindow& window);
   // Frees the versions whose last lease was dropped (on the manager's thread).
   void ReleaseUnused();
   void NotifyChanged();
@@ -285,31 +268,29 @@ class ModelManager : public ModelRouter, public ModelControl {
   // model's versions first when allowed and waiting for their release; the
   // refusal otherwise.
   absl::Status MakeRoom(const std::string& model, int64_t needed);
-  int64_t LoadedBytes() const;
-  // Every loaded version, serving or retired.
-  std::vector<std::shared_ptr<ServingModel>> Loaded() const;
 
   const ModelManagerOptions options_;
   Clock& clock_;
   const BackendLoader loader_;
   ServerMetrics* const metrics_;                       // or nullptr
+  const bool fixed_;                                   // --model_dir: one model, no repository
   std::shared_ptr<DisagreementFolder> disagreements_;  // or nullptr; set before serving
-  bool fixed_ = true;  // --model_dir: one model, no repository; set before serving
-  std::unique_ptr<PolicyStore> policies_;  // or nullptr (fixed); set before serving
+  std::unique_ptr<PolicyStore> policies_;              // or nullptr (fixed); set before serving
   VersionStateMonitor monitor_;
   Wakeup wakeup_;  // the manager thread's
   int clock_subscription_ = 0;
-  // Before the routing table: outlives every lease the table holds.
+  // Before the table: outlives every lease the table holds.
   std::shared_ptr<VersionLeases> leases_;
+  ServingTable table_;
 
-  mutable std::mutex mu_;                             // std::mutex: visible to ThreadSanitizer
-  std::map<std::string, Entry, std::less<>> models_;  // guarded by mu_
-  std::vector<Retired> retired_;                      // guarded by mu_
-  bool stop_ = false;                                 // guarded by mu_
-  uint64_t reloads_requested_ = 0;                    // guarded by mu_
-  uint64_t reloads_started_ = 0;                      // guarded by mu_
-  uint64_t reloads_done_ = 0;                         // guarded by mu_
-  uint64_t rule_checks_done_ = 0;                     // guarded by mu_
+  // Lock order: mu_, then the table's, the leases', the monitor's.
+  mutable std::mutex mu_;                                 // std::mutex: visible to ThreadSanitizer
+  std::map<std::string, Control, std::less<>> controls_;  // guarded by mu_
+  bool stop_ = false;                                     // guarded by mu_
+  uint64_t reloads_requested_ = 0;                        // guarded by mu_
+  uint64_t reloads_started_ = 0;                          // guarded by mu_
+  uint64_t reloads_done_ = 0;                             // guarded by mu_
+  uint64_t rule_checks_done_ = 0;                         // guarded by mu_
   std::condition_variable reload_done_;
   mutable std::condition_variable rule_checked_;
 

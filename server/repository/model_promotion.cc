@@ -75,14 +75,14 @@ absl::Status ModelManager::PromoteShadow(const std::string& model, const std::st
         std::string problem;
         {
           std::lock_guard<std::mutex> lock(mu_);
-          const auto entry = models_.find(model);
-          if (entry != models_.end()) {
-            if (entry->second.tap != nullptr && entry->second.shadow_version == shadow) {
-              tap = entry->second.tap;
+          const auto control = controls_.find(model);
+          if (control != controls_.end()) {
+            if (control->second.tap != nullptr && control->second.shadow_version == shadow) {
+              tap = control->second.tap;
             }
-            primary = entry->second.default_version;
-            problem = entry->second.shadow_problem;
+            problem = control->second.shadow_problem;
           }
+          primary = table_.DefaultVersion(model);
         }
         if (tap == nullptr || primary == 0) {
           return absl::FailedPreconditionError(
@@ -159,12 +159,10 @@ void ModelManager::CloseWindow(const std::string& model, const RollbackWindow& w
   OutcomeSnapshot outcomes;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto entry = models_.find(model);
-    if (entry != models_.end()) {
-      const auto promoted = entry->second.versions.find(window.promoted_version);
-      if (promoted != entry->second.versions.end() && promoted->second.model != nullptr) {
-        outcomes = promoted->second.model->outcomes().Since(entry->second.rollback_baseline);
-      }
+    const auto control = controls_.find(model);
+    const std::shared_ptr<ServingModel> promoted = table_.Version(model, window.promoted_version);
+    if (control != controls_.end() && promoted != nullptr) {
+      outcomes = promoted->outcomes().Since(control->second.rollback_baseline);
     }
   }
   Rescan(Caller::kManagerThread);
@@ -177,8 +175,9 @@ void ModelManager::CloseWindow(const std::string& model, const RollbackWindow& w
 }
 
 bool ModelManager::WatchingLocked() const {
-  for (const auto& [name, entry] : models_) {
-    if (entry.rollback.version != 0 || (entry.promote_when.has_value() && entry.tap != nullptr)) {
+  for (const auto& [name, control] : controls_) {
+    if (control.rollback.version != 0 ||
+        (control.promote_when.has_value() && control.tap != nullptr)) {
       return true;
     }
   }
@@ -197,13 +196,13 @@ void ModelManager::CheckRules() {
   std::vector<Watch> watches;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [name, entry] : models_) {
-      Watch watch{name,     entry.rollback, nullptr, entry.rollback_baseline, entry.promote_when,
-                  entry.tap};
-      const auto promoted = entry.versions.find(entry.rollback.promoted_version);
-      if (entry.rollback.version != 0 && entry.default_version == entry.rollback.promoted_version &&
-          promoted != entry.versions.end()) {
-        watch.promoted = promoted->second.model;
+    for (const auto& [name, control] : controls_) {
+      Watch watch{
+          name,       control.rollback, nullptr, control.rollback_baseline, control.promote_when,
+          control.tap};
+      if (control.rollback.version != 0 &&
+          table_.DefaultVersion(name) == control.rollback.promoted_version) {
+        watch.promoted = table_.Version(name, control.rollback.promoted_version);
       }
       watches.push_back(std::move(watch));
     }
@@ -226,38 +225,37 @@ void ModelManager::CheckRules() {
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
-    const auto entry = models_.find(watch.model);
-    if (entry == models_.end()) continue;
+    const auto control = controls_.find(watch.model);
+    if (control == controls_.end()) continue;
     const std::string problem = acted.ok() ? "" : std::string(acted.message());
-    if (!problem.empty() && problem != entry->second.rule_problem) {
+    if (!problem.empty() && problem != control->second.rule_problem) {
       LogWarning("model %s: %s", watch.model, problem);
     }
-    entry->second.rule_problem = problem;
+    control->second.rule_problem = problem;
   }
 }
 
 void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
                                 std::string problem) {
-  std::shared_ptr<ServingModel> primary;
-  std::shared_ptr<ServingModel> shadow;
+  // Only the manager's thread changes the table, and this is it.
+  const std::shared_ptr<ServingModel> primary = table_.Version(model, table_.DefaultVersion(model));
+  std::shared_ptr<ServingModel> shadow =
+      shadow_version != 0 ? table_.Version(model, shadow_version) : nullptr;
+  if (primary == nullptr || shadow == nullptr) {
+    shadow_version = 0;
+    shadow.reset();
+  }
   std::shared_ptr<ServingModel> old_primary;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Entry& entry = EntryLocked(model);
-    const auto model_of = [&entry](int64_t version) -> std::shared_ptr<ServingModel> {
-      const auto slot = entry.versions.find(version);
-      return slot == entry.versions.end() ? nullptr : slot->second.model;
-    };
-    primary = model_of(entry.default_version);
-    shadow = model_of(shadow_version);
-    if (primary == nullptr || shadow == nullptr) shadow_version = 0;
-    if (shadow_version == 0) shadow.reset();
-    entry.shadow_problem = problem;
-    if (entry.tap_primary.lock() == primary && entry.tap_shadow.lock() == shadow &&
-        entry.shadow_version == shadow_version && entry.shadow_fraction == fraction) {
+    Control& control = ControlLocked(model);
+    control.shadow_problem = problem;
+    if (control.tap_primary.lock() == primary && control.tap_shadow.lock() == shadow &&
+        control.shadow_version == shadow_version && control.shadow_fraction == fraction) {
+      table_.SetRoles(model, control.tap != nullptr ? shadow_version : 0, control.rollback.version);
       return;  // as it is
     }
-    old_primary = entry.tap_primary.lock();
+    old_primary = control.tap_primary.lock();
   }
   if (old_primary != nullptr && old_primary != primary) old_primary->SetShadow(nullptr);
   std::shared_ptr<const ShadowTap> tap;
@@ -286,13 +284,14 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
   }
   if (primary != nullptr) primary->SetShadow(tap);
   std::lock_guard<std::mutex> lock(mu_);
-  Entry& entry = EntryLocked(model);
-  entry.tap = std::move(tap);
-  entry.tap_primary = primary;
-  entry.tap_shadow = shadow;
-  entry.shadow_version = shadow_version;
-  entry.shadow_fraction = fraction;
-  entry.shadow_problem = problem;
+  Control& control = ControlLocked(model);
+  table_.SetRoles(model, tap != nullptr ? shadow_version : 0, control.rollback.version);
+  control.tap = std::move(tap);
+  control.tap_primary = primary;
+  control.tap_shadow = shadow;
+  control.shadow_version = shadow_version;
+  control.shadow_fraction = fraction;
+  control.shadow_problem = problem;
 }
 
 }  // namespace matid
