@@ -58,6 +58,25 @@ absl::Status ValidateCameraOptions(const CameraOptions& options) {
   return absl::OkStatus();
 }
 
+namespace {
+
+FrameFolderOptions InspectionFolderOptions(const CameraOptions& options) {
+  FrameFolderOptions folder;
+  folder.dir = options.inspection_dir;
+  folder.max_files = options.inspection_max_files;
+  folder.max_mb = options.inspection_max_mb;
+  folder.dir_flag = "--inspection_dir";
+  folder.what = "inspection frame";
+  folder.when_full = absl::StrCat(
+      "--inspection_dir=", options.inspection_dir, " holds ", options.inspection_max_files,
+      " frames (--inspection_max_files) or ", options.inspection_max_mb,
+      " MB (--inspection_max_mb): frames needing inspection are counted, not saved, until some "
+      "are removed");
+  return folder;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& options,
                                                        std::unique_ptr<FrameSource> source,
                                                        std::shared_ptr<grpc::Channel> channel,
@@ -80,9 +99,9 @@ absl::StatusOr<std::unique_ptr<Camera>> Camera::Create(const CameraOptions& opti
   }
   if (!options.inspection_dir.empty()) {
     const CameraMetrics& m = camera->metrics_;
-    absl::StatusOr<std::unique_ptr<InspectionFolder>> folder = InspectionFolder::Create(
-        options.inspection_dir, options.inspection_max_files, options.inspection_max_mb,
-        {m.inspection_folder_full, m.inspection_write_failures});
+    absl::StatusOr<std::unique_ptr<FrameFolder>> folder =
+        FrameFolder::Create(InspectionFolderOptions(options),
+                            {nullptr, m.inspection_folder_full, m.inspection_write_failures});
     if (!folder.ok()) return folder.status();
     camera->inspection_ = *std::move(folder);
   }

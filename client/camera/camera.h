@@ -11,7 +11,7 @@
 // delay after a stream that was answered).
 // Its parts, one job each: frame_encoding.h (ROI, shrink, encode),
 // frame_queue.h (the frames between capture and answer),
-// frame_result_message.h (the message of an answer), inspection_folder.h and
+// frame_result_message.h (the message of an answer), frame_folder.h and
 // frame_capture.h (frames saved for people), camera_metrics.h.
 // Run() returns when the source ends (after every frame was answered), when
 // max_frames is reached, or after Stop().
@@ -36,9 +36,9 @@
 #include "client/camera/camera_metrics.h"
 #include "client/camera/frame_capture.h"
 #include "client/camera/frame_encoding.h"
+#include "client/camera/frame_folder.h"
 #include "client/camera/frame_queue.h"
 #include "client/camera/frame_source.h"
-#include "client/camera/inspection_folder.h"
 #include "common/backoff.h"
 #include "common/model_input_fit.h"
 #include "common/result_message.h"
@@ -145,9 +145,9 @@ class Camera {
 
   // Constant after construction.
   const CameraOptions options_;
-  std::unique_ptr<InspectionFolder> inspection_;  // set when inspection_dir is
-  std::unique_ptr<FrameCapture> capture_;         // set when capture.dir is; capture thread offers
-  std::unique_ptr<FrameSource> source_;           // only the capture thread reads it
+  std::unique_ptr<FrameFolder> inspection_;  // set when inspection_dir is
+  std::unique_ptr<FrameCapture> capture_;    // set when capture.dir is; capture thread offers
+  std::unique_ptr<FrameSource> source_;      // only the capture thread reads it
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Classifier::Stub> stub_;
   const Publish publish_;

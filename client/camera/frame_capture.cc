@@ -1,21 +1,12 @@
 #include "client/camera/frame_capture.h"
 
-#include <filesystem>
-#include <opencv2/imgcodecs.hpp>
 #include <utility>
-#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "client/camera/frame_encoding.h"
-#include "client/camera/frame_source.h"
-#include "common/file_contents.h"
-#include "common/log.h"
 
 namespace matid {
 namespace {
-
-constexpr int kCaptureJpegQuality = 95;
 
 bool IsPlainFolderName(const std::string& name) {
   if (name.empty() || name.size() > 128 || name[0] == '.') return false;
@@ -60,43 +51,29 @@ absl::Status ValidateFrameCaptureOptions(const FrameCaptureOptions& options) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> FullResolutionJpeg(const FullFrame& frame) {
-  if (!frame.jpeg.empty() && frame.roi.empty()) return frame.jpeg;  // as the source read it
-  try {
-    cv::Mat full = frame.pixels;
-    if (!frame.jpeg.empty()) {  // decoded at reduced scale for the model: decode it whole now
-      absl::StatusOr<Frame> whole = DecodeJpegFrame(frame.jpeg, nullptr);
-      if (!whole.ok()) return whole.status();
-      absl::StatusOr<cv::Mat> roi = RegionOfInterest(whole->pixels, 1, frame.roi);
-      if (!roi.ok()) return roi.status();
-      full = *roi;
-    }
-    std::vector<uint8_t> bytes;
-    if (full.empty() ||
-        !cv::imencode(".jpg", full, bytes, {cv::IMWRITE_JPEG_QUALITY, kCaptureJpegQuality})) {
-      return absl::InternalError("JPEG encoding failed");
-    }
-    return std::string(bytes.begin(), bytes.end());
-  } catch (const cv::Exception& e) {
-    return absl::InternalError(absl::StrCat("JPEG encoding failed: ", e.what()));
-  }
-}
-
 absl::StatusOr<std::unique_ptr<FrameCapture>> FrameCapture::Create(
     const FrameCaptureOptions& options, FrameCaptureCounters counters) {
   if (absl::Status valid = ValidateFrameCaptureOptions(options); !valid.ok()) return valid;
-  absl::Status writable =
-      CheckFolderWritable(absl::StrCat(options.dir, "/", options.label), "--capture_dir");
-  if (!writable.ok()) return writable;
-  return std::unique_ptr<FrameCapture>(new FrameCapture(options, counters));
+  FrameFolderOptions folder;
+  folder.dir = absl::StrCat(options.dir, "/", options.label);
+  folder.max_files = options.max_files;
+  folder.max_mb = options.max_mb;
+  folder.dir_flag = "--capture_dir";
+  folder.what = "captured frame";
+  folder.when_full = absl::StrCat(
+      folder.dir, " holds ", options.max_files, " frames (--capture_max_files) or ", options.max_mb,
+      " MB (--capture_max_mb): frames are counted, not saved, until some are moved out");
+  absl::StatusOr<std::unique_ptr<FrameFolder>> made = FrameFolder::Create(
+      std::move(folder), {counters.saved, counters.folder_full, counters.write_failures});
+  if (!made.ok()) return made.status();
+  return std::unique_ptr<FrameCapture>(new FrameCapture(options, counters, *std::move(made)));
 }
 
-FrameCapture::FrameCapture(const FrameCaptureOptions& options, FrameCaptureCounters counters)
+FrameCapture::FrameCapture(const FrameCaptureOptions& options, FrameCaptureCounters counters,
+                           std::unique_ptr<FrameFolder> folder)
     : options_(options),
-      folder_(absl::StrCat(options.dir, "/", options.label)),
       counters_(counters),
-      budget_(options.max_files, options.max_mb << 20,
-              [folder = folder_] { return MeasureFolder(folder, ".jpg"); }),
+      folder_(std::move(folder)),
       writer_([this] { WriteLoop(); }) {}
 
 FrameCapture::~FrameCapture() {
@@ -135,48 +112,10 @@ void FrameCapture::WriteLoop() {
     auto [frame, name] = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    Write(frame, name);
+    const bool saved = folder_->Save(frame, name);
     lock.lock();
+    if (saved) ++saved_;
   }
-}
-
-void FrameCapture::Write(const FullFrame& frame, const std::string& name) {
-  absl::StatusOr<std::string> jpeg = FullResolutionJpeg(frame);
-  if (!jpeg.ok()) {
-    Add(counters_.write_failures);
-    LogError("captured frame not saved: %s", jpeg.status().ToString());
-    return;
-  }
-  const int64_t bytes = static_cast<int64_t>(jpeg->size());
-  if (!budget_.TryTake(bytes)) {
-    Add(counters_.folder_full);
-    if (!folder_full_logged_) {
-      LogWarning(
-          "%s holds %d frames (--capture_max_files) or %d MB (--capture_max_mb): frames are "
-          "counted, not saved, until some are moved out",
-          folder_, options_.max_files, options_.max_mb);
-      folder_full_logged_ = true;
-    }
-    return;
-  }
-  folder_full_logged_ = false;
-  // Written beside under a hidden name, then renamed: `prepare` never reads half a photo.
-  const std::string path = absl::StrCat(folder_, "/", name, ".jpg");
-  const std::string partial = absl::StrCat(folder_, "/.", name, ".jpg.partial");
-  absl::Status written = WriteFileContents(partial, *jpeg);
-  std::error_code error;
-  if (written.ok()) std::filesystem::rename(partial, path, error);
-  if (!written.ok() || error) {
-    std::filesystem::remove(partial, error);
-    budget_.GiveBack(bytes);
-    Add(counters_.write_failures);
-    LogError("captured frame not saved: %s",
-             written.ok() ? absl::StrCat("cannot rename to ", path) : written.ToString());
-    return;
-  }
-  Add(counters_.saved);
-  std::lock_guard<std::mutex> lock(mu_);
-  ++saved_;
 }
 
 }  // namespace matid

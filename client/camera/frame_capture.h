@@ -16,12 +16,12 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <opencv2/core.hpp>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/camera/frame_folder.h"
 #include "common/folder_budget.h"
 #include "prometheus/counter.h"
 
@@ -40,18 +40,6 @@ struct FrameCaptureOptions {
 // folder name (letters, digits, '.', '_', '-'; not starting with '.'), a
 // label without a dir or the other way round, counts out of range.
 absl::Status ValidateFrameCaptureOptions(const FrameCaptureOptions& options);
-
-// What may be saved of one frame: the whole ROI at full resolution, or the
-// frame's JPEG when the source decoded it at reduced scale.
-struct FullFrame {
-  cv::Mat pixels;    // BGR, shared with the frame (never written after capture), or empty
-  std::string jpeg;  // or the frame as the source read it
-  cv::Rect roi;      // in full-resolution coordinates; empty: whole frame
-};
-
-// The frame a person labels or a model trains on: the ROI at full
-// resolution, as JPEG. INTERNAL when OpenCV fails. Pure; any thread.
-absl::StatusOr<std::string> FullResolutionJpeg(const FullFrame& frame);
 
 struct FrameCaptureCounters {
   prometheus::Counter* saved = nullptr;
@@ -78,16 +66,14 @@ class FrameCapture {
   int64_t saved() const;
 
  private:
-  FrameCapture(const FrameCaptureOptions& options, FrameCaptureCounters counters);
+  FrameCapture(const FrameCaptureOptions& options, FrameCaptureCounters counters,
+               std::unique_ptr<FrameFolder> folder);
   void WriteLoop();
-  void Write(const FullFrame& frame, const std::string& name);
 
   const FrameCaptureOptions options_;
-  const std::string folder_;  // dir/label
   const FrameCaptureCounters counters_;
-  FolderBudget budget_;
-  int64_t offered_ = 0;              // capture thread only
-  bool folder_full_logged_ = false;  // writer thread only
+  const std::unique_ptr<FrameFolder> folder_;  // dir/label; the writer thread saves into it
+  int64_t offered_ = 0;                        // capture thread only
 
   mutable std::mutex mu_;
   std::condition_variable changed_;
