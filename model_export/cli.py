@@ -34,6 +34,7 @@ from . import loader  # noqa: E402
 from . import repository as repository_lib  # noqa: E402
 from . import resume as resume_lib  # noqa: E402
 from . import sagemaker  # noqa: E402
+from . import signing  # noqa: E402
 from . import train as train_lib  # noqa: E402
 
 # What --quick changes: a usable model in a few minutes on 2 cores.
@@ -204,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--repository", default=None,
                    help="repository folder: publish into REPOSITORY/NAME/<next version>/")
     g.add_argument("--model_dir", default=None, help="model directory to publish (default: --out)")
+    g.add_argument("--signing_key", default=None,
+                   help="Ed25519 private key (PEM): sign the version's metadata.json, for "
+                        "matid-server --trusted_model_keys (docs/model-repository.md)")
     return parser
 
 
@@ -420,7 +424,8 @@ def stage_publish(args: argparse.Namespace) -> None:
     if not args.repository:
         raise ValueError("publish needs --repository")
     model_dir = args.model_dir or args.out
-    version = repository_lib.publish(model_dir, args.repository, args.name)
+    key = signing.load_signing_key(args.signing_key) if args.signing_key else None
+    version = repository_lib.publish(model_dir, args.repository, args.name, key)
     print(f"publish: {model_dir} -> {os.path.join(args.repository, args.name, str(version))}",
           file=sys.stderr)
     print(version)
@@ -454,6 +459,8 @@ def run(argv: List[str]) -> None:
     stages = list(STAGES) if args.stage == "all" else [args.stage]
     if args.repository and args.stage in ("export", "all"):
         stages.append("publish")  # the finished model directory, as the next version
+    if args.signing_key:  # refused before hours of training, not after
+        signing.load_signing_key(args.signing_key)
     started = time.monotonic()
     for stage in stages:
         STAGES.get(stage, stage_publish)(args)

@@ -9,7 +9,8 @@ disk (fsync of every file and of the directory), then renamed into place,
 so a reader never sees a half-copied version; a staging directory left by
 a publisher that was killed (older than an hour) is removed by the next
 publish of that model. A golden set (golden.json and
-its images, written by export) is copied and digested too. verify() says
+its images, written by export) is copied and digested too. With a signing
+key, the metadata.json bytes written are signed (signing.py). verify() says
 what is wrong with a version, or nothing.
 """
 import hashlib
@@ -19,7 +20,11 @@ import re
 import shutil
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from . import signing
 
 # weights.pt: the trained weights for `train --resume` (resume.py).
 MODEL_FILES = ("model.pt", "model_int8.pt", "weights.pt")
@@ -72,6 +77,13 @@ def _fsync(path: str) -> None:
         os.close(descriptor)
 
 
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def golden_files(model_dir: str) -> List[str]:
     """golden.json and the images it lists (plain names beside it), if any:
     the server checks a version against them before it serves."""
@@ -91,9 +103,10 @@ def golden_files(model_dir: str) -> List[str]:
     return files
 
 
-def publish(model_dir: str, repository: str, name: str) -> int:
+def publish(model_dir: str, repository: str, name: str,
+            signing_key: Optional[Ed25519PrivateKey] = None) -> int:
     """Copies `model_dir` into `repository`/`name` as the next version and
-    returns that version."""
+    returns that version; signed with `signing_key` when given."""
     if not NAME_PATTERN.match(name):
         raise RepositoryError(f"model name {name!r} must be letters, digits, '.', '_' or '-' "
                               "(at most 128, not starting with '.', '_' or '-')")
@@ -117,10 +130,11 @@ def publish(model_dir: str, repository: str, name: str) -> int:
             digests[file] = sha256_of(target)
             _fsync(target)
         metadata["sha256"] = digests
-        with open(os.path.join(staging, "metadata.json"), "w") as f:
-            json.dump(metadata, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        text = json.dumps(metadata, indent=2).encode()
+        _write_synced(os.path.join(staging, "metadata.json"), text)
+        if signing_key is not None:  # over the very bytes the server reads
+            _write_synced(os.path.join(staging, signing.SIGNATURE_FILE),
+                          signing.sign(text, signing_key))
         os.chmod(staging, 0o755)
         _fsync(staging)
         while True:  # another publisher may take a number first: take the next

@@ -18,7 +18,7 @@ packages=(
   python3-serial-asyncio
   # Python side: training/export and the cross-language client test
   python3 python3-torch python3-torchvision python3-opencv python3-numpy
-  python3-sklearn python3-matplotlib python3-grpcio python3-protobuf
+  python3-sklearn python3-matplotlib python3-grpcio python3-protobuf python3-cryptography
   python3-paho-mqtt python3-jsonschema python3-yaml python3-pyflakes
   # containers: the engine (dockerd, run as root), compose 1.29, and
   # debootstrap for the base image where Docker Hub is out of reach

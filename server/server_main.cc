@@ -48,6 +48,13 @@ ABSL_FLAG(bool, unload_first_over_memory, false,
           "With --max_model_memory_mb: when a new version does not fit beside the serving one, "
           "unload the serving one first (its requests finish; new ones get UNAVAILABLE until "
           "the new version is loaded) instead of refusing the new version.");
+ABSL_FLAG(
+    std::vector<std::string>, trusted_model_keys, {},
+    "Ed25519 public keys (PEM files, comma-separated): only model versions whose "
+    "signature.ed25519 one of them verifies over the version's metadata.json load (model_export "
+    "publish --signing_key signs); a version without one is FAILED, saying so. Empty: "
+    "versions are checked by their digests only, which show a file is intact, not who "
+    "made it.");
 ABSL_FLAG(int, repository_poll_seconds, 0,
           "With --model_repository: rescan it this often; 0: only on SIGHUP.");
 ABSL_FLAG(std::string, host, "0.0.0.0",
@@ -200,12 +207,18 @@ matid::ServerOptions OptionsFromFlags() {
   return options;
 }
 
-matid::TorchBackendOptions BackendOptionsFromFlags(int warmup_batch_size) {
+absl::StatusOr<matid::TorchBackendOptions> BackendOptionsFromFlags(int warmup_batch_size) {
   matid::TorchBackendOptions backend;
   backend.int8 = absl::GetFlag(FLAGS_int8);
   backend.optimize = absl::GetFlag(FLAGS_optimize);
   backend.intra_op_threads = absl::GetFlag(FLAGS_threads);
   backend.warmup_batch_size = warmup_batch_size;
+  const std::vector<std::string> keys = absl::GetFlag(FLAGS_trusted_model_keys);
+  if (!keys.empty()) {
+    auto trusted = matid::TrustedModelKeys::Load(keys);
+    if (!trusted.ok()) return trusted.status();
+    backend.trusted_keys = *std::move(trusted);
+  }
   return backend;
 }
 
@@ -225,8 +238,11 @@ absl::StatusOr<std::unique_ptr<matid::MatidServer>> CreateServer(
     return absl::InvalidArgumentError(
         "give exactly one of --model_dir (one model) and --model_repository (versioned models)");
   }
+  absl::StatusOr<matid::TorchBackendOptions> flags =
+      BackendOptionsFromFlags(options.batcher.max_batch_size);
+  if (!flags.ok()) return flags.status();
   if (!repository.empty()) {
-    matid::TorchBackendOptions backend = BackendOptionsFromFlags(options.batcher.max_batch_size);
+    matid::TorchBackendOptions backend = *flags;
     backend.require_sha256 = true;
     backend.low_priority_load = true;
     return matid::MatidServer::CreateWithRepository(
@@ -241,7 +257,7 @@ absl::StatusOr<std::unique_ptr<matid::MatidServer>> CreateServer(
         "--default_model, --repository_poll_seconds, --max_model_memory_mb and "
         "--unload_first_over_memory need --model_repository");
   }
-  matid::TorchBackendOptions backend = BackendOptionsFromFlags(options.batcher.max_batch_size);
+  matid::TorchBackendOptions backend = *flags;
   backend.model_dir = model_dir;
   auto loaded = load(backend);
   if (!loaded.ok()) return loaded.status();

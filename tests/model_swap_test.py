@@ -14,7 +14,10 @@ version and sending SIGHUP. Checked:
   metrics), while the serving version keeps answering; removing them
   clears them;
 - 50 more swaps: the server's RSS stays within +10% of its value after the
-  first swap.
+  first swap;
+- with --trusted_model_keys, only versions `model_export publish
+  --signing_key` signed with a trusted key load: an unsigned one and one
+  signed by another key are FAILED saying why, the signed one serves on.
 """
 import json
 import os
@@ -275,6 +278,80 @@ class ModelSwapTest(unittest.TestCase):
         print(f"RSS after the first swap {after_first} KiB, after 50 more {after_50} KiB "
               f"({after_50 / after_first - 1:+.1%}), {time.monotonic() - started:.1f} s")
         self.assertLessEqual(after_50, after_first * 1.10)
+
+
+def make_signing_key(directory: str, name: str) -> tuple:
+    """An Ed25519 key pair made with Debian's openssl, as docs/model-repository.md
+    says: (private PEM, public PEM)."""
+    private = os.path.join(directory, f"{name}.pem")
+    public = os.path.join(directory, f"{name}.pub.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", private], check=True)
+    subprocess.run(["openssl", "pkey", "-in", private, "-pubout", "-out", public], check=True)
+    return private, public
+
+
+class SignedVersionsTest(unittest.TestCase):
+    def setUp(self) -> None:
+        if not os.path.isdir(TEST_MODEL):
+            self.skipTest("the test model is not built")
+        self.tmp = tempfile.mkdtemp(prefix="matid-signed-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        self.repo = os.path.join(self.tmp, "repo")
+        self.key, self.public = make_signing_key(self.tmp, "plant")
+
+    def publish(self, key: str = "") -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "model_export", "publish", "--model_dir", TEST_MODEL,
+             "--repository", self.repo, "--name", MODEL] + (["--signing_key", key] if key else []),
+            capture_output=True, text=True, timeout=120,
+            cwd=os.path.join(os.path.dirname(__file__), ".."))
+
+    def admin(self, port: int, *args: str) -> str:
+        done = subprocess.run([os.path.join(BUILD_DIR, "bin", "matid-admin"),
+                               f"--server=127.0.0.1:{port}", *args],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return done.stdout
+
+    def test_only_versions_signed_by_a_trusted_key_load(self) -> None:
+        self.assertEqual(self.publish(self.key).returncode, 0)
+        version = os.path.join(self.repo, MODEL, "1")
+        with open(os.path.join(version, "signature.ed25519"), "rb") as f:
+            self.assertEqual(len(f.read()), 64)
+        server = Process([os.path.join(BUILD_DIR, "bin", "matid-server"),
+                          f"--model_repository={self.repo}", f"--trusted_model_keys={self.public}",
+                          "--host=127.0.0.1", "--port=0", "--metrics_port=-1", "--lame_duck_ms=0"],
+                         r"serving grpc_port=(\d+)", os.path.join(self.tmp, "server.log"))
+        self.addCleanup(server.stop)
+        port = int(server.match.group(1))
+        self.assertRegex(self.admin(port, "list"), rf"{MODEL}\s+1\s+AVAILABLE\s+yes")
+
+        self.assertEqual(self.publish().returncode, 0)  # 2: unsigned
+        other_key, _ = make_signing_key(self.tmp, "someone-else")
+        self.assertEqual(self.publish(other_key).returncode, 0)  # 3: another key's
+        self.admin(port, "reload")
+        listed = self.admin(port, "list")
+        self.assertRegex(listed, rf"{MODEL}\s+1\s+AVAILABLE\s+yes")
+        self.assertRegex(listed, rf"{MODEL}\s+2\s+FAILED")
+        self.assertRegex(listed, rf"{MODEL}\s+3\s+FAILED")
+        log = server.output()
+        self.assertIn("2/signature.ed25519 is missing: with --trusted_model_keys only signed", log)
+        self.assertIn("3/signature.ed25519 is not a signature of its metadata.json by a trusted "
+                      "key", log)
+
+    def test_a_bad_key_file_or_signing_key_is_refused_naming_the_flag(self) -> None:
+        self.assertEqual(self.publish(self.key).returncode, 0)
+        started = subprocess.run([os.path.join(BUILD_DIR, "bin", "matid-server"),
+                                  f"--model_repository={self.repo}",
+                                  f"--trusted_model_keys={self.key}",  # the private half
+                                  "--host=127.0.0.1", "--port=0", "--metrics_port=-1"],
+                                 capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(started.returncode, 0)
+        self.assertIn("--trusted_model_keys", started.stderr)
+        refused = self.publish(self.public)  # a public key cannot sign
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("--signing_key", refused.stderr)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.repo, MODEL))), ["1"])
 
 
 if __name__ == "__main__":

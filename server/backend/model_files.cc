@@ -10,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_contents.h"
 
 namespace matid {
 
@@ -32,8 +33,10 @@ absl::StatusOr<std::string> FileSha256(const std::string& path) {
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
-absl::Status VerifyModelFiles(const std::string& model_dir, const ModelInfo& info) {
+absl::Status VerifyModelFiles(const std::string& model_dir, const ModelInfo& info,
+                              const std::string& skip) {
   for (const auto& [name, expected] : info.file_sha256) {
+    if (!skip.empty() && name == skip) continue;
     if (name.empty() || absl::StrContains(name, "/") || name == "." || name == "..") {
       return absl::InvalidArgumentError(absl::StrCat(model_dir, "/metadata.json: sha256 lists \"",
                                                      name, "\", which is not a file name"));
@@ -53,6 +56,54 @@ absl::Status VerifyModelFiles(const std::string& model_dir, const ModelInfo& inf
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<VerifiedModel> ReadVerifiedModel(const std::string& model_dir,
+                                                const std::string& model_file, bool require_sha256,
+                                                const TrustedModelKeys* keys) {
+  const std::string metadata_path = absl::StrCat(model_dir, "/metadata.json");
+  absl::StatusOr<std::string> metadata = ReadFileContents(metadata_path);
+  if (!metadata.ok()) return metadata.status();
+  if (keys != nullptr) {
+    const std::string signature_path = absl::StrCat(model_dir, "/", kModelSignatureFile);
+    absl::StatusOr<std::string> signature = ReadFileContents(signature_path);
+    if (!signature.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          signature_path,
+          " is missing: with --trusted_model_keys only signed versions load (model_export "
+          "publish --signing_key)"));
+    }
+    if (absl::Status trusted = keys->Verify(*metadata, *signature, model_dir); !trusted.ok()) {
+      return trusted;
+    }
+  }
+  absl::StatusOr<ModelInfo> info = ParseModelMetadata(*metadata);
+  if (!info.ok()) {
+    return absl::Status(info.status().code(),
+                        absl::StrCat(metadata_path, ": ", info.status().message()));
+  }
+  if (absl::Status whole = VerifyModelFiles(model_dir, *info, model_file); !whole.ok()) {
+    return whole;
+  }
+  const std::string path = absl::StrCat(model_dir, "/", model_file);
+  absl::StatusOr<std::string> bytes = ReadFileContents(path);
+  if (!bytes.ok()) return absl::NotFoundError(absl::StrCat("model file ", path, " does not exist"));
+  const std::string digest = Sha256Hex(*bytes);
+  const auto recorded = info->file_sha256.find(model_file);
+  if (recorded == info->file_sha256.end() && (require_sha256 || keys != nullptr)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(metadata_path, " records no sha256 for ", model_file,
+                     ": put versions into a repository with `python3 -m model_export publish`"));
+  }
+  if (recorded != info->file_sha256.end() && absl::AsciiStrToLower(recorded->second) != digest) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path,
+        " does not match the sha256 in metadata.json (a truncated or changed copy): not "
+        "loading ",
+        model_dir));
+  }
+  info->loaded_sha256 = digest;
+  return VerifiedModel{*std::move(info), *std::move(bytes)};
 }
 
 }  // namespace matid

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,7 @@ class TorchBackend final : public ModelBackend {
 // Loads, optimizes and warms up the model on the calling thread.
 absl::StatusOr<std::unique_ptr<ModelBackend>> LoadOnThisThread(const TorchBackendOptions& options,
                                                                ModelInfo info,
+                                                               const std::string& model_bytes,
                                                                const std::string& path) {
   try {
     // Inter-op parallelism can only be set once per process, before use.
@@ -107,7 +109,8 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> LoadOnThisThread(const TorchBacken
       at::globalContext().setQEngine(*engine);
     }
 
-    torch::jit::Module module = torch::jit::load(path, torch::kCPU);
+    std::istringstream stream(model_bytes);
+    torch::jit::Module module = torch::jit::load(stream, torch::kCPU);
     module.eval();
     if (!options.int8 && options.optimize) {
       if (module.hasattr("training")) module = torch::jit::freeze(module);
@@ -140,11 +143,6 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> LoadOnThisThread(const TorchBacken
 
 absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
     const TorchBackendOptions& options) {
-  auto info = LoadModelMetadata(options.model_dir);
-  if (!info.ok()) return info.status();
-  absl::Status whole = VerifyModelFiles(options.model_dir, *info);
-  if (!whole.ok()) return whole;
-  info->variant = options.int8 ? "int8" : "fp32";
   const std::string file = options.int8 ? "model_int8.pt" : "model.pt";
   const std::string path = absl::StrCat(options.model_dir, "/", file);
   if (!FileExists(path)) {
@@ -152,18 +150,11 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
         absl::StrCat("model file ", path, " does not exist",
                      options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
   }
-  const auto recorded = info->file_sha256.find(file);
-  if (recorded != info->file_sha256.end()) {
-    info->loaded_sha256 = recorded->second;  // verified above
-  } else if (options.require_sha256) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(options.model_dir, "/metadata.json records no sha256 for ", file,
-                     ": put versions into a repository with `python3 -m model_export publish`"));
-  } else {
-    auto digest = FileSha256(path);
-    if (!digest.ok()) return digest.status();
-    info->loaded_sha256 = *std::move(digest);
-  }
+  // The bytes checked are the bytes loaded: nothing is read twice.
+  absl::StatusOr<VerifiedModel> verified = ReadVerifiedModel(
+      options.model_dir, file, options.require_sha256, options.trusted_keys.get());
+  if (!verified.ok()) return verified.status();
+  verified->info.variant = options.int8 ? "int8" : "fp32";
   // Loading, optimize_for_inference and the warm-up run LibTorch parallel
   // regions. On the caller's (main) thread they would leave an OpenMP team
   // there for good; OpenMP then counts more threads than cores and throttles
@@ -173,7 +164,7 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
   absl::StatusOr<std::unique_ptr<ModelBackend>> loaded = absl::InternalError("model not loaded");
   std::thread loader([&] {
     if (options.low_priority_load) LowerThisThreadsPriority();
-    loaded = LoadOnThisThread(options, *std::move(info), path);
+    loaded = LoadOnThisThread(options, std::move(verified->info), verified->model_bytes, path);
   });
   loader.join();
   return loaded;

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/backend/model_backend.h"
+#include "server/backend/model_signature.h"
 
 namespace matid {
 
@@ -28,6 +29,9 @@ struct TorchBackendOptions {
   // Load, optimise and warm up at lower CPU priority (nice 10): for a new
   // version loaded beside the one serving.
   bool low_priority_load = false;
+  // Only versions signed by one of these keys load (model_signature.h);
+  // nullptr: signatures are not checked.
+  std::shared_ptr<const TrustedModelKeys> trusted_keys;
 };
 
 // Loads, optimises and warms the model up. Fails with NOT_FOUND for missing
