@@ -9,9 +9,17 @@ every result reaches the cloud stand-in; the optional Sparkplug node births
 at a plant broker and publishes a DDATA per result; the server stops through its
 Shutdown script, draining, with exit code 0.
 Needs root for the Install scripts (as the nucleus runs them: RequiresPrivilege).
+Like the nucleus, the test runs every step without RequiresPrivilege as an
+unprivileged component user of its own (ggc_user's stand-in), owning the
+component's work and artifact folders: a component that needs root at run
+time, or a file only root can write, fails here as it would on a box. The
+server then writes version_policy.json into the model folder the privileged
+Model install made, and the bridge reads the device key only through the
+copy its install made for it. Every listener binds loopback by default.
 """
 import glob
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -35,6 +43,17 @@ from tests.edge_harness import (Collector, Mosquitto, free_port, make_certificat
                           make_conveyor_video, wait_for)  # noqa: E402
 
 VARIABLE = re.compile(r"\{(\w+):([^}]*)\}")
+COMPONENT_USER = "matid-gg-test"  # the simulated nucleus' component user (ggc_user)
+
+
+def component_user() -> pwd.struct_passwd:
+    """The component user, made (a system user, no home, no shell) when missing."""
+    try:
+        return pwd.getpwnam(COMPONENT_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--shell", "/usr/sbin/nologin", COMPONENT_USER], check=True)
+        return pwd.getpwnam(COMPONENT_USER)
 
 
 def load_recipes() -> dict:
@@ -50,13 +69,17 @@ class Component:
     """One recipe on a simulated core device: its artifacts and work folders,
     its configuration (defaults + the test's merge), its lifecycle scripts."""
 
-    def __init__(self, recipe: dict, root: str, configuration: dict) -> None:
+    def __init__(self, recipe: dict, root: str, configuration: dict,
+                 user: pwd.struct_passwd) -> None:
         self.name = recipe["ComponentName"]
+        self.user = user
         self.lifecycle = recipe["Manifests"][0]["Lifecycle"]
         self.artifacts = os.path.join(root, "packages", "artifacts", self.name, recipe["ComponentVersion"])
         self.work = os.path.join(root, "work", self.name)
         os.makedirs(self.artifacts, exist_ok=True)
         os.makedirs(self.work, exist_ok=True)
+        for folder in (self.artifacts, self.work):  # the nucleus gives them to the component's user
+            os.chown(folder, user.pw_uid, user.pw_gid)
         self.configuration = dict(recipe["ComponentConfiguration"]["DefaultConfiguration"])
         self.configuration.update(configuration)
         self.process = None
@@ -76,15 +99,22 @@ class Component:
             raise AssertionError(f"{self.name}: unknown recipe variable {match.group(0)}")
         return VARIABLE.sub(value, self.lifecycle[step]["Script"])
 
+    def identity(self, step: str) -> dict:
+        """Root for a privileged step; the component's user otherwise."""
+        if self.lifecycle[step].get("RequiresPrivilege"):
+            return {}
+        return {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+
     def run_step(self, step: str) -> subprocess.CompletedProcess:
         timeout = self.lifecycle[step].get("Timeout", 120)
         return subprocess.run(["sh", "-c", self.script(step)], capture_output=True, text=True,
-                              timeout=timeout, cwd=self.work)
+                              timeout=timeout, cwd=self.work, **self.identity(step))
 
     def start(self) -> None:
         self.log = open(self.log_path, "a")
         self.process = subprocess.Popen(["sh", "-c", self.script("Run")], stdout=self.log,
-                                        stderr=subprocess.STDOUT, cwd=self.work)
+                                        stderr=subprocess.STDOUT, cwd=self.work,
+                                        **self.identity("Run"))
 
     def output(self) -> str:
         with open(self.log_path) as f:
@@ -115,18 +145,24 @@ class GreengrassLifecycleTest(unittest.TestCase):
     def setUp(self) -> None:
         self.tmp = tempfile.mkdtemp(prefix="matid-greengrass-")
         self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+        os.chmod(self.tmp, 0o755)  # /greengrass/v2 is reachable by the component user
         self.recipes = load_recipes()
+        self.user = component_user()
 
     def component(self, name: str, configuration: dict, artifacts: dict) -> Component:
-        component = Component(self.recipes[name], self.tmp, configuration)
+        component = Component(self.recipes[name], self.tmp, configuration, self.user)
         for file_name, source in artifacts.items():
-            shutil.copy(source, os.path.join(component.artifacts, file_name))
+            target = os.path.join(component.artifacts, file_name)
+            shutil.copy(source, target)
+            os.chown(target, self.user.pw_uid, self.user.pw_gid)  # Permission: OWNER
         self.addCleanup(component.stop)
         return component
 
     def test_lifecycle_scripts_install_run_and_shut_down(self) -> None:
         os.makedirs(os.path.join(self.tmp, "certs"))
         tls = make_certificates(os.path.join(self.tmp, "certs"))
+        os.chmod(os.path.join(self.tmp, "certs"), 0o755)
+        os.chmod(tls["client.key"], 0o600)  # the device key: root's alone, as on a core device
         cloud = Mosquitto(self.tmp, "cloud", tls=tls)
         self.addCleanup(cloud.stop)
         collector = Collector(cloud.port, tls=tls, client_id="gg-cloud-consumer")
@@ -152,7 +188,8 @@ class GreengrassLifecycleTest(unittest.TestCase):
         broker = self.component("com.matid.Mosquitto",
                                 {"Port": str(mqtt_port), "DisableSystemService": "false"}, {})
         model = self.component("com.matid.Model",
-                               {"Repository": models_dir, "ModelName": "test", "Version": "1"},
+                               {"Repository": models_dir, "ModelName": "test", "Version": "1",
+                                "ServerUser": COMPONENT_USER},
                                {"model-version.tar.gz": model_tars[0]})
         server = self.component(
             "com.matid.Server",
@@ -164,7 +201,8 @@ class GreengrassLifecycleTest(unittest.TestCase):
             "com.matid.Bridge",
             {"CloudEndpoint": "127.0.0.1", "CloudPort": str(cloud.port), "RootCa": tls["ca.crt"],
              "Certificate": tls["client.crt"], "PrivateKey": tls["client.key"],
-             "LocalPort": str(mqtt_port), "MetricsPort": str(free_port())},
+             "LocalPort": str(mqtt_port), "MetricsPort": str(free_port()),
+             "RunUser": COMPONENT_USER},
             {"matid-bridge": os.path.join(bin_dir, "matid-bridge")})
         camera = self.component(
             "com.matid.Camera",
@@ -212,8 +250,12 @@ class GreengrassLifecycleTest(unittest.TestCase):
         wait_for(lambda: "spBv1.0/matid/NBIRTH/gg-box" in plant_data.topics(), 30,
                  "the Sparkplug node's NBIRTH at the plant broker")
         camera.start()
-        wait_for(lambda: len({p["frame_seq"] for p in collector.payloads}) >= frames, 90,
-                 "every result at the cloud stand-in")
+        try:
+            wait_for(lambda: len({p["frame_seq"] for p in collector.payloads}) >= frames, 90,
+                     "every result at the cloud stand-in")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the components said:\n" + "\n".join(
+                f"{c.name}: {c.output()[-1500:]}" for c in (camera, bridge, broker))) from None
         wait_for(lambda: plant_data.topics().count("spBv1.0/matid/DDATA/gg-box/gg-cam") >= frames,
                  30, "a DDATA per result at the plant broker")
         self.assertEqual(sorted({p["frame_seq"] for p in collector.payloads}), list(range(frames)))
@@ -227,7 +269,8 @@ class GreengrassLifecycleTest(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(os.path.join(models_dir, "test"))), ["1"])
         server_pid = server.process.pid
         model_v2 = self.component("com.matid.Model",
-                                  {"Repository": models_dir, "ModelName": "test", "Version": "2"},
+                                  {"Repository": models_dir, "ModelName": "test", "Version": "2",
+                                   "ServerUser": COMPONENT_USER},
                                   {"model-version.tar.gz": model_tars[1]})
         done = model_v2.run_step("Install")
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
@@ -244,6 +287,29 @@ class GreengrassLifecycleTest(unittest.TestCase):
                  not re.search(r"test\s+1\s", listed()), 30, "version 2 to serve alone")
         self.assertEqual(server.process.pid, server_pid)
         self.assertIn("model test version 2: AVAILABLE", server.output())
+        # The server, as the component user, writes the model's policy into
+        # the folder the privileged Model install made.
+        pinned = subprocess.run(
+            [os.path.join(bin_dir, "matid-admin"),
+             f"--server=unix:{os.path.join(server.work, 'admin.sock')}", "pin", "test", "1"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(pinned.returncode, 0, pinned.stderr + server.output()[-2000:])
+        policy = os.path.join(models_dir, "test", "version_policy.json")
+        self.assertEqual(os.stat(policy).st_uid, self.user.pw_uid)
+        # Every component's process runs as the component user, not root,
+        # and every listener is on loopback only.
+        for component in (broker, server, bridge, sparkplug):
+            self.assertEqual(os.stat(f"/proc/{component.process.pid}").st_uid, self.user.pw_uid,
+                             component.name)
+        listening = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
+        for port in (grpc_port, mqtt_port, int(server.configuration["MetricsPort"]),
+                     int(bridge.configuration["MetricsPort"]),
+                     int(sparkplug.configuration["MetricsPort"])):
+            local = [line.split()[3] for line in listening.splitlines()
+                     if line.split()[3].endswith(f":{port}")]
+            self.assertEqual(len(local), 1, f"port {port}: {local}")
+            self.assertIn(local[0], (f"127.0.0.1:{port}", f"[::ffff:127.0.0.1]:{port}"),
+                          f"port {port} is not on loopback only")
 
         self.assertEqual(server.stop(), 0, server.output())
         self.assertIn("received, draining", server.output())
