@@ -2,6 +2,7 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <sys/stat.h>
@@ -62,6 +63,15 @@ absl::Status ValidateServerOptions(const ServerOptions& options) {
   }
   if (options.max_message_bytes < 1024) {
     return absl::InvalidArgumentError("max_message_bytes must be >= 1024");
+  }
+  if (options.max_concurrent_streams < 1) {
+    return absl::InvalidArgumentError("--max_concurrent_streams must be >= 1");
+  }
+  if (options.grpc_memory_bytes < 0 ||
+      (options.grpc_memory_bytes != 0 &&
+       options.grpc_memory_bytes < 2 * static_cast<int64_t>(options.max_message_bytes))) {
+    return absl::InvalidArgumentError(
+        "--grpc_memory_mb must hold at least two of --max_message_bytes (0: no quota)");
   }
   if (options.limits.max_parsed_request_bytes < (int64_t{1} << 20) ||
       options.limits.max_parsed_request_bytes > (int64_t{1} << 42)) {
@@ -176,6 +186,12 @@ absl::Status MatidServer::Listen() {
   // writes at most max_batch_items x 2 outputs), and one that did would be
   // refused RESOURCE_EXHAUSTED instead of sent.
   builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, options.max_concurrent_streams);
+  grpc::ResourceQuota quota("matid-server");
+  if (options.grpc_memory_bytes > 0) {
+    quota.Resize(static_cast<size_t>(options.grpc_memory_bytes));
+    builder.SetResourceQuota(quota);
+  }
   if (options.max_connection_age != absl::InfiniteDuration()) {
     builder.AddChannelArgument(
         GRPC_ARG_MAX_CONNECTION_AGE_MS,

@@ -43,6 +43,15 @@ struct ServerOptions {
   int default_top_k = 5;
   // Largest gRPC message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED.
   int max_message_bytes = 17 << 20;
+  // Calls one connection may have open at once (HTTP/2
+  // SETTINGS_MAX_CONCURRENT_STREAMS): a client's further calls wait for one
+  // to end, so one connection cannot hold unbounded streams and their
+  // buffers. gRPC's own default has no bound.
+  int max_concurrent_streams = 100;
+  // Memory gRPC's transport may take for its buffers (grpc::ResourceQuota),
+  // in bytes; beyond it gRPC stops reading from connections until memory is
+  // freed. 0: no quota.
+  int64_t grpc_memory_bytes = int64_t{1} << 30;
   // On Shutdown(), how long the server stays up answering UNAVAILABLE (and
   // NOT_SERVING to health checks) before it stops accepting connections, so
   // clients and load balancers move away before calls can be cut off.

@@ -97,6 +97,14 @@ ABSL_FLAG(bool, reduced_jpeg_decode, true,
           "the model input), then fit it: several times cheaper for camera-resolution frames; "
           "pixels differ slightly from a full decode (top-1 agreement 99.84%, see "
           "bench/RESULTS.md). false: decode every image whole.");
+ABSL_FLAG(int, max_concurrent_streams, 100,
+          "Calls one client connection may have open at once (HTTP/2 "
+          "SETTINGS_MAX_CONCURRENT_STREAMS); its further calls wait until one ends. Bounds what "
+          "one connection can hold open (gRPC's own default has no bound).");
+ABSL_FLAG(int64_t, grpc_memory_mb, 1024,
+          "Memory gRPC's transport may use for its buffers (grpc::ResourceQuota); beyond it gRPC "
+          "stops reading from connections until memory is freed, so many clients sending at once "
+          "cannot take the box's memory. At least two of --max_message_bytes; 0: no quota.");
 ABSL_FLAG(int, max_message_bytes, 17 << 20,
           "Largest gRPC request accepted (and answer sent), in bytes; the default is "
           "--max_encoded_bytes' default (16 MiB) plus 1 MiB for the rest of a request.");
@@ -167,6 +175,8 @@ matid::ServerOptions OptionsFromFlags() {
   options.preprocess.decode_unchecked_formats = absl::GetFlag(FLAGS_decode_unchecked_formats);
   options.preprocess.reduced_jpeg_decode = absl::GetFlag(FLAGS_reduced_jpeg_decode);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_mb) << 20;
   options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
   if (options.limits.max_batch_items == 0) {
     // The default follows a smaller queue instead of refusing to start.

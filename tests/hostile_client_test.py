@@ -14,7 +14,12 @@ Checked:
   BatchClassify, ModelInfer and both streams): refused before they are
   parsed, with RESOURCE_EXHAUSTED naming the limit; the server's peak memory
   stays under 1.5 times its idle memory, and it answers Health meanwhile.
+- one connection holds at most --max_concurrent_streams calls open: a
+  further call waits (it is not refused) until one of them ends; the flag
+  and --grpc_memory_mb refuse values out of range, naming themselves.
 """
+import concurrent.futures
+import queue
 import json
 import os
 import re
@@ -200,6 +205,68 @@ ATTACK_BYTES = 8 << 20
 def empty_elements(field: int) -> bytes:
     """Length-delimited `field` repeated with nothing inside, ATTACK_BYTES long."""
     return bytes([field << 3 | 2, 0]) * (ATTACK_BYTES // 2)
+
+
+class QueuedFrames:
+    """A stream's request iterator fed by the test, one frame at a time."""
+
+    def __init__(self) -> None:
+        self.frames: queue.Queue = queue.Queue()
+
+    def send(self, seq: int) -> None:
+        self.frames.put(matid_pb2.Frame(seq=seq, image=matid_pb2.Image(encoded=PNG)))
+
+    def close(self) -> None:
+        self.frames.put(None)
+
+    def __iter__(self) -> Iterator[object]:
+        while (frame := self.frames.get()) is not None:
+            yield frame
+
+
+class ConcurrentStreamsTest(unittest.TestCase):
+    def setUp(self) -> None:
+        if not os.path.isdir(TEST_MODEL):
+            self.skipTest("the test model is not built")
+        self.tmp = tempfile.mkdtemp(prefix="matid-streams-")
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
+
+    def test_one_connection_holds_at_most_max_concurrent_streams_calls(self) -> None:
+        server = start_server(self.tmp, "--max_concurrent_streams=2")
+        self.addCleanup(server.stop)
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.match.group(1)}")
+        self.addCleanup(channel.close)
+        stub = matid_pb2_grpc.ClassifierStub(channel)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=3)
+        self.addCleanup(pool.shutdown, wait=False, cancel_futures=True)
+        feeds = [QueuedFrames() for _ in range(3)]
+        streams = [stub.ClassifyStream(iter(feed), timeout=120) for feed in feeds]
+        for feed in feeds:
+            self.addCleanup(feed.close)
+            feed.send(0)
+        first = [pool.submit(next, stream) for stream in streams]
+        self.assertEqual(first[0].result(timeout=60).status.code, 0)
+        self.assertEqual(first[1].result(timeout=60).status.code, 0)
+        # The third waits for a stream of the connection's two: an absence
+        # check (a slower machine only makes it weaker, never failing).
+        with self.assertRaises(concurrent.futures.TimeoutError):
+            first[2].result(timeout=1.5)
+        feeds[0].close()
+        self.assertEqual(list(streams[0]), [])  # the first call ends...
+        self.assertEqual(first[2].result(timeout=60).status.code, 0)  # ...and the third starts
+
+    def test_stream_and_memory_limits_out_of_range_are_refused_naming_the_flag(self) -> None:
+        repo = os.path.join(self.tmp, "repo")
+        repository.publish(TEST_MODEL, repo, "parts")
+        for flag, named in (("--max_concurrent_streams=0", "--max_concurrent_streams"),
+                            ("--grpc_memory_mb=1", "--grpc_memory_mb"),
+                            ("--grpc_memory_mb=-5", "--grpc_memory_mb")):
+            started = subprocess.run([os.path.join(BUILD_DIR, "bin", "matid-server"),
+                                      f"--model_repository={repo}", "--host=127.0.0.1",
+                                      "--port=0", "--metrics_port=-1", flag],
+                                     capture_output=True, text=True, timeout=60)
+            self.assertNotEqual(started.returncode, 0, flag)
+            self.assertIn(named, started.stderr, flag)
 
 
 class ParseMemoryTest(unittest.TestCase):
