@@ -86,10 +86,14 @@ absl::StatusOr<VerifiedModel> ReadVerifiedModel(const std::string& model_dir,
     return whole;
   }
   const std::string path = absl::StrCat(model_dir, "/", model_file);
+  const auto recorded = info->file_sha256.find(model_file);
   absl::StatusOr<std::string> bytes = ReadFileContents(path);
+  if (!bytes.ok() && recorded != info->file_sha256.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is missing; metadata.json lists it (a partial copy?): not loading ", model_dir));
+  }
   if (!bytes.ok()) return absl::NotFoundError(absl::StrCat("model file ", path, " does not exist"));
   const std::string digest = Sha256Hex(*bytes);
-  const auto recorded = info->file_sha256.find(model_file);
   if (recorded == info->file_sha256.end() && (require_sha256 || keys != nullptr)) {
     return absl::FailedPreconditionError(
         absl::StrCat(metadata_path, " records no sha256 for ", model_file,

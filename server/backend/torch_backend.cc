@@ -145,14 +145,13 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateTorchBackend(
     const TorchBackendOptions& options) {
   const std::string file = options.int8 ? "model_int8.pt" : "model.pt";
   const std::string path = absl::StrCat(options.model_dir, "/", file);
-  if (!FileExists(path)) {
-    return absl::NotFoundError(
-        absl::StrCat("model file ", path, " does not exist",
-                     options.int8 ? " (export the int8 variant, or drop --int8)" : ""));
-  }
   // The bytes checked are the bytes loaded: nothing is read twice.
   absl::StatusOr<VerifiedModel> verified = ReadVerifiedModel(
       options.model_dir, file, options.require_sha256, options.trusted_keys.get());
+  if (absl::IsNotFound(verified.status()) && options.int8 && !FileExists(path)) {
+    return absl::NotFoundError(
+        absl::StrCat(verified.status().message(), " (export the int8 variant, or drop --int8)"));
+  }
   if (!verified.ok()) return verified.status();
   verified->info.variant = options.int8 ? "int8" : "fp32";
   // Loading, optimize_for_inference and the warm-up run LibTorch parallel
