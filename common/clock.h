@@ -22,6 +22,10 @@ class Clock {
   // Calls `jumped` (on the thread that moves the clock, with no lock of the
   // clock's held) after each jump, until Unsubscribe(the returned id).
   virtual int Subscribe(std::function<void()> jumped) = 0;
+  // How long a subscribed waiter should sleep, in real time, for this much
+  // of the clock's time to pass: the same for the real clock; forever for a
+  // clock that moves only by jumps (the jump wakes the waiter).
+  virtual absl::Duration RealWaitFor(absl::Duration clock_time) const { return clock_time; }
   virtual void Unsubscribe(int id) = 0;
 };
 

@@ -25,6 +25,10 @@ class FakeClock : public Clock {
     subscribers_[++last_id_] = std::move(jumped);
     return last_id_;
   }
+  absl::Duration RealWaitFor(absl::Duration clock_time) const override {
+    // It moves only when Advance() wakes the waiter.
+    return clock_time <= absl::ZeroDuration() ? absl::ZeroDuration() : absl::InfiniteDuration();
+  }
   void Unsubscribe(int id) override {
     std::lock_guard<std::mutex> lock(mu_);
     subscribers_.erase(id);

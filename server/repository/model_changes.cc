@@ -140,18 +140,8 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version, 
   if (!scanned.ok()) return scanned.status();
   ReloadAndWait();
   if (version == 0) return absl::OkStatus();
-  std::string problem;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const auto control = controls_.find(model);
-    if (control != controls_.end() && control->second.tap != nullptr &&
-        control->second.shadow_version == version) {
-      return absl::OkStatus();
-    }
-    problem = control == controls_.end() || control->second.shadow_problem.empty()
-                  ? "it did not start"
-                  : control->second.shadow_problem;
-  }
+  const std::optional<std::string> problem = promotions_.ShadowNotRunning(model, version);
+  if (!problem.has_value()) return absl::OkStatus();
   if (scanned->policy_status.ok()) {
     const auto restored = UpdatePolicy(
         model,
@@ -159,38 +149,7 @@ absl::Status ModelManager::SetShadow(const std::string& model, int64_t version, 
     if (restored.ok()) ReloadAndWait();
   }
   return absl::FailedPreconditionError(
-      absl::StrCat("model '", model, "': ", problem, " (version_policy.json left as it was)"));
-}
-
-absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) const {
-  std::shared_ptr<const ShadowTap> tap;
-  ShadowReport report;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const auto found = controls_.find(model);
-    if (found == controls_.end()) {
-      return absl::NotFoundError(absl::StrCat("model '", model, "' is not served"));
-    }
-    const Control& control = found->second;
-    tap = control.tap;
-    auto primary = control.tap_primary.lock();
-    auto shadow = control.tap_shadow.lock();
-    if (tap == nullptr || primary == nullptr || shadow == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model '", model, "' has no shadow version",
-          control.shadow_problem.empty() ? " (set one with matid-admin shadow)"
-                                         : absl::StrCat(": ", control.shadow_problem)));
-    }
-    report.model = model;
-    report.primary_version = primary->identity().version;
-    report.shadow_version = shadow->identity().version;
-    report.fraction = control.shadow_fraction;
-    report.labels = primary->info().labels;
-    report.promote_when = control.promote_when;
-    if (disagreements_ != nullptr) report.disagreements_dir = disagreements_->dir();
-  }
-  report.comparison = tap->comparison().Snapshot();
-  return report;
+      absl::StrCat("model '", model, "': ", *problem, " (version_policy.json left as it was)"));
 }
 
 }  // namespace matid

@@ -23,8 +23,19 @@ absl::Status ValidateModelManagerOptions(const ModelManagerOptions& options) {
   return absl::OkStatus();
 }
 
+namespace {
+
+BatcherOptions ShadowBatcherOptions(const ModelManagerOptions& options) {
+  BatcherOptions batcher = options.serving.batcher;
+  batcher.idle_priority = options.shadow_idle_priority;
+  return batcher;
+}
+
+}  // namespace
+
 ModelManager::ModelManager(const ModelManagerOptions& options, BackendLoader loader,
-                           ServerMetrics* metrics, bool fixed)
+                           ServerMetrics* metrics, bool fixed,
+                           std::shared_ptr<DisagreementFolder> disagreements)
     : options_(options),
       clock_(options.clock != nullptr ? *options.clock : RealClock()),
       loader_(std::move(loader)),
@@ -32,7 +43,13 @@ ModelManager::ModelManager(const ModelManagerOptions& options, BackendLoader loa
       fixed_(fixed),
       monitor_(metrics),
       leases_(VersionLeases::Create([this] { wakeup_.Notify(); })),
-      table_(options.default_model, fixed, leases_.get(), &monitor_) {
+      table_(options.default_model, fixed, leases_.get(), &monitor_),
+      promotions_({ShadowBatcherOptions(options), &clock_, &table_, &monitor_, metrics,
+                   std::move(disagreements),
+                   [this](const std::string& model, const PolicyStore::Change& change) {
+                     return UpdatePolicy(model, change);
+                   },
+                   [this](Caller caller) { Rescan(caller); }}) {
   clock_subscription_ = clock_.Subscribe([this] { wakeup_.Notify(); });
 }
 
@@ -41,7 +58,7 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFixed(
   ModelManagerOptions manager_options;
   manager_options.serving = options;
   std::unique_ptr<ModelManager> manager(
-      new ModelManager(manager_options, nullptr, metrics, /*fixed=*/true));
+      new ModelManager(manager_options, nullptr, metrics, /*fixed=*/true, nullptr));
   auto serving = ServingModel::Create(options, std::move(backend), "", "", metrics);
   if (!serving.ok()) return serving.status();
   const ModelIdentity identity = (*serving)->identity();
@@ -63,16 +80,17 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository
     return absl::NotFoundError(absl::StrCat("model repository ", options.repository,
                                             " has no model folders (expected NAME/VERSION/)"));
   }
-  std::unique_ptr<ModelManager> manager(
-      new ModelManager(options, std::move(loader), metrics, /*fixed=*/false));
-  manager->policies_ = std::make_unique<PolicyStore>(options.repository);
+  std::shared_ptr<DisagreementFolder> disagreements;
   if (!options.shadow_disagreements_dir.empty()) {
     auto folder = DisagreementFolder::Create(options.shadow_disagreements_dir,
                                              options.shadow_disagreements_max_files,
                                              options.shadow_disagreements_max_mb);
     if (!folder.ok()) return folder.status();
-    manager->disagreements_ = *std::move(folder);
+    disagreements = *std::move(folder);
   }
+  std::unique_ptr<ModelManager> manager(new ModelManager(
+      options, std::move(loader), metrics, /*fixed=*/false, std::move(disagreements)));
+  manager->policies_ = std::make_unique<PolicyStore>(options.repository);
   manager->Reconcile();
   std::vector<std::string> problems;
   bool any_available = false;
@@ -92,7 +110,9 @@ absl::StatusOr<std::unique_ptr<ModelManager>> ModelManager::CreateFromRepository
     return absl::NotFoundError(absl::StrCat("--default_model=", options.default_model,
                                             " is not a model of ", options.repository));
   }
-  manager->thread_ = std::thread([m = manager.get()] { m->Run(); });
+  // The first poll and rule check count from now, not from whenever the
+  // thread gets to run (a test's clock may have moved by then).
+  manager->thread_ = std::thread([m = manager.get(), now = manager->clock_.Now()] { m->Run(now); });
   return manager;
 }
 
@@ -102,10 +122,7 @@ ModelManager::~ModelManager() {
   // The table's leases and the shadow taps' are the last ones (Shutdown
   // drained every request): dropping them hands each version back, to be
   // freed here.
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    controls_.clear();
-  }
+  promotions_.Clear();
   table_.Clear();
   leases_->TakeReleased();
   leases_->Close();
@@ -190,10 +207,10 @@ int ModelManager::in_flight() const {
   return count;
 }
 
-void ModelManager::Run() {
+void ModelManager::Run(absl::Time started) {
   const bool polling = options_.poll_interval > absl::ZeroDuration();
-  absl::Time next_poll = polling ? clock_.Now() + options_.poll_interval : absl::InfiniteFuture();
-  absl::Time next_rule_check = clock_.Now() + options_.rule_check_interval;
+  absl::Time next_poll = polling ? started + options_.poll_interval : absl::InfiniteFuture();
+  absl::Time next_rule_check = started + options_.rule_check_interval;
   for (;;) {
     const uint64_t seen = wakeup_.generation();
     ReleaseUnused();  // versions whose last request is done
@@ -202,12 +219,12 @@ void ModelManager::Run() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
-      watching = WatchingLocked();
       if (reloads_requested_ > reloads_started_) reload = reloads_requested_;
     }
+    watching = promotions_.Watching();
     const absl::Time now = clock_.Now();
     if (watching && now >= next_rule_check) {
-      CheckRules();
+      promotions_.CheckRules();
       // Read before the check is counted: a caller waiting for the count may
       // move a fake clock at once, and that move is the next interval's.
       next_rule_check = clock_.Now() + options_.rule_check_interval;
@@ -235,9 +252,10 @@ void ModelManager::Run() {
       continue;
     }
     const absl::Time wake_at = watching ? std::min(next_poll, next_rule_check) : next_poll;
-    wakeup_.WaitForChange(seen, wake_at == absl::InfiniteFuture()
-                                    ? absl::InfiniteDuration()
-                                    : std::max(absl::ZeroDuration(), wake_at - clock_.Now()));
+    wakeup_.WaitForChange(
+        seen, wake_at == absl::InfiniteFuture()
+                  ? absl::InfiniteDuration()
+                  : clock_.RealWaitFor(std::max(absl::ZeroDuration(), wake_at - clock_.Now())));
   }
 }
 
@@ -253,7 +271,7 @@ void ModelManager::Reconcile() {
     present.insert(model.name);
     ReconcileModel(model);
   }
-  for (const std::string& name : table_.RetireModelsExcept(present)) UpdateShadow(name, 0, 0, "");
+  for (const std::string& name : table_.RetireModelsExcept(present)) promotions_.Forget(name);
   NotifyChanged();
 }
 
@@ -300,43 +318,40 @@ std::map<int64_t, HeldVersion> ModelManager::HeldVersions(const RepositoryModel&
 bool ModelManager::AcceptPolicy(const std::string& model, const std::string& problem) {
   table_.AddModel(model);
   std::lock_guard<std::mutex> lock(mu_);
-  Control& control = ControlLocked(model);
+  std::string& logged = policy_errors_.try_emplace(model).first->second;
   if (!problem.empty()) {
-    if (control.policy_error != problem) {
-      LogWarning("%s; model %s keeps its versions", problem, model);
-    }
-    control.policy_error = problem;
+    if (logged != problem) LogWarning("%s; model %s keeps its versions", problem, model);
+    logged = problem;
     return false;
   }
-  control.policy_error.clear();
+  logged.clear();
   return true;
 }
 
 void ModelManager::Route(const RepositoryModel& model, const VersionPlan& plan) {
   table_.Route(model.name, plan.default_version, plan.retire);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    Control& control = ControlLocked(model.name);
-    control.promote_when = model.policy.promote_when;
-    SetRollbackWindowLocked(model.name, control, model.policy.rollback);
-  }
-  UpdateShadow(model.name, plan.shadow_version, model.policy.shadow_fraction, plan.shadow_problem);
+  promotions_.Apply(model.name, model.policy, plan.shadow_version, plan.shadow_problem);
 }
 
-ModelManager::Control& ModelManager::ControlLocked(const std::string& model) {
-  return controls_.try_emplace(model).first->second;
+void ModelManager::Rescan(Caller caller) {
+  if (caller == Caller::kOperator) {
+    ReloadAndWait();
+    return;
+  }
+  Reconcile();
+  ReleaseUnused();
 }
 
-void ModelManager::SetRollbackWindowLocked(const std::string& model, Control& control,
-                                           const RollbackWindow& window) {
-  if (window.version != control.rollback.version ||
-      window.promoted_version != control.rollback.promoted_version ||
-      window.until != control.rollback.until) {
-    // A new window (or the server started inside one): count from now.
-    const std::shared_ptr<ServingModel> promoted = table_.Version(model, window.promoted_version);
-    control.rollback_baseline = promoted != nullptr ? promoted->outcomes() : OutcomeSnapshot();
-  }
-  control.rollback = window;
+absl::Status ModelManager::Promote(const std::string& model) {
+  return promotions_.Promote(model, "admin", "an operator promoted it", Caller::kOperator);
+}
+
+absl::Status ModelManager::Rollback(const std::string& model) {
+  return promotions_.RollBack(model, "admin", "an operator rolled it back", {}, Caller::kOperator);
+}
+
+absl::StatusOr<ShadowReport> ModelManager::Shadow(const std::string& model) const {
+  return promotions_.Report(model);
 }
 
 }  // namespace matid

@@ -26,9 +26,10 @@
 // (version_plan.h), a policy store is the one writer of version_policy.json
 // (policy_store.h), leases hand a version back when its last request is done
 // (version_leases.h), and a state monitor publishes every change
-// (version_state_monitor.h), and a serving table routes and releases
-// (serving_table.h). This class owns the thread, the wiring and the
-// shutdown order.
+// (version_state_monitor.h), a serving table routes and releases
+// (serving_table.h), and a promotion controller runs the shadow and the
+// rules (promotion_controller.h). This class owns the thread, the wiring and
+// the shutdown order.
 //
 // Thread-safety: every public method may be called from any thread.
 // Resolve() is on the request path: one uncontended mutex and a shared_ptr
@@ -59,6 +60,7 @@
 #include "server/core/serving_model.h"
 #include "server/repository/model_repository.h"
 #include "server/repository/policy_store.h"
+#include "server/repository/promotion_controller.h"
 #include "server/repository/serving_table.h"
 #include "server/repository/version_leases.h"
 #include "server/repository/version_plan.h"
@@ -181,45 +183,15 @@ class ModelManager : public ModelRouter, public ModelControl {
                  absl::Duration timeout) const;
 
  private:
-  // What the manager controls of a model beside its routes (which live in
-  // the serving table): its policy's problem, the shadow tap, the rules.
-  struct Control {
-    std::string policy_error;  // last version_policy.json problem
-    // The shadow tap the default version offers images to (or nullptr), and
-    // what it was made for (also when making it failed, so that is not
-    // retried on every rescan).
-    std::shared_ptr<const ShadowTap> tap;
-    std::weak_ptr<ServingModel> tap_primary;
-    std::weak_ptr<ServingModel> tap_shadow;
-    int64_t shadow_version = 0;  // the tap's (0: no shadow)
-    double shadow_fraction = 0;
-    std::string shadow_problem;                 // why the configured shadow does not run
-    std::optional<PromotionRule> promote_when;  // the policy's, with a shadow
-    RollbackWindow rollback;                    // the policy's open window (version 0: none)
-    // The promoted version's outcomes when its window was first seen.
-    OutcomeSnapshot rollback_baseline;
-    std::string rule_problem;  // the last failure acting on a rule (logged once)
-  };
-  // Who changes the policy: an operator's call waits for the manager's
-  // thread to rescan; the manager's own thread rescans itself.
-  enum class Caller { kOperator, kManagerThread };
+  using Caller = PromotionController::Caller;
 
   ModelManager(const ModelManagerOptions& options, BackendLoader loader, ServerMetrics* metrics,
-               bool fixed);
+               bool fixed, std::shared_ptr<DisagreementFolder> disagreements);
 
-  void Run();  // the manager thread
+  void Run(absl::Time started);  // the manager thread; deadlines count from `started`
+  // Reconciles now (the manager's thread) or waits for the manager's thread
+  // to (an operator).
   void Rescan(Caller caller);
-  // Promotes the shadow / rolls back / closes the window, writing the policy
-  // (through the store), rescanning and reporting the event.
-  absl::Status PromoteShadow(const std::string& model, const std::string& trigger,
-                             const std::string& reason, Caller caller);
-  absl::Status RollBack(const std::string& model, const std::string& trigger,
-                        const std::string& reason, std::map<std::string, double> figures,
-                        Caller caller);
-  void CloseWindow(const std::string& model, const RollbackWindow& window);
-  // On the manager's thread: acts on the rules whose figures say so.
-  void CheckRules();
-  bool WatchingLocked() const;  // a rule to check; mu_ held
   // The policy store's read-modify-write; FAILED_PRECONDITION without a
   // repository.
   absl::StatusOr<RepositoryModel> UpdatePolicy(const std::string& model,
@@ -234,7 +206,8 @@ class ModelManager : public ModelRouter, public ModelControl {
   int64_t DefaultVersion(const std::string& model) const;
   void Reconcile();
   // One model's reconcile: plans (version_plan.h), acts on the plan one load
-  // at a time and plans again, then routes and retires under mu_.
+  // at a time and plans again, then routes (the serving table, in one step)
+  // and hands the policy to the promotion controller.
   void ReconcileModel(const RepositoryModel& model);
   // What the plan needs to know of the model's versions: the available ones,
   // and the FAILED ones not to be tried again now (folder unchanged, folder
@@ -243,8 +216,8 @@ class ModelManager : public ModelRouter, public ModelControl {
                                               const std::set<int64_t>& tried) const;
   // False (and logged once) when the policy cannot be read.
   bool AcceptPolicy(const std::string& model, const std::string& problem);
-  // The plan's last step, under mu_: the default, the retired versions, the
-  // rules; then the shadow.
+  // The plan's last step: the default and the retired versions, then the
+  // rules and the shadow.
   void Route(const RepositoryModel& model, const VersionPlan& plan);
   // Loads one version within the memory budget: AVAILABLE or FAILED after.
   void LoadOne(const std::string& model, int64_t version);
@@ -252,15 +225,6 @@ class ModelManager : public ModelRouter, public ModelControl {
   absl::StatusOr<std::unique_ptr<ServingModel>> LoadVersion(const std::string& model,
                                                             int64_t version,
                                                             const std::string& dir);
-  // Points the model's default version at `shadow_version` (0: none),
-  // making a new tap when the pair or the fraction changed.
-  void UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
-                    std::string problem);
-  // The model's control entry, made when new (the only place one is made);
-  // mu_ held.
-  Control& ControlLocked(const std::string& model);
-  void SetRollbackWindowLocked(const std::string& model, Control& control,
-                               const RollbackWindow& window);
   // Frees the versions whose last lease was dropped (on the manager's thread).
   void ReleaseUnused();
   void NotifyChanged();
@@ -272,25 +236,26 @@ class ModelManager : public ModelRouter, public ModelControl {
   const ModelManagerOptions options_;
   Clock& clock_;
   const BackendLoader loader_;
-  ServerMetrics* const metrics_;                       // or nullptr
-  const bool fixed_;                                   // --model_dir: one model, no repository
-  std::shared_ptr<DisagreementFolder> disagreements_;  // or nullptr; set before serving
-  std::unique_ptr<PolicyStore> policies_;              // or nullptr (fixed); set before serving
+  ServerMetrics* const metrics_;           // or nullptr
+  const bool fixed_;                       // --model_dir: one model, no repository
+  std::unique_ptr<PolicyStore> policies_;  // or nullptr (fixed); set before serving
   VersionStateMonitor monitor_;
   Wakeup wakeup_;  // the manager thread's
   int clock_subscription_ = 0;
   // Before the table: outlives every lease the table holds.
   std::shared_ptr<VersionLeases> leases_;
   ServingTable table_;
+  PromotionController promotions_;  // the shadow taps and the rules
 
-  // Lock order: mu_, then the table's, the leases', the monitor's.
-  mutable std::mutex mu_;                                 // std::mutex: visible to ThreadSanitizer
-  std::map<std::string, Control, std::less<>> controls_;  // guarded by mu_
-  bool stop_ = false;                                     // guarded by mu_
-  uint64_t reloads_requested_ = 0;                        // guarded by mu_
-  uint64_t reloads_started_ = 0;                          // guarded by mu_
-  uint64_t reloads_done_ = 0;                             // guarded by mu_
-  uint64_t rule_checks_done_ = 0;                         // guarded by mu_
+  // Lock order: the policy store's, the promotion controller's, the table's,
+  // the leases', the monitor's; mu_ is taken with none of them held.
+  mutable std::mutex mu_;                             // std::mutex: visible to ThreadSanitizer
+  std::map<std::string, std::string> policy_errors_;  // guarded by mu_: last problem, logged once
+  bool stop_ = false;                                 // guarded by mu_
+  uint64_t reloads_requested_ = 0;                    // guarded by mu_
+  uint64_t reloads_started_ = 0;                      // guarded by mu_
+  uint64_t reloads_done_ = 0;                         // guarded by mu_
+  uint64_t rule_checks_done_ = 0;                     // guarded by mu_
   std::condition_variable reload_done_;
   mutable std::condition_variable rule_checked_;
 

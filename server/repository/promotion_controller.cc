@@ -1,11 +1,11 @@
-// ModelManager: the shadow tap, promotions, rollbacks and rollback windows
-// (see model_manager.h); the rules themselves are in promotion_rules.h.
+#include "server/repository/promotion_controller.h"
+
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
-#include "server/repository/model_manager.h"
 
 namespace matid {
 namespace {
@@ -37,30 +37,88 @@ std::map<std::string, double> OutcomeFigures(const OutcomeSnapshot& outcomes,
 
 }  // namespace
 
-void ModelManager::Rescan(Caller caller) {
-  if (caller == Caller::kOperator) {
-    ReloadAndWait();
-    return;
+void PromotionController::Apply(const std::string& model, const VersionPolicy& policy,
+                                int64_t shadow_version, const std::string& shadow_problem) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Control& control = ControlLocked(model);
+    control.promote_when = policy.promote_when;
+    const RollbackWindow& window = policy.rollback;
+    if (window.version != control.rollback.version ||
+        window.promoted_version != control.rollback.promoted_version ||
+        window.until != control.rollback.until) {
+      // A new window (or the server started inside one): count from now.
+      const std::shared_ptr<ServingModel> promoted =
+          wiring_.table->Version(model, window.promoted_version);
+      control.rollback_baseline = promoted != nullptr ? promoted->outcomes() : OutcomeSnapshot();
+    }
+    control.rollback = window;
   }
-  Reconcile();
-  ReleaseUnused();
+  UpdateShadow(model, shadow_version, policy.shadow_fraction, shadow_problem);
 }
 
-absl::Status ModelManager::Promote(const std::string& model) {
-  return PromoteShadow(model, "admin", "an operator promoted it", Caller::kOperator);
+void PromotionController::Forget(const std::string& model) { UpdateShadow(model, 0, 0, ""); }
+
+void PromotionController::Clear() {
+  std::lock_guard<std::mutex> lock(mu_);
+  controls_.clear();
 }
 
-absl::Status ModelManager::Rollback(const std::string& model) {
-  return RollBack(model, "admin", "an operator rolled it back", {}, Caller::kOperator);
+PromotionController::Control& PromotionController::ControlLocked(const std::string& model) {
+  return controls_.try_emplace(model).first->second;
 }
 
-absl::Status ModelManager::PromoteShadow(const std::string& model, const std::string& trigger,
-                                         const std::string& reason, Caller caller) {
+std::optional<std::string> PromotionController::ShadowNotRunning(const std::string& model,
+                                                                 int64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto control = controls_.find(model);
+  if (control != controls_.end() && control->second.tap != nullptr &&
+      control->second.shadow_version == version) {
+    return std::nullopt;
+  }
+  return control == controls_.end() || control->second.shadow_problem.empty()
+             ? "it did not start"
+             : control->second.shadow_problem;
+}
+
+absl::StatusOr<ShadowReport> PromotionController::Report(const std::string& model) const {
+  std::shared_ptr<const ShadowTap> tap;
+  ShadowReport report;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto found = controls_.find(model);
+    if (found == controls_.end()) {
+      return absl::NotFoundError(absl::StrCat("model '", model, "' is not served"));
+    }
+    const Control& control = found->second;
+    tap = control.tap;
+    auto primary = control.tap_primary.lock();
+    auto shadow = control.tap_shadow.lock();
+    if (tap == nullptr || primary == nullptr || shadow == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model '", model, "' has no shadow version",
+          control.shadow_problem.empty() ? " (set one with matid-admin shadow)"
+                                         : absl::StrCat(": ", control.shadow_problem)));
+    }
+    report.model = model;
+    report.primary_version = primary->identity().version;
+    report.shadow_version = shadow->identity().version;
+    report.fraction = control.shadow_fraction;
+    report.labels = primary->info().labels;
+    report.promote_when = control.promote_when;
+    if (wiring_.disagreements != nullptr) report.disagreements_dir = wiring_.disagreements->dir();
+  }
+  report.comparison = tap->comparison().Snapshot();
+  return report;
+}
+
+absl::Status PromotionController::Promote(const std::string& model, const std::string& trigger,
+                                          const std::string& reason, Caller caller) {
   int64_t primary = 0;
   int64_t shadow = 0;
   ShadowSnapshot compared;
   VersionPolicy promoted;
-  auto scanned = UpdatePolicy(
+  auto scanned = wiring_.update_policy(
       model, [&](const RepositoryModel& scanned) -> absl::StatusOr<std::optional<VersionPolicy>> {
         if (!scanned.policy_status.ok()) {
           return absl::FailedPreconditionError(scanned.policy_status.message());
@@ -82,7 +140,7 @@ absl::Status ModelManager::PromoteShadow(const std::string& model, const std::st
             }
             problem = control->second.shadow_problem;
           }
-          primary = table_.DefaultVersion(model);
+          primary = wiring_.table->DefaultVersion(model);
         }
         if (tap == nullptr || primary == 0) {
           return absl::FailedPreconditionError(
@@ -91,13 +149,14 @@ absl::Status ModelManager::PromoteShadow(const std::string& model, const std::st
         }
         compared = tap->comparison().Snapshot();
         promoted.versions = {shadow};
-        promoted.rollback = {primary, shadow, clock_.Now() + scanned.policy.rollback_when.window,
+        promoted.rollback = {primary, shadow,
+                             wiring_.clock->Now() + scanned.policy.rollback_when.window,
                              scanned.policy.rollback_when};
         return promoted;
       });
   if (!scanned.ok()) return scanned.status();
-  Rescan(caller);
-  if (DefaultVersion(model) != shadow) {
+  wiring_.rescan(caller);
+  if (wiring_.table->DefaultVersion(model) != shadow) {
     return absl::InternalError(absl::StrCat("model '", model, "': version ", shadow,
                                             " was promoted but does not serve; see the log"));
   }
@@ -109,15 +168,15 @@ absl::Status ModelManager::PromoteShadow(const std::string& model, const std::st
   LogEvent(event, absl::StrCat("; version ", primary, " stays loaded for a rollback until ",
                                absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", promoted.rollback.until,
                                                 absl::UTCTimeZone())));
-  monitor_.Event(std::move(event));
+  wiring_.monitor->Event(std::move(event));
   return absl::OkStatus();
 }
 
-absl::Status ModelManager::RollBack(const std::string& model, const std::string& trigger,
-                                    const std::string& reason,
-                                    std::map<std::string, double> figures, Caller caller) {
+absl::Status PromotionController::RollBack(const std::string& model, const std::string& trigger,
+                                           const std::string& reason,
+                                           std::map<std::string, double> figures, Caller caller) {
   RollbackWindow window;
-  auto scanned = UpdatePolicy(
+  auto scanned = wiring_.update_policy(
       model, [&](const RepositoryModel& scanned) -> absl::StatusOr<std::optional<VersionPolicy>> {
         window = scanned.policy.rollback;
         if (!scanned.policy_status.ok() || window.version == 0) {
@@ -129,8 +188,8 @@ absl::Status ModelManager::RollBack(const std::string& model, const std::string&
         return back;
       });
   if (!scanned.ok()) return scanned.status();
-  Rescan(caller);
-  if (DefaultVersion(model) != window.version) {
+  wiring_.rescan(caller);
+  if (wiring_.table->DefaultVersion(model) != window.version) {
     return absl::InternalError(absl::StrCat("model '", model, "': rolled back to version ",
                                             window.version, " but it does not serve; see the log"));
   }
@@ -138,14 +197,14 @@ absl::Status ModelManager::RollBack(const std::string& model, const std::string&
       ModelEvent("rollback", model, window.promoted_version, window.version, trigger, reason);
   event.figures = std::move(figures);
   LogEvent(event, "");
-  monitor_.Event(std::move(event));
+  wiring_.monitor->Event(std::move(event));
   return absl::OkStatus();
 }
 
-void ModelManager::CloseWindow(const std::string& model, const RollbackWindow& window) {
+void PromotionController::CloseWindow(const std::string& model, const RollbackWindow& window) {
   bool closed = false;
-  auto scanned =
-      UpdatePolicy(model, [&](const RepositoryModel& scanned) -> std::optional<VersionPolicy> {
+  auto scanned = wiring_.update_policy(
+      model, [&](const RepositoryModel& scanned) -> std::optional<VersionPolicy> {
         VersionPolicy policy = scanned.policy;
         if (!scanned.policy_status.ok() || policy.rollback.version != window.version ||
             policy.rollback.until != window.until) {
@@ -160,21 +219,23 @@ void ModelManager::CloseWindow(const std::string& model, const RollbackWindow& w
   {
     std::lock_guard<std::mutex> lock(mu_);
     const auto control = controls_.find(model);
-    const std::shared_ptr<ServingModel> promoted = table_.Version(model, window.promoted_version);
+    const std::shared_ptr<ServingModel> promoted =
+        wiring_.table->Version(model, window.promoted_version);
     if (control != controls_.end() && promoted != nullptr) {
       outcomes = promoted->outcomes().Since(control->second.rollback_baseline);
     }
   }
-  Rescan(Caller::kManagerThread);
+  wiring_.rescan(Caller::kManagerThread);
   EventMessage event = ModelEvent(
       "rollback_window_closed", model, window.version, window.promoted_version, "policy",
       absl::StrFormat("no rollback within %s", absl::FormatDuration(window.rule.window)));
   event.figures = OutcomeFigures(outcomes, window.rule);
   LogEvent(event, absl::StrCat("; version ", window.version, " unloaded"));
-  monitor_.Event(std::move(event));
+  wiring_.monitor->Event(std::move(event));
 }
 
-bool ModelManager::WatchingLocked() const {
+bool PromotionController::Watching() const {
+  std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [name, control] : controls_) {
     if (control.rollback.version != 0 ||
         (control.promote_when.has_value() && control.tap != nullptr)) {
@@ -184,7 +245,7 @@ bool ModelManager::WatchingLocked() const {
   return false;
 }
 
-void ModelManager::CheckRules() {
+void PromotionController::CheckRules() {
   struct Watch {
     std::string model;
     RollbackWindow window;
@@ -201,15 +262,15 @@ void ModelManager::CheckRules() {
           name,       control.rollback, nullptr, control.rollback_baseline, control.promote_when,
           control.tap};
       if (control.rollback.version != 0 &&
-          table_.DefaultVersion(name) == control.rollback.promoted_version) {
-        watch.promoted = table_.Version(name, control.rollback.promoted_version);
+          wiring_.table->DefaultVersion(name) == control.rollback.promoted_version) {
+        watch.promoted = wiring_.table->Version(name, control.rollback.promoted_version);
       }
       watches.push_back(std::move(watch));
     }
   }
   for (const Watch& watch : watches) {
     absl::Status acted = absl::OkStatus();
-    if (watch.window.version != 0 && clock_.Now() >= watch.window.until) {
+    if (watch.window.version != 0 && wiring_.clock->Now() >= watch.window.until) {
       CloseWindow(watch.model, watch.window);
     } else if (watch.promoted != nullptr) {
       const OutcomeSnapshot outcomes = watch.promoted->outcomes().Since(watch.baseline);
@@ -221,7 +282,7 @@ void ModelManager::CheckRules() {
     if (watch.promote_when.has_value() && watch.tap != nullptr && watch.window.version == 0) {
       if (std::optional<std::string> why =
               PromotionDue(*watch.promote_when, watch.tap->comparison().Snapshot())) {
-        acted = PromoteShadow(watch.model, "policy", *why, Caller::kManagerThread);
+        acted = Promote(watch.model, "policy", *why, Caller::kManagerThread);
       }
     }
     std::lock_guard<std::mutex> lock(mu_);
@@ -235,12 +296,13 @@ void ModelManager::CheckRules() {
   }
 }
 
-void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version, double fraction,
-                                std::string problem) {
+void PromotionController::UpdateShadow(const std::string& model, int64_t shadow_version,
+                                       double fraction, std::string problem) {
   // Only the manager's thread changes the table, and this is it.
-  const std::shared_ptr<ServingModel> primary = table_.Version(model, table_.DefaultVersion(model));
+  const std::shared_ptr<ServingModel> primary =
+      wiring_.table->Version(model, wiring_.table->DefaultVersion(model));
   std::shared_ptr<ServingModel> shadow =
-      shadow_version != 0 ? table_.Version(model, shadow_version) : nullptr;
+      shadow_version != 0 ? wiring_.table->Version(model, shadow_version) : nullptr;
   if (primary == nullptr || shadow == nullptr) {
     shadow_version = 0;
     shadow.reset();
@@ -252,7 +314,8 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
     control.shadow_problem = problem;
     if (control.tap_primary.lock() == primary && control.tap_shadow.lock() == shadow &&
         control.shadow_version == shadow_version && control.shadow_fraction == fraction) {
-      table_.SetRoles(model, control.tap != nullptr ? shadow_version : 0, control.rollback.version);
+      wiring_.table->SetRoles(model, control.tap != nullptr ? shadow_version : 0,
+                              control.rollback.version);
       return;  // as it is
     }
     old_primary = control.tap_primary.lock();
@@ -262,14 +325,13 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
   if (shadow != nullptr) {
     auto comparison =
         std::make_shared<ShadowComparison>(static_cast<int>(primary->info().labels.size()));
-    ShadowCounters counters = metrics_ != nullptr ? metrics_->ShadowCountersFor(
-                                                        primary->info(), shadow->identity().version)
-                                                  : ShadowCounters();
-    BatcherOptions batcher = options_.serving.batcher;
-    batcher.idle_priority = options_.shadow_idle_priority;
-    auto created =
-        ShadowTap::Create(primary->info(), primary->identity().version, shadow, fraction, batcher,
-                          std::move(comparison), std::move(counters), disagreements_);
+    ShadowCounters counters =
+        wiring_.metrics != nullptr
+            ? wiring_.metrics->ShadowCountersFor(primary->info(), shadow->identity().version)
+            : ShadowCounters();
+    auto created = ShadowTap::Create(primary->info(), primary->identity().version, shadow, fraction,
+                                     wiring_.shadow_batcher, std::move(comparison),
+                                     std::move(counters), wiring_.disagreements);
     if (created.ok()) {
       tap = *std::move(created);
       LogInfo("%s", absl::StrCat("model ", model, ": version ", shadow_version, " shadows version ",
@@ -285,7 +347,7 @@ void ModelManager::UpdateShadow(const std::string& model, int64_t shadow_version
   if (primary != nullptr) primary->SetShadow(tap);
   std::lock_guard<std::mutex> lock(mu_);
   Control& control = ControlLocked(model);
-  table_.SetRoles(model, tap != nullptr ? shadow_version : 0, control.rollback.version);
+  wiring_.table->SetRoles(model, tap != nullptr ? shadow_version : 0, control.rollback.version);
   control.tap = std::move(tap);
   control.tap_primary = primary;
   control.tap_shadow = shadow;
