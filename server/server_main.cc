@@ -176,7 +176,9 @@ matid::ServerOptions OptionsFromFlags() {
   options.preprocess.reduced_jpeg_decode = absl::GetFlag(FLAGS_reduced_jpeg_decode);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
-  options.grpc_memory_bytes = absl::GetFlag(FLAGS_grpc_memory_mb) << 20;
+  const int64_t grpc_memory_mb = absl::GetFlag(FLAGS_grpc_memory_mb);
+  options.grpc_memory_bytes =  // out of range: -1, refused by the factory
+      grpc_memory_mb >= 0 && grpc_memory_mb <= (int64_t{1} << 22) ? grpc_memory_mb << 20 : -1;
   options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
   if (options.limits.max_batch_items == 0) {
     // The default follows a smaller queue instead of refusing to start.

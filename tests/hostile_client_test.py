@@ -237,6 +237,9 @@ class ConcurrentStreamsTest(unittest.TestCase):
         channel = grpc.insecure_channel(f"127.0.0.1:{server.match.group(1)}")
         self.addCleanup(channel.close)
         stub = matid_pb2_grpc.ClassifierStub(channel)
+        # One call first: the connection is up and the server's settings (its
+        # stream limit) are known before the streams open; the model is warm.
+        stub.Classify(matid_pb2.ClassifyRequest(image=matid_pb2.Image(encoded=PNG)), timeout=120)
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=3)
         self.addCleanup(pool.shutdown, wait=False, cancel_futures=True)
         feeds = [QueuedFrames() for _ in range(3)]
@@ -245,15 +248,15 @@ class ConcurrentStreamsTest(unittest.TestCase):
             self.addCleanup(feed.close)
             feed.send(0)
         first = [pool.submit(next, stream) for stream in streams]
-        self.assertEqual(first[0].result(timeout=60).status.code, 0)
-        self.assertEqual(first[1].result(timeout=60).status.code, 0)
+        self.assertEqual(first[0].result(timeout=120).status.code, 0)
+        self.assertEqual(first[1].result(timeout=120).status.code, 0)
         # The third waits for a stream of the connection's two: an absence
         # check (a slower machine only makes it weaker, never failing).
         with self.assertRaises(concurrent.futures.TimeoutError):
             first[2].result(timeout=1.5)
         feeds[0].close()
         self.assertEqual(list(streams[0]), [])  # the first call ends...
-        self.assertEqual(first[2].result(timeout=60).status.code, 0)  # ...and the third starts
+        self.assertEqual(first[2].result(timeout=120).status.code, 0)  # ...and the third starts
 
     def test_stream_and_memory_limits_out_of_range_are_refused_naming_the_flag(self) -> None:
         repo = os.path.join(self.tmp, "repo")
