@@ -156,6 +156,10 @@ ABSL_FLAG(int, events_max_outbox, 1000,
 
 namespace {
 
+// Megabytes in bytes; -1 (refused by the factory, naming the flag) when
+// negative or absurdly large, so nothing negative is shifted.
+int64_t BytesOfMb(int64_t mb) { return mb >= 0 && mb <= (int64_t{1} << 22) ? mb << 20 : -1; }
+
 matid::ServerOptions OptionsFromFlags() {
   matid::ServerOptions options;
   options.host = absl::GetFlag(FLAGS_host);
@@ -176,18 +180,14 @@ matid::ServerOptions OptionsFromFlags() {
   options.preprocess.reduced_jpeg_decode = absl::GetFlag(FLAGS_reduced_jpeg_decode);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
-  const int64_t grpc_memory_mb = absl::GetFlag(FLAGS_grpc_memory_mb);
-  options.grpc_memory_bytes =  // out of range: -1, refused by the factory
-      grpc_memory_mb >= 0 && grpc_memory_mb <= (int64_t{1} << 22) ? grpc_memory_mb << 20 : -1;
+  options.grpc_memory_bytes = BytesOfMb(absl::GetFlag(FLAGS_grpc_memory_mb));
   options.limits.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
   if (options.limits.max_batch_items == 0) {
     // The default follows a smaller queue instead of refusing to start.
     options.limits.max_batch_items = std::min(64, options.batcher.max_queue_size);
   }
   options.limits.max_stream_frames_in_flight = absl::GetFlag(FLAGS_max_stream_frames_in_flight);
-  const int64_t parsed_mb = absl::GetFlag(FLAGS_max_parsed_request_mb);
-  options.limits.max_parsed_request_bytes =  // out of range: -1, refused by the factory
-      parsed_mb >= 1 && parsed_mb <= (int64_t{1} << 22) ? parsed_mb << 20 : -1;
+  options.limits.max_parsed_request_bytes = BytesOfMb(absl::GetFlag(FLAGS_max_parsed_request_mb));
   options.default_top_k = absl::GetFlag(FLAGS_default_top_k);
   options.lame_duck = absl::Milliseconds(absl::GetFlag(FLAGS_lame_duck_ms));
   options.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
