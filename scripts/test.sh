@@ -42,7 +42,7 @@ if [ "${MATID_SKIP_SANITIZERS:-0}" != 1 ]; then
   # ThreadSanitizer: LibTorch, gRPC and protobuf are not instrumented (see
   # tests/tsan.supp), so the pass covers our threads: batcher, the serving
   # stack in-process with the fake model, spool, bridge, result message.
-  tsan_tests=(batch_scheduler_test batcher_test result_publisher_test matid_server_test model_manager_test spool_test bridge_test result_message_test)
+  tsan_tests=(batch_scheduler_test batcher_test result_publisher_test matid_server_test model_manager_test serving_table_test version_leases_test spool_test bridge_test result_message_test)
   if [ ! -f build-tsan/CMakeCache.txt ]; then
     cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMATID_SANITIZE=thread
   fi
